@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import copy
 import difflib
+import json
+import re
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Union
 
@@ -178,6 +180,7 @@ class ScalarSGDConfig(_Experiment):
     """Experiment 1: y = w·x trained by per-sample SGD, one update per sample."""
 
     kind: Literal["scalar-sgd"]
+    """The experiment kind."""
     data: DataConfig
     """The training data."""
     model: ScalarModel
@@ -208,6 +211,7 @@ class LinearGDConfig(_Experiment):
     """Experiment 2: y = w·x + b by full-batch gradient descent with a hand-written update."""
 
     kind: Literal["linear-gd"]
+    """The experiment kind."""
     data: DataConfig
     """The training data."""
     model: LinearModel
@@ -228,6 +232,7 @@ class NNLinearConfig(_Experiment):
     """Experiment 3: nn.Linear(1, 1) with nn.MSELoss and optim.SGD."""
 
     kind: Literal["nn-linear"]
+    """The experiment kind."""
     data: DataConfig
     """The training data."""
     model: LinearModel
@@ -292,6 +297,17 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict
 _UniqueKeyLoader.add_constructor(
     yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping
 )
+# YAML 1.1 (PyYAML) reads 1e-3 as a string; learning rates are written that way, so
+# numbers in exponent form without a dot are floats here, as in YAML 1.2.
+_UniqueKeyLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def _load_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: no code runs
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
@@ -311,7 +327,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError(name, [f"cannot be read ({exc.strerror or exc})"])
     try:
-        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: no code runs
+        raw = _load_yaml(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -361,7 +377,7 @@ def parse_set(assignment: str) -> Override:
             "--set", [f"{assignment!r} is not key=value; write e.g. --set train.lr=0.05"]
         )
     try:
-        value = yaml.safe_load(text) if text.strip() else None
+        value = _load_yaml(text) if text.strip() else None
     except yaml.YAMLError:
         raise ConfigError("--set", [f"{assignment!r}: the value is not valid YAML"])
     return Override(path=key, value=value, origin=f"--set {assignment}")
@@ -528,3 +544,51 @@ def _where_else(key: str, cls: type[BaseModel]) -> str | None:
 def dump_config(config: ExperimentConfig) -> str:
     """The config as YAML, in field order, ready to be saved or printed."""
     return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+
+
+# --------------------------------------------------------------------------- reference
+
+
+def _type_name(annotation: Any) -> str:
+    # Markdown-table-safe: no "|" in the cell.
+    if getattr(annotation, "__origin__", None) is Literal:
+        return "one of " + ", ".join(f"`{a}`" for a in annotation.__args__)
+    text = str(annotation).replace("typing.", "").replace("<class '", "").replace("'>", "")
+    return text.replace(" | None", " or null").replace("Optional[", "null or ")
+
+
+def _field_rows(model: type[BaseModel], prefix: str) -> list[str]:
+    rows = []
+    for name, field in model.model_fields.items():
+        description = " ".join((field.description or "").split())
+        if field.is_required():
+            default = "per kind"
+        else:
+            default = f"`{json.dumps(field.get_default(call_default_factory=True))}`"
+        rows.append(f"| `{prefix}{name}` | {_type_name(field.annotation)} | {default} | {description} |")
+    return rows
+
+
+def reference_markdown() -> str:
+    """The config reference for the README, generated from the models' field docstrings."""
+    head = ["| key | type | default | description |", "|---|---|---|---|"]
+    top = [r for r in _field_rows(_Experiment, "") if not r.startswith("| `kind`")]
+    lines = ["#### Top level", "", *head, "| `kind` | one of " + ", ".join(f"`{k}`" for k in CONFIG_CLASSES)]
+    lines[-1] += " | required | The experiment kind; see the table of kinds below. |"
+    lines += [*top, *_field_rows(ScalarSGDConfig, "")[-1:], ""]
+    for source, cls in DATA_SOURCES.items():
+        lines += [f"#### `data` with `source: {source}`", "", cls.__doc__ or "", "", *head]
+        lines += [*_field_rows(cls, "data."), ""]
+    lines += ["#### `model`", "", "`scalar-sgd` has only `init_w`.", "", *head]
+    lines += [*_field_rows(LinearModel, "model."), ""]
+    lines += ["#### `train`", "", *head, *_field_rows(TrainConfig, "train."), ""]
+    lines += ["#### Kinds and their defaults", "", "| kind | what it trains | defaults |", "|---|---|---|"]
+    for kind, cls in CONFIG_CLASSES.items():
+        parts = []
+        for section, values in cls.DEFAULTS.items():
+            if isinstance(values, dict) and values:
+                parts.append(f"{section}: " + ", ".join(f"{k}={json.dumps(v)}" for k, v in values.items()))
+            elif not isinstance(values, dict):
+                parts.append(f"{section}: {json.dumps(values)}")
+        lines.append(f"| `{kind}` | {cls.__doc__} | {'; '.join(parts)} |")
+    return "\n".join(lines) + "\n"

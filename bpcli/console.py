@@ -22,9 +22,9 @@ from rich.progress import (
 from rich.table import Table
 
 
-def _fmt(value: Any) -> str:
+def _fmt(value: Any, digits: int = 6) -> str:
     if isinstance(value, float):
-        return f"{value:.6g}"
+        return f"{value:.{digits}g}"
     return str(value)
 
 
@@ -87,10 +87,10 @@ def print_result(console: Console, summary: dict[str, Any], run_dir: Path | None
         for i, value in enumerate(values):
             label = name if len(values) == 1 else f"{name}[{i}]"
             target = true.get(name)
-            table.add_row(label, _fmt(value), _fmt(target) if target is not None else "")
+            table.add_row(label, _fmt(value, 8), _fmt(target) if target is not None else "")
     table.add_row("final loss", _fmt(summary.get("final_loss")), "")
     for p in summary.get("predictions") or []:
-        table.add_row(f"ŷ at x = {p['x']:g}", _fmt(p["y_pred"]), "")
+        table.add_row(f"ŷ at x = {p['x']:g}", _fmt(p["y_pred"], 8), "")
     table.add_row("steps", f"{summary['steps']} ({summary['epochs']} epochs)", "")
     table.add_row("time", f"{summary.get('train_seconds', 0.0):.2f} s", "")
     table.add_row("device", str(summary["device"]), "")

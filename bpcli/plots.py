@@ -45,10 +45,21 @@ def _loss_plot(record: RunRecord, fmt: str) -> Path:
     points = [(s, v) for s, v in zip(steps, losses) if v > 0 and v == v and v != float("inf")]
     if points:
         xs, ys = zip(*points)
-        ax.plot(xs, ys, color="tab:blue", linewidth=1.2, marker="o" if len(xs) <= 20 else None)
+        ax.plot(xs, ys, color="tab:blue", linewidth=1.2, marker="o" if len(xs) <= 20 else None,
+                label="loss of each logged step")
         ax.set_yscale("log")
+        # Per-sample updates see a different sample each step, so the loss zig-zags;
+        # the mean over each epoch shows the trend.
+        by_epoch: dict[float, list[tuple[float, float]]] = {}
+        for step, epoch, loss in zip(steps, record.metrics.get("epoch", []), losses):
+            by_epoch.setdefault(epoch, []).append((step, loss))
+        if any(len(rows) > 1 for rows in by_epoch.values()):
+            ends = [rows[-1][0] for rows in by_epoch.values()]
+            means = [sum(v for _, v in rows) / len(rows) for rows in by_epoch.values()]
+            ax.plot(ends, means, color="tab:orange", linewidth=2, label="mean over the epoch")
+            ax.legend(loc="upper right")
     ax.set_xlabel("step (parameter update)")
-    ax.set_ylabel("training loss (mean squared error)")
+    ax.set_ylabel("training loss (squared error)")
     ax.set_title(_title(record, "Loss"))
     ax.grid(True, which="both", alpha=0.3)
     path = record.path / f"loss.{fmt}"
@@ -83,7 +94,7 @@ def _fit_plot(record: RunRecord, fmt: str) -> Path | None:
             continue
         ax.scatter([p["x"]], [p["y_pred"]], marker="x", s=60, color="tab:green", zorder=4)
         ax.annotate(
-            f"ŷ({p['x']:g}) = {p['y_pred']:.6g}",
+            f"ŷ({p['x']:g}) = {p['y_pred']:.8g}",
             (p["x"], p["y_pred"]),
             textcoords="offset points",
             xytext=(-8, 8),

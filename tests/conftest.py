@@ -1,0 +1,37 @@
+import os
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from bpcli.cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs"
+
+runner = CliRunner()
+
+
+def cli(*args):
+    """Invoke the CLI in-process; the result has exit_code, stdout, stderr and output."""
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(autouse=True)
+def _workdir(tmp_path, monkeypatch):
+    # Every test runs in its own empty directory: outputs/run<N> lands there.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("BPCLI_DEBUG", raising=False)
+    yield
+
+
+@pytest.fixture
+def write_config(tmp_path):
+    """Write YAML text to a file in the test's directory and return its path."""
+
+    def write(text, name="config.yaml"):
+        path = tmp_path / name
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    return write

@@ -1,0 +1,57 @@
+"""Plots are drawn at the end of a run and redrawn from the run directory without torch."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import CONFIGS, cli
+
+PNG = b"\x89PNG"
+
+
+def test_train_draws_loss_and_fit_plots():
+    assert cli("train", CONFIGS / "exp2.yaml", "--epochs", "30").exit_code == 0
+    for name in ("loss.png", "fit.png"):
+        assert Path("outputs/run1", name).read_bytes()[:4] == PNG
+
+
+def test_plot_redraws_without_torch():
+    assert cli("train", CONFIGS / "exp1.yaml", "--epochs", "5", "--no-plots").exit_code == 0
+    assert not Path("outputs/run1/loss.png").exists()
+    # A Python in which `import torch` fails must still plot.
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "sys.argv = ['bpcli', 'plot', 'outputs/run1']\n"
+        "from bpcli.cli import main; main()"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["outputs/run1/loss.png", "outputs/run1/fit.png"]
+    assert Path("outputs/run1/fit.png").read_bytes()[:4] == PNG
+
+
+@pytest.mark.parametrize("fmt,magic", [("svg", b"<?xml"), ("pdf", b"%PDF")])
+def test_plot_formats(fmt, magic):
+    assert cli("train", CONFIGS / "exp2.yaml", "--epochs", "10", "--no-plots").exit_code == 0
+    result = cli("plot", "outputs/run1", "--format", fmt)
+    assert result.exit_code == 0
+    assert Path(f"outputs/run1/loss.{fmt}").read_bytes()[:5].startswith(magic)
+    assert Path(f"outputs/run1/fit.{fmt}").read_bytes()[:5].startswith(magic)
+
+
+@pytest.mark.parametrize("missing", ["metrics.csv", "summary.json", "data.csv"])
+def test_plot_names_a_missing_file(missing):
+    assert cli("train", CONFIGS / "exp2.yaml", "--epochs", "10", "--no-plots").exit_code == 0
+    Path("outputs/run1", missing).unlink()
+    result = cli("plot", "outputs/run1")
+    assert result.exit_code == 2
+    assert f"missing {missing}" in result.stderr
+
+
+def test_plot_rejects_a_corrupt_metrics_file():
+    assert cli("train", CONFIGS / "exp2.yaml", "--epochs", "10", "--no-plots").exit_code == 0
+    Path("outputs/run1/metrics.csv").write_text("step,epoch,loss\n1,1,oops\n")
+    result = cli("plot", "outputs/run1")
+    assert result.exit_code == 2 and "corrupt" in result.stderr
