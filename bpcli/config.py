@@ -12,6 +12,7 @@ import copy
 import difflib
 import json
 import re
+import reprlib
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Union
 
@@ -151,6 +152,9 @@ class TrainConfig(_Section):
     grad: Literal["manual", "autograd"]
     """How gradients are computed: `manual` by bpcli's hand-derived formulas, `autograd`
     by loss.backward()."""
+    checkpoint_every: int = Field(0, ge=0)
+    """Write checkpoint.pt every this many steps (0: only when the run ends or is
+    interrupted). A run with a checkpoint can be resumed with `bpcli train --resume`."""
 
 
 # --------------------------------------------------------------------------- experiments
@@ -286,6 +290,10 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict
     seen: set[Any] = set()
     for key_node, _ in node.value:
         key = loader.construct_object(key_node)
+        if not isinstance(key, (str, int, float, bool, type(None))):
+            raise yaml.constructor.ConstructorError(
+                None, None, "a key must be a plain word, not a list or mapping", key_node.start_mark
+            )
         if key in seen:
             raise yaml.constructor.ConstructorError(
                 None, None, f"key {key!r} appears twice; keep one", key_node.start_mark
@@ -335,6 +343,10 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(name, [f"{where}{problem}"])
     except yaml.YAMLError as exc:
         raise ConfigError(name, [f"malformed YAML ({exc})"])
+    except RecursionError:
+        raise ConfigError(name, ["nested too deeply to be a config"])
+    except ValueError as exc:  # e.g. a date that does not exist, 2020-13-45
+        raise ConfigError(name, [f"a value cannot be read ({exc})"])
     if raw is None:
         raise ConfigError(name, ["is empty; a config needs at least `kind:`" + _kinds_hint()])
     if not isinstance(raw, dict):
@@ -378,7 +390,7 @@ def parse_set(assignment: str) -> Override:
         )
     try:
         value = _load_yaml(text) if text.strip() else None
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError, ValueError):
         raise ConfigError("--set", [f"{assignment!r}: the value is not valid YAML"])
     return Override(path=key, value=value, origin=f"--set {assignment}")
 
@@ -485,9 +497,13 @@ def _describe(err: dict[str, Any], cls: type[BaseModel], overrides: list[Overrid
     return f"{where}: {message}{origin}" if where else f"{message}{origin}"
 
 
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother = 2, 40, 40
+
+
 def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    # Bounded, however large or self-referencing the value is.
+    return _REPR.repr(value)
 
 
 def _origin(where: str, overrides: list[Override]) -> str:

@@ -38,10 +38,11 @@ class ConsoleObserver:
         self._progress: Progress | None = None
         self._task: Any = None
 
-    def on_start(self, total_steps: int, run_dir: Path | None, device: str) -> None:
+    def on_start(self, total_steps: int, run_dir: Path | None, device: str, start_step: int = 0) -> None:
         self.total = total_steps
         where = f" → {run_dir}" if run_dir else ""
-        self.console.print(f"{self.title} on {device}: {total_steps} steps{where}", soft_wrap=True)
+        steps = f"steps {start_step + 1} to {total_steps}" if start_step else f"{total_steps} steps"
+        self.console.print(f"{self.title} on {device}: {steps}{where}", soft_wrap=True)
         if self.console.is_terminal:
             self._progress = Progress(
                 TextColumn("[bold]training"),
@@ -53,7 +54,7 @@ class ConsoleObserver:
                 TimeRemainingColumn(),
                 console=self.console,
             )
-            self._task = self._progress.add_task("train", total=total_steps, loss="…")
+            self._task = self._progress.add_task("train", total=total_steps, completed=start_step, loss="…")
             self._progress.start()
 
     def on_log(self, row: dict[str, float]) -> None:
@@ -97,3 +98,12 @@ def print_result(console: Console, summary: dict[str, Any], run_dir: Path | None
     if run_dir is not None:
         table.add_row("run directory", str(run_dir), "")
     console.print(table)
+
+
+def print_verification(console: Console, report: Any) -> None:
+    """The outcome of `bpcli rerun --verify`: a verdict line and the first differing step."""
+    mark = "[green]reproduces[/green]" if report.matches else "[red]does not reproduce[/red]"
+    console.print(f"{report.run_dir}: {mark} ({len(report.compared)} logged losses compared)")
+    if not report.matches:
+        step, was, now = report.mismatch
+        console.print(f"  first difference at step {step}: recorded {was!r}, now {now!r}", soft_wrap=True)

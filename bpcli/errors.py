@@ -6,7 +6,7 @@ from __future__ import annotations
 EXIT_OK = 0
 EXIT_RUN_FAILED = 1  # the run started but did not complete (diverged, failed)
 EXIT_USAGE = 2  # bad input: config, flags, files, devices; nothing was trained
-EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT); SIGTERM gives 143 (128 + 15)
 
 
 class BpcliError(Exception):
@@ -47,3 +47,11 @@ class RunFailed(BpcliError):
     """Training started but did not complete; the run directory says how far it got."""
 
     exit_code = EXIT_RUN_FAILED
+
+
+class RunInterrupted(BpcliError):
+    """A signal stopped the run; it was checkpointed and can be resumed."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.exit_code = 128 + signum

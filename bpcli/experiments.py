@@ -12,7 +12,7 @@ so a seed reproduces the article's numbers on every device.
 from __future__ import annotations
 
 import math
-from typing import Callable, Protocol
+from typing import Any, Callable, Protocol
 
 import torch
 from torch import nn, optim
@@ -45,6 +45,14 @@ class Trainer(Protocol):
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         """Predictions for inputs x of shape (M, F): shape (K, M)."""
+        ...
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything the next step depends on (parameters, optimizer state), for a checkpoint."""
+        ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what state_dict() returned, so training continues bit for bit."""
         ...
 
 
@@ -103,6 +111,13 @@ class ScalarSGD:
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         return self.w.detach()[:, None] * x[None, :, 0]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"w": self.w.detach().clone()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        with torch.no_grad():
+            self.w.copy_(state["w"])
 
 
 class LinearGD:
@@ -164,6 +179,14 @@ class LinearGD:
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         return (x[None] * self.w.detach()[:, None, :]).sum(-1) + self.b.detach()[:, None]
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"w": self.w.detach().clone(), "b": self.b.detach().clone()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        with torch.no_grad():
+            self.w.copy_(state["w"])
+            self.b.copy_(state["b"])
+
 
 class NNLinear:
     """Experiment 3: nn.Linear + nn.MSELoss + optim.SGD, full batch, one member."""
@@ -223,6 +246,13 @@ class NNLinear:
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             return self.model(x.to(self.x.device))[:, 0][None]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
 
 
 # The registry: kind name → the Trainer it builds. bpcli.config.CONFIG_CLASSES has the

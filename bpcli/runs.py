@@ -23,7 +23,7 @@ import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import yaml
 
@@ -134,12 +134,13 @@ def write_data(run_dir: Path, x: list[list[float]], y: list[float]) -> None:
 class MetricsWriter:
     """Appends logged steps to metrics.csv, flushed after each row so none is lost."""
 
-    def __init__(self, path: Path, columns: list[str]) -> None:
+    def __init__(self, path: Path, columns: list[str], append: bool = False) -> None:
         self.columns = columns
-        self._file = open(path, "w", encoding="utf-8", newline="")
+        self._file = open(path, "a" if append else "w", encoding="utf-8", newline="")
         self._writer = csv.writer(self._file, lineterminator="\n")
-        self._writer.writerow(columns)
-        self._file.flush()
+        if not append:
+            self._writer.writerow(columns)
+            self._file.flush()
 
     def write(self, row: dict[str, Any]) -> None:
         """Append one row; floats are written in full (repr), so they read back exactly."""
@@ -221,10 +222,3 @@ def param_columns(params: dict[str, int]) -> list[str]:
     """metrics.csv's columns for parameters of the given sizes: values, then gradients."""
     values = [c for name, size in params.items() for c in flat_names(name, size)]
     return ["step", "epoch", "loss"] + values + [f"grad_{c}" for c in values]
-
-
-def iter_rows(metrics: dict[str, list[float]]) -> Iterable[dict[str, float]]:
-    """The rows of a metrics table read by read_run."""
-    names = list(metrics)
-    for values in zip(*metrics.values()):
-        yield dict(zip(names, values))

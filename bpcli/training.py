@@ -5,24 +5,35 @@ Usable from a notebook:
     from bpcli import load_config, train
     result = train(load_config("configs/exp2.yaml"))
     result.params, result.run_dir
+
+A run stops cleanly on Ctrl-C or SIGTERM: the current step finishes, everything logged
+is on disk, a checkpoint is written, and `resume(run_dir)` continues it bit for bit.
 """
 
 from __future__ import annotations
 
+import contextlib
+import csv
+import io
+import json
 import math
 import platform
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Iterator, Protocol
 
 import torch
 
 from bpcli import __version__
-from bpcli.config import ExperimentConfig, dump_config
-from bpcli.data import make_dataset
+from bpcli.checkpoints import CHECKPOINT, check_belongs, data_hash, load_checkpoint, save_checkpoint
+from bpcli.config import ExperimentConfig, Override, dump_config, read_yaml, validate_config
+from bpcli.data import Dataset, make_dataset
 from bpcli.devices import resolve_device
+from bpcli.errors import RunDirError
 from bpcli.experiments import KINDS, Trainer
 from bpcli.runs import (
     MetricsWriter,
@@ -39,7 +50,7 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 class Observer(Protocol):
     """What the loop reports while it runs (the CLI draws progress from it)."""
 
-    def on_start(self, total_steps: int, run_dir: Path | None, device: str) -> None: ...
+    def on_start(self, total_steps: int, run_dir: Path | None, device: str, start_step: int = 0) -> None: ...
 
     def on_log(self, row: dict[str, float]) -> None: ...
 
@@ -54,17 +65,38 @@ class TrainResult:
     """completed, diverged, or interrupted."""
     run_dir: Path | None
     params: dict[str, list[float]]
-    final_loss: float
+    final_loss: float | None
     steps: int
     history: list[dict[str, float]] = field(repr=False)
     """Every logged row of metrics.csv, as dicts."""
     summary: dict[str, Any] = field(repr=False)
     """The contents of summary.json."""
+    signal: int | None = None
+    """The signal that interrupted the run (SIGINT or SIGTERM), if one did."""
 
     @property
     def losses(self) -> list[float]:
         """The logged losses, in step order."""
         return [row["loss"] for row in self.history]
+
+
+@dataclass
+class _Built:
+    """A config turned into tensors: the device, the generator, the data and the trainer."""
+
+    config: ExperimentConfig
+    device: torch.device
+    generator: torch.Generator
+    data: Dataset
+    trainer: Trainer
+
+    @classmethod
+    def from_config(cls, config: ExperimentConfig) -> _Built:
+        device = resolve_device(config.device)
+        generator = torch.Generator().manual_seed(config.seed)
+        data = make_dataset(config.data, generator, DTYPES[config.dtype])
+        trainer = KINDS[config.kind](config, data, device, generator)
+        return cls(config, device, generator, data, trainer)
 
 
 def train(
@@ -77,82 +109,145 @@ def train(
     observer: Observer | None = None,
     config_file: str | None = None,
 ) -> TrainResult:
-    """Train one experiment and write its run directory (unless `save` is False)."""
-    device = resolve_device(config.device)
-    dtype = DTYPES[config.dtype]
-    generator = torch.Generator().manual_seed(config.seed)
-    data = make_dataset(config.data, generator, dtype)
-    trainer = KINDS[config.kind](config, data, device, generator)
-
+    """Train one experiment from the start and write its run directory (unless `save` is False)."""
+    built = _Built.from_config(config)
     # Record the device actually used, so config.yaml re-runs the same way.
-    resolved = config.model_copy(update={"device": str(device)})
+    resolved = config.model_copy(update={"device": str(built.device)})
     run_dir = create_run_dir(Path(out) if out else None, force=force) if save else None
-    sizes = {name: t[0].numel() for name, t in trainer.parameters().items()}
-    columns = param_columns(sizes)
-    steps_per_epoch = trainer.steps_per_epoch
-    total = config.train.epochs * steps_per_epoch
     summary: dict[str, Any] = {
         "status": "running",
         "kind": config.kind,
         "seed": config.seed,
-        "device": str(device),
+        "device": str(built.device),
         "dtype": config.dtype,
         "grad": config.train.grad,
         "lr": config.train.lr,
         "epochs": config.train.epochs,
         "steps": 0,
-        "true_params": data.true_params,
+        "true_params": built.data.true_params,
         "config_file": config_file,
         "started_at": _now(),
+        "train_seconds": 0.0,
         "bpcli_version": __version__,
         "torch_version": torch.__version__,
         "python_version": platform.python_version(),
     }
-    metrics = None
     if run_dir is not None:
         write_atomic(run_dir / "config.yaml", dump_config(resolved))
-        write_data(run_dir, data.x.tolist(), data.y.tolist())
+        write_data(run_dir, built.data.x.tolist(), built.data.y.tolist())
         write_summary(run_dir, summary)
-        metrics = MetricsWriter(run_dir / "metrics.csv", columns)
-    if observer is not None:
-        observer.on_start(total, run_dir, summary["device"])
+    return _run(built, resolved, run_dir, summary, [], 0, plots, observer)
 
-    history: list[dict[str, float]] = []
+
+def resume(
+    run_dir: str | Path,
+    epochs: int | None = None,
+    *,
+    plots: bool = True,
+    observer: Observer | None = None,
+) -> TrainResult:
+    """Continue a run from its checkpoint, in its own directory, to `epochs` (or the configured number)."""
+    run_dir = Path(run_dir)
+    config_path = run_dir / "config.yaml"
+    if not run_dir.is_dir() or not config_path.is_file():
+        raise RunDirError(f"{run_dir}: not a run directory (no config.yaml); give one written by `bpcli train`")
+    overrides = [Override(path="train.epochs", value=epochs, origin=f"--epochs {epochs}")] if epochs else []
+    config = validate_config(read_yaml(config_path), overrides, source=str(config_path))
+    summary = _read_summary(run_dir)
+    built = _Built.from_config(config)
+    payload = load_checkpoint(run_dir, built.device)
+    check_belongs(payload, config, data_hash(built.data.x, built.data.y), run_dir / CHECKPOINT)
+
+    start = payload["step"]
+    total = config.train.epochs * built.trainer.steps_per_epoch
+    if start >= total:
+        raise RunDirError(
+            f"{run_dir}: already trained {start} steps ({summary.get('epochs')} epochs); "
+            f"pass --epochs with more than {config.train.epochs} to continue"
+        )
+    built.trainer.load_state_dict(payload["trainer"])
+    built.generator.set_state(payload["generator_state"].cpu())
+    history = _truncate_metrics(run_dir / "metrics.csv", start)
+    write_atomic(config_path, dump_config(config))
+    summary.update(status="running", epochs=config.train.epochs)
+    summary.setdefault("resumed_from", []).append({"step": start, "at": _now()})
+    write_summary(run_dir, summary)
+    return _run(built, config, run_dir, summary, history, start, plots, observer)
+
+
+def _run(
+    built: _Built,
+    config: ExperimentConfig,
+    run_dir: Path | None,
+    summary: dict[str, Any],
+    history: list[dict[str, float]],
+    start: int,
+    plots: bool,
+    observer: Observer | None,
+) -> TrainResult:
+    """The training loop from step `start` + 1 to the end, with logging and checkpoints."""
+    trainer = built.trainer
+    sizes = {name: t[0].numel() for name, t in trainer.parameters().items()}
+    columns = param_columns(sizes)
+    steps_per_epoch = trainer.steps_per_epoch
+    total = config.train.epochs * steps_per_epoch
     log_every = config.train.log_every
+    checkpoint_every = config.train.checkpoint_every
     progress_every = max(1, total // 500)  # the bar moves smoothly without a sync per step
+    digest = data_hash(built.data.x, built.data.y)
+    metrics = None
+    if run_dir is not None:
+        metrics = MetricsWriter(run_dir / "metrics.csv", columns, append=start > 0)
+    if observer is not None:
+        observer.on_start(total, run_dir, str(built.device), start)
+
+    def checkpoint(step: int) -> None:
+        if run_dir is not None:
+            save_checkpoint(run_dir, step=step, trainer_state=trainer.state_dict(),
+                            generator=built.generator, config=config, data_digest=digest)
+
+    stop = _StopRequest()
     status = "completed"
-    step = 0
+    step = start
     started = time.perf_counter()
     try:
-        for step in range(1, total + 1):
-            index = (step - 1) % steps_per_epoch
-            loss = trainer.step(index)
-            # Reading values back synchronises with the device: only on logged steps.
-            if step == 1 or step % log_every == 0 or step == total:
-                row = _row(step, (step - 1) // steps_per_epoch + 1, loss, trainer, columns)
-                history.append(row)
-                if metrics is not None:
-                    metrics.write(row)
-                if observer is not None:
-                    observer.on_log(row)
-                if not math.isfinite(row["loss"]):
-                    status = "diverged"
+        with stop.on_signals():
+            for step in range(start + 1, total + 1):
+                loss = trainer.step((step - 1) % steps_per_epoch)
+                # Reading values back synchronises with the device: only on logged steps.
+                if step == 1 or step % log_every == 0 or step == total:
+                    row = _row(step, (step - 1) // steps_per_epoch + 1, loss, trainer, columns)
+                    history.append(row)
+                    if metrics is not None:
+                        metrics.write(row)
+                    if observer is not None:
+                        observer.on_log(row)
+                    if not math.isfinite(row["loss"]):
+                        status = "diverged"
+                        break
+                if checkpoint_every and step % checkpoint_every == 0 and step != total:
+                    checkpoint(step)
+                if observer is not None and step % progress_every == 0:
+                    observer.on_progress(step)
+                if stop.signum is not None:
+                    status = "interrupted"
                     break
-            if observer is not None and step % progress_every == 0:
-                observer.on_progress(step)
+        if status in ("completed", "interrupted"):
+            checkpoint(step)
     except KeyboardInterrupt:
+        # A second Ctrl-C stops at once, possibly mid-step: the last checkpoint stays as
+        # it was, and resuming starts from it.
         status = "interrupted"
         raise
     finally:
-        seconds = time.perf_counter() - started
         summary.update(
             status=status,
             steps=step,
-            train_seconds=seconds,
+            train_seconds=summary.get("train_seconds", 0.0) + time.perf_counter() - started,
             finished_at=_now(),
             final_loss=history[-1]["loss"] if history else None,
             params=_named(trainer.parameters()),
-            predictions=_predictions(trainer, config, dtype),
+            predictions=_predictions(trainer, config),
         )
         if metrics is not None:
             metrics.close()
@@ -171,7 +266,34 @@ def train(
         steps=step,
         history=history,
         summary=summary,
+        signal=stop.signum,
     )
+
+
+class _StopRequest:
+    """Turns SIGINT and SIGTERM into a request to stop after the current step."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum is not None:
+            raise KeyboardInterrupt  # asked twice: stop now
+        self.signum = signum
+
+    @contextlib.contextmanager
+    def on_signals(self) -> Iterator[None]:
+        # Signal handlers can only be set from the main thread; elsewhere Ctrl-C keeps
+        # Python's default behaviour.
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
 
 
 def _row(step: int, epoch: int, loss: torch.Tensor, trainer: Trainer, columns: list[str]) -> dict[str, float]:
@@ -184,14 +306,111 @@ def _named(tensors: dict[str, torch.Tensor]) -> dict[str, list[float]]:
     return {name: [float(v) for v in t[0].reshape(-1).tolist()] for name, t in tensors.items()}
 
 
-def _predictions(trainer: Trainer, config: ExperimentConfig, dtype: torch.dtype) -> list[dict[str, float]]:
+def _predictions(trainer: Trainer, config: ExperimentConfig) -> list[dict[str, float]]:
     if not config.predict:
         return []
-    x = torch.tensor(config.predict, dtype=dtype).reshape(-1, 1)
+    x = torch.tensor(config.predict, dtype=DTYPES[config.dtype]).reshape(-1, 1)
     y = trainer.predict(x)[0].tolist()
     return [{"x": xi, "y_pred": yi} for xi, yi in zip(config.predict, y)]
 
 
+@dataclass
+class Verification:
+    """The outcome of re-running a recorded config and comparing its logged losses."""
+
+    run_dir: Path
+    compared: list[tuple[int, float, float]]
+    """(step, recorded loss, re-computed loss) for every compared step."""
+    recorded: dict[str, Any]
+    """torch version and device the run was recorded with."""
+    current: dict[str, Any]
+    """torch version and device of the re-run."""
+
+    @property
+    def mismatch(self) -> tuple[int, float, float] | None:
+        """The first step whose loss differs, if any."""
+        return next((c for c in self.compared if c[1] != c[2]), None)
+
+    @property
+    def matches(self) -> bool:
+        return self.mismatch is None
+
+    def explanation(self) -> str:
+        """One line on what differs and what may explain it."""
+        if self.mismatch is None:
+            return f"{self.run_dir}: all {len(self.compared)} logged losses reproduce bit for bit"
+        step, was, now = self.mismatch
+        envs = (
+            f"recorded with torch {self.recorded['torch_version']} on {self.recorded['device']}, "
+            f"re-run with torch {self.current['torch_version']} on {self.current['device']}"
+        )
+        same = self.recorded == self.current
+        why = "the same setup, so something else changed" if same else "results are bit-identical only on the same setup"
+        return f"{self.run_dir}: the loss at step {step} was {was!r} and is now {now!r} ({envs}; {why})"
+
+
+def verify_run(run_dir: str | Path, steps: int | None = None) -> Verification:
+    """Re-run a run directory's config in memory and compare the first `steps` logged losses."""
+    from bpcli.runs import read_run
+
+    run_dir = Path(run_dir)
+    record = read_run(run_dir)
+    config = validate_config(record.config, source=str(run_dir / "config.yaml"))
+    recorded = list(zip(map(int, record.metrics.get("step", [])), record.metrics.get("loss", [])))
+    recorded = recorded[:steps] if steps else recorded
+    if not recorded:
+        raise RunDirError(f"{run_dir}/metrics.csv: no logged steps to compare")
+    built = _Built.from_config(config)
+    last = recorded[-1][0]
+    epochs = -(-last // built.trainer.steps_per_epoch)  # just enough epochs to reach it
+    short = config.model_copy(update={"train": config.train.model_copy(update={"epochs": epochs})})
+    result = _run(built, short, None, {}, [], 0, False, None)
+    now = {int(row["step"]): row["loss"] for row in result.history}
+    return Verification(
+        run_dir=run_dir,
+        compared=[(step, loss, now.get(step, math.nan)) for step, loss in recorded],
+        recorded={"torch_version": record.summary.get("torch_version"), "device": record.summary.get("device")},
+        current={"torch_version": torch.__version__, "device": str(built.device)},
+    )
+
+
+def _read_summary(run_dir: Path) -> dict[str, Any]:
+    try:
+        summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise RunDirError(f"{run_dir}/summary.json: missing or corrupt ({type(exc).__name__})") from None
+    if not isinstance(summary, dict):
+        raise RunDirError(f"{run_dir}/summary.json: corrupt (not a mapping)")
+    return summary
+
+
+def _truncate_metrics(path: Path, step: int) -> list[dict[str, float]]:
+    """Keep metrics.csv's rows up to `step` (rows after the checkpoint will be logged again)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        raise RunDirError(f"{path}: missing or unreadable; the run cannot be resumed") from None
+    lines = text.splitlines(keepends=True)
+    if not lines:
+        raise RunDirError(f"{path}: empty; the run cannot be resumed")
+    kept, history = [lines[0]], []
+    header = next(csv.reader(io.StringIO(lines[0])))
+    for line in lines[1:]:
+        if not line.endswith("\n"):
+            break  # a row torn by a hard kill: it will be logged again
+        cells = next(csv.reader(io.StringIO(line)))
+        try:
+            row: dict[str, float] = dict(zip(header, map(float, cells)))
+            row.update(step=int(row["step"]), epoch=int(row["epoch"]))
+        except (ValueError, KeyError):
+            raise RunDirError(f"{path}: corrupt row {line.strip()!r}; the run cannot be resumed") from None
+        if row["step"] > step:
+            break
+        kept.append(line)
+        history.append(row)
+    write_atomic(path, "".join(kept))
+    return history
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-

@@ -27,7 +27,7 @@ def test_train_writes_a_complete_run_directory():
     assert result.exit_code == 0, result.output
     run = Path("outputs/run1")
     assert sorted(p.name for p in run.iterdir()) == sorted(
-        ["config.yaml", "metrics.csv", "summary.json", "data.csv", "loss.png", "fit.png"]
+        ["config.yaml", "metrics.csv", "summary.json", "data.csv", "loss.png", "fit.png", "checkpoint.pt"]
     )
     assert header(run / "metrics.csv") == ["step", "epoch", "loss", "w", "b", "grad_w", "grad_b"]
     rows = list(csv.DictReader(open(run / "metrics.csv")))

@@ -87,7 +87,7 @@ def _root(
 ) -> None:
     """Run, see and speed up back-propagation experiments described in YAML configs.
 
-    Exit codes: 0 success, 1 the run failed or diverged, 2 bad input (config, flags, files, device), 130 interrupted.
+    Exit codes: 0 success, 1 the run failed or diverged, 2 bad input (config, flags, files, device), 130 interrupted by Ctrl-C, 143 by SIGTERM.
     """
 
 

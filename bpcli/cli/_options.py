@@ -39,3 +39,4 @@ Set = Annotated[
         show_default=False,
     ),
 ]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the run directory.")]

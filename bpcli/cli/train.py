@@ -1,15 +1,15 @@
-"""`bpcli train` and `bpcli config`: run an experiment, or show the config it would run."""
+"""`bpcli train`, `bpcli config` and `bpcli rerun`: run, show or repeat an experiment."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 
 from bpcli.cli import app
-from bpcli.cli._options import ConfigArg, Device, Epochs, LogEvery, Lr, Seed, Set
+from bpcli.cli._options import ConfigArg, Device, Epochs, LogEvery, Lr, Quiet, RunDirArg, Seed, Set
+from bpcli.errors import BpcliError, RunFailed, RunInterrupted
 
 
 def _overrides(lr: Any, epochs: Any, seed: Any, device: Any, log_every: Any, sets: Any) -> list[Any]:
@@ -30,9 +30,33 @@ def _overrides(lr: Any, epochs: Any, seed: Any, device: Any, log_every: Any, set
     return overrides
 
 
+def _report(result: Any, quiet: bool, console: Any, lr: float) -> None:
+    """Print how a run ended; raise the error that gives its exit code if it did not complete."""
+    from bpcli.console import print_result
+
+    if quiet:
+        typer.echo(str(result.run_dir))
+    else:
+        print_result(console, result.summary, result.run_dir)
+    if result.status == "interrupted" and result.signal is not None:
+        import signal
+
+        name = signal.Signals(result.signal).name
+        where = f"; resume with: bpcli train --resume {result.run_dir}" if result.run_dir else ""
+        raise RunInterrupted(f"{name}: stopped after step {result.steps}{where}", result.signal)
+    if result.status == "diverged":
+        raise RunFailed(
+            f"the loss became {result.final_loss} at step {result.steps}: training diverged; "
+            f"try a smaller learning rate than {lr} (--lr)"
+        )
+
+
 @app.command()
 def train(
-    config: ConfigArg,
+    config: Annotated[
+        Optional[Path],
+        typer.Argument(help="YAML experiment config, e.g. configs/exp2.yaml.", show_default=False),
+    ] = None,
     lr: Lr = None,
     epochs: Epochs = None,
     seed: Seed = None,
@@ -46,7 +70,16 @@ def train(
     force: Annotated[
         bool, typer.Option("--force", help="Replace the run already in --out (never other files).")
     ] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the run directory.")] = False,
+    resume: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--resume",
+            help="Continue the run in this directory from its checkpoint, instead of CONFIG "
+            "(only --epochs may change).",
+            show_default=False,
+        ),
+    ] = None,
+    quiet: Quiet = False,
     no_plots: Annotated[bool, typer.Option("--no-plots", help="Skip drawing loss.png and fit.png.")] = False,
 ) -> None:
     """Train the experiment a config describes and write a run directory.
@@ -56,32 +89,39 @@ def train(
     from rich.console import Console
 
     from bpcli.config import load_config
-    from bpcli.console import ConsoleObserver, print_result
-    from bpcli.errors import RunFailed
+    from bpcli.console import ConsoleObserver
+    from bpcli.training import resume as resume_run
     from bpcli.training import train as run
 
-    cfg = load_config(config, _overrides(lr, epochs, seed, device, log_every, set_))
     console = Console(highlight=False)
+    if resume is not None:
+        others = {"CONFIG": config, "--lr": lr, "--seed": seed, "--device": device,
+                  "--log-every": log_every, "--set": set_, "--out": out, "--force": force or None}
+        given = [name for name, value in others.items() if value]
+        if given:
+            raise BpcliError(
+                f"--resume continues a run as it was configured; drop {', '.join(given)} "
+                "(only --epochs may change)"
+            )
+        observer = None if quiet else ConsoleObserver(console, f"Resuming {resume}")
+        try:
+            result = resume_run(resume, epochs, plots=not no_plots, observer=observer)
+        finally:
+            if observer is not None:
+                observer.close()
+        _report(result, quiet, console, float(result.summary.get("lr", 0.0)))
+        return
+
+    if config is None:
+        raise BpcliError("give a config file (bpcli train configs/exp2.yaml) or --resume RUN_DIR")
+    cfg = load_config(config, _overrides(lr, epochs, seed, device, log_every, set_))
     observer = None if quiet else ConsoleObserver(console, f"Training {cfg.kind} ({config})")
     try:
         result = run(cfg, out, force=force, plots=not no_plots, observer=observer, config_file=str(config))
-    except KeyboardInterrupt:
-        if observer is not None:
-            observer.close()
-        sys.stderr.write("run interrupted; what was logged so far is kept in the run directory\n")
-        raise
     finally:
         if observer is not None:
             observer.close()
-    if quiet:
-        typer.echo(str(result.run_dir))
-    else:
-        print_result(console, result.summary, result.run_dir)
-    if result.status == "diverged":
-        raise RunFailed(
-            f"the loss became {result.final_loss} at step {result.steps}: training diverged; "
-            f"try a smaller learning rate than {cfg.train.lr} (--lr)"
-        )
+    _report(result, quiet, console, cfg.train.lr)
 
 
 @app.command("config")
@@ -99,3 +139,47 @@ def show_config(
 
     cfg = load_config(config, _overrides(lr, epochs, seed, device, log_every, set_))
     typer.echo(dump_config(cfg), nl=False)
+
+
+@app.command()
+def rerun(
+    run_dir: RunDirArg,
+    verify: Annotated[
+        bool,
+        typer.Option("--verify", help="Re-run without writing anything and check the logged losses match."),
+    ] = False,
+    steps: Annotated[
+        Optional[int],
+        typer.Option("--steps", min=1, help="With --verify: how many logged losses to compare (default: all)."),
+    ] = None,
+    out: Annotated[
+        Optional[Path], typer.Option("--out", help="Without --verify: the new run's directory.")
+    ] = None,
+    quiet: Quiet = False,
+) -> None:
+    """Run a recorded config again: into a new run directory, or with --verify to check it reproduces."""
+    from rich.console import Console
+
+    from bpcli.config import read_yaml, validate_config
+    from bpcli.console import ConsoleObserver, print_verification
+    from bpcli.training import train as run
+    from bpcli.training import verify_run
+
+    console = Console(highlight=False)
+    if verify:
+        report = verify_run(run_dir, steps)
+        print_verification(console, report)
+        if not report.matches:
+            raise RunFailed(report.explanation())
+        return
+    config_path = run_dir / "config.yaml"
+    if not config_path.is_file():
+        raise BpcliError(f"{run_dir}: not a run directory (no config.yaml); give one written by `bpcli train`")
+    cfg = validate_config(read_yaml(config_path), source=str(config_path))
+    observer = None if quiet else ConsoleObserver(console, f"Re-running {run_dir}")
+    try:
+        result = run(cfg, out, observer=observer, config_file=str(config_path))
+    finally:
+        if observer is not None:
+            observer.close()
+    _report(result, quiet, console, cfg.train.lr)

@@ -1,0 +1,108 @@
+"""Checkpoints: everything a run needs to continue bit for bit, written atomically.
+
+checkpoint.pt holds the trainer's state (parameters, optimizer state), the step reached,
+the random generator's state, and hashes of the config and the data, so that a
+checkpoint is never applied to a run it does not belong to. It is read back with
+`torch.load(weights_only=True)`: tensors and plain containers only, no code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bpcli import __version__
+from bpcli.config import ExperimentConfig
+from bpcli.errors import RunDirError
+
+CHECKPOINT = "checkpoint.pt"
+FORMAT = 1
+
+
+def config_hash(config: ExperimentConfig) -> str:
+    """A hash of everything in the config that shapes training, except the epoch count.
+
+    The number of epochs is left out because resuming may extend it.
+    """
+    raw = config.model_dump(mode="json")
+    raw["train"] = {k: v for k, v in raw["train"].items() if k != "epochs"}
+    return hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest()
+
+
+def data_hash(x: torch.Tensor, y: torch.Tensor) -> str:
+    """A hash of the training data's exact bytes."""
+    digest = hashlib.sha256()
+    for t in (x, y):
+        digest.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def save_checkpoint(
+    run_dir: Path,
+    *,
+    step: int,
+    trainer_state: dict[str, Any],
+    generator: torch.Generator,
+    config: ExperimentConfig,
+    data_digest: str,
+) -> Path:
+    """Write checkpoint.pt through a temporary file and a rename; return its path."""
+    payload = {
+        "format": FORMAT,
+        "step": step,
+        "trainer": trainer_state,
+        "generator_state": generator.get_state(),
+        "config_hash": config_hash(config),
+        "data_hash": data_digest,
+        "bpcli_version": __version__,
+        "torch_version": str(torch.__version__),  # a plain str: weights_only loads only those
+    }
+    path = run_dir / CHECKPOINT
+    tmp = run_dir / f".{CHECKPOINT}.tmp"
+    with open(tmp, "wb") as fh:
+        torch.save(payload, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+def load_checkpoint(run_dir: Path, device: torch.device) -> dict[str, Any]:
+    """Read checkpoint.pt; a RunDirError says why it cannot be used."""
+    path = run_dir / CHECKPOINT
+    if not path.is_file():
+        raise RunDirError(
+            f"{path}: no checkpoint, so the run cannot be resumed; train it again "
+            "(set train.checkpoint_every to checkpoint long runs as they go)"
+        )
+    try:
+        payload = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # torch reports a damaged file in many ways
+        raise RunDirError(
+            f"{path}: corrupt or truncated ({type(exc).__name__}); it cannot be resumed from"
+        ) from None
+    expected = {"format", "step", "trainer", "generator_state", "config_hash", "data_hash"}
+    if not isinstance(payload, dict) or not expected <= payload.keys() or payload["format"] != FORMAT:
+        raise RunDirError(f"{path}: not a bpcli checkpoint (or from an incompatible version)")
+    if not isinstance(payload["step"], int) or payload["step"] < 0:
+        raise RunDirError(f"{path}: corrupt (bad step)")
+    return payload
+
+
+def check_belongs(payload: dict[str, Any], config: ExperimentConfig, data_digest: str, path: Path) -> None:
+    """Refuse a checkpoint written for another config or other data."""
+    if payload["config_hash"] != config_hash(config):
+        raise RunDirError(
+            f"{path}: was written for a different config than config.yaml beside it; "
+            "restore the original config.yaml, or start a new run"
+        )
+    if payload["data_hash"] != data_digest:
+        raise RunDirError(
+            f"{path}: the data drawn from config.yaml differ from the checkpointed run's "
+            f"(torch {payload.get('torch_version')} wrote it); resume with that torch version"
+        )

@@ -1,0 +1,179 @@
+"""Checkpoints and resume: an interrupted run continues to exactly the uninterrupted result."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from bpcli import load_config
+from bpcli.config import Override
+from bpcli.training import resume, train
+from conftest import CONFIGS, cli
+
+
+def config(name, **changes):
+    overrides = [Override(path=k.replace("__", "."), value=v, origin="test") for k, v in changes.items()]
+    return load_config(CONFIGS / name, [Override(path="device", value="cpu", origin="test"), *overrides])
+
+
+class InterruptAt:
+    """An observer that sends this process SIGINT when step `step` is logged."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_start(self, *args):
+        pass
+
+    def on_log(self, row):
+        if row["step"] == self.step:
+            signal.raise_signal(signal.SIGINT)
+
+    def on_progress(self, step):
+        pass
+
+
+def files(run):
+    return {name: (run / name).read_bytes() for name in ("metrics.csv", "data.csv", "config.yaml")}
+
+
+@pytest.mark.parametrize(
+    "name,changes,stop_at",
+    [
+        ("exp1.yaml", {}, 4),  # mid-epoch: the second epoch's first sample
+        ("exp1.yaml", {}, 152),
+        ("exp1.yaml", {"train__grad": "autograd"}, 299),
+        ("exp2.yaml", {"train__log_every": 1, "train__epochs": 600}, 1),
+        ("exp3.yaml", {"train__log_every": 7, "train__epochs": 1500}, 777),
+        ("exp3.yaml", {"train__log_every": 10, "train__epochs": 1500, "train__grad": "manual"}, 1490),
+    ],
+)
+def test_resume_after_an_interrupt_is_bit_identical(tmp_path, name, changes, stop_at):
+    cfg = config(name, **changes)
+    whole = train(cfg, tmp_path / "whole", plots=False)
+
+    stopped = train(cfg, tmp_path / "cut", plots=False, observer=InterruptAt(stop_at))
+    assert stopped.status == "interrupted" and stopped.signal == signal.SIGINT
+    assert stopped.steps == stop_at
+    assert json.loads((tmp_path / "cut/summary.json").read_text())["status"] == "interrupted"
+
+    resumed = resume(tmp_path / "cut", plots=False)
+    assert resumed.status == "completed"
+    assert resumed.params == whole.params  # exact float equality
+    assert resumed.losses == whole.losses
+    assert files(tmp_path / "cut") == files(tmp_path / "whole")
+
+
+def test_resume_can_extend_the_epochs(tmp_path):
+    train(config("exp2.yaml", train__epochs=1000), tmp_path / "short", plots=False)
+    extended = resume(tmp_path / "short", epochs=3000, plots=False)
+    whole = train(config("exp2.yaml"), tmp_path / "whole", plots=False)
+    assert extended.params == whole.params
+    assert json.loads((tmp_path / "short/summary.json").read_text())["epochs"] == 3000
+
+
+def test_periodic_checkpoints_survive_a_hard_kill(tmp_path):
+    args = [sys.executable, "-m", "bpcli", "train", CONFIGS / "exp3.yaml", "--device", "cpu", "--epochs",
+            "3000000", "--log-every", "10", "--set", "train.checkpoint_every=250", "--no-plots", "--out", "killed"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    checkpoint = Path("killed/checkpoint.pt")
+    deadline = time.monotonic() + 60
+    while not checkpoint.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.kill()  # SIGKILL: no handler runs, rows after the checkpoint are left behind
+    proc.wait()
+    assert json.loads(Path("killed/summary.json").read_text())["status"] == "running"
+    saved = torch.load(checkpoint, weights_only=True)["step"]
+    assert saved % 250 == 0
+
+    # Resuming to a shorter end keeps the test fast: the rows up to the checkpoint are kept,
+    # the rest are logged again, and the result equals an uninterrupted run of that length.
+    end_epochs = saved + 500
+    result = cli("train", "--resume", "killed", "--epochs", end_epochs, "--no-plots", "-q")
+    assert result.exit_code == 0, result.output
+    whole = train(config("exp3.yaml", train__epochs=end_epochs, train__log_every=10,
+                         train__checkpoint_every=250), "whole", plots=False)
+    assert Path("killed/metrics.csv").read_bytes() == Path("whole/metrics.csv").read_bytes()
+    assert json.loads(Path("killed/summary.json").read_text())["params"] == whole.params
+
+
+def _start_long_run(out):
+    return subprocess.Popen(
+        [sys.executable, "-m", "bpcli", "train", CONFIGS / "exp3.yaml", "--device", "cpu", "--epochs", "20000",
+         "--log-every", "50", "--no-plots", "--out", out],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def _wait_for_rows(path, rows=5):
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if path.is_file() and len(path.read_text().splitlines()) > rows:
+            return
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("signum,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_at_a_random_moment_then_resume_gives_the_uninterrupted_result(signum, code):
+    proc = _start_long_run("cut")
+    _wait_for_rows(Path("cut/metrics.csv"))
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == code, err
+    assert "resume with: bpcli train --resume cut" in err and "Traceback" not in err
+    summary = json.loads(Path("cut/summary.json").read_text())
+    assert summary["status"] == "interrupted" and 0 < summary["steps"] < 20000
+
+    result = cli("train", "--resume", "cut", "--no-plots", "-q")
+    assert result.exit_code == 0, result.output
+    whole = train(config("exp3.yaml", train__epochs=20000, train__log_every=50), "whole", plots=False)
+    assert json.loads(Path("cut/summary.json").read_text())["params"] == whole.params
+    assert Path("cut/metrics.csv").read_bytes() == Path("whole/metrics.csv").read_bytes()
+
+
+def _finished_run(out="run"):
+    assert cli("train", CONFIGS / "exp2.yaml", "--epochs", "20", "--no-plots", "--out", out, "-q").exit_code == 0
+    return Path(out)
+
+
+@pytest.mark.parametrize(
+    "damage,expected",
+    [
+        (lambda run: (run / "checkpoint.pt").write_bytes(b"not a checkpoint"), "corrupt or truncated"),
+        (lambda run: (run / "checkpoint.pt").write_bytes((run / "checkpoint.pt").read_bytes()[:200]),
+         "corrupt or truncated"),
+        (lambda run: (run / "checkpoint.pt").unlink(), "no checkpoint"),
+        (lambda run: torch.save({"step": 3}, run / "checkpoint.pt"), "not a bpcli checkpoint"),
+        (lambda run: (run / "config.yaml").write_text(
+            (run / "config.yaml").read_text().replace("lr: 0.01", "lr: 0.02")), "different config"),
+        (lambda run: (run / "config.yaml").unlink(), "not a run directory"),
+        (lambda run: (run / "config.yaml").write_text("kind: [\n"), "config.yaml: line"),
+        (lambda run: (run / "metrics.csv").unlink(), "metrics.csv: missing or unreadable"),
+        (lambda run: (run / "summary.json").write_text("{"), "summary.json: missing or corrupt"),
+    ],
+)
+def test_a_damaged_run_is_refused_with_one_line(damage, expected):
+    run = _finished_run()
+    damage(run)
+    result = cli("train", "--resume", run, "--epochs", "40")
+    assert result.exit_code == 2, result.output
+    assert expected in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
+
+
+def test_resume_refuses_other_flags_and_needs_more_epochs():
+    run = _finished_run()
+    result = cli("train", "--resume", run, "--lr", "0.5")
+    assert result.exit_code == 2 and "drop --lr" in result.stderr
+    result = cli("train", "--resume", run)
+    assert result.exit_code == 2 and "already trained 20 steps" in result.stderr
+    result = cli("train", "--resume", "nowhere")
+    assert result.exit_code == 2 and "not a run directory" in result.stderr
