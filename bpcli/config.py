@@ -97,24 +97,59 @@ class SyntheticData(_Section):
         return self
 
 
+FUNCTIONS = ("sin", "cos", "square", "abs", "tanh")
+
+
+class FunctionData(_Section):
+    """Points on a nonlinear curve y = fn(x), plus optional noise, drawn with the run's seed."""
+
+    source: Literal["function"] = "function"
+    """Where the data comes from: `function` draws x uniformly and computes y = fn(x)."""
+    fn: Literal[FUNCTIONS] = "sin"  # type: ignore[valid-type]
+    """The curve to learn: sin, cos, square (x²), abs (|x|) or tanh."""
+    n: int = Field(200, ge=1, le=100_000_000)
+    """Number of samples."""
+    x_low: float = -3.14159
+    """x is drawn uniformly from [x_low, x_high)."""
+    x_high: float = 3.14159
+    """Upper end of the range of x."""
+    noise: float = Field(0.05, ge=0.0)
+    """Standard deviation of Gaussian noise added to y."""
+
+    @model_validator(mode="after")
+    def _range(self) -> FunctionData:
+        if not self.x_low < self.x_high:
+            raise ValueError(
+                f"x_low ({self.x_low}) must be below x_high ({self.x_high}); swap them"
+            )
+        return self
+
+
 def _data_source(value: Any) -> str | None:
-    # `source` may be left out: points listed as x/y are inline, anything else synthetic.
+    # `source` may be left out: points listed as x/y are inline, a curve named by fn is
+    # a function, anything else synthetic.
     if isinstance(value, dict):
         if "source" in value:
             return value["source"]
-        return "inline" if ("x" in value or "y" in value) else "synthetic"
+        if "x" in value or "y" in value:
+            return "inline"
+        return "function" if "fn" in value else "synthetic"
     return getattr(value, "source", None)
 
 
 DataConfig = Annotated[
-    Union[Annotated[InlineData, Tag("inline")], Annotated[SyntheticData, Tag("synthetic")]],
+    Union[
+        Annotated[InlineData, Tag("inline")],
+        Annotated[SyntheticData, Tag("synthetic")],
+        Annotated[FunctionData, Tag("function")],
+    ],
     Discriminator(
         _data_source,
         custom_error_type="data_source",
-        custom_error_message="data.source must be 'inline' or 'synthetic'",
+        custom_error_message="data.source must be 'inline', 'synthetic' or 'function'",
     ),
 ]
-DATA_SOURCES = {"inline": InlineData, "synthetic": SyntheticData}
+DATA_SOURCES = {"inline": InlineData, "synthetic": SyntheticData, "function": FunctionData}
 
 # --------------------------------------------------------------------------- model
 
@@ -124,6 +159,17 @@ class ScalarModel(_Section):
 
     init_w: float | None = None
     """Starting value of w; null draws it from U[0, 1) with the seed."""
+
+
+class MLPModel(_Section):
+    """The layers of a multi-layer perceptron."""
+
+    hidden: list[Annotated[int, Field(ge=1, le=4096)]] = Field(
+        default_factory=lambda: [16, 16], min_length=1, max_length=8
+    )
+    """Sizes of the hidden layers, input side first."""
+    activation: Literal["tanh", "sigmoid", "relu"] = "tanh"
+    """The nonlinearity after every hidden layer (the output layer is linear)."""
 
 
 class LinearModel(_Section):
@@ -203,7 +249,7 @@ class ScalarSGDConfig(_Experiment):
 
     @model_validator(mode="after")
     def _no_bias(self) -> ScalarSGDConfig:
-        if self.data.true_b not in (None, 0.0):
+        if getattr(self.data, "true_b", None) not in (None, 0.0):
             raise ValueError(
                 "scalar-sgd fits y = w·x, which has no bias: set data.true_b to 0, "
                 "or use kind linear-gd to fit y = w·x + b"
@@ -253,13 +299,35 @@ class NNLinearConfig(_Experiment):
     }
 
 
-ExperimentConfig = Union[ScalarSGDConfig, LinearGDConfig, NNLinearConfig]
+class MLPConfig(_Experiment):
+    """A multi-layer perceptron learning a curve, with a hand-written backward pass."""
+
+    kind: Literal["mlp"]
+    """The experiment kind."""
+    data: DataConfig
+    """The training data."""
+    model: MLPModel
+    """The network's layers."""
+    train: TrainConfig
+    """Training settings."""
+    predict: list[float] = Field(default_factory=list, max_length=10_000)
+    """Inputs x at which the trained model's prediction is reported."""
+
+    DEFAULTS: ClassVar[dict[str, Any]] = {
+        "data": {"source": "function", "fn": "sin", "n": 200, "noise": 0.05},
+        "model": {"hidden": [16, 16], "activation": "tanh"},
+        "train": {"lr": 0.1, "epochs": 3000, "log_every": 100, "grad": "manual"},
+    }
+
+
+ExperimentConfig = Union[ScalarSGDConfig, LinearGDConfig, NNLinearConfig, MLPConfig]
 
 # The registry of config classes by kind; bpcli.experiments has the matching trainers.
 CONFIG_CLASSES: dict[str, type[_Experiment]] = {
     "scalar-sgd": ScalarSGDConfig,
     "linear-gd": LinearGDConfig,
     "nn-linear": NNLinearConfig,
+    "mlp": MLPConfig,
 }
 
 
@@ -484,7 +552,7 @@ def _describe(err: dict[str, Any], cls: type[BaseModel], overrides: list[Overrid
     elif kind == "missing":
         message = "required, but missing"
     elif kind == "data_source":
-        message = f"must be 'inline' or 'synthetic' (got {_short(_data_source(value))})"
+        message = f"must be 'inline', 'synthetic' or 'function' (got {_short(_data_source(value))})"
         where = "data.source"
     else:
         message = err["msg"]
@@ -595,8 +663,8 @@ def reference_markdown() -> str:
     for source, cls in DATA_SOURCES.items():
         lines += [f"#### `data` with `source: {source}`", "", cls.__doc__ or "", "", *head]
         lines += [*_field_rows(cls, "data."), ""]
-    lines += ["#### `model`", "", "`scalar-sgd` has only `init_w`.", "", *head]
-    lines += [*_field_rows(LinearModel, "model."), ""]
+    lines += ["#### `model`", "", "`scalar-sgd` has only `init_w`; `mlp` has `hidden` and `activation`.", "", *head]
+    lines += [*_field_rows(LinearModel, "model."), *_field_rows(MLPModel, "model."), ""]
     lines += ["#### `train`", "", *head, *_field_rows(TrainConfig, "train."), ""]
     lines += ["#### Kinds and their defaults", "", "| kind | what it trains | defaults |", "|---|---|---|"]
     for kind, cls in CONFIG_CLASSES.items():

@@ -7,7 +7,7 @@ from typing import Callable
 
 import torch
 
-from bpcli.config import InlineData, SyntheticData
+from bpcli.config import FunctionData, InlineData, SyntheticData
 
 
 @dataclass(frozen=True)
@@ -17,6 +17,8 @@ class Dataset:
     x: torch.Tensor
     y: torch.Tensor
     true_params: dict[str, float] | None
+    true_function: str | None = None
+    """The name of the curve behind the data (function source), for plots."""
 
 
 def _inline(cfg: InlineData, generator: torch.Generator, dtype: torch.dtype) -> Dataset:
@@ -38,10 +40,22 @@ def _synthetic(cfg: SyntheticData, generator: torch.Generator, dtype: torch.dtyp
     return Dataset(x, y, {"w": cfg.true_w, "b": cfg.true_b})
 
 
+# The curves a function source can draw, by name.
+CURVES = {"sin": torch.sin, "cos": torch.cos, "square": torch.square, "abs": torch.abs, "tanh": torch.tanh}
+
+
+def _function(cfg: FunctionData, generator: torch.Generator, dtype: torch.dtype) -> Dataset:
+    x = torch.empty(cfg.n, 1, dtype=dtype).uniform_(cfg.x_low, cfg.x_high, generator=generator)
+    y = CURVES[cfg.fn](x[:, 0])
+    if cfg.noise > 0:
+        y = y + cfg.noise * torch.randn(cfg.n, dtype=dtype, generator=generator)
+    return Dataset(x, y, None, cfg.fn)
+
+
 # The data sources by name, matching the `source` field of the config's data section.
-SOURCES: dict[str, Callable[..., Dataset]] = {"inline": _inline, "synthetic": _synthetic}
+SOURCES: dict[str, Callable[..., Dataset]] = {"inline": _inline, "synthetic": _synthetic, "function": _function}
 
 
-def make_dataset(cfg: InlineData | SyntheticData, generator: torch.Generator, dtype: torch.dtype) -> Dataset:
+def make_dataset(cfg: InlineData | SyntheticData | FunctionData, generator: torch.Generator, dtype: torch.dtype) -> Dataset:
     """Build the configured data on the CPU, drawing from `generator` where it is random."""
     return SOURCES[cfg.source](cfg, generator, dtype)

@@ -1,24 +1,40 @@
 """The experiment kinds: each one's model, gradient and update, reached through KINDS.
 
-Every kind builds a Trainer that the shared loop in bpcli.training drives. Tensors carry
-a leading *member* dimension K (K = 1 for a single run), so that the same code can later
-train many independent models in one batched step; a gradient formula therefore reads
-the same for K = 1 and K > 1.
+Every kind builds a Trainer that the shared loop in bpcli.training drives. A trainer
+exposes its loss as a pure function of (parameters, batch), so autograd, finite
+differences, `bpcli check` and `bpcli explain` all see the very computation training
+uses, and a hand-derived `manual_backward` with each formula written beside the forward.
 
-Random draws happen on the CPU generator in the article's order (data, then parameters),
-so a seed reproduces the article's numbers on every device.
+Tensors carry a leading *member* dimension K (K = 1 for a single run), so that the same
+code can train many independent models in one batched step; a gradient formula reads
+the same for K = 1 and K > 1. Random draws happen on the CPU generator in the article's
+order (data, then parameters), so a seed reproduces the article's numbers on any device.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
 import torch
+import torch.nn.functional as F
 from torch import nn, optim
 
-from bpcli.config import ExperimentConfig, LinearGDConfig, NNLinearConfig, ScalarSGDConfig
+from bpcli.config import ExperimentConfig, LinearGDConfig, MLPConfig, NNLinearConfig, ScalarSGDConfig
 from bpcli.data import Dataset
+
+Tensors = dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class LeastSquares:
+    """A kind whose loss is linear least squares, so its optimum has a closed form."""
+
+    bias: bool
+    """Whether the model has an intercept b besides the slope w."""
+    per_sample: bool
+    """One update per sample (SGD) rather than one per pass over the data."""
 
 
 class Trainer(Protocol):
@@ -26,6 +42,24 @@ class Trainer(Protocol):
 
     steps_per_epoch: int
     """Updates in one pass over the data (N for per-sample kinds, 1 for full-batch)."""
+    least_squares: LeastSquares | None
+    """Set for linear least-squares kinds (closed-form optimum, stability bound)."""
+
+    def batch(self, index: int) -> Tensors:
+        """The data step `index` of an epoch trains on: {"x": ..., "y": ...}."""
+        ...
+
+    def params(self) -> Tensors:
+        """The live parameter tensors, by name, each with a leading member dimension."""
+        ...
+
+    def loss(self, params: Tensors, batch: Tensors) -> torch.Tensor:
+        """The training loss per member, shape (K,), as a differentiable function of params."""
+        ...
+
+    def manual_backward(self, params: Tensors, batch: Tensors) -> tuple[torch.Tensor, Tensors]:
+        """The loss and its gradient with respect to each parameter, by hand-derived formulas."""
+        ...
 
     def step(self, index: int) -> torch.Tensor:
         """Update with batch `index` of the epoch; return its loss per member, shape (K,).
@@ -35,12 +69,8 @@ class Trainer(Protocol):
         """
         ...
 
-    def parameters(self) -> dict[str, torch.Tensor]:
-        """Current parameter values by name, each with a leading member dimension."""
-        ...
-
-    def gradients(self) -> dict[str, torch.Tensor]:
-        """The gradients of the latest step, with the same names and shapes."""
+    def gradients(self) -> Tensors:
+        """The gradients of the latest step, with the names and shapes of params()."""
         ...
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
@@ -56,144 +86,154 @@ class Trainer(Protocol):
         ...
 
 
-def _draw_uniform(
-    shape: tuple[int, ...], generator: torch.Generator, dtype: torch.dtype, low: float = 0.0, high: float = 1.0
-) -> torch.Tensor:
+def _uniform(shape: tuple[int, ...], generator: torch.Generator, dtype: torch.dtype,
+             low: float = 0.0, high: float = 1.0) -> torch.Tensor:
     # Equal to torch.rand(shape) for [0, 1) when drawn from the same generator.
     return torch.empty(shape, dtype=dtype).uniform_(low, high, generator=generator)
 
 
-class ScalarSGD:
-    """Experiment 1: y = w·x, per-sample SGD in data order, one update per sample."""
+def _sgd_update(params: Tensors, grads: Tensors, lr: float) -> None:
+    """p ← p − lr·dL/dp for every parameter, in place."""
+    with torch.no_grad():
+        for name, p in params.items():
+            p.sub_(lr * grads[name])
 
-    def __init__(
-        self, cfg: ScalarSGDConfig, data: Dataset, device: torch.device, generator: torch.Generator
-    ) -> None:
-        dtype = data.x.dtype
-        # Parameters are drawn after the data, as in the article. A fixed init_w is still
-        # drawn first, so changing it leaves every later draw unchanged.
-        w = _draw_uniform((1,), generator, dtype)
-        if cfg.model.init_w is not None:
-            w.fill_(cfg.model.init_w)
-        self.w = w.to(device)  # (K,)
-        self.x = data.x[:, 0].to(device)[None, :]  # (K, N)
-        self.y = data.y.to(device)[None, :]  # (K, N)
-        self.lr = cfg.train.lr
-        self.steps_per_epoch = data.x.shape[0]
-        self._grad = torch.zeros_like(self.w)
-        self.w.requires_grad_(cfg.train.grad == "autograd")
-        self.step = self._manual_step if cfg.train.grad == "manual" else self._autograd_step
 
-    def _manual_step(self, index: int) -> torch.Tensor:
-        x, y = self.x[:, index], self.y[:, index]
-        residual = self.w * x - y  # ŷ − y, with ŷ = w·x
-        loss = residual.pow(2)  # L = (ŷ − y)²
-        # dL/dw = dL/dŷ · dŷ/dw = 2·(w·x − y) · x
-        self._grad = 2 * x * residual
-        self.w.sub_(self.lr * self._grad)  # w ← w − lr·dL/dw
+def _autograd(loss: torch.Tensor, params: Tensors) -> Tensors:
+    # Members are independent: differentiating their sum gives each one its own gradient.
+    grads = torch.autograd.grad(loss.sum(), list(params.values()))
+    return dict(zip(params, grads))
+
+
+class _HandWrittenSGD:
+    """The step shared by kinds whose update is written by hand (p ← p − lr·grad)."""
+
+    lr: float
+    _params: Tensors
+    _grads: Tensors
+    _manual: bool
+
+    def params(self) -> Tensors:
+        return self._params
+
+    def gradients(self) -> Tensors:
+        return self._grads
+
+    def step(self, index: int) -> torch.Tensor:
+        batch = self.batch(index)  # type: ignore[attr-defined]
+        if self._manual:
+            loss, self._grads = self.manual_backward(self._params, batch)  # type: ignore[attr-defined]
+        else:
+            loss = self.loss(self._params, batch)  # type: ignore[attr-defined]
+            self._grads = _autograd(loss, self._params)
+            loss = loss.detach()
+        _sgd_update(self._params, self._grads, self.lr)
         return loss
 
-    def _autograd_step(self, index: int) -> torch.Tensor:
-        x, y = self.x[:, index], self.y[:, index]
-        loss = (x * self.w - y).pow(2)
-        loss.sum().backward()  # members are independent: the sum keeps each one's gradient
-        with torch.no_grad():
-            self._grad = self.w.grad
-            self.w.sub_(self.lr * self._grad)
-        self.w.grad = None  # the article zeroes the gradient after every update
-        return loss.detach()
-
-    def parameters(self) -> dict[str, torch.Tensor]:
-        return {"w": self.w.detach()[:, None]}
-
-    def gradients(self) -> dict[str, torch.Tensor]:
-        return {"w": self._grad[:, None]}
-
-    def predict(self, x: torch.Tensor) -> torch.Tensor:
-        return self.w.detach()[:, None] * x[None, :, 0]
-
     def state_dict(self) -> dict[str, Any]:
-        return {"w": self.w.detach().clone()}
+        return {name: p.detach().clone() for name, p in self._params.items()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         with torch.no_grad():
-            self.w.copy_(state["w"])
+            for name, p in self._params.items():
+                p.copy_(state[name])
 
 
-class LinearGD:
+class ScalarSGD(_HandWrittenSGD):
+    """Experiment 1: y = w·x, per-sample SGD in data order, one update per sample."""
+
+    least_squares = LeastSquares(bias=False, per_sample=True)
+
+    def __init__(self, cfg: ScalarSGDConfig, data: Dataset, device: torch.device,
+                 generator: torch.Generator) -> None:
+        # w is drawn after the data, as in the article. A fixed init_w is still drawn
+        # first, so changing it leaves every later draw unchanged.
+        w = _uniform((1,), generator, data.x.dtype)
+        if cfg.model.init_w is not None:
+            w.fill_(cfg.model.init_w)
+        self._params = {"w": w.to(device).requires_grad_(cfg.train.grad == "autograd")}  # (K,)
+        self._grads = {"w": torch.zeros_like(self._params["w"])}
+        self.x = data.x[:, 0].to(device)[None, :]  # (K, N)
+        self.y = data.y.to(device)[None, :]  # (K, N)
+        self.lr = cfg.train.lr
+        self._manual = cfg.train.grad == "manual"
+        self.steps_per_epoch = data.x.shape[0]
+
+    def batch(self, index: int) -> Tensors:
+        return {"x": self.x[:, index], "y": self.y[:, index]}
+
+    def loss(self, params: Tensors, batch: Tensors) -> torch.Tensor:
+        return (batch["x"] * params["w"] - batch["y"]).pow(2)  # L = (x·w − y)², the article's order
+
+    def manual_backward(self, params: Tensors, batch: Tensors) -> tuple[torch.Tensor, Tensors]:
+        x, y, w = batch["x"], batch["y"], params["w"].detach()
+        residual = w * x - y  # ŷ − y, with ŷ = w·x
+        loss = residual.pow(2)  # L = (ŷ − y)²
+        # dL/dw = dL/dŷ · dŷ/dw = 2·(w·x − y) · x
+        return loss, {"w": 2 * x * residual}
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        return self._params["w"].detach()[:, None] * x.to(self.x.device)[None, :, 0]
+
+
+class LinearGD(_HandWrittenSGD):
     """Experiment 2: y = w·x + b, full-batch gradient descent with a hand-written update."""
 
-    def __init__(
-        self, cfg: LinearGDConfig, data: Dataset, device: torch.device, generator: torch.Generator
-    ) -> None:
-        dtype = data.x.dtype
+    least_squares = LeastSquares(bias=True, per_sample=False)
+
+    def __init__(self, cfg: LinearGDConfig, data: Dataset, device: torch.device,
+                 generator: torch.Generator) -> None:
         features = data.x.shape[1]
         # The article draws w = torch.rand(1), then b = torch.rand(1), after the data.
-        w = _draw_uniform((1, features), generator, dtype)
-        b = _draw_uniform((1,), generator, dtype)
+        w = _uniform((1, features), generator, data.x.dtype)
+        b = _uniform((1,), generator, data.x.dtype)
         if cfg.model.init_w is not None:
             w.fill_(cfg.model.init_w)
         if cfg.model.init_b is not None:
             b.fill_(cfg.model.init_b)
-        self.w, self.b = w.to(device), b.to(device)  # (K, F), (K,)
+        autograd = cfg.train.grad == "autograd"
+        self._params = {"w": w.to(device).requires_grad_(autograd),  # (K, F)
+                        "b": b.to(device).requires_grad_(autograd)}  # (K,)
+        self._grads = {name: torch.zeros_like(p) for name, p in self._params.items()}
         self.x = data.x.to(device)[None]  # (K, N, F)
         self.y = data.y.to(device)[None]  # (K, N)
         self.lr = cfg.train.lr
+        self._manual = not autograd
         self.steps_per_epoch = 1
-        self._grads = {"w": torch.zeros_like(self.w), "b": torch.zeros_like(self.b)}
-        for p in (self.w, self.b):
-            p.requires_grad_(cfg.train.grad == "autograd")
-        self.step = self._manual_step if cfg.train.grad == "manual" else self._autograd_step
 
-    def _forward(self) -> torch.Tensor:
+    def batch(self, index: int) -> Tensors:
+        return {"x": self.x, "y": self.y}
+
+    @staticmethod
+    def _forward(params: Tensors, x: torch.Tensor) -> torch.Tensor:
         # ŷ = Σ_f x_f·w_f + b, for every sample of every member: (K, N)
-        return (self.x * self.w[:, None, :]).sum(-1) + self.b[:, None]
+        return (x * params["w"][:, None, :]).sum(-1) + params["b"][:, None]
 
-    def _manual_step(self, index: int) -> torch.Tensor:
-        residual = self._forward() - self.y  # r = ŷ − y
+    def loss(self, params: Tensors, batch: Tensors) -> torch.Tensor:
+        return (self._forward(params, batch["x"]) - batch["y"]).pow(2).mean(-1)  # mean((ŷ − y)²)
+
+    def manual_backward(self, params: Tensors, batch: Tensors) -> tuple[torch.Tensor, Tensors]:
+        x = batch["x"]
+        params = {name: p.detach() for name, p in params.items()}
+        residual = self._forward(params, x) - batch["y"]  # r = ŷ − y
         loss = residual.pow(2).mean(-1)  # L = mean(r²)
         # dL/dw = 2·mean(r·x),  dL/db = 2·mean(r)
-        grad_w = (2 * residual[..., None] * self.x).mean(1)
+        grad_w = (2 * residual[..., None] * x).mean(1)
         grad_b = (2 * residual).mean(1)
-        self.w.sub_(self.lr * grad_w)  # p ← p − lr·dL/dp
-        self.b.sub_(self.lr * grad_b)
-        self._grads = {"w": grad_w, "b": grad_b}
-        return loss
-
-    def _autograd_step(self, index: int) -> torch.Tensor:
-        loss = (self._forward() - self.y).pow(2).mean(-1)
-        loss.sum().backward()
-        with torch.no_grad():
-            self.w.sub_(self.lr * self.w.grad)
-            self.b.sub_(self.lr * self.b.grad)
-        self._grads = {"w": self.w.grad, "b": self.b.grad}
-        self.w.grad = self.b.grad = None  # the article zeroes gradients before each backward
-        return loss.detach()
-
-    def parameters(self) -> dict[str, torch.Tensor]:
-        return {"w": self.w.detach(), "b": self.b.detach()[:, None]}
-
-    def gradients(self) -> dict[str, torch.Tensor]:
-        return {"w": self._grads["w"], "b": self._grads["b"][:, None]}
+        return loss, {"w": grad_w, "b": grad_b}
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
-        return (x[None] * self.w.detach()[:, None, :]).sum(-1) + self.b.detach()[:, None]
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"w": self.w.detach().clone(), "b": self.b.detach().clone()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        with torch.no_grad():
-            self.w.copy_(state["w"])
-            self.b.copy_(state["b"])
+        params = {name: p.detach() for name, p in self._params.items()}
+        return self._forward(params, x.to(self.x.device)[None])
 
 
 class NNLinear:
     """Experiment 3: nn.Linear + nn.MSELoss + optim.SGD, full batch, one member."""
 
-    def __init__(
-        self, cfg: NNLinearConfig, data: Dataset, device: torch.device, generator: torch.Generator
-    ) -> None:
+    least_squares = LeastSquares(bias=True, per_sample=False)
+
+    def __init__(self, cfg: NNLinearConfig, data: Dataset, device: torch.device,
+                 generator: torch.Generator) -> None:
         features = data.x.shape[1]
         # nn.Linear(F, 1) initialised as its reset_parameters() does, but from our
         # generator: weight ~ kaiming_uniform(a=√5), bias ~ U(−1/√F, 1/√F), in that order.
@@ -214,34 +254,41 @@ class NNLinear:
         self.steps_per_epoch = 1
         self.step = self._manual_step if cfg.train.grad == "manual" else self._autograd_step
 
+    def batch(self, index: int) -> Tensors:
+        return {"x": self.x, "y": self.y}
+
+    def params(self) -> Tensors:
+        # weight is (1, F): its leading 1 doubles as the member dimension.
+        return {"w": self.model.weight, "b": self.model.bias}
+
+    def loss(self, params: Tensors, batch: Tensors) -> torch.Tensor:
+        out = F.linear(batch["x"], params["w"], params["b"])
+        return F.mse_loss(batch["y"], out)[None]  # the article's argument order; MSE is symmetric
+
+    def manual_backward(self, params: Tensors, batch: Tensors) -> tuple[torch.Tensor, Tensors]:
+        x, w, b = batch["x"], params["w"].detach(), params["b"].detach()
+        residual = F.linear(x, w, b) - batch["y"]  # r = X·wᵀ + b − y, shape (N, 1)
+        loss = residual.pow(2).mean()  # L = mean(r²)
+        scaled = (2 / residual.shape[0]) * residual  # dL/dr = 2r/N
+        # dL/dw = (dL/dr)ᵀ·X, shape (1, F);  dL/db = Σ dL/dr, shape (1,)
+        return loss[None], {"w": scaled.T @ x, "b": scaled.sum(0)}
+
     def _autograd_step(self, index: int) -> torch.Tensor:
         out = self.model(self.x)
-        loss = self.criterion(self.y, out)  # the article's argument order; MSE is symmetric
+        loss = self.criterion(self.y, out)  # exactly the article's loop
         self.optimizer.zero_grad()
         loss.backward()
         self.optimizer.step()
         return loss.detach()[None]
 
     def _manual_step(self, index: int) -> torch.Tensor:
-        weight, bias = self.model.weight, self.model.bias
-        with torch.no_grad():
-            residual = self.model(self.x) - self.y  # r = Xwᵀ + b − y, shape (N, 1)
-            loss = residual.pow(2).mean()  # L = mean(r²)
-            scaled = (2 / residual.shape[0]) * residual  # dL/dr = 2r/N
-            # dL/dW = (dL/dr)ᵀ·X, shape (1, F);  dL/db = Σ dL/dr, shape (1,)
-            weight.grad = scaled.T @ self.x
-            bias.grad = scaled.sum(0)
+        loss, grads = self.manual_backward(self.params(), self.batch(index))
+        self.model.weight.grad, self.model.bias.grad = grads["w"], grads["b"]
         self.optimizer.step()  # optim.SGD applies p ← p − lr·grad
-        return loss[None]
+        return loss
 
-    def parameters(self) -> dict[str, torch.Tensor]:
-        return {"w": self.model.weight.detach(), "b": self.model.bias.detach()[:, None]}
-
-    def gradients(self) -> dict[str, torch.Tensor]:
-        weight, bias = self.model.weight.grad, self.model.bias.grad
-        if weight is None or bias is None:
-            return {name: torch.zeros_like(p) for name, p in self.parameters().items()}
-        return {"w": weight, "b": bias[:, None]}
+    def gradients(self) -> Tensors:
+        return {name: p.grad if p.grad is not None else torch.zeros_like(p) for name, p in self.params().items()}
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
@@ -255,10 +302,96 @@ class NNLinear:
         self.optimizer.load_state_dict(state["optimizer"])
 
 
+# Activations with their derivatives, written in terms of the activation's output a = f(z)
+# where that is cheaper: d tanh/dz = 1 − a², d sigmoid/dz = a·(1 − a), d relu/dz = [z > 0].
+ACTIVATIONS: dict[str, tuple[Callable[[torch.Tensor], torch.Tensor],
+                             Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]] = {
+    "tanh": (torch.tanh, lambda z, a: 1 - a * a),
+    "sigmoid": (torch.sigmoid, lambda z, a: a * (1 - a)),
+    "relu": (torch.relu, lambda z, a: (z > 0).to(a.dtype)),
+}
+
+
+class MLP(_HandWrittenSGD):
+    """A multi-layer perceptron fitted by full-batch gradient descent, with a backward
+    pass written layer by layer."""
+
+    least_squares = None
+
+    def __init__(self, cfg: MLPConfig, data: Dataset, device: torch.device,
+                 generator: torch.Generator) -> None:
+        sizes = [data.x.shape[1], *cfg.model.hidden, 1]
+        autograd = cfg.train.grad == "autograd"
+        self._params = {}
+        # Each layer initialised like nn.Linear: W, b ~ U(−1/√fan_in, 1/√fan_in), layer by layer.
+        for layer, (fan_in, fan_out) in enumerate(zip(sizes, sizes[1:]), start=1):
+            bound = 1 / math.sqrt(fan_in)
+            weight = _uniform((1, fan_out, fan_in), generator, data.x.dtype, -bound, bound)
+            bias = _uniform((1, fan_out), generator, data.x.dtype, -bound, bound)
+            self._params[f"W{layer}"] = weight.to(device).requires_grad_(autograd)  # (K, out, in)
+            self._params[f"b{layer}"] = bias.to(device).requires_grad_(autograd)  # (K, out)
+        self._grads = {name: torch.zeros_like(p) for name, p in self._params.items()}
+        self.layers = len(sizes) - 1
+        self.activation, self.activation_grad = ACTIVATIONS[cfg.model.activation]
+        self.x = data.x.to(device)[None]  # (K, N, F)
+        self.y = data.y.to(device)[None]  # (K, N)
+        self.lr = cfg.train.lr
+        self._manual = not autograd
+        self.steps_per_epoch = 1
+
+    def batch(self, index: int) -> Tensors:
+        return {"x": self.x, "y": self.y}
+
+    def _forward(self, params: Tensors, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+        """ŷ, and every layer's input a and pre-activation z (kept for the backward pass)."""
+        inputs, pre = [], []
+        a = x
+        for layer in range(1, self.layers + 1):
+            inputs.append(a)
+            z = a @ params[f"W{layer}"].transpose(-1, -2) + params[f"b{layer}"][:, None, :]  # z = a·Wᵀ + b
+            pre.append(z)
+            a = self.activation(z) if layer < self.layers else z  # the output layer is linear
+        return a[..., 0], inputs, pre
+
+    def loss(self, params: Tensors, batch: Tensors) -> torch.Tensor:
+        y_hat, _, _ = self._forward(params, batch["x"])
+        return (y_hat - batch["y"]).pow(2).mean(-1)  # L = mean((ŷ − y)²)
+
+    def manual_backward(self, params: Tensors, batch: Tensors) -> tuple[torch.Tensor, Tensors]:
+        params = {name: p.detach() for name, p in params.items()}
+        y_hat, inputs, pre = self._forward(params, batch["x"])
+        residual = y_hat - batch["y"]
+        loss = residual.pow(2).mean(-1)
+        grads: Tensors = {}
+        # dL/dŷ = 2(ŷ − y)/N; the output layer is linear, so dL/dz_L = dL/dŷ.
+        grad_z = (2 / residual.shape[-1]) * residual[..., None]  # (K, N, 1)
+        for layer in range(self.layers, 0, -1):
+            a_in = inputs[layer - 1]
+            # z = a·Wᵀ + b:  dL/dW = (dL/dz)ᵀ·a,  dL/db = Σ_n dL/dz,  dL/da = dL/dz·W
+            grads[f"W{layer}"] = grad_z.transpose(-1, -2) @ a_in
+            grads[f"b{layer}"] = grad_z.sum(1)
+            if layer > 1:
+                grad_a = grad_z @ params[f"W{layer}"]
+                # a = f(z) one layer down:  dL/dz = dL/da · f'(z)
+                grad_z = grad_a * self.activation_grad(pre[layer - 2], a_in)
+        return loss, {name: grads[name] for name in params}
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        params = {name: p.detach() for name, p in self._params.items()}
+        with torch.no_grad():
+            return self._forward(params, x.to(self.x.device)[None])[0]
+
+
 # The registry: kind name → the Trainer it builds. bpcli.config.CONFIG_CLASSES has the
 # matching config classes under the same names.
 KINDS: dict[str, Callable[[ExperimentConfig, Dataset, torch.device, torch.Generator], Trainer]] = {
     "scalar-sgd": ScalarSGD,
     "linear-gd": LinearGD,
     "nn-linear": NNLinear,
+    "mlp": MLP,
 }
+
+
+def flat(tensors: Tensors) -> Tensors:
+    """Each tensor as (K, values): how parameters and gradients are logged."""
+    return {name: t.detach().reshape(t.shape[0], -1) for name, t in tensors.items()}

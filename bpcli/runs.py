@@ -213,9 +213,16 @@ def _read_columns(path: Path) -> dict[str, list[float]]:
     return dict(zip(header, columns))
 
 
+MAX_LOGGED_VALUES = 8
+
+
 def flat_names(name: str, size: int) -> list[str]:
-    """Column names for a parameter of `size` values: `w`, or `w[0]`, `w[1]`, …"""
-    return [name] if size == 1 else [f"{name}[{i}]" for i in range(size)]
+    """Column names for a parameter of `size` values: `w`, `w[0]`, `w[1]`, … or `norm(W2)`."""
+    if size == 1:
+        return [name]
+    if size > MAX_LOGGED_VALUES:
+        return [f"norm({name})"]
+    return [f"{name}[{i}]" for i in range(size)]
 
 
 def param_columns(params: dict[str, int]) -> list[str]:

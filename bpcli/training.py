@@ -34,8 +34,9 @@ from bpcli.config import ExperimentConfig, Override, dump_config, read_yaml, val
 from bpcli.data import Dataset, make_dataset
 from bpcli.devices import resolve_device
 from bpcli.errors import RunDirError
-from bpcli.experiments import KINDS, Trainer
+from bpcli.experiments import KINDS, Trainer, flat
 from bpcli.runs import (
+    MAX_LOGGED_VALUES,
     MetricsWriter,
     create_run_dir,
     param_columns,
@@ -45,6 +46,7 @@ from bpcli.runs import (
 )
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
+MAX_SUMMARY_VALUES = 1024  # larger tensors are summarised by shape and norm
 
 
 class Observer(Protocol):
@@ -187,7 +189,7 @@ def _run(
 ) -> TrainResult:
     """The training loop from step `start` + 1 to the end, with logging and checkpoints."""
     trainer = built.trainer
-    sizes = {name: t[0].numel() for name, t in trainer.parameters().items()}
+    sizes = {name: t[0].numel() for name, t in flat(trainer.params()).items()}
     columns = param_columns(sizes)
     steps_per_epoch = trainer.steps_per_epoch
     total = config.train.epochs * steps_per_epoch
@@ -246,7 +248,7 @@ def _run(
             train_seconds=summary.get("train_seconds", 0.0) + time.perf_counter() - started,
             finished_at=_now(),
             final_loss=history[-1]["loss"] if history else None,
-            params=_named(trainer.parameters()),
+            params=_named(trainer.params()),
             predictions=_predictions(trainer, config),
         )
         if metrics is not None:
@@ -296,14 +298,29 @@ class _StopRequest:
                 signal.signal(s, handler)
 
 
+def _logged(values: torch.Tensor) -> list[float]:
+    # Small tensors are logged value by value, large ones (MLP layers) by their L2 norm.
+    if values.numel() <= MAX_LOGGED_VALUES:
+        return [float(v) for v in values.tolist()]
+    return [float(values.norm().item())]
+
+
 def _row(step: int, epoch: int, loss: torch.Tensor, trainer: Trainer, columns: list[str]) -> dict[str, float]:
-    values = [float(v) for t in trainer.parameters().values() for v in t[0].reshape(-1).tolist()]
-    grads = [float(v) for t in trainer.gradients().values() for v in t[0].reshape(-1).tolist()]
+    values = [v for t in flat(trainer.params()).values() for v in _logged(t[0])]
+    grads = [v for t in flat(trainer.gradients()).values() for v in _logged(t[0])]
     return dict(zip(columns, [step, epoch, loss[0].item(), *values, *grads]))
 
 
-def _named(tensors: dict[str, torch.Tensor]) -> dict[str, list[float]]:
-    return {name: [float(v) for v in t[0].reshape(-1).tolist()] for name, t in tensors.items()}
+def _named(tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """Final parameters for summary.json: every value, or shape and norm for a large tensor."""
+    named: dict[str, Any] = {}
+    for name, t in tensors.items():
+        values = t.detach()[0]
+        if values.numel() <= MAX_SUMMARY_VALUES:
+            named[name] = [float(v) for v in values.reshape(-1).tolist()]
+        else:
+            named[name] = {"shape": list(values.shape), "norm": float(values.norm().item())}
+    return named
 
 
 def _predictions(trainer: Trainer, config: ExperimentConfig) -> list[dict[str, float]]:

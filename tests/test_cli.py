@@ -147,7 +147,7 @@ def test_a_diverging_run_exits_1_and_keeps_what_it_logged():
         (["train", EXP2, "--set", "train.lrr=1"], "train.lrr: unknown key (did you mean 'lr'?)"),
         (["train", EXP2, "--set", "nonsense"], "'nonsense' is not key=value"),
         (["train", EXP2, "--device", "tpu"], "device: string should match pattern"),
-        (["config", EXP2, "--set", "kind=mlp"], "kind: unknown kind 'mlp'"),
+        (["config", EXP2, "--set", "kind=cnn"], "kind: unknown kind 'cnn'"),
         (["plot", "outputs/run9"], "outputs/run9: no such run directory"),
     ],
 )
