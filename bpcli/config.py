@@ -198,6 +198,12 @@ class TrainConfig(_Section):
     grad: Literal["manual", "autograd"]
     """How gradients are computed: `manual` by bpcli's hand-derived formulas, `autograd`
     by loss.backward()."""
+    diverge_factor: float = Field(1e4, gt=1.0)
+    """Stop the run as diverged when the loss exceeds this many times its first logged
+    value (a NaN or infinite loss always stops it)."""
+    check_grad_every: int = Field(0, ge=0)
+    """Every this many steps, compare the hand-derived gradient with autograd's and a
+    finite difference (in float64) and record the worst error in summary.json (0: never)."""
     checkpoint_every: int = Field(0, ge=0)
     """Write checkpoint.pt every this many steps (0: only when the run ends or is
     interrupted). A run with a checkpoint can be resumed with `bpcli train --resume`."""

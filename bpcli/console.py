@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -20,6 +21,15 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+
+
+def make_console() -> Console:
+    """The console commands print to: a terminal's own width, or 120 columns in a log."""
+    import os
+    import sys
+
+    wide = None if sys.stdout.isatty() or "COLUMNS" in os.environ else 120
+    return Console(highlight=False, width=wide)
 
 
 def _fmt(value: Any, digits: int = 6) -> str:
@@ -83,20 +93,39 @@ def print_result(console: Console, summary: dict[str, Any], run_dir: Path | None
     table.add_column("")
     table.add_column("value", justify="right")
     table.add_column("true", justify="right")
+    best = summary.get("optimum") or {}
+    if best:
+        table.add_column("optimum", justify="right")
     true = summary.get("true_params") or {}
+
+    def row(label: str, value: str, target: str = "", optimum: str = "") -> None:
+        table.add_row(label, value, target, *([optimum] if best else []))
+
     for name, values in (summary.get("params") or {}).items():
+        if isinstance(values, dict):  # a large tensor, summarised
+            row(f"|{name}|", _fmt(values["norm"], 8))
+            continue
         for i, value in enumerate(values):
             label = name if len(values) == 1 else f"{name}[{i}]"
-            target = true.get(name)
-            table.add_row(label, _fmt(value, 8), _fmt(target) if target is not None else "")
-    table.add_row("final loss", _fmt(summary.get("final_loss")), "")
+            target = true.get(name) if len(values) == 1 else None
+            opt = best.get(name)
+            row(label, _fmt(value, 8), _fmt(target) if target is not None else "",
+                _fmt(opt[i], 8) if opt else "")
+    row("final loss", _fmt(summary.get("final_loss")), "", _fmt(best.get("loss"), 3) if best else "")
+    if "distance_to_optimum" in summary:
+        row("distance to optimum", _fmt(summary["distance_to_optimum"], 3))
+    if "stable_lr" in summary:
+        row("lr (largest stable)", f"{summary['lr']:g} ({summary['stable_lr']:.4g})")
     for p in summary.get("predictions") or []:
-        table.add_row(f"ŷ at x = {p['x']:g}", _fmt(p["y_pred"], 8), "")
-    table.add_row("steps", f"{summary['steps']} ({summary['epochs']} epochs)", "")
-    table.add_row("time", f"{summary.get('train_seconds', 0.0):.2f} s", "")
-    table.add_row("device", str(summary["device"]), "")
+        row(f"ŷ at x = {p['x']:g}", _fmt(p["y_pred"], 8))
+    if "grad_check" in summary:
+        check = summary["grad_check"]
+        row("grad check (manual vs autograd)", f"{check['worst_manual_vs_autograd']:.1e}")
+    row("steps", f"{summary['steps']} ({summary['epochs']} epochs)")
+    row("time", f"{summary.get('train_seconds', 0.0):.2f} s")
+    row("device", str(summary["device"]))
     if run_dir is not None:
-        table.add_row("run directory", str(run_dir), "")
+        row("run directory", str(run_dir))
     console.print(table)
 
 
@@ -107,3 +136,28 @@ def print_verification(console: Console, report: Any) -> None:
     if not report.matches:
         step, was, now = report.mismatch
         console.print(f"  first difference at step {step}: recorded {was!r}, now {now!r}", soft_wrap=True)
+
+
+def _values(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.8g}"
+    return f"|{sum(v * v for v in values if v == v) ** 0.5:.6g}|"
+
+
+def print_grad_checks(console: Console, checks: list[Any], kind: str) -> None:
+    """The table of `bpcli check`: each parameter's gradient three ways, and their errors."""
+    table = Table(title=f"{kind}: dL/dθ three ways, in float64", box=box.SIMPLE_HEAD, padding=(0, 1),
+                  caption="|g| is the norm of a tensor's gradient; errors are relative")
+    for header in ("step", "θ", "manual", "autograd", "finite diff", "err manual", "err f.d."):
+        table.add_column(header, justify="left" if header == "θ" else "right", no_wrap=True)
+    for c in checks:
+        verdict = "[green]" if c.ok else "[red]"
+        table.add_row(
+            str(c.step), c.name if len(c.manual) == 1 else f"{c.name} ({len(c.manual)})", _values(c.manual), _values(c.autograd), _values(c.finite_difference),
+            f"{verdict}{c.manual_vs_autograd:.1e}", f"{c.fd_vs_autograd:.1e}",
+        )
+    console.print(table)
+    worst = max(c.manual_vs_autograd for c in checks)
+    status = "agree" if all(c.ok for c in checks) else "DISAGREE"
+    console.print(f"manual and autograd {status}: worst relative error {worst:.1e} (tolerance 1e-6); "
+                  f"finite differences agree to {max(c.fd_vs_autograd for c in checks):.1e}", soft_wrap=True)

@@ -1,35 +1,43 @@
-"""Plots drawn from a run directory alone: no torch, and matplotlib only in here.
+"""Plots drawn from run directories alone: no torch, and matplotlib only in here.
 
 Figures are built with matplotlib's object API and saved through the Agg canvas, so no
-display or GUI backend is ever needed.
+display or GUI backend is ever needed. The loss landscape is recomputed from data.csv
+with numpy (which matplotlib brings), so it too needs nothing but the run directory.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from bpcli.runs import RunRecord, read_run
 
 FORMATS = ("png", "svg", "pdf")
 
+# The curves of the `function` data source, in numpy (plots never import torch).
+_CURVES = {"sin": "sin", "cos": "cos", "square": "square", "abs": "abs", "tanh": "tanh"}
+
 
 def draw_plots(run_dir: str | Path, fmt: str = "png") -> list[Path]:
-    """Draw loss and fit plots into the run directory; return the files written."""
+    """Draw every plot a run supports into its directory; return the files written."""
     record = read_run(run_dir)
-    written = [_loss_plot(record, fmt)]
-    fit = _fit_plot(record, fmt)
-    if fit is not None:
-        written.append(fit)
+    drawn = [_loss_plot(record), _fit_plot(record), _params_plot(record), _landscape_plot(record)]
+    written = []
+    for name, fig in drawn:
+        if fig is not None:
+            path = record.path / f"{name}.{fmt}"
+            fig.savefig(path)
+            written.append(path)
     return written
 
 
-def _figure():  # type: ignore[no-untyped-def]
+def _figure(rows: int = 1, cols: int = 1, size: tuple[float, float] = (7, 4.5)):  # type: ignore[no-untyped-def]
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(7, 4.5), dpi=110, layout="constrained")
+    fig = Figure(figsize=size, dpi=110, layout="constrained")
     FigureCanvasAgg(fig)
-    return fig, fig.add_subplot()
+    return fig, fig.subplots(rows, cols, squeeze=False)
 
 
 def _title(record: RunRecord, what: str) -> str:
@@ -37,14 +45,18 @@ def _title(record: RunRecord, what: str) -> str:
     return f"{what} — {s.get('kind')} (lr={s.get('lr')}, seed={s.get('seed')}, {s.get('status')})"
 
 
-def _loss_plot(record: RunRecord, fmt: str) -> Path:
-    fig, ax = _figure()
-    steps = record.metrics.get("step", [])
-    losses = record.metrics.get("loss", [])
-    # A log scale cannot show a loss of exactly 0 (or a NaN): those points are skipped.
-    points = [(s, v) for s, v in zip(steps, losses) if v > 0 and v == v and v != float("inf")]
-    if points:
-        xs, ys = zip(*points)
+def _positive(steps: list[float], values: list[float]) -> tuple[list[float], list[float]]:
+    # A log scale cannot show 0, NaN or infinity: those points are skipped.
+    kept = [(s, v) for s, v in zip(steps, values) if 0 < v < float("inf")]
+    return ([s for s, _ in kept], [v for _, v in kept]) if kept else ([], [])
+
+
+def _loss_plot(record: RunRecord) -> tuple[str, Any]:
+    fig, axes = _figure()
+    ax = axes[0][0]
+    steps, losses = record.metrics.get("step", []), record.metrics.get("loss", [])
+    xs, ys = _positive(steps, losses)
+    if xs:
         ax.plot(xs, ys, color="tab:blue", linewidth=1.2, marker="o" if len(xs) <= 20 else None,
                 label="loss of each logged step")
         ax.set_yscale("log")
@@ -56,55 +68,226 @@ def _loss_plot(record: RunRecord, fmt: str) -> Path:
         if any(len(rows) > 1 for rows in by_epoch.values()):
             ends = [rows[-1][0] for rows in by_epoch.values()]
             means = [sum(v for _, v in rows) / len(rows) for rows in by_epoch.values()]
-            ax.plot(ends, means, color="tab:orange", linewidth=2, label="mean over the epoch")
-            ax.legend(loc="upper right")
+            ax.plot(*_positive(ends, means), color="tab:orange", linewidth=2, label="mean over the epoch")
+        best = (record.summary.get("optimum") or {}).get("loss")
+        if best is not None and best > 0:
+            ax.axhline(best, color="green", linestyle=":", label=f"optimum's loss {best:.3g}")
+        ax.legend(loc="upper right")
     ax.set_xlabel("step (parameter update)")
     ax.set_ylabel("training loss (squared error)")
     ax.set_title(_title(record, "Loss"))
     ax.grid(True, which="both", alpha=0.3)
-    path = record.path / f"loss.{fmt}"
-    fig.savefig(path)
-    return path
+    return "loss", fig
 
 
-def _fit_plot(record: RunRecord, fmt: str) -> Path | None:
+def _line_label(params: dict[str, Any]) -> str | None:
+    w, b = params.get("w"), params.get("b")
+    if not isinstance(w, list) or len(w) != 1:
+        return None
+    return f"fit: ŷ = {w[0]:.4f}·x" + (f" + {b[0]:.4f}" if isinstance(b, list) else "")
+
+
+def _fit_plot(record: RunRecord) -> tuple[str, Any]:
     if not record.data_x or len(record.data_x[0]) != 1:
-        return None  # a line in the plane needs exactly one feature
-    params = record.summary.get("params") or {}
-    w = (params.get("w") or [None])[0]
-    b = (params.get("b") or [0.0])[0]
-    xs = [row[0] for row in record.data_x]
-    predictions = record.summary.get("predictions") or []
-    lo = min(xs + [p["x"] for p in predictions])
-    hi = max(xs + [p["x"] for p in predictions])
-    span = [lo - 0.02 * (hi - lo), hi + 0.02 * (hi - lo)]
+        return "fit", None  # a curve in the plane needs exactly one feature
+    import numpy as np
 
-    fig, ax = _figure()
+    summary = record.summary
+    xs = [row[0] for row in record.data_x]
+    fig, axes = _figure()
+    ax = axes[0][0]
     ax.scatter(xs, record.data_y, c="red", s=18, label=f"data ({len(xs)} points)", zorder=3)
-    if w is not None:
-        label = f"fit: ŷ = {w:.4f}·x" + (f" + {b:.4f}" if "b" in params else "")
-        ax.plot(span, [w * x + b for x in span], color="tab:blue", linewidth=2, label=label)
-    true = record.summary.get("true_params") or {}
+    if record.curve is not None:
+        label = _line_label(summary.get("params") or {}) or f"fit: the trained {summary.get('kind')}"
+        ax.plot(record.curve["x"], record.curve["y_pred"], color="tab:blue", linewidth=2, label=label)
+    grid = np.array(record.curve["x"] if record.curve else sorted(xs))
+    true = summary.get("true_params") or {}
     if "w" in true:
-        tb = true.get("b", 0.0)
+        tb = true.get("b", 0.0) or 0.0
         label = f"true: y = {true['w']:g}·x" + (f" + {tb:g}" if tb else "")
-        ax.plot(span, [true["w"] * x + tb for x in span], "k--", linewidth=1, label=label)
-    for p in predictions:
+        ax.plot(grid, true["w"] * grid + tb, "k--", linewidth=1, label=label)
+    function = summary.get("true_function")
+    if function in _CURVES:
+        ax.plot(grid, getattr(np, _CURVES[function])(grid), "k--", linewidth=1, label=f"true: y = {function}(x)")
+    for p in summary.get("predictions") or []:
         if p.get("y_pred") is None:
             continue
         ax.scatter([p["x"]], [p["y_pred"]], marker="x", s=60, color="tab:green", zorder=4)
-        ax.annotate(
-            f"ŷ({p['x']:g}) = {p['y_pred']:.8g}",
-            (p["x"], p["y_pred"]),
-            textcoords="offset points",
-            xytext=(-8, 8),
-            ha="right",
-        )
+        ax.annotate(f"ŷ({p['x']:g}) = {p['y_pred']:.8g}", (p["x"], p["y_pred"]),
+                    textcoords="offset points", xytext=(-8, 8), ha="right")
     ax.set_xlabel("x")
     ax.set_ylabel("y")
     ax.set_title(_title(record, "Fit"))
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="upper left")
-    path = record.path / f"fit.{fmt}"
-    fig.savefig(path)
-    return path
+    ax.legend(loc="best")
+    return "fit", fig
+
+
+def _value_columns(record: RunRecord) -> list[str]:
+    skip = {"step", "epoch", "loss", "distance_to_optimum"}
+    return [c for c in record.metrics if c not in skip and not c.startswith("grad_")]
+
+
+def _reference(summary: dict[str, Any], column: str, key: str) -> float | None:
+    """The true or optimal value of a metrics column such as `w`, `w[1]` or `b`."""
+    name, _, index = column.partition("[")
+    values = (summary.get(key) or {}).get(name)
+    if isinstance(values, (int, float)):
+        return float(values)
+    if isinstance(values, list):
+        i = int(index.rstrip("]")) if index else 0
+        return values[i] if i < len(values) else None
+    return None
+
+
+def _params_plot(record: RunRecord) -> tuple[str, Any]:
+    columns = _value_columns(record)[:8]
+    if not columns:
+        return "params", None
+    fig, axes = _figure(len(columns), 1, size=(7, 1.2 + 1.9 * len(columns)))
+    steps = record.metrics["step"]
+    for ax, column in zip((row[0] for row in axes), columns):
+        ax.plot(steps, record.metrics[column], color="tab:blue", linewidth=1.5, label=column)
+        true = _reference(record.summary, column, "true_params")
+        best = _reference(record.summary, column, "optimum")
+        if true is not None:
+            ax.axhline(true, color="black", linestyle="--", linewidth=1, label=f"true {true:g}")
+        if best is not None:
+            ax.axhline(best, color="green", linestyle=":", linewidth=1.5, label=f"optimum {best:.6g}")
+        ax.set_ylabel(column)
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="best", fontsize="small")
+    axes[-1][0].set_xlabel("step")
+    axes[0][0].set_title(_title(record, "Parameters"))
+    return "params", fig
+
+
+def _landscape_plot(record: RunRecord) -> tuple[str, Any]:
+    """The loss over (w, b), or over w alone, with the path gradient descent took."""
+    summary = record.summary
+    params, best = summary.get("params") or {}, summary.get("optimum")
+    names = [n for n in ("w", "b") if n in params]
+    one_value = all(isinstance(params[n], list) and len(params[n]) == 1 for n in names)
+    if not best or not names or set(params) != set(names) or not one_value or len(record.data_x[0]) != 1:
+        return "landscape", None
+    import numpy as np
+
+    x = np.array([row[0] for row in record.data_x])
+    y = np.array(record.data_y)
+    start = [(summary.get("initial_params") or {}).get(n, [None])[0] for n in names]
+    path = [list(record.metrics[n]) for n in names]
+    if None not in start:
+        path = [[s, *p] for s, p in zip(start, path)]
+    opt = [best[n][0] for n in names]
+    fig, axes = _figure()
+    ax = axes[0][0]
+    if names == ["w"]:
+        w_path = np.array(path[0])
+        lo, hi = _span(np.append(w_path, opt[0]))
+        ws = np.linspace(lo, hi, 400)
+        # L(w) = mean over the samples of (w·x − y)²: the loss one epoch descends.
+        curve = ((ws[:, None] * x[None, :] - y[None, :]) ** 2).mean(1)
+        ax.plot(ws, curve, color="tab:blue", label="L(w) = mean((w·x − y)²)")
+        losses = ((w_path[:, None] * x[None, :] - y[None, :]) ** 2).mean(1)
+        ax.plot(w_path, losses, ".-", color="tab:orange", markersize=4, linewidth=0.8, label="path of w")
+        ax.scatter([w_path[0]], [losses[0]], color="green", s=60, zorder=5, label="start")
+        ax.scatter([w_path[-1]], [losses[-1]], color="red", s=60, zorder=5, label="end")
+        ax.scatter([opt[0]], [((opt[0] * x - y) ** 2).mean()], marker="*", s=200, color="gold",
+                   edgecolor="black", zorder=6, label=f"optimum w* = {opt[0]:.6g}")
+        ax.set_xlabel("w")
+        ax.set_ylabel("loss")
+        ax.set_yscale("symlog", linthresh=1e-3)
+    else:
+        w_path, b_path = np.array(path[0]), np.array(path[1])
+        w_lo, w_hi = _span(np.append(w_path, opt[0]))
+        b_lo, b_hi = _span(np.append(b_path, opt[1]))
+        W, B = np.meshgrid(np.linspace(w_lo, w_hi, 200), np.linspace(b_lo, b_hi, 200))
+        # L(w, b) = mean((w·x + b − y)²), a bowl: contours at logarithmic levels.
+        L = ((W[..., None] * x + B[..., None] - y) ** 2).mean(-1)
+        levels = np.geomspace(max(L.min(), 1e-8), L.max(), 20)
+        contours = ax.contour(W, B, L, levels=levels, cmap="viridis", linewidths=0.8)
+        fig.colorbar(contours, ax=ax, label="loss", format="%.0e")
+        ax.plot(w_path, b_path, ".-", color="tab:orange", markersize=4, linewidth=1, label="path of (w, b)")
+        ax.scatter([w_path[0]], [b_path[0]], color="green", s=60, zorder=5, label="start")
+        ax.scatter([w_path[-1]], [b_path[-1]], color="red", s=60, zorder=5, label="end")
+        ax.scatter([opt[0]], [opt[1]], marker="*", s=200, color="gold", edgecolor="black", zorder=6,
+                   label=f"optimum ({opt[0]:.4g}, {opt[1]:.4g})")
+        ax.set_xlabel("w")
+        ax.set_ylabel("b")
+    ax.set_title(_title(record, "Loss landscape"))
+    ax.legend(loc="best", fontsize="small")
+    ax.grid(True, alpha=0.2)
+    return "landscape", fig
+
+
+def _span(values: Any) -> tuple[float, float]:
+    lo, hi = float(values.min()), float(values.max())
+    pad = max(hi - lo, 1e-3) * 0.15
+    return lo - pad, hi + pad
+
+
+# --------------------------------------------------------------------------- compare
+
+
+def _flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _labels(records: list[RunRecord]) -> list[str]:
+    """Each run labelled by the config values that differ between the runs."""
+    flats = [_flatten(r.config) for r in records]
+    keys = sorted({k for f in flats for k in f})
+    differing = [k for k in keys if len({repr(f.get(k)) for f in flats}) > 1]
+    if not differing:
+        return [str(r.path) for r in records]
+    short = {k: k.split(".")[-1] for k in differing}
+    return [", ".join(f"{short[k]}={f.get(k)}" for k in differing) for f in flats]
+
+
+def compare(run_dirs: list[Path], out: Path) -> Path:
+    """Overlay the loss curves (and the fitted curves, where comparable) of several runs."""
+    from bpcli.errors import BpcliError
+
+    out = Path(out)
+    if out.suffix.lstrip(".") not in FORMATS:
+        raise BpcliError(f"{out}: give a file ending in .png, .svg or .pdf")
+    records = [read_run(d) for d in run_dirs]
+    labels = _labels(records)
+    comparable_fit = all(r.curve is not None for r in records)
+    fig, axes = _figure(1, 2 if comparable_fit else 1, size=(12 if comparable_fit else 7, 4.5))
+    ax = axes[0][0]
+    for record, label in zip(records, labels):
+        ax.plot(*_positive(record.metrics.get("step", []), record.metrics.get("loss", [])),
+                linewidth=1.3, label=label)
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss")
+    ax.set_title("Loss")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize="small")
+    if comparable_fit:
+        ax = axes[0][1]
+        same_data = all(r.data_x == records[0].data_x and r.data_y == records[0].data_y for r in records)
+        if same_data:
+            ax.scatter([row[0] for row in records[0].data_x], records[0].data_y, c="red", s=12,
+                       label="data", zorder=3)
+        for record, label in zip(records, labels):
+            if not same_data:
+                ax.scatter([row[0] for row in record.data_x], record.data_y, s=6, alpha=0.4)
+            ax.plot(record.curve["x"], record.curve["y_pred"], linewidth=1.5, label=label)  # type: ignore[index]
+        ax.set_xlabel("x")
+        ax.set_ylabel("y")
+        ax.set_title("Fit" + ("" if same_data else " (each run on its own data)"))
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize="small")
+    try:
+        fig.savefig(out)
+    except OSError as exc:
+        raise BpcliError(f"{out}: cannot write it ({exc.strerror}); choose another --out") from None
+    return out

@@ -7,7 +7,9 @@ alone (this module never imports torch):
     metrics.csv    step,epoch,loss, then parameter and gradient columns, per logged step
     summary.json   status, final parameters, predictions, timings and versions
     data.csv       the training data, x then y
-    loss.png, fit.png
+    curve.csv      the trained model's predictions on a grid of x (one-feature data)
+    checkpoint.pt  what resuming needs (see bpcli.checkpoints)
+    loss.png, fit.png, params.png, landscape.png
 
 Files other than metrics.csv are written atomically (a temporary file, then a rename),
 so an interrupted run never leaves half a file behind.
@@ -131,6 +133,12 @@ def write_data(run_dir: Path, x: list[list[float]], y: list[float]) -> None:
     write_atomic(run_dir / "data.csv", "\n".join(lines) + "\n")
 
 
+def write_curve(run_dir: Path, x: list[float], y: list[float]) -> None:
+    """Write curve.csv: the trained model's predictions y_pred on a grid of x."""
+    lines = ["x,y_pred"] + [f"{a!r},{b!r}" for a, b in zip(x, y)]
+    write_atomic(run_dir / "curve.csv", "\n".join(lines) + "\n")
+
+
 class MetricsWriter:
     """Appends logged steps to metrics.csv, flushed after each row so none is lost."""
 
@@ -168,6 +176,8 @@ class RunRecord:
     metrics: dict[str, list[float]]
     data_x: list[list[float]]
     data_y: list[float]
+    curve: dict[str, list[float]] | None
+    """The model's predictions on a grid (curve.csv), if the run wrote them."""
 
 
 def read_run(path: str | Path) -> RunRecord:
@@ -194,7 +204,8 @@ def read_run(path: str | Path) -> RunRecord:
     if y is None or not data:
         raise RunDirError(f"{path}/data.csv: expected x and y columns")
     x = [list(row) for row in zip(*data.values())]
-    return RunRecord(path, config, summary, metrics, x, y)
+    curve = _read_columns(path / "curve.csv") if (path / "curve.csv").is_file() else None
+    return RunRecord(path, config, summary, metrics, x, y, curve)
 
 
 def _read_columns(path: Path) -> dict[str, list[float]]:

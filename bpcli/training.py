@@ -28,7 +28,7 @@ from typing import Any, Iterator, Protocol
 
 import torch
 
-from bpcli import __version__
+from bpcli import __version__, analysis
 from bpcli.checkpoints import CHECKPOINT, check_belongs, data_hash, load_checkpoint, save_checkpoint
 from bpcli.config import ExperimentConfig, Override, dump_config, read_yaml, validate_config
 from bpcli.data import Dataset, make_dataset
@@ -41,6 +41,7 @@ from bpcli.runs import (
     create_run_dir,
     param_columns,
     write_atomic,
+    write_curve,
     write_data,
     write_summary,
 )
@@ -101,6 +102,11 @@ class _Built:
         return cls(config, device, generator, data, trainer)
 
 
+def build(config: ExperimentConfig) -> _Built:
+    """Turn a config into its device, generator, data and trainer, without training."""
+    return _Built.from_config(config)
+
+
 def train(
     config: ExperimentConfig,
     out: str | Path | None = None,
@@ -127,6 +133,8 @@ def train(
         "epochs": config.train.epochs,
         "steps": 0,
         "true_params": built.data.true_params,
+        "true_function": built.data.true_function,
+        "initial_params": _named(built.trainer.params()),
         "config_file": config_file,
         "started_at": _now(),
         "train_seconds": 0.0,
@@ -191,10 +199,18 @@ def _run(
     trainer = built.trainer
     sizes = {name: t[0].numel() for name, t in flat(trainer.params()).items()}
     columns = param_columns(sizes)
+    fit = trainer.least_squares
+    best = analysis.optimum(built.data, fit) if fit is not None else None
+    if best is not None:
+        columns.append("distance_to_optimum")
+        bound = analysis.stable_lr(built.data, fit)
+        summary.update(optimum={**best.params, "loss": best.loss}, stable_lr=bound.lr)
     steps_per_epoch = trainer.steps_per_epoch
     total = config.train.epochs * steps_per_epoch
     log_every = config.train.log_every
     checkpoint_every = config.train.checkpoint_every
+    check_every = config.train.check_grad_every
+    grad_checks: list[Any] = []
     progress_every = max(1, total // 500)  # the bar moves smoothly without a sync per step
     digest = data_hash(built.data.x, built.data.y)
     metrics = None
@@ -210,22 +226,31 @@ def _run(
 
     stop = _StopRequest()
     status = "completed"
+    first_loss = history[0]["loss"] if history else None
     step = start
     started = time.perf_counter()
     try:
         with stop.on_signals():
             for step in range(start + 1, total + 1):
-                loss = trainer.step((step - 1) % steps_per_epoch)
+                index = (step - 1) % steps_per_epoch
+                if check_every and (step - 1) % check_every == 0:
+                    from bpcli.gradcheck import compare_gradients
+
+                    grad_checks += compare_gradients(trainer, index, step)
+                loss = trainer.step(index)
                 # Reading values back synchronises with the device: only on logged steps.
                 if step == 1 or step % log_every == 0 or step == total:
-                    row = _row(step, (step - 1) // steps_per_epoch + 1, loss, trainer, columns)
+                    row = _row(step, (step - 1) // steps_per_epoch + 1, loss, trainer, columns, best)
                     history.append(row)
                     if metrics is not None:
                         metrics.write(row)
                     if observer is not None:
                         observer.on_log(row)
-                    if not math.isfinite(row["loss"]):
+                    first_loss = row["loss"] if first_loss is None else first_loss
+                    reason = _divergence(row["loss"], first_loss, config.train.diverge_factor)
+                    if reason is not None:
                         status = "diverged"
+                        summary["divergence"] = _explain_divergence(built, config, step, reason)
                         break
                 if checkpoint_every and step % checkpoint_every == 0 and step != total:
                     checkpoint(step)
@@ -251,10 +276,18 @@ def _run(
             params=_named(trainer.params()),
             predictions=_predictions(trainer, config),
         )
+        if best is not None:
+            values = [v for t in flat(trainer.params()).values() for v in t[0].tolist()]
+            summary["distance_to_optimum"] = analysis.distance(values, best)
+        if grad_checks:
+            from bpcli.gradcheck import worst
+
+            summary["grad_check"] = worst(grad_checks)
         if metrics is not None:
             metrics.close()
         if run_dir is not None:
             write_summary(run_dir, summary)
+            _write_curve(run_dir, built, config)
 
     if run_dir is not None and plots:
         from bpcli.plots import draw_plots  # matplotlib only when plotting
@@ -298,6 +331,31 @@ class _StopRequest:
                 signal.signal(s, handler)
 
 
+def _divergence(loss: float, first: float, factor: float) -> str | None:
+    """Why a logged loss means the run diverged, or None if it did not."""
+    if not math.isfinite(loss):
+        return f"the loss became {loss}"
+    if first > 0 and loss > factor * first:
+        return f"the loss grew to {loss:.4g}, over {factor:g} times its first value {first:.4g}"
+    return None
+
+
+def _explain_divergence(built: _Built, config: ExperimentConfig, step: int, reason: str) -> dict[str, Any]:
+    """The divergence record for summary.json, with the learning rate that would have worked."""
+    lr = config.train.lr
+    record: dict[str, Any] = {"step": step, "reason": reason, "lr": lr}
+    message = f"training diverged at step {step}: {reason}."
+    fit = built.trainer.least_squares
+    if fit is not None:
+        bound = analysis.stable_lr(built.data, fit)
+        record["stable_lr"] = bound.lr
+        message += f" The learning rate {lr:g} is too large: {bound.explanation}. Try --lr {bound.lr / 2:.3g}."
+    else:
+        message += f" Try a smaller learning rate than {lr:g} (--lr)."
+    record["message"] = message
+    return record
+
+
 def _logged(values: torch.Tensor) -> list[float]:
     # Small tensors are logged value by value, large ones (MLP layers) by their L2 norm.
     if values.numel() <= MAX_LOGGED_VALUES:
@@ -305,10 +363,12 @@ def _logged(values: torch.Tensor) -> list[float]:
     return [float(values.norm().item())]
 
 
-def _row(step: int, epoch: int, loss: torch.Tensor, trainer: Trainer, columns: list[str]) -> dict[str, float]:
+def _row(step: int, epoch: int, loss: torch.Tensor, trainer: Trainer, columns: list[str],
+         best: analysis.Optimum | None) -> dict[str, float]:
     values = [v for t in flat(trainer.params()).values() for v in _logged(t[0])]
     grads = [v for t in flat(trainer.gradients()).values() for v in _logged(t[0])]
-    return dict(zip(columns, [step, epoch, loss[0].item(), *values, *grads]))
+    extra = [analysis.distance(values, best)] if best is not None else []
+    return dict(zip(columns, [step, epoch, loss[0].item(), *values, *grads, *extra]))
 
 
 def _named(tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
@@ -321,6 +381,19 @@ def _named(tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
         else:
             named[name] = {"shape": list(values.shape), "norm": float(values.norm().item())}
     return named
+
+
+def _write_curve(run_dir: Path, built: _Built, config: ExperimentConfig) -> None:
+    """curve.csv: the model's predictions on a grid across the data, for the fit plot."""
+    x = built.data.x
+    if x.shape[1] != 1:
+        return
+    low = min(float(x.min()), *config.predict) if config.predict else float(x.min())
+    high = max(float(x.max()), *config.predict) if config.predict else float(x.max())
+    grid = torch.linspace(low, high, 200, dtype=x.dtype)
+    with torch.no_grad():
+        y = built.trainer.predict(grid[:, None])[0].cpu()
+    write_curve(run_dir, grid.tolist(), y.tolist())
 
 
 def _predictions(trainer: Trainer, config: ExperimentConfig) -> list[dict[str, float]]:

@@ -27,9 +27,11 @@ def test_train_writes_a_complete_run_directory():
     assert result.exit_code == 0, result.output
     run = Path("outputs/run1")
     assert sorted(p.name for p in run.iterdir()) == sorted(
-        ["config.yaml", "metrics.csv", "summary.json", "data.csv", "loss.png", "fit.png", "checkpoint.pt"]
+        ["config.yaml", "metrics.csv", "summary.json", "data.csv", "curve.csv", "checkpoint.pt",
+         "loss.png", "fit.png", "params.png", "landscape.png"]
     )
-    assert header(run / "metrics.csv") == ["step", "epoch", "loss", "w", "b", "grad_w", "grad_b"]
+    assert header(run / "metrics.csv") == ["step", "epoch", "loss", "w", "b", "grad_w", "grad_b",
+                                           "distance_to_optimum"]
     rows = list(csv.DictReader(open(run / "metrics.csv")))
     assert [int(r["step"]) for r in rows] == [1, 10, 20, 30, 40, 50]
     summary = json.loads((run / "summary.json").read_text())
@@ -72,7 +74,7 @@ def test_exp1_logs_every_step_and_reports_the_prediction():
     summary = json.loads(Path("outputs/run1/summary.json").read_text())
     assert summary["predictions"] == [{"x": 4.0, "y_pred": 7.999998569488525}]
     assert summary["true_params"] == {"w": 2.0}
-    assert header("outputs/run1/metrics.csv") == ["step", "epoch", "loss", "w", "grad_w"]
+    assert header("outputs/run1/metrics.csv") == ["step", "epoch", "loss", "w", "grad_w", "distance_to_optimum"]
     assert len(open("outputs/run1/metrics.csv").readlines()) == 301
     assert "7.999998569488525"[:8] in result.stdout  # the final table shows ŷ(4)
 
@@ -131,7 +133,8 @@ def test_config_prints_the_resolved_config_without_training():
 def test_a_diverging_run_exits_1_and_keeps_what_it_logged():
     result = cli("train", EXP2, "--lr", "50", "--epochs", "400", "--log-every", "1")
     assert result.exit_code == 1
-    assert "diverged" in result.stderr and "smaller learning rate" in result.stderr
+    assert "diverged" in result.stderr and "The learning rate 50 is too large" in result.stderr
+    assert "Try --lr" in result.stderr
     summary = json.loads(Path("outputs/run1/summary.json").read_text())
     assert summary["status"] == "diverged"
     assert summary["steps"] < 400

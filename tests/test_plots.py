@@ -28,7 +28,7 @@ def test_plot_redraws_without_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["outputs/run1/loss.png", "outputs/run1/fit.png"]
+    assert out.stdout.split() == [f"outputs/run1/{name}.png" for name in ("loss", "fit", "params", "landscape")]
     assert Path("outputs/run1/fit.png").read_bytes()[:4] == PNG
 
 

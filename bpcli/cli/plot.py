@@ -1,8 +1,9 @@
-"""`bpcli plot`: redraw a run's plots from its directory (torch is never imported)."""
+"""`bpcli plot` and `bpcli compare`: plots from run directories (torch is never imported)."""
 
 from __future__ import annotations
 
 from enum import Enum
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -22,8 +23,21 @@ def plot(
     run_dir: RunDirArg,
     fmt: Annotated[Format, typer.Option("--format", help="File format of the plots.")] = Format.png,
 ) -> None:
-    """Redraw loss and fit plots from a run directory alone."""
+    """Redraw a run's plots (loss, fit, params, landscape) from its directory alone."""
     from bpcli.plots import draw_plots
 
     for path in draw_plots(run_dir, fmt.value):
         typer.echo(str(path))
+
+
+@app.command()
+def compare(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Two or more run directories.", show_default=False)],
+    out: Annotated[Path, typer.Option("--out", help="The figure to write (.png, .svg or .pdf).")] = Path(
+        "compare.png"
+    ),
+) -> None:
+    """Overlay the loss curves and fitted curves of several runs, labelled by what differs."""
+    from bpcli.plots import compare as draw
+
+    typer.echo(str(draw(run_dirs, out)))

@@ -45,10 +45,7 @@ def _report(result: Any, quiet: bool, console: Any, lr: float) -> None:
         where = f"; resume with: bpcli train --resume {result.run_dir}" if result.run_dir else ""
         raise RunInterrupted(f"{name}: stopped after step {result.steps}{where}", result.signal)
     if result.status == "diverged":
-        raise RunFailed(
-            f"the loss became {result.final_loss} at step {result.steps}: training diverged; "
-            f"try a smaller learning rate than {lr} (--lr)"
-        )
+        raise RunFailed(result.summary["divergence"]["message"])
 
 
 @app.command()
@@ -86,14 +83,12 @@ def train(
 
     Example: bpcli train configs/exp2.yaml --lr 0.05 --epochs 500 --out outputs/fast
     """
-    from rich.console import Console
-
     from bpcli.config import load_config
-    from bpcli.console import ConsoleObserver
+    from bpcli.console import ConsoleObserver, make_console
     from bpcli.training import resume as resume_run
     from bpcli.training import train as run
 
-    console = Console(highlight=False)
+    console = make_console()
     if resume is not None:
         others = {"CONFIG": config, "--lr": lr, "--seed": seed, "--device": device,
                   "--log-every": log_every, "--set": set_, "--out": out, "--force": force or None}
@@ -158,14 +153,12 @@ def rerun(
     quiet: Quiet = False,
 ) -> None:
     """Run a recorded config again: into a new run directory, or with --verify to check it reproduces."""
-    from rich.console import Console
-
     from bpcli.config import read_yaml, validate_config
-    from bpcli.console import ConsoleObserver, print_verification
+    from bpcli.console import ConsoleObserver, make_console, print_verification
     from bpcli.training import train as run
     from bpcli.training import verify_run
 
-    console = Console(highlight=False)
+    console = make_console()
     if verify:
         report = verify_run(run_dir, steps)
         print_verification(console, report)

@@ -1,0 +1,119 @@
+"""What the maths says about a linear least-squares run: its optimum and its largest stable lr.
+
+For the linear kinds the training loss is L(θ) = mean((A·θ − y)²) with A = [x, 1] (or
+[x] without a bias). Its minimum has a closed form, and gradient descent on it is a
+linear map whose stability depends on the learning rate alone, so both are computed
+here exactly (in float64) rather than guessed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from bpcli.data import Dataset
+from bpcli.experiments import LeastSquares
+
+
+@dataclass(frozen=True)
+class Optimum:
+    """The least-squares solution θ* = argmin mean((A·θ − y)²) and its loss."""
+
+    params: dict[str, list[float]]
+    loss: float
+
+    def flat(self) -> list[float]:
+        return [v for values in self.params.values() for v in values]
+
+
+def _design(data: Dataset, bias: bool) -> torch.Tensor:
+    x = data.x.to(torch.float64)
+    return torch.cat([x, torch.ones(len(x), 1, dtype=torch.float64)], dim=1) if bias else x
+
+
+def optimum(data: Dataset, fit: LeastSquares) -> Optimum:
+    """The closed-form optimum (least squares, float64) of a linear kind's training loss."""
+    a = _design(data, fit.bias)
+    y = data.y.to(torch.float64)
+    solution = torch.linalg.lstsq(a, y[:, None], driver="gelsd").solution[:, 0]
+    features = data.x.shape[1]
+    params = {"w": solution[:features].tolist()}
+    if fit.bias:
+        params["b"] = [float(solution[features])]
+    loss = float((a @ solution - y).pow(2).mean())
+    return Optimum(params, loss)
+
+
+def distance(values: list[float], best: Optimum) -> float:
+    """The Euclidean distance from parameter values (in params order) to the optimum."""
+    return math.sqrt(sum((v - o) ** 2 for v, o in zip(values, best.flat())))
+
+
+@dataclass(frozen=True)
+class StableLR:
+    """The largest learning rate for which gradient descent on this data converges."""
+
+    lr: float
+    explanation: str
+
+
+def stable_lr(data: Dataset, fit: LeastSquares) -> StableLR:
+    """The stability bound of the kind's update on this data (full batch or per sample)."""
+    if fit.per_sample:
+        return _per_sample_bound(data)
+    a = _design(data, fit.bias)
+    # The Hessian of mean((A·θ − y)²) is H = (2/N)·AᵀA, the same everywhere. One step is
+    # θ ← θ − lr·H·(θ − θ*), which shrinks every direction iff |1 − lr·λ| < 1 for every
+    # eigenvalue λ of H, that is iff lr < 2/λ_max.
+    hessian = (2 / len(a)) * a.T @ a
+    top = float(torch.linalg.eigvalsh(hessian).max())
+    bound = 2 / top
+    return StableLR(
+        bound,
+        f"full-batch gradient descent on this data's mean squared error converges only for "
+        f"lr < 2/λ_max = {bound:.6g}, where λ_max = {top:.6g} is the largest eigenvalue of the "
+        f"loss's Hessian (2/N)·AᵀA",
+    )
+
+
+def _per_sample_bound(data: Dataset) -> StableLR:
+    # The update on sample i, w ← w − lr·2·x_i·(w·x_i − y_i), multiplies the error w − w*
+    # by (1 − 2·lr·x_i²). One epoch multiplies it by c(lr) = Π_i (1 − 2·lr·x_i²); the run
+    # converges iff |c(lr)| < 1. |c| starts at 1 and falls as lr grows from 0, so the bound
+    # is the first lr > 0 where |c(lr)| climbs back to 1.
+    squares = [v * v for v in data.x[:, 0].to(torch.float64).tolist() if v != 0.0]
+    if not squares:
+        return StableLR(math.inf, "every x is 0, so the updates never change w")
+
+    def log_c(lr: float) -> float:
+        total = 0.0
+        for s in squares:
+            factor = abs(1 - 2 * lr * s)
+            if factor == 0.0:
+                return -math.inf
+            total += math.log(factor)
+        return total
+
+    low, high = 1e-6 / max(squares), 10.0 / min(squares)
+    grid = [low * (high / low) ** (i / 20000) for i in range(20001)]
+    previous = grid[0]
+    for lr in grid[1:]:
+        if log_c(lr) >= 0.0:
+            below, above = previous, lr
+            for _ in range(100):  # bisect the crossing
+                mid = (below + above) / 2
+                below, above = (mid, above) if log_c(mid) < 0.0 else (below, mid)
+            bound = below
+            break
+        previous = lr
+    else:
+        bound = high
+    return StableLR(
+        bound,
+        f"per-sample SGD on this data converges only for lr < {bound:.6g}: each update "
+        f"multiplies the error in w by (1 − 2·lr·xᵢ²), and beyond that lr one epoch's product "
+        f"of these factors exceeds 1 in size (every factor stays below 1 for lr < "
+        f"1/max xᵢ² = {1 / max(squares):.6g})",
+    )

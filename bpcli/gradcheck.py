@@ -1,0 +1,123 @@
+"""Gradients checked three ways: bpcli's hand-derived formulas, autograd, finite differences.
+
+All three are evaluated in float64 at the same point (the current parameters of a
+training run, whatever its own dtype), on the same batch, through the kind's own loss
+function, so a disagreement can only come from a wrong formula.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from bpcli.experiments import Tensors, Trainer
+
+TOLERANCE = 1e-6
+"""Manual and autograd gradients must agree to this relative error (in float64)."""
+FLOOR = 1e-8
+"""Relative errors are taken against max(|a|, |b|, FLOOR), so two gradients that are both
+zero up to rounding count as equal."""
+MAX_FD_VALUES = 4096
+"""Finite differences cost two loss evaluations per value: only this many per tensor."""
+
+
+@dataclass(frozen=True)
+class ParamCheck:
+    """One parameter's gradient at one step, computed three ways."""
+
+    step: int
+    name: str
+    manual: list[float]
+    autograd: list[float]
+    finite_difference: list[float]
+    manual_vs_autograd: float
+    """The worst relative error between manual and autograd over the tensor's values."""
+    fd_vs_autograd: float
+    """The worst relative error between the central difference and autograd."""
+
+    @property
+    def ok(self) -> bool:
+        return self.manual_vs_autograd <= TOLERANCE
+
+
+def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    """max |a − b| / max(|a|, |b|, FLOOR), elementwise, over two tensors of equal shape."""
+    if a.numel() == 0:
+        return 0.0
+    scale = torch.maximum(torch.maximum(a.abs(), b.abs()), torch.full_like(a, FLOOR))
+    return float(((a - b).abs() / scale).max().item())
+
+
+def _central_differences(trainer: Trainer, params: Tensors, batch: Tensors) -> Tensors:
+    # dL/dθ_j ≈ (L(θ + h·e_j) − L(θ − h·e_j)) / 2h, with h scaled to θ_j; in float64 the
+    # error is about h² from truncation plus 1e-16/h from rounding, near 1e-10 here.
+    grads: Tensors = {}
+    with torch.no_grad():
+        for name, p in params.items():
+            values = p.view(-1)
+            g = torch.full((values.numel(),), float("nan"), dtype=torch.float64)
+            for j in range(min(values.numel(), MAX_FD_VALUES)):
+                original = values[j].item()
+                h = 1e-6 * max(1.0, abs(original))
+                values[j] = original + h
+                plus = trainer.loss(params, batch).sum().item()
+                values[j] = original - h
+                minus = trainer.loss(params, batch).sum().item()
+                values[j] = original
+                g[j] = (plus - minus) / (2 * h)
+            grads[name] = g.reshape(p.shape)
+    return grads
+
+
+def compare_gradients(trainer: Trainer, index: int, step: int) -> list[ParamCheck]:
+    """The three gradients of the loss of batch `index` at the trainer's current parameters."""
+    batch = {k: v.detach().to(torch.float64) for k, v in trainer.batch(index).items()}
+    params = {k: v.detach().to(torch.float64).clone().requires_grad_(True) for k, v in trainer.params().items()}
+    loss = trainer.loss(params, batch).sum()
+    autograd = dict(zip(params, torch.autograd.grad(loss, list(params.values()))))
+    _, manual = trainer.manual_backward(params, batch)
+    finite = _central_differences(trainer, {k: v.detach().clone() for k, v in params.items()}, batch)
+    checks = []
+    for name in params:
+        a, m = autograd[name].detach().cpu(), manual[name].detach().cpu().reshape(autograd[name].shape)
+        f = finite[name].cpu()
+        measured = ~torch.isnan(f)
+        checks.append(
+            ParamCheck(
+                step=step,
+                name=name,
+                manual=m.reshape(-1).tolist(),
+                autograd=a.reshape(-1).tolist(),
+                finite_difference=f.reshape(-1).tolist(),
+                manual_vs_autograd=relative_error(m, a),
+                fd_vs_autograd=relative_error(f[measured], a[measured]),
+            )
+        )
+    return checks
+
+
+def check_steps(trainer: Trainer, steps: int) -> list[ParamCheck]:
+    """Compare the gradients at each of the first `steps` training steps, training as it goes."""
+    results: list[ParamCheck] = []
+    for step in range(1, steps + 1):
+        index = (step - 1) % trainer.steps_per_epoch
+        results += compare_gradients(trainer, index, step)
+        trainer.step(index)
+    return results
+
+
+def worst(checks: list[ParamCheck]) -> dict[str, Any]:
+    """The worst errors over a set of checks, as recorded in summary.json."""
+    if not checks:
+        return {}
+    bad = max(checks, key=lambda c: c.manual_vs_autograd)
+    return {
+        "checks": len({c.step for c in checks}),
+        "worst_manual_vs_autograd": bad.manual_vs_autograd,
+        "worst_at": {"step": bad.step, "param": bad.name},
+        "worst_finite_difference_vs_autograd": max(c.fd_vs_autograd for c in checks),
+        "tolerance": TOLERANCE,
+        "agree": all(c.ok for c in checks),
+    }
