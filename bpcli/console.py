@@ -161,3 +161,52 @@ def print_grad_checks(console: Console, checks: list[Any], kind: str) -> None:
     status = "agree" if all(c.ok for c in checks) else "DISAGREE"
     console.print(f"manual and autograd {status}: worst relative error {worst:.1e} (tolerance 1e-6); "
                   f"finite differences agree to {max(c.fd_vs_autograd for c in checks):.1e}", soft_wrap=True)
+
+
+def print_graph(console: Console, graph: Any) -> None:
+    """`bpcli explain`: the forward pass, the chain rule with numbers, and the update."""
+    nodes = graph.nodes
+    root = nodes[graph.loss].name
+    forward = Table(title=f"Forward pass: {graph.title}", box=box.SIMPLE_HEAD)
+    for header in ("node", "operation", "value", f"d{root}/d(node)"):
+        forward.add_column(header, justify="left" if header in ("node", "operation") else "right")
+    for node in nodes:
+        if node.op is None:
+            operation = {"param": "parameter", "input": "data", "const": "constant"}[node.kind]
+        else:
+            operation = node.expression
+        forward.add_row(node.name, operation, node.value_text, node.grad_text)
+    console.print(forward)
+
+    backward = Table(title=f"Backward pass: the chain rule, from {root} back to the parameters",
+                     box=box.SIMPLE_HEAD)
+    for header in ("gradient", "= upstream × local", "= value"):
+        backward.add_column(header, justify="left" if header == "gradient" else "right")
+    for edge in sorted(graph.edges, key=lambda e: -e.dst):
+        src, dst = nodes[edge.src], nodes[edge.dst]
+        if edge.local is None or dst.grad is None:
+            if edge.local_text:
+                backward.add_row(f"d{root}/d{src.name} ⟵ via {dst.name}", edge.local_text, src.grad_text)
+            continue
+        backward.add_row(
+            f"d{root}/d{src.name} ⟵ d{root}/d{dst.name} · ∂{dst.name}/∂{src.name}",
+            f"{dst.grad:.6g} × {edge.local:.6g}",
+            f"{edge.contribution:.6g}",
+        )
+    console.print(backward)
+    if graph.sample is not None:
+        console.print(f"Per-sample values are shown for sample {graph.sample} of {graph.samples}; a "
+                      "parameter's gradient adds up every sample's share.", soft_wrap=True)
+    params = [n for n in nodes if n.kind == "param"]
+    for node in params:
+        values = node.full_grad or []
+        shown = ", ".join(f"{v:.6g}" for v in values[:4]) + (" …" if len(values) > 4 else "")
+        console.print(f"d{root}/d{node.name} = {shown}", soft_wrap=True)
+    if graph.update:
+        update = Table(title="Update: θ ← θ − lr·dL/dθ", box=box.SIMPLE_HEAD)
+        for header in ("θ", "before", "dL/dθ", "lr", "after", "training gave"):
+            update.add_column(header, justify="left" if header == "θ" else "right")
+        for u in graph.update[:16]:
+            update.add_row(u["param"], f"{u['before']:.8g}", f"{u['grad']:.8g}", f"{u['lr']:g}",
+                           f"{u['before'] - u['lr'] * u['grad']:.8g}", f"{u['after']:.8g}")
+        console.print(update)

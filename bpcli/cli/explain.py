@@ -1,0 +1,88 @@
+"""`bpcli explain`: a training step's computational graph, with every number filled in."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from bpcli.cli import app
+from bpcli.cli._options import Device, Lr, Seed, Set
+from bpcli.errors import BpcliError
+
+
+@app.command()
+def explain(
+    config: Annotated[
+        Optional[Path], typer.Argument(help="YAML experiment config (or use --expr).", show_default=False)
+    ] = None,
+    step: Annotated[Optional[int], typer.Option("--step", min=1, help="Which training step (default 1).")] = None,
+    sample: Annotated[
+        Optional[int],
+        typer.Option("--sample", min=0, help="Whose values to show: sample I of a full batch (from 0); "
+                                             "for per-sample kinds, the step that trains on sample I."),
+    ] = None,
+    expr: Annotated[
+        Optional[str], typer.Option("--expr", help="Explain a formula instead, e.g. '3*(a + b*c)'.")
+    ] = None,
+    at: Annotated[
+        Optional[list[str]],
+        typer.Option("--at", metavar="NAME=VALUE", help="A variable's value for --expr; repeatable."),
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", help="Where to draw the graph (.png, .svg or .pdf).")] = Path(
+        "graph.png"
+    ),
+    lr: Lr = None,
+    seed: Seed = None,
+    device: Device = None,
+    set_: Set = None,
+) -> None:
+    """Show back-propagation at one step: every node's value, the chain rule with the numbers, the update.
+
+    Examples: bpcli explain configs/exp1.yaml;  bpcli explain --expr '3*(a + b*c)' --at a=1 --at b=2 --at c=3
+    """
+    from bpcli.console import make_console, print_graph
+    from bpcli.graph import explain_expression, explain_step, parse_assignments
+    from bpcli.plots import FORMATS, draw_graph
+
+    if out.suffix.lstrip(".") not in FORMATS:
+        raise BpcliError(f"--out {out}: give a file ending in .png, .svg or .pdf")
+    if expr is not None:
+        if config is not None:
+            raise BpcliError("give either a config or --expr, not both")
+        graph = explain_expression(expr, parse_assignments(at or []))
+    else:
+        if config is None:
+            raise BpcliError("give a config (bpcli explain configs/exp1.yaml) or --expr 'FORMULA' with --at values")
+        if at:
+            raise BpcliError("--at gives values to an --expr formula; with a config, use --step and --sample")
+        from bpcli.cli.train import _overrides
+        from bpcli.config import load_config
+        from bpcli.training import build
+
+        cfg = load_config(config, _overrides(lr, None, seed, device, None, set_))
+        trainer = build(cfg).trainer
+        per_sample = trainer.steps_per_epoch > 1
+        if per_sample and sample is not None:
+            if sample >= trainer.steps_per_epoch:
+                raise BpcliError(f"--sample {sample} is out of range: this data has samples 0 to "
+                                 f"{trainer.steps_per_epoch - 1}")
+            if step is None:
+                step = sample + 1
+        step = step or 1
+        total = cfg.train.epochs * trainer.steps_per_epoch
+        if step > total:
+            raise BpcliError(f"--step {step} is beyond this config's {total} steps; raise train.epochs")
+        for earlier in range(1, step):
+            trainer.step((earlier - 1) % trainer.steps_per_epoch)
+        index = (step - 1) % trainer.steps_per_epoch
+        title = f"{cfg.kind}, step {step}" + (f" (sample {index})" if per_sample else "")
+        graph = explain_step(trainer, index, step, None if per_sample else sample, cfg.train.lr, title)
+    console = make_console()
+    print_graph(console, graph)
+    try:
+        draw_graph(graph, out)
+    except OSError as exc:
+        raise BpcliError(f"{out}: cannot write it ({exc.strerror}); choose another --out") from None
+    console.print(f"graph drawn in {out}")
