@@ -102,8 +102,11 @@ def print_result(console: Console, summary: dict[str, Any], run_dir: Path | None
         table.add_row(label, value, target, *([optimum] if best else []))
 
     for name, values in (summary.get("params") or {}).items():
-        if isinstance(values, dict):  # a large tensor, summarised
-            row(f"|{name}|", _fmt(values["norm"], 8))
+        if isinstance(values, dict):  # a large tensor, summarised in summary.json already
+            row(f"|{name}| (norm)", _fmt(values["norm"], 8))
+            continue
+        if len(values) > 8:
+            row(f"|{name}| (norm of {len(values)})", _fmt(sum(v * v for v in values) ** 0.5, 8))
             continue
         for i, value in enumerate(values):
             label = name if len(values) == 1 else f"{name}[{i}]"
