@@ -46,6 +46,22 @@ def optimum(data: Dataset, fit: LeastSquares) -> Optimum:
     return Optimum(params, loss)
 
 
+def predict(best: Optimum, x: torch.Tensor) -> torch.Tensor:
+    """The optimum's predictions for inputs x (N, F), in float64."""
+    x = x.to(torch.float64)
+    w = torch.tensor(best.params["w"], dtype=torch.float64)
+    b = best.params.get("b", [0.0])[0]
+    return x @ w + b
+
+
+def r2(y: torch.Tensor, predicted: torch.Tensor) -> float:
+    """The coefficient of determination 1 − SS_res/SS_tot (in float64)."""
+    y, predicted = y.to(torch.float64).cpu(), predicted.to(torch.float64).cpu()
+    total = float((y - y.mean()).pow(2).sum())
+    residual = float((y - predicted).pow(2).sum())
+    return 1.0 - residual / total if total > 0 else float("nan")
+
+
 def distance(values: list[float], best: Optimum) -> float:
     """The Euclidean distance from parameter values (in params order) to the optimum."""
     return math.sqrt(sum((v - o) ** 2 for v, o in zip(values, best.flat())))

@@ -125,14 +125,42 @@ class FunctionData(_Section):
         return self
 
 
+class CsvData(_Section):
+    """A table read from a CSV file: feature columns and a target column."""
+
+    source: Literal["csv"] = "csv"
+    """Where the data comes from: `csv` reads a file."""
+    path: str = Field(min_length=1)
+    """The CSV file; a relative path is relative to the config file's folder."""
+    target: str = Field(min_length=1)
+    """The column to predict (its name, or its number from 0 when header is false)."""
+    features: list[str] | None = Field(None, min_length=1)
+    """The input columns; null takes every column but the target."""
+    header: bool = True
+    """Whether the first line names the columns."""
+    delimiter: str = Field(",", min_length=1, max_length=1)
+    """The character between cells."""
+    drop_invalid: bool = False
+    """Drop rows holding NaN or infinite values (and report how many) instead of stopping."""
+    standardize: Literal["none", "features", "all"] = "none"
+    """Rescale to mean 0 and standard deviation 1 (with the training split's statistics):
+    the features, or the features and the target. Parameters are also reported in the
+    original units."""
+    val_fraction: float = Field(0.0, ge=0.0, le=0.9)
+    """Share of the rows held out, after a shuffle drawn with the seed, to measure the
+    validation loss."""
+
+
 def _data_source(value: Any) -> str | None:
-    # `source` may be left out: points listed as x/y are inline, a curve named by fn is
-    # a function, anything else synthetic.
+    # `source` may be left out: points listed as x/y are inline, a file is csv, a curve
+    # named by fn is a function, anything else synthetic.
     if isinstance(value, dict):
         if "source" in value:
             return value["source"]
         if "x" in value or "y" in value:
             return "inline"
+        if "path" in value:
+            return "csv"
         return "function" if "fn" in value else "synthetic"
     return getattr(value, "source", None)
 
@@ -142,14 +170,15 @@ DataConfig = Annotated[
         Annotated[InlineData, Tag("inline")],
         Annotated[SyntheticData, Tag("synthetic")],
         Annotated[FunctionData, Tag("function")],
+        Annotated[CsvData, Tag("csv")],
     ],
     Discriminator(
         _data_source,
         custom_error_type="data_source",
-        custom_error_message="data.source must be 'inline', 'synthetic' or 'function'",
+        custom_error_message="data.source must be 'inline', 'synthetic', 'function' or 'csv'",
     ),
 ]
-DATA_SOURCES = {"inline": InlineData, "synthetic": SyntheticData, "function": FunctionData}
+DATA_SOURCES = {"inline": InlineData, "synthetic": SyntheticData, "function": FunctionData, "csv": CsvData}
 
 # --------------------------------------------------------------------------- model
 
@@ -243,8 +272,9 @@ class ScalarSGDConfig(_Experiment):
     """Initial parameters."""
     train: TrainConfig
     """Training settings."""
-    predict: list[float] = Field(default_factory=list, max_length=10_000)
-    """Inputs x at which the trained model's prediction is reported."""
+    predict: list[float] | list[list[float]] = Field(default_factory=list, max_length=10_000)
+    """Inputs x at which the trained model's prediction is reported (a list of numbers,
+    or of lists with one number per feature; in the data's original units)."""
 
     DEFAULTS: ClassVar[dict[str, Any]] = {
         "data": {"source": "inline", "x": [1.0, 2.0, 3.0], "y": [2.0, 4.0, 6.0], "true_w": 2.0},
@@ -252,6 +282,15 @@ class ScalarSGDConfig(_Experiment):
         "train": {"lr": 0.01, "epochs": 100, "log_every": 1, "grad": "manual"},
         "predict": [4.0],
     }
+
+    @model_validator(mode="after")
+    def _one_feature(self) -> ScalarSGDConfig:
+        if isinstance(self.data, CsvData) and (self.data.features is None or len(self.data.features) != 1):
+            raise ValueError(
+                "scalar-sgd fits y = w·x with one input: set data.features to one column, "
+                "or use kind linear-gd for several"
+            )
+        return self
 
     @model_validator(mode="after")
     def _no_bias(self) -> ScalarSGDConfig:
@@ -274,8 +313,9 @@ class LinearGDConfig(_Experiment):
     """Initial parameters."""
     train: TrainConfig
     """Training settings."""
-    predict: list[float] = Field(default_factory=list, max_length=10_000)
-    """Inputs x at which the trained model's prediction is reported."""
+    predict: list[float] | list[list[float]] = Field(default_factory=list, max_length=10_000)
+    """Inputs x at which the trained model's prediction is reported (a list of numbers,
+    or of lists with one number per feature; in the data's original units)."""
 
     DEFAULTS: ClassVar[dict[str, Any]] = {
         "data": {"source": "synthetic", "n": 100, "true_w": 4.0, "true_b": 0.6},
@@ -295,8 +335,9 @@ class NNLinearConfig(_Experiment):
     """Initial parameters (null: nn.Linear's own initialisation)."""
     train: TrainConfig
     """Training settings."""
-    predict: list[float] = Field(default_factory=list, max_length=10_000)
-    """Inputs x at which the trained model's prediction is reported."""
+    predict: list[float] | list[list[float]] = Field(default_factory=list, max_length=10_000)
+    """Inputs x at which the trained model's prediction is reported (a list of numbers,
+    or of lists with one number per feature; in the data's original units)."""
 
     DEFAULTS: ClassVar[dict[str, Any]] = {
         "data": {"source": "synthetic", "n": 50, "true_w": 4.0, "true_b": 0.6},
@@ -316,8 +357,9 @@ class MLPConfig(_Experiment):
     """The network's layers."""
     train: TrainConfig
     """Training settings."""
-    predict: list[float] = Field(default_factory=list, max_length=10_000)
-    """Inputs x at which the trained model's prediction is reported."""
+    predict: list[float] | list[list[float]] = Field(default_factory=list, max_length=10_000)
+    """Inputs x at which the trained model's prediction is reported (a list of numbers,
+    or of lists with one number per feature; in the data's original units)."""
 
     DEFAULTS: ClassVar[dict[str, Any]] = {
         "data": {"source": "function", "fn": "sin", "n": 200, "noise": 0.05},
@@ -493,7 +535,13 @@ def load_config(
 ) -> ExperimentConfig:
     """Read, override and validate a config file; a ConfigError lists every problem."""
     raw = read_yaml(path)
-    return validate_config(raw, overrides or [], source=str(path))
+    config = validate_config(raw, overrides or [], source=str(path))
+    data = config.data
+    if isinstance(data, CsvData) and not Path(data.path).is_absolute():
+        # A data file is found next to the config that names it, wherever bpcli runs.
+        located = (Path(path).parent / data.path).resolve()
+        config = config.model_copy(update={"data": data.model_copy(update={"path": str(located)})})
+    return config
 
 
 def validate_config(
@@ -512,9 +560,8 @@ def validate_config(
     try:
         return cls.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(
-            source, [_describe(err, cls, overrides or []) for err in exc.errors()]
-        ) from None
+        lines = [_describe(err, cls, overrides or []) for err in exc.errors()]
+        raise ConfigError(source, list(dict.fromkeys(lines))) from None  # each problem once
 
 
 def with_overrides(config: ExperimentConfig, overrides: list[Override]) -> ExperimentConfig:
@@ -537,6 +584,8 @@ def _clean_loc(loc: tuple[Any, ...]) -> list[Any]:
     for part in loc:
         if out and out[-1] == "data" and part in DATA_SOURCES:
             continue
+        if isinstance(part, str) and part.startswith("list["):
+            continue  # a union member's name (predict: list[float] | list[list[float]])
         out.append(part)
     return out
 
@@ -558,7 +607,7 @@ def _describe(err: dict[str, Any], cls: type[BaseModel], overrides: list[Overrid
     elif kind == "missing":
         message = "required, but missing"
     elif kind == "data_source":
-        message = f"must be 'inline', 'synthetic' or 'function' (got {_short(_data_source(value))})"
+        message = f"must be 'inline', 'synthetic', 'function' or 'csv' (got {_short(_data_source(value))})"
         where = "data.source"
     else:
         message = err["msg"]

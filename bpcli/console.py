@@ -105,11 +105,14 @@ def print_result(console: Console, summary: dict[str, Any], run_dir: Path | None
         if isinstance(values, dict):  # a large tensor, summarised in summary.json already
             row(f"|{name}| (norm)", _fmt(values["norm"], 8))
             continue
-        if len(values) > 8:
+        if len(values) > 12:
             row(f"|{name}| (norm of {len(values)})", _fmt(sum(v * v for v in values) ** 0.5, 8))
             continue
+        features = summary.get("features") or []
         for i, value in enumerate(values):
             label = name if len(values) == 1 else f"{name}[{i}]"
+            if name == "w" and len(features) == len(values) > 1:
+                label += f" ({features[i]})"
             target = true.get(name) if len(values) == 1 else None
             opt = best.get(name)
             row(label, _fmt(value, 8), _fmt(target) if target is not None else "",
@@ -120,7 +123,15 @@ def print_result(console: Console, summary: dict[str, Any], run_dir: Path | None
     if "stable_lr" in summary:
         row("lr (largest stable)", f"{summary['lr']:g} ({summary['stable_lr']:.4g})")
     for p in summary.get("predictions") or []:
-        row(f"ŷ at x = {p['x']:g}", _fmt(p["y_pred"], 8))
+        x = p["x"]
+        at = f"{x:g}" if not isinstance(x, list) else (
+            "(" + ", ".join(f"{v:g}" for v in x[:3]) + (", …)" if len(x) > 3 else ")"))
+        row(f"ŷ at x = {at}", _fmt(p["y_pred"], 8))
+    r2, best_r2 = summary.get("r2") or {}, summary.get("optimum_r2") or {}
+    for split, value in r2.items():
+        row(f"R² ({split})", _fmt(value, 5), "", _fmt(best_r2.get(split), 5) if split in best_r2 else "")
+    for note in summary.get("data_notes") or []:
+        row("data", note)
     if "grad_check" in summary:
         check = summary["grad_check"]
         row("grad check (manual vs autograd)", f"{check['worst_manual_vs_autograd']:.1e}")

@@ -21,7 +21,8 @@ _CURVES = {"sin": "sin", "cos": "cos", "square": "square", "abs": "abs", "tanh":
 def draw_plots(run_dir: str | Path, fmt: str = "png") -> list[Path]:
     """Draw every plot a run supports into its directory; return the files written."""
     record = read_run(run_dir)
-    drawn = [_loss_plot(record), _fit_plot(record), _params_plot(record), _landscape_plot(record)]
+    drawn = [_loss_plot(record), _fit_plot(record), _params_plot(record), _landscape_plot(record),
+             _residuals_plot(record)]
     written = []
     for name, fig in drawn:
         if fig is not None:
@@ -70,12 +71,15 @@ def _loss_plot(record: RunRecord) -> tuple[str, Any]:
             ends = [rows[-1][0] for rows in by_epoch.values()]
             means = [sum(v for _, v in rows) / len(rows) for rows in by_epoch.values()]
             ax.plot(*_positive(ends, means), color="tab:orange", linewidth=2, label="mean over the epoch")
+        if "val_loss" in record.metrics:
+            ax.plot(*_positive(steps, record.metrics["val_loss"]), color="tab:red", linewidth=1.5,
+                    label="validation loss")
         best = (record.summary.get("optimum") or {}).get("loss")
         if best is not None and best > 0:
             ax.axhline(best, color="green", linestyle=":", label=f"optimum's loss {best:.3g}")
         ax.legend(loc="upper right")
     ax.set_xlabel("step (parameter update)")
-    ax.set_ylabel("training loss (squared error)")
+    ax.set_ylabel("loss (squared error)")
     ax.set_title(_title(record, "Loss"))
     ax.grid(True, which="both", alpha=0.3)
     return "loss", fig
@@ -88,9 +92,49 @@ def _line_label(params: dict[str, Any]) -> str | None:
     return f"fit: ŷ = {w[0]:.4f}·x" + (f" + {b[0]:.4f}" if isinstance(b, list) else "")
 
 
+def _predicted_vs_actual(record: RunRecord) -> tuple[str, Any]:
+    fig, axes = _figure(size=(6, 5.5))
+    ax = axes[0][0]
+    rows = record.fitted or []
+    for split, colour in (("train", "tab:blue"), ("val", "tab:orange")):
+        ys = [(y, p) for s, y, p in rows if s == split]
+        if ys:
+            r2 = (record.summary.get("r2") or {}).get(split)
+            label = f"{split} ({len(ys)})" + (f", R² = {r2:.4f}" if r2 is not None else "")
+            ax.scatter([y for y, _ in ys], [p for _, p in ys], s=12, alpha=0.7, color=colour, label=label)
+    values = [v for _, y, p in rows for v in (y, p)]
+    if values:
+        ax.plot([min(values), max(values)], [min(values), max(values)], "k--", linewidth=1, label="ŷ = y")
+    units = " (standardised)" if (record.summary.get("scaling") or {}).get("y_std", 1.0) != 1.0 else ""
+    ax.set_xlabel(f"actual {record.summary.get('target', 'y')}{units}")
+    ax.set_ylabel(f"predicted{units}")
+    ax.set_title(_title(record, "Predicted vs actual"))
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="best")
+    return "fit", fig
+
+
+def _residuals_plot(record: RunRecord) -> tuple[str, Any]:
+    if not record.fitted:
+        return "residuals", None
+    fig, axes = _figure()
+    ax = axes[0][0]
+    for split, colour in (("train", "tab:blue"), ("val", "tab:orange")):
+        ys = [(p, y - p) for s, y, p in record.fitted if s == split]
+        if ys:
+            ax.scatter([p for p, _ in ys], [r for _, r in ys], s=12, alpha=0.7, color=colour, label=split)
+    ax.axhline(0.0, color="black", linewidth=1)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("residual y − ŷ")
+    ax.set_title(_title(record, "Residuals"))
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="best")
+    return "residuals", fig
+
+
 def _fit_plot(record: RunRecord) -> tuple[str, Any]:
-    if not record.data_x or len(record.data_x[0]) != 1:
-        return "fit", None  # a curve in the plane needs exactly one feature
+    if record.data_x and len(record.data_x[0]) != 1:
+        return _predicted_vs_actual(record) if record.fitted else ("fit", None)
     import numpy as np
 
     summary = record.summary
@@ -111,8 +155,8 @@ def _fit_plot(record: RunRecord) -> tuple[str, Any]:
     if function in _CURVES:
         ax.plot(grid, getattr(np, _CURVES[function])(grid), "k--", linewidth=1, label=f"true: y = {function}(x)")
     for p in summary.get("predictions") or []:
-        if p.get("y_pred") is None:
-            continue
+        if p.get("y_pred") is None or isinstance(p["x"], list) or summary.get("scaling"):
+            continue  # marked only where the plot's axes are the inputs' own units
         ax.scatter([p["x"]], [p["y_pred"]], marker="x", s=60, color="tab:green", zorder=4)
         ax.annotate(f"ŷ({p['x']:g}) = {p['y_pred']:.8g}", (p["x"], p["y_pred"]),
                     textcoords="offset points", xytext=(-8, 8), ha="right")

@@ -178,6 +178,8 @@ class RunRecord:
     data_y: list[float]
     curve: dict[str, list[float]] | None
     """The model's predictions on a grid (curve.csv), if the run wrote them."""
+    fitted: list[tuple[str, float, float]] | None
+    """(split, y, y_pred) for every sample (predictions.csv), for several features."""
 
 
 def read_run(path: str | Path) -> RunRecord:
@@ -205,7 +207,18 @@ def read_run(path: str | Path) -> RunRecord:
         raise RunDirError(f"{path}/data.csv: expected x and y columns")
     x = [list(row) for row in zip(*data.values())]
     curve = _read_columns(path / "curve.csv") if (path / "curve.csv").is_file() else None
-    return RunRecord(path, config, summary, metrics, x, y, curve)
+    return RunRecord(path, config, summary, metrics, x, y, curve, _read_fitted(path / "predictions.csv"))
+
+
+def _read_fitted(path: Path) -> list[tuple[str, float, float]] | None:
+    if not path.is_file():
+        return None
+    try:
+        with open(path, encoding="utf-8", newline="") as fh:
+            rows = list(csv.reader(fh))[1:]
+        return [(split, float(y), float(p)) for split, y, p in rows]
+    except (OSError, UnicodeDecodeError, ValueError):
+        raise RunDirError(f"{path}: is corrupt; rerun the experiment to write it again") from None
 
 
 def _read_columns(path: Path) -> dict[str, list[float]]:
@@ -224,7 +237,7 @@ def _read_columns(path: Path) -> dict[str, list[float]]:
     return dict(zip(header, columns))
 
 
-MAX_LOGGED_VALUES = 8
+MAX_LOGGED_VALUES = 12  # a parameter with more values is logged as its norm
 
 
 def flat_names(name: str, size: int) -> list[str]:

@@ -31,7 +31,7 @@ import torch
 from bpcli import __version__, analysis
 from bpcli.checkpoints import CHECKPOINT, check_belongs, data_hash, load_checkpoint, save_checkpoint
 from bpcli.config import ExperimentConfig, Override, dump_config, read_yaml, validate_config
-from bpcli.data import Dataset, make_dataset
+from bpcli.data import DataError, Dataset, make_dataset, original_linear_params, to_model_units, to_original_units
 from bpcli.devices import resolve_device
 from bpcli.errors import RunDirError
 from bpcli.experiments import KINDS, Trainer, flat
@@ -119,6 +119,7 @@ def train(
 ) -> TrainResult:
     """Train one experiment from the start and write its run directory (unless `save` is False)."""
     built = _Built.from_config(config)
+    _check_predict(config, built.data)
     # Record the device actually used, so config.yaml re-runs the same way.
     resolved = config.model_copy(update={"device": str(built.device)})
     run_dir = create_run_dir(Path(out) if out else None, force=force) if save else None
@@ -134,6 +135,11 @@ def train(
         "steps": 0,
         "true_params": built.data.true_params,
         "true_function": built.data.true_function,
+        "features": built.data.feature_names,
+        "target": built.data.target_name,
+        "samples": {"train": len(built.data.y), "val": 0 if built.data.y_val is None else len(built.data.y_val)},
+        "data_notes": built.data.notes,
+        "scaling": built.data.scaling,
         "initial_params": _named(built.trainer.params()),
         "config_file": config_file,
         "started_at": _now(),
@@ -145,6 +151,8 @@ def train(
     if run_dir is not None:
         write_atomic(run_dir / "config.yaml", dump_config(resolved))
         write_data(run_dir, built.data.x.tolist(), built.data.y.tolist())
+        if built.data.scaling is not None:
+            write_atomic(run_dir / "preprocessing.json", json.dumps(built.data.scaling, indent=2) + "\n")
         write_summary(run_dir, summary)
     return _run(built, resolved, run_dir, summary, [], 0, plots, observer)
 
@@ -205,6 +213,9 @@ def _run(
         columns.append("distance_to_optimum")
         bound = analysis.stable_lr(built.data, fit)
         summary.update(optimum={**best.params, "loss": best.loss}, stable_lr=bound.lr)
+    validation = _validation_set(built)
+    if validation is not None:
+        columns.append("val_loss")
     steps_per_epoch = trainer.steps_per_epoch
     total = config.train.epochs * steps_per_epoch
     log_every = config.train.log_every
@@ -240,7 +251,7 @@ def _run(
                 loss = trainer.step(index)
                 # Reading values back synchronises with the device: only on logged steps.
                 if step == 1 or step % log_every == 0 or step == total:
-                    row = _row(step, (step - 1) // steps_per_epoch + 1, loss, trainer, columns, best)
+                    row = _row(step, (step - 1) // steps_per_epoch + 1, loss, trainer, columns, best, validation)
                     history.append(row)
                     if metrics is not None:
                         metrics.write(row)
@@ -274,11 +285,12 @@ def _run(
             finished_at=_now(),
             final_loss=history[-1]["loss"] if history else None,
             params=_named(trainer.params()),
-            predictions=_predictions(trainer, config),
+            predictions=_predictions(built, config),
         )
         if best is not None:
             values = [v for t in flat(trainer.params()).values() for v in t[0].tolist()]
             summary["distance_to_optimum"] = analysis.distance(values, best)
+        summary.update(_fit_quality(built, best, summary["params"]))
         if grad_checks:
             from bpcli.gradcheck import worst
 
@@ -288,6 +300,7 @@ def _run(
         if run_dir is not None:
             write_summary(run_dir, summary)
             _write_curve(run_dir, built, config)
+            _write_fitted(run_dir, built)
 
     if run_dir is not None and plots:
         from bpcli.plots import draw_plots  # matplotlib only when plotting
@@ -364,11 +377,71 @@ def _logged(values: torch.Tensor) -> list[float]:
 
 
 def _row(step: int, epoch: int, loss: torch.Tensor, trainer: Trainer, columns: list[str],
-         best: analysis.Optimum | None) -> dict[str, float]:
-    values = [v for t in flat(trainer.params()).values() for v in _logged(t[0])]
+         best: analysis.Optimum | None, validation: tuple[torch.Tensor, torch.Tensor] | None) -> dict[str, float]:
+    params = flat(trainer.params())
+    values = [v for t in params.values() for v in _logged(t[0])]
     grads = [v for t in flat(trainer.gradients()).values() for v in _logged(t[0])]
-    extra = [analysis.distance(values, best)] if best is not None else []
+    extra = []
+    if best is not None:
+        extra.append(analysis.distance([v for t in params.values() for v in t[0].tolist()], best))
+    if validation is not None:
+        with torch.no_grad():
+            extra.append(float((trainer.predict(validation[0])[0] - validation[1]).pow(2).mean().item()))
     return dict(zip(columns, [step, epoch, loss[0].item(), *values, *grads, *extra]))
+
+
+def _validation_set(built: _Built) -> tuple[torch.Tensor, torch.Tensor] | None:
+    data = built.data
+    if data.x_val is None or data.y_val is None:
+        return None
+    return data.x_val.to(built.device), data.y_val.to(built.device)
+
+
+def _fit_quality(built: _Built, best: analysis.Optimum | None, params: dict[str, Any]) -> dict[str, Any]:
+    """R² of the trained model (and of the closed-form optimum) on training and validation data."""
+    data = built.data
+    splits = {"train": (data.x, data.y)}
+    if data.x_val is not None and data.y_val is not None:
+        splits["val"] = (data.x_val, data.y_val)
+    quality: dict[str, Any] = {"r2": {}}
+    with torch.no_grad():
+        for split, (x, y) in splits.items():
+            predicted = built.trainer.predict(x)[0].cpu()
+            if torch.isfinite(predicted).all():
+                quality["r2"][split] = analysis.r2(y, predicted)
+            if best is not None:
+                quality.setdefault("optimum_r2", {})[split] = analysis.r2(y, analysis.predict(best, x))
+    original = original_linear_params(data, params)
+    if original is not None:
+        quality["params_original_units"] = original
+    return quality
+
+
+def _write_fitted(run_dir: Path, built: _Built) -> None:
+    """predictions.csv: every sample's target and prediction, for the predicted-vs-actual plot."""
+    data = built.data
+    if data.x.shape[1] == 1:
+        return  # one feature: the fit plot shows the curve itself
+    rows = ["split,y,y_pred"]
+    splits = [("train", data.x, data.y)]
+    if data.x_val is not None and data.y_val is not None:
+        splits.append(("val", data.x_val, data.y_val))
+    with torch.no_grad():
+        for split, x, y in splits:
+            predicted = built.trainer.predict(x)[0].cpu().tolist()
+            rows += [f"{split},{a!r},{b!r}" for a, b in zip(y.tolist(), predicted)]
+    write_atomic(run_dir / "predictions.csv", "\n".join(rows) + "\n")
+
+
+def _check_predict(config: ExperimentConfig, data: Dataset) -> None:
+    features = data.x.shape[1]
+    for point in config.predict:
+        size = len(point) if isinstance(point, list) else 1
+        if size != features:
+            raise DataError(
+                f"predict: {point!r} has {size} value(s) but the data has {features} feature(s) "
+                f"({', '.join(data.feature_names)}); give one number per feature"
+            )
 
 
 def _named(tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
@@ -388,20 +461,22 @@ def _write_curve(run_dir: Path, built: _Built, config: ExperimentConfig) -> None
     x = built.data.x
     if x.shape[1] != 1:
         return
-    low = min(float(x.min()), *config.predict) if config.predict else float(x.min())
-    high = max(float(x.max()), *config.predict) if config.predict else float(x.max())
+    shown = [p for p in config.predict if not isinstance(p, list)] if built.data.scaling is None else []
+    low, high = min([float(x.min()), *shown]), max([float(x.max()), *shown])
     grid = torch.linspace(low, high, 200, dtype=x.dtype)
     with torch.no_grad():
         y = built.trainer.predict(grid[:, None])[0].cpu()
     write_curve(run_dir, grid.tolist(), y.tolist())
 
 
-def _predictions(trainer: Trainer, config: ExperimentConfig) -> list[dict[str, float]]:
+def _predictions(built: _Built, config: ExperimentConfig) -> list[dict[str, Any]]:
+    """The trained model's predictions at the configured inputs, in the data's original units."""
     if not config.predict:
         return []
-    x = torch.tensor(config.predict, dtype=DTYPES[config.dtype]).reshape(-1, 1)
-    y = trainer.predict(x)[0].tolist()
-    return [{"x": xi, "y_pred": yi} for xi, yi in zip(config.predict, y)]
+    x = torch.tensor(config.predict, dtype=DTYPES[config.dtype]).reshape(len(config.predict), -1)
+    with torch.no_grad():
+        y = to_original_units(built.data, built.trainer.predict(to_model_units(built.data, x))[0].cpu())
+    return [{"x": xi, "y_pred": yi} for xi, yi in zip(config.predict, y.tolist())]
 
 
 @dataclass

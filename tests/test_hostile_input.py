@@ -34,7 +34,7 @@ BAD_FILES = [
     ("unknown-model-key", GOOD + "model:\n  init_c: 1\n", "model.init_c: unknown key"),
     ("unknown-train-key", GOOD + "train:\n  momentum: 0.9\n", "train.momentum: unknown key"),
     ("section-as-list", GOOD + "train: [1, 2]\n", "train: input should be a valid dictionary"),
-    ("section-as-number", GOOD + "data: 7\n", "data.source: must be 'inline', 'synthetic' or 'function'"),
+    ("section-as-number", GOOD + "data: 7\n", "data.source: must be 'inline', 'synthetic', 'function' or 'csv'"),
     ("lr-as-string", GOOD + "train:\n  lr: fast\n", "train.lr: input should be a valid number"),
     ("epochs-as-float", GOOD + "train:\n  epochs: 10.5\n", "train.epochs: input should be a valid integer"),
     ("seed-as-bool", GOOD + "seed: true\n", "seed: input should be a valid integer"),
