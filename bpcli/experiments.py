@@ -62,7 +62,8 @@ class Trainer(Protocol):
         ...
 
     def step(self, index: int) -> torch.Tensor:
-        """Update with batch `index` of the epoch; return its loss per member, shape (K,).
+        """Update with batch `index` of the epoch; return its loss per member, shape (K,)
+        (or a 0-dim tensor when there is one member).
 
         The loss is the one computed before the update. No host synchronisation happens
         here: the caller decides when to read values back.
@@ -279,7 +280,7 @@ class NNLinear:
         self.optimizer.zero_grad()
         loss.backward()
         self.optimizer.step()
-        return loss.detach()[None]
+        return loss  # one member: a 0-dim loss (indexing it would cost a few µs a step)
 
     def _manual_step(self, index: int) -> torch.Tensor:
         loss, grads = self.manual_backward(self.params(), self.batch(index))

@@ -387,7 +387,7 @@ def _row(step: int, epoch: int, loss: torch.Tensor, trainer: Trainer, columns: l
     if validation is not None:
         with torch.no_grad():
             extra.append(float((trainer.predict(validation[0])[0] - validation[1]).pow(2).mean().item()))
-    return dict(zip(columns, [step, epoch, loss[0].item(), *values, *grads, *extra]))
+    return dict(zip(columns, [step, epoch, loss.reshape(-1)[0].item(), *values, *grads, *extra]))
 
 
 def _validation_set(built: _Built) -> tuple[torch.Tensor, torch.Tensor] | None:

@@ -1,0 +1,159 @@
+"""bpcli's benchmark: every workload timed side by side with its baseline, in one run.
+
+    python bench/run.py            # the full set (about a minute on 2 cores)
+    python bench/run.py --quick    # fewer repetitions
+
+Timings on shared machines are noisy, so each comparison interleaves the two sides and
+reports the median of several rounds as a ratio; absolute times are printed for context
+only. Results go to stdout as one table; BENCHMARKS.md records the latest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn, optim
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bpcli.config import Override, load_config  # noqa: E402
+from bpcli.training import build, train  # noqa: E402
+
+
+def article_exp3(steps: int) -> float:
+    """The article's experiment-3 loop, as written; seconds per step."""
+    torch.manual_seed(0)
+    x = torch.rand([50, 1])
+    y = x * 4 + 0.6
+    model = nn.Linear(1, 1)
+    criterion = nn.MSELoss()
+    optimizer = optim.SGD(model.parameters(), lr=1e-3)
+    start = time.perf_counter()
+    for _ in range(steps):
+        out = model(x)
+        loss = criterion(y, out)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return (time.perf_counter() - start) / steps
+
+
+def bpcli_exp3(steps: int, grad: str) -> float:
+    """bpcli's own loop on the same experiment (no run directory, logging only at the end)."""
+    cfg = load_config(ROOT / "configs/exp3.yaml", [
+        Override(path="device", value="cpu", origin="bench"),
+        Override(path="train.epochs", value=steps, origin="bench"),
+        Override(path="train.log_every", value=steps, origin="bench"),
+        Override(path="train.grad", value=grad, origin="bench"),
+    ])
+    result = train(cfg, save=False)
+    return result.summary["train_seconds"] / steps
+
+
+def bare_steps(steps: int) -> float:
+    """A bare loop calling the very step bpcli's trainer makes, nothing else around it."""
+    cfg = load_config(ROOT / "configs/exp3.yaml", [Override(path="device", value="cpu", origin="bench")])
+    trainer = build(cfg).trainer
+    start = time.perf_counter()
+    for _ in range(steps):
+        trainer.step(0)
+    return (time.perf_counter() - start) / steps
+
+
+def median_ratio(a, b, rounds: int) -> tuple[float, float, float]:
+    """Interleave a() and b() for several rounds: median a, median b, median a/b."""
+    times_a, times_b, ratios = [], [], []
+    for _ in range(rounds):
+        ta, tb = a(), b()
+        times_a.append(ta)
+        times_b.append(tb)
+        ratios.append(ta / tb)
+    return statistics.median(times_a), statistics.median(times_b), statistics.median(ratios)
+
+
+def csv_load_seconds(rows: int) -> tuple[float, float]:
+    """Seconds to write and to load a rows × 5 CSV through bpcli's data layer."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "big.csv"
+        rng = np.random.default_rng(0)
+        table = rng.normal(size=(rows, 5))
+        np.savetxt(path, table, delimiter=",", header="a,b,c,d,y", comments="", fmt="%.9g")
+        config = Path(folder) / "big.yaml"
+        config.write_text(f"kind: nn-linear\ndevice: cpu\ndata:\n  path: {path}\n  target: y\n")
+        cfg = load_config(config)
+        start = time.perf_counter()
+        built = build(cfg)
+        seconds = time.perf_counter() - start
+        assert built.data.x.shape == (rows, 4)
+        return seconds, path.stat().st_size / 1e6
+
+
+def process_seconds(args: list[str], rounds: int) -> float:
+    """Median wall time of a whole `python -m bpcli …` process."""
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "bpcli", *args], check=True, capture_output=True, cwd=ROOT)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions")
+    quick = parser.parse_args().quick
+    rounds, steps = (3, 2000) if quick else (7, 5000)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    rows = []
+
+    loop, bare, ratio = median_ratio(lambda: bpcli_exp3(steps, "autograd"), lambda: bare_steps(steps), rounds)
+    rows.append(("exp3, CPU, eager: bpcli loop / bare loop of the same step", f"{loop * 1e6:.1f} µs",
+                 f"{bare * 1e6:.1f} µs", f"{ratio:.3f}×", "≤ 1.05×"))
+    ours, article, ratio = median_ratio(lambda: bpcli_exp3(steps, "autograd"), lambda: article_exp3(steps), rounds)
+    rows.append(("exp3, CPU, eager: bpcli / the article's loop", f"{ours * 1e6:.1f} µs",
+                 f"{article * 1e6:.1f} µs", f"{ratio:.3f}×", "(context)"))
+    manual, article, ratio = median_ratio(lambda: bpcli_exp3(steps, "manual"), lambda: article_exp3(steps), rounds)
+    rows.append(("exp3, CPU, grad: manual: speed-up over the article's loop", f"{manual * 1e6:.1f} µs",
+                 f"{article * 1e6:.1f} µs", f"{1 / ratio:.2f}× faster", "≥ 15× (issue 4, open)"))
+
+    seconds, megabytes = csv_load_seconds(200_000 if quick else 1_000_000)
+    label = f"CSV load, {'2·10⁵' if quick else '10⁶'} rows × 5 columns ({megabytes:.0f} MB)"
+    rows.append((label, f"{seconds:.2f} s", "", "", "a few seconds"))
+
+    env = dict(os.environ)
+    help_seconds = process_seconds(["--help"], rounds)
+    rows.append(("`bpcli --help`, whole process", f"{help_seconds:.3f} s", "", "", "≤ 0.2 s"))
+    with tempfile.TemporaryDirectory() as folder:
+        run = Path(folder) / "run"
+        subprocess.run([sys.executable, "-m", "bpcli", "train", "configs/exp2.yaml", "--out", str(run), "-q",
+                        "--no-plots", "--device", "cpu"], check=True, capture_output=True, cwd=ROOT, env=env)
+        plot_seconds = process_seconds(["plot", str(run)], rounds)
+    rows.append(("`bpcli plot RUN_DIR`, whole process (4 figures)", f"{plot_seconds:.3f} s", "", "", "≤ 0.8 s"))
+
+    print(f"bpcli benchmark — {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads; median of {rounds} rounds")
+    print()
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    header = ("workload", "bpcli", "baseline", "ratio", "target")
+    widths = [max(w, len(h)) for w, h in zip(widths, header)]
+    print(" | ".join(h.ljust(w) for h, w in zip(header, widths)))
+    print("-+-".join("-" * w for w in widths))
+    for row in rows:
+        print(" | ".join(c.ljust(w) for c, w in zip(row, widths)))
+    if torch.cuda.is_available():
+        print("\ncuda is present, but this benchmark has no GPU section yet (issue 4: CUDA graphs).")
+
+
+if __name__ == "__main__":
+    main()
