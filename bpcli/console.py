@@ -224,3 +224,22 @@ def print_graph(console: Console, graph: Any) -> None:
             update.add_row(u["param"], f"{u['before']:.8g}", f"{u['grad']:.8g}", f"{u['lr']:g}",
                            f"{u['before'] - u['lr'] * u['grad']:.8g}", f"{u['after']:.8g}")
         console.print(update)
+
+
+def print_sweep(console: Console, result: Any) -> None:
+    """The sweep's aggregates: per setting, mean ± std over seeds of the final loss and parameters."""
+    rows = result.aggregates
+    settings = [k for k in rows[0] if not k.endswith(("_mean", "_std")) and k not in ("members", "diverged")]
+    measures = [k[: -len("_mean")] for k in rows[0] if k.endswith("_mean")][:5]
+    table = Table(title=f"{len(result.members)} members, {result.steps} steps each, in {result.seconds:.2f} s",
+                  box=box.SIMPLE_HEAD)
+    for name in [*settings, "runs", *measures]:
+        table.add_column(name.split(".")[-1], justify="right")
+    for row in rows:
+        cells = [str(row[k]) for k in settings]
+        runs = f"{row['members']}" + (f" ({row['diverged']} diverged)" if row["diverged"] else "")
+        values = [f"{row[m + '_mean']:.4g} ± {row[m + '_std']:.2g}" for m in measures]
+        table.add_row(*cells, runs, *values)
+    console.print(table)
+    if result.out is not None:
+        console.print(f"sweep directory: {result.out}")

@@ -13,6 +13,7 @@ order (data, then parameters), so a seed reproduces the article's numbers on any
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
@@ -93,11 +94,12 @@ def _uniform(shape: tuple[int, ...], generator: torch.Generator, dtype: torch.dt
     return torch.empty(shape, dtype=dtype).uniform_(low, high, generator=generator)
 
 
-def _sgd_update(params: Tensors, grads: Tensors, lr: float) -> None:
-    """p ← p − lr·dL/dp for every parameter, in place."""
+def _sgd_update(params: Tensors, grads: Tensors, lr: float | torch.Tensor) -> None:
+    """p ← p − lr·dL/dp for every parameter, in place; lr is a number or one per member (K,)."""
     with torch.no_grad():
         for name, p in params.items():
-            p.sub_(lr * grads[name])
+            rate = lr if not isinstance(lr, torch.Tensor) else lr.reshape(-1, *([1] * (p.dim() - 1)))
+            p.sub_(rate * grads[name])
 
 
 def _autograd(loss: torch.Tensor, params: Tensors) -> Tensors:
@@ -109,10 +111,31 @@ def _autograd(loss: torch.Tensor, params: Tensors) -> Tensors:
 class _HandWrittenSGD:
     """The step shared by kinds whose update is written by hand (p ← p − lr·grad)."""
 
-    lr: float
+    lr: float | torch.Tensor
     _params: Tensors
     _grads: Tensors
     _manual: bool
+    x: torch.Tensor
+    y: torch.Tensor
+
+    @classmethod
+    def stack(cls, members: list[Any]) -> Any:
+        """One trainer whose K members are the given single-member trainers, side by side.
+
+        Parameters and data are concatenated along the member dimension and each member
+        keeps its own learning rate, so one batched step trains them all independently.
+        """
+        batched = copy.copy(members[0])
+        autograd = not members[0]._manual
+        batched._params = {
+            name: torch.cat([m._params[name].detach() for m in members]).requires_grad_(autograd)
+            for name in members[0]._params
+        }
+        batched._grads = {name: torch.zeros_like(p) for name, p in batched._params.items()}
+        batched.x = torch.cat([m.x for m in members])
+        batched.y = torch.cat([m.y for m in members])
+        batched.lr = torch.tensor([m.lr for m in members], dtype=batched.x.dtype, device=batched.x.device)
+        return batched
 
     def params(self) -> Tensors:
         return self._params
@@ -253,7 +276,13 @@ class NNLinear:
         self.criterion = nn.MSELoss()
         self.optimizer = optim.SGD(self.model.parameters(), lr=cfg.train.lr)
         self.steps_per_epoch = 1
-        self.step = self._manual_step if cfg.train.grad == "manual" else self._autograd_step
+        self._manual_flag = cfg.train.grad == "manual"
+        self.step = self._manual_step if self._manual_flag else self._autograd_step
+
+    @staticmethod
+    def stack(members: list[NNLinear]) -> StackedNNLinear:
+        """Several nn-linear runs as one batched trainer (see StackedNNLinear)."""
+        return StackedNNLinear(members)
 
     def batch(self, index: int) -> Tensors:
         return {"x": self.x, "y": self.y}
@@ -301,6 +330,53 @@ class NNLinear:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+
+
+class StackedNNLinear(_HandWrittenSGD):
+    """Several nn-linear runs trained side by side: their nn.Linear modules stacked with
+    torch.func (weights (K, 1, F), biases (K, 1)), each member's loss the same MSELoss, and
+    optim.SGD's update p ← p − lr·grad applied per member with its own lr."""
+
+    least_squares = LeastSquares(bias=True, per_sample=False)
+
+    def __init__(self, members: list[NNLinear]) -> None:
+        from torch.func import functional_call, stack_module_state, vmap
+
+        stacked, _ = stack_module_state([m.model for m in members])
+        self._manual = members[0]._manual_flag
+        self._params = {"w": stacked["weight"].detach().requires_grad_(not self._manual),
+                        "b": stacked["bias"].detach().requires_grad_(not self._manual)}
+        self._grads = {name: torch.zeros_like(p) for name, p in self._params.items()}
+        self.x = torch.stack([m.x for m in members])  # (K, N, F)
+        self.y = torch.stack([m.y for m in members])  # (K, N, 1)
+        self.lr = torch.tensor([m.optimizer.param_groups[0]["lr"] for m in members],
+                               dtype=self.x.dtype, device=self.x.device)
+        self.steps_per_epoch = 1
+        base = copy.deepcopy(members[0].model).to("meta")
+
+        def member_loss(w: torch.Tensor, b: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            return F.mse_loss(y, functional_call(base, {"weight": w, "bias": b}, (x,)))
+
+        self._member_losses = vmap(member_loss)
+
+    def batch(self, index: int) -> Tensors:
+        return {"x": self.x, "y": self.y}
+
+    def loss(self, params: Tensors, batch: Tensors) -> torch.Tensor:
+        return self._member_losses(params["w"], params["b"], batch["x"], batch["y"])
+
+    def manual_backward(self, params: Tensors, batch: Tensors) -> tuple[torch.Tensor, Tensors]:
+        x, w, b = batch["x"], params["w"].detach(), params["b"].detach()
+        residual = torch.baddbmm(b[:, None, :], x, w.transpose(1, 2)) - batch["y"]  # (K, N, 1)
+        loss = residual.pow(2).mean((1, 2))
+        scaled = (2 / residual.shape[1]) * residual  # dL/dr = 2r/N
+        # dL/dw = (dL/dr)ᵀ·X per member, (K, 1, F);  dL/db = Σ dL/dr, (K, 1)
+        return loss, {"w": scaled.transpose(1, 2) @ x, "b": scaled.sum(1)}
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.x.device)
+        with torch.no_grad():
+            return (x[None] @ self._params["w"].detach().transpose(1, 2))[..., 0] + self._params["b"].detach()
 
 
 # Activations with their derivatives, written in terms of the activation's output a = f(z)

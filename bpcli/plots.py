@@ -389,3 +389,83 @@ def draw_graph(graph: Any, out: Path) -> Path:
     out = Path(out)
     fig.savefig(out)
     return out
+
+
+# --------------------------------------------------------------------------- sweeps
+
+
+def _read_table(path: Path) -> list[dict[str, str]]:
+    import csv
+
+    with open(path, encoding="utf-8", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def draw_sweep(directory: str | Path, fmt: str = "png") -> list[Path]:
+    """losses.png (every member's loss curve) and, when lr varies, lr.png (final loss against lr)."""
+    import json
+    import math
+
+    directory = Path(directory)
+    info = json.loads((directory / "sweep.json").read_text(encoding="utf-8"))
+    members = _read_table(directory / "summary.csv")
+    metrics = _read_table(directory / "metrics.csv")
+    curves: dict[str, tuple[list[float], list[float]]] = {}
+    for row in metrics:
+        steps, losses = curves.setdefault(row["member"], ([], []))
+        steps.append(float(row["step"]))
+        losses.append(float(row["loss"]))
+    varying = [k for k in info["grid"] if k != "seed"]
+    colour_key = varying[0] if varying else None
+    levels = sorted({m[colour_key] for m in members}, key=lambda v: float(v)) if colour_key else []
+    fig, axes = _figure()
+    ax = axes[0][0]
+    from matplotlib import colormaps
+
+    cmap = colormaps["viridis"]
+    labelled = set()
+    for member in members:
+        level = member[colour_key] if colour_key else None
+        colour = cmap(levels.index(level) / max(len(levels) - 1, 1)) if colour_key else "tab:blue"
+        label = f"{colour_key.split('.')[-1]}={level}" if colour_key and level not in labelled else None
+        labelled.add(level)
+        ax.plot(*_positive(*curves[member["member"]]), color=colour, alpha=0.6, linewidth=1, label=label)
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss")
+    ax.set_title(f"Sweep: {info['members']} {info['kind']} runs trained as one batch")
+    ax.grid(True, which="both", alpha=0.3)
+    if labelled and colour_key:
+        ax.legend(fontsize="small")
+    written = [directory / f"losses.{fmt}"]
+    fig.savefig(written[0])
+
+    if "train.lr" in info["grid"]:
+        fig, axes = _figure()
+        ax = axes[0][0]
+        aggregates = _read_table(directory / "aggregates.csv")
+        others = [k for k in info["grid"] if k not in ("seed", "train.lr")]
+        groups: dict[str, list[tuple[float, float, float]]] = {}
+        for a in aggregates:
+            mean = float(a["final_loss_mean"]) if a["final_loss_mean"] else math.nan
+            std = float(a["final_loss_std"]) if a["final_loss_std"] else 0.0
+            name = ", ".join(f"{k.split('.')[-1]}={a[k]}" for k in others) or "mean ± std over seeds"
+            groups.setdefault(name, []).append((float(a["train.lr"]), mean, std))
+        for name, points in groups.items():
+            points.sort()
+            xs = [p[0] for p in points if math.isfinite(p[1])]
+            ax.errorbar(xs, [p[1] for p in points if math.isfinite(p[1])],
+                        yerr=[p[2] for p in points if math.isfinite(p[1])], marker="o", capsize=3, label=name)
+            for lr, mean, _ in points:
+                if not math.isfinite(mean):
+                    ax.axvline(lr, color="red", linestyle=":", linewidth=1)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("learning rate")
+        ax.set_ylabel("final training loss")
+        ax.set_title("Final loss against learning rate (red: every seed diverged)")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize="small")
+        written.append(directory / f"lr.{fmt}")
+        fig.savefig(written[-1])
+    return written

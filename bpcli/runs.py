@@ -35,10 +35,10 @@ RUN_FILES = ("config.yaml", "summary.json", "metrics.csv", "data.csv")
 DEFAULT_ROOT = Path("outputs")
 
 
-def next_run_dir(root: Path = DEFAULT_ROOT) -> Path:
-    """The first `run<N>` under root with N above every existing one."""
-    taken = [int(m.group(1)) for p in _listdir(root) if (m := re.fullmatch(r"run(\d+)", p.name))]
-    return root / f"run{max(taken, default=0) + 1}"
+def next_run_dir(root: Path = DEFAULT_ROOT, prefix: str = "run") -> Path:
+    """The first `<prefix><N>` under root with N above every existing one."""
+    taken = [int(m.group(1)) for p in _listdir(root) if (m := re.fullmatch(rf"{prefix}(\d+)", p.name))]
+    return root / f"{prefix}{max(taken, default=0) + 1}"
 
 
 def _listdir(root: Path) -> list[Path]:
@@ -52,10 +52,11 @@ def _listdir(root: Path) -> list[Path]:
 
 def is_run_dir(path: Path) -> bool:
     """Whether `path` looks like a directory bpcli wrote."""
-    return (path / "config.yaml").is_file() and (path / "summary.json").is_file()
+    written = (path / "summary.json").is_file() or (path / "sweep.json").is_file()
+    return (path / "config.yaml").is_file() and written
 
 
-def create_run_dir(out: Path | None, force: bool = False, root: Path = DEFAULT_ROOT) -> Path:
+def create_run_dir(out: Path | None, force: bool = False, root: Path = DEFAULT_ROOT, prefix: str = "run") -> Path:
     """Create the directory a new run writes to, never reusing a non-empty one unless forced.
 
     With `out` None, the next free `run<N>` under root. `force` clears an existing run
@@ -63,7 +64,7 @@ def create_run_dir(out: Path | None, force: bool = False, root: Path = DEFAULT_R
     """
     if out is None:
         for _ in range(1000):  # another process may take the same number first
-            path = next_run_dir(root)
+            path = next_run_dir(root, prefix)
             try:
                 path.mkdir(parents=True)
                 return path

@@ -92,7 +92,7 @@ def _root(
 
 
 # Command modules register themselves on `app` when imported.
-from bpcli.cli import train, check, explain, plot  # noqa: E402,F401
+from bpcli.cli import train, sweep, check, explain, plot  # noqa: E402,F401
 
 
 def main() -> None:

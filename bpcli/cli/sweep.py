@@ -1,0 +1,47 @@
+"""`bpcli sweep`: a grid of settings trained at once as one batched model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from bpcli.cli import app
+from bpcli.cli._options import ConfigArg, Device, Epochs, LogEvery, Quiet, Set
+
+
+@app.command()
+def sweep(
+    config: ConfigArg,
+    grid: Annotated[
+        list[str],
+        typer.Option("--grid", metavar="KEY=VALUES",
+                     help="Values to sweep: lr=0.001,0.01,0.1 or seed=0:10 (stop excluded). Repeatable; "
+                          "every combination becomes one member."),
+    ],
+    epochs: Epochs = None,
+    device: Device = None,
+    log_every: LogEvery = None,
+    set_: Set = None,
+    out: Annotated[
+        Optional[Path], typer.Option("--out", help="Sweep directory (default: outputs/sweep<N>).")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace the sweep already in --out.")] = False,
+    quiet: Quiet = False,
+) -> None:
+    """Train every combination of a grid at once, as one batched model, and compare them.
+
+    Example: bpcli sweep configs/exp2.yaml --grid lr=0.001,0.01,0.1 --grid seed=0:10
+    """
+    from bpcli.cli.train import _overrides
+    from bpcli.config import load_config
+    from bpcli.console import make_console, print_sweep
+    from bpcli.sweep import parse_grid, run_sweep
+
+    cfg = load_config(config, _overrides(None, epochs, None, device, log_every, set_))
+    result = run_sweep(cfg, parse_grid(grid), out, force=force)
+    if quiet:
+        typer.echo(str(result.out))
+    else:
+        print_sweep(make_console(), result)

@@ -1,0 +1,203 @@
+"""Sweeps: every combination of a grid of settings, trained at once as one batched model.
+
+Each combination is a *member*: a full config of its own (its data and initial parameters
+drawn from its own seed, its own learning rate). The members' trainers are stacked along
+the leading member dimension, so one batched step updates all K of them, and each member
+ends exactly where a single run with its settings would (to float rounding).
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import math
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bpcli import __version__
+from bpcli.config import ExperimentConfig, Override, dump_config, with_overrides
+from bpcli.errors import BpcliError
+from bpcli.experiments import flat
+from bpcli.runs import write_atomic
+
+# The settings that may differ between members of one batched run: they change the
+# numbers (data, initial values, learning rate), never the shapes or the schedule.
+GRID_KEYS = {
+    "lr": "train.lr", "train.lr": "train.lr", "seed": "seed",
+    "model.init_w": "model.init_w", "model.init_b": "model.init_b",
+    "data.noise": "data.noise", "data.true_w": "data.true_w", "data.true_b": "data.true_b",
+    "data.x_low": "data.x_low", "data.x_high": "data.x_high", "data.fn": "data.fn",
+}
+MAX_MEMBERS = 1_000_000
+
+
+def parse_grid(items: list[str]) -> dict[str, list[Any]]:
+    """`--grid lr=0.001,0.01` and `--grid seed=0:10` as {"train.lr": [...], "seed": [0, …, 9]}."""
+    from bpcli.config import _load_yaml
+
+    grid: dict[str, list[Any]] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not text.strip():
+            raise BpcliError(f"--grid {item!r}: write key=v1,v2,… or key=start:stop, e.g. --grid lr=0.01,0.1")
+        if key not in GRID_KEYS:
+            raise BpcliError(
+                f"--grid {key}: cannot vary inside one batched sweep (it would change shapes or the "
+                f"schedule); vary one of {', '.join(sorted(set(GRID_KEYS) - {'train.lr'}))}, "
+                "or run separate sweeps"
+            )
+        path = GRID_KEYS[key]
+        if path in grid:
+            raise BpcliError(f"--grid {key}: given twice; list all its values in one --grid")
+        start, colon, stop = text.partition(":")
+        if colon and start.strip().lstrip("-").isdigit() and stop.strip().lstrip("-").isdigit():
+            values: list[Any] = list(range(int(start), int(stop)))
+        else:
+            try:
+                values = [_load_yaml(v) for v in text.split(",")]
+            except Exception:
+                raise BpcliError(f"--grid {item!r}: a value is not valid YAML") from None
+        if not values:
+            raise BpcliError(f"--grid {item!r}: the range is empty (stop is exclusive)")
+        grid[path] = values
+    if not grid:
+        raise BpcliError("give at least one --grid, e.g. --grid lr=0.001,0.01,0.1 --grid seed=0:10")
+    return grid
+
+
+def expand(config: ExperimentConfig, grid: dict[str, list[Any]]) -> list[tuple[dict[str, Any], ExperimentConfig]]:
+    """Every combination of the grid, each as (its settings, its validated config)."""
+    combinations = list(itertools.product(*grid.values()))
+    if len(combinations) > MAX_MEMBERS:
+        raise BpcliError(f"the grid has {len(combinations)} combinations; at most {MAX_MEMBERS} fit in one sweep")
+    members = []
+    for values in combinations:
+        settings = dict(zip(grid, values))
+        overrides = [Override(path=k, value=v, origin=f"--grid {k}={v}") for k, v in settings.items()]
+        members.append((settings, with_overrides(config, overrides)))
+    return members
+
+
+@dataclass
+class SweepResult:
+    """What a sweep produced: one row per member, aggregates over seeds, where it went."""
+
+    out: Path | None
+    members: list[dict[str, Any]]
+    aggregates: list[dict[str, Any]]
+    seconds: float
+    steps: int
+
+
+def run_sweep(config: ExperimentConfig, grid: dict[str, list[Any]], out: Path | None = None,
+              force: bool = False, plots: bool = True, save: bool = True) -> SweepResult:
+    """Train every member of the grid at once and write the sweep directory (default
+    outputs/sweep<N>; nothing with save=False)."""
+    from bpcli.experiments import KINDS
+    from bpcli.runs import create_run_dir
+    from bpcli.training import _Built
+
+    members = expand(config, grid)
+    built = [_Built.from_config(cfg) for _, cfg in members]
+    devices = {b.device for b in built}
+    if len(devices) != 1:
+        raise BpcliError("every member of a sweep must train on the same device")
+    kind = KINDS[config.kind]
+    trainer = kind.stack([b.trainer for b in built])  # type: ignore[attr-defined]
+    total = config.train.epochs * trainer.steps_per_epoch
+    log_every = config.train.log_every
+
+    directory = None
+    if save:
+        directory = create_run_dir(out, force=force, prefix="sweep")
+        write_atomic(directory / "config.yaml", dump_config(config))
+    history: list[tuple[int, list[float]]] = []
+    diverged_at: dict[int, int] = {}
+    first: list[float] | None = None
+    started = time.perf_counter()
+    for step in range(1, total + 1):
+        loss = trainer.step((step - 1) % trainer.steps_per_epoch)
+        if step == 1 or step % log_every == 0 or step == total:
+            values = loss.reshape(-1).tolist()
+            history.append((step, values))
+            first = values if first is None else first
+            for k, (v, v0) in enumerate(zip(values, first)):
+                bad = not math.isfinite(v) or (v0 > 0 and v > config.train.diverge_factor * v0)
+                if bad and k not in diverged_at:
+                    diverged_at[k] = step
+    seconds = time.perf_counter() - started
+
+    params = {name: t.tolist() for name, t in flat(trainer.params()).items()}
+    rows = []
+    for k, (settings, _) in enumerate(members):
+        row: dict[str, Any] = {"member": k, **settings}
+        row["status"] = "diverged" if k in diverged_at else "completed"
+        row["diverged_at_step"] = diverged_at.get(k)
+        row["final_loss"] = history[-1][1][k]
+        for name, values in params.items():
+            for i, v in enumerate(values[k]):
+                row[name if len(values[k]) == 1 else f"{name}[{i}]"] = v
+        rows.append(row)
+    aggregates = _aggregate(rows, grid)
+    result = SweepResult(directory, rows, aggregates, seconds, total)
+    if directory is not None:
+        _write(directory, config, grid, result, history, str(next(iter(devices))))
+        if plots:
+            from bpcli.plots import draw_sweep
+
+            draw_sweep(directory)
+    return result
+
+
+def _aggregate(rows: list[dict[str, Any]], grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """Mean and standard deviation over seeds of each numeric result, per other setting."""
+    keys = [k for k in grid if k != "seed"]
+    numeric = [c for c in rows[0] if c not in ("member", "status", "diverged_at_step", *grid)]
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row[k] for k in keys), []).append(row)
+    aggregates = []
+    for values, group in groups.items():
+        entry: dict[str, Any] = dict(zip(keys, values))
+        entry["members"] = len(group)
+        entry["diverged"] = sum(r["status"] == "diverged" for r in group)
+        for column in numeric:
+            data = [r[column] for r in group if r["status"] == "completed"]
+            entry[f"{column}_mean"] = statistics.fmean(data) if data else math.nan
+            entry[f"{column}_std"] = statistics.pstdev(data) if len(data) > 1 else 0.0 if data else math.nan
+        aggregates.append(entry)
+    return aggregates
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({k: ("" if v is None else repr(v) if isinstance(v, float) else v) for k, v in r.items()}
+                     for r in rows)
+    write_atomic(path, buffer.getvalue())
+
+
+def _write(directory: Path, config: ExperimentConfig, grid: dict[str, list[Any]], result: SweepResult,
+           history: list[tuple[int, list[float]]], device: str) -> None:
+    _write_csv(directory / "summary.csv", result.members)
+    _write_csv(directory / "aggregates.csv", result.aggregates)
+    lines = ["step,member,loss"] + [f"{step},{k},{v!r}" for step, values in history for k, v in enumerate(values)]
+    write_atomic(directory / "metrics.csv", "\n".join(lines) + "\n")
+    info = {
+        "kind": config.kind, "grid": grid, "members": len(result.members), "steps": result.steps,
+        "device": device, "train_seconds": result.seconds,
+        "seconds_per_step": result.seconds / max(result.steps, 1),
+        "diverged": sum(r["status"] == "diverged" for r in result.members),
+        "bpcli_version": __version__, "torch_version": str(torch.__version__),
+    }
+    write_atomic(directory / "sweep.json", json.dumps(info, indent=2, default=str) + "\n")

@@ -1,0 +1,86 @@
+"""Sweeps: a grid trained as one batched model, each member equal to its single run."""
+
+import csv
+import itertools
+import json
+from pathlib import Path
+
+import pytest
+
+from bpcli import load_config
+from bpcli.config import Override
+from bpcli.sweep import parse_grid, run_sweep
+from bpcli.training import train
+from conftest import CONFIGS, cli
+
+
+def config(name, **changes):
+    overrides = [Override(path=k.replace("__", "."), value=v, origin="t") for k, v in changes.items()]
+    return load_config(CONFIGS / name, [Override(path="device", value="cpu", origin="t"), *overrides])
+
+
+@pytest.mark.parametrize(
+    "name,grid,epochs",
+    [
+        ("exp1.yaml", ["lr=0.01,0.05", "model.init_w=0.5,1.5"], 100),
+        ("exp2.yaml", ["lr=0.001,0.01,0.1", "seed=0:3"], 1000),
+        ("exp3.yaml", ["lr=0.001,0.01", "seed=0:3"], 1000),
+        ("mlp.yaml", ["lr=0.05,0.1", "seed=0:2"], 200),
+    ],
+)
+@pytest.mark.parametrize("grad", ["autograd", "manual"])
+def test_every_member_equals_its_single_run(name, grid, epochs, grad):
+    base = config(name, train__epochs=epochs, train__grad=grad)
+    parsed = parse_grid(grid)
+    result = run_sweep(base, parsed, save=False)
+    assert len(result.members) == len(list(itertools.product(*parsed.values())))
+    for member in result.members:
+        changes = {k.replace(".", "__"): member[k] for k in parsed}
+        single = train(config(name, train__epochs=epochs, train__grad=grad, **changes), save=False)
+        assert member["final_loss"] == pytest.approx(single.final_loss, rel=1e-5, abs=1e-9)
+        for column, value in single.history[-1].items():
+            if column in member and column not in ("step", "epoch", "loss"):
+                assert member[column] == pytest.approx(value, abs=1e-5), column
+
+
+def test_sweep_command_writes_a_sweep_directory_with_aggregates():
+    result = cli("sweep", CONFIGS / "exp2.yaml", "--grid", "lr=0.001,0.01,0.1", "--grid", "seed=0:10")
+    assert result.exit_code == 0, result.output
+    sweep = Path("outputs/sweep1")
+    for name in ("summary.csv", "aggregates.csv", "metrics.csv", "sweep.json", "config.yaml", "losses.png", "lr.png"):
+        assert (sweep / name).is_file(), name
+    members = list(csv.DictReader((sweep / "summary.csv").open()))
+    assert len(members) == 30 and {m["seed"] for m in members} == {str(s) for s in range(10)}
+    aggregates = list(csv.DictReader((sweep / "aggregates.csv").open()))
+    assert [a["train.lr"] for a in aggregates] == ["0.001", "0.01", "0.1"]
+    assert all(a["members"] == "10" for a in aggregates)
+    assert "± " in result.stdout  # mean ± std per lr
+    info = json.loads((sweep / "sweep.json").read_text())
+    assert info["members"] == 30 and info["steps"] == 3000
+
+
+def test_diverged_members_are_marked_not_fatal():
+    result = run_sweep(config("exp2.yaml", train__epochs=300, train__log_every=10),
+                       parse_grid(["lr=0.01,5.0"]), save=False)
+    statuses = {m["train.lr"]: m["status"] for m in result.members}
+    assert statuses == {0.01: "completed", 5.0: "diverged"}
+    assert result.members[1]["diverged_at_step"] is not None
+    assert result.aggregates[1]["diverged"] == 1
+
+
+@pytest.mark.parametrize(
+    "grid,expected",
+    [
+        (["epochs=1,2"], "cannot vary inside one batched sweep"),
+        (["data.n=10,20"], "cannot vary inside one batched sweep"),
+        (["lr"], "write key=v1,v2"),
+        (["seed=5:5"], "the range is empty"),
+        (["lr=0.1", "lr=0.2"], "given twice"),
+        (["lr=-1"], "train.lr: input should be greater than 0"),
+    ],
+)
+def test_bad_grids_are_clear_errors(grid, expected):
+    args = [a for g in grid for a in ("--grid", g)]
+    result = cli("sweep", CONFIGS / "exp2.yaml", *args)
+    assert result.exit_code == 2, result.output
+    assert expected in result.stderr and "Traceback" not in result.output
