@@ -37,7 +37,10 @@ def optimum(data: Dataset, fit: LeastSquares) -> Optimum:
     """The closed-form optimum (least squares, float64) of a linear kind's training loss."""
     a = _design(data, fit.bias)
     y = data.y.to(torch.float64)
-    solution = torch.linalg.lstsq(a, y[:, None], driver="gelsd").solution[:, 0]
+    if len(a) <= 1_000_000:
+        solution = torch.linalg.lstsq(a, y[:, None], driver="gelsd").solution[:, 0]
+    else:  # tall data: the normal equations AᵀA·θ = Aᵀy are F+1 numbers wide
+        solution = torch.linalg.lstsq(a.T @ a, (a.T @ y)[:, None], driver="gelsd").solution[:, 0]
     features = data.x.shape[1]
     params = {"w": solution[:features].tolist()}
     if fit.bias:

@@ -62,12 +62,13 @@ class Trainer(Protocol):
         """The loss and its gradient with respect to each parameter, by hand-derived formulas."""
         ...
 
-    def step(self, index: int) -> torch.Tensor:
+    def step(self, index: int, with_loss: bool = True) -> torch.Tensor | None:
         """Update with batch `index` of the epoch; return its loss per member, shape (K,)
         (or a 0-dim tensor when there is one member).
 
-        The loss is the one computed before the update. No host synchronisation happens
-        here: the caller decides when to read values back.
+        The loss is the one computed before the update. A trainer may skip computing it,
+        and return None, when with_loss is False (the step is not logged). No host
+        synchronisation happens here: the caller decides when to read values back.
         """
         ...
 
@@ -143,7 +144,7 @@ class _HandWrittenSGD:
     def gradients(self) -> Tensors:
         return self._grads
 
-    def step(self, index: int) -> torch.Tensor:
+    def step(self, index: int, with_loss: bool = True) -> torch.Tensor | None:
         batch = self.batch(index)  # type: ignore[attr-defined]
         if self._manual:
             loss, self._grads = self.manual_backward(self._params, batch)  # type: ignore[attr-defined]
@@ -216,14 +217,57 @@ class LinearGD(_HandWrittenSGD):
         if cfg.model.init_b is not None:
             b.fill_(cfg.model.init_b)
         autograd = cfg.train.grad == "autograd"
-        self._params = {"w": w.to(device).requires_grad_(autograd),  # (K, F)
-                        "b": b.to(device).requires_grad_(autograd)}  # (K,)
-        self._grads = {name: torch.zeros_like(p) for name, p in self._params.items()}
         self.x = data.x.to(device)[None]  # (K, N, F)
         self.y = data.y.to(device)[None]  # (K, N)
         self.lr = cfg.train.lr
         self._manual = not autograd
         self.steps_per_epoch = 1
+        if autograd:
+            self._params = {"w": w.to(device).requires_grad_(True),  # (K, F)
+                            "b": b.to(device).requires_grad_(True)}  # (K,)
+            self._grads = {name: torch.zeros_like(p) for name, p in self._params.items()}
+        else:
+            self._use_fast_path(torch.cat([w, b[:, None]], dim=1).to(device))
+
+    def _use_fast_path(self, theta: torch.Tensor) -> None:
+        # With θ = (w, b) and A = [x, 1], the loss is mean((A·θ − y)²) and its gradient
+        # dL/dθ = (2/N)·Aᵀ(A·θ − y) = S·θ − c, where S = (2/N)·AᵀA and c = (2/N)·Aᵀy depend
+        # on the data alone. Computed once (in float64), they make each step two small
+        # in-place operations, whatever the number of samples N.
+        features = theta.shape[1] - 1
+        self._theta = theta  # (K, F + 1); w and b are views into it
+        self._theta_row = theta[:, None, :]  # the same numbers, shaped for the batched multiply
+        self._params = {"w": theta[:, :features], "b": theta[:, features]}
+        a = torch.cat([self.x, torch.ones_like(self.x[..., :1])], dim=-1).to(torch.float64)
+        n = a.shape[1]
+        self._hessian = ((2 / n) * a.transpose(1, 2) @ a).to(theta.dtype)  # S, (K, F+1, F+1)
+        self._target = ((2 / n) * (a.transpose(1, 2) @ self.y.to(torch.float64)[..., None])).to(theta.dtype)
+        self._target = self._target.transpose(1, 2)  # c, (K, 1, F+1)
+        self._gradient = torch.zeros_like(self._target)  # reused every step, (K, 1, F+1)
+        flat_gradient = self._gradient[:, 0]
+        self._grads = {"w": flat_gradient[:, :features], "b": flat_gradient[:, features]}
+
+    @classmethod
+    def stack(cls, members: list[Any]) -> Any:
+        batched = super().stack(members)
+        if batched._manual:
+            batched._use_fast_path(torch.cat([m._theta for m in members]))
+        return batched
+
+    def step(self, index: int, with_loss: bool = True) -> torch.Tensor | None:
+        if not self._manual:
+            return super().step(index, with_loss)
+        loss = None
+        if with_loss:  # the loss before the update, evaluated only when it is logged
+            with torch.no_grad():
+                loss = self.loss(self._params, self.batch(index))
+        # dL/dθ = S·θ − c (one fused batched multiply-add into a reused buffer)
+        torch.baddbmm(self._target, self._theta_row, self._hessian, beta=-1, out=self._gradient)
+        if isinstance(self.lr, torch.Tensor):  # one learning rate per member
+            self._theta_row.addcmul_(self._gradient, self.lr[:, None, None], value=-1)
+        else:
+            self._theta_row.add_(self._gradient, alpha=-self.lr)  # θ ← θ − lr·dL/dθ
+        return loss
 
     def batch(self, index: int) -> Tensors:
         return {"x": self.x, "y": self.y}
@@ -303,7 +347,7 @@ class NNLinear:
         # dL/dw = (dL/dr)ᵀ·X, shape (1, F);  dL/db = Σ dL/dr, shape (1,)
         return loss[None], {"w": scaled.T @ x, "b": scaled.sum(0)}
 
-    def _autograd_step(self, index: int) -> torch.Tensor:
+    def _autograd_step(self, index: int, with_loss: bool = True) -> torch.Tensor:
         out = self.model(self.x)
         loss = self.criterion(self.y, out)  # exactly the article's loop
         self.optimizer.zero_grad()
@@ -311,7 +355,7 @@ class NNLinear:
         self.optimizer.step()
         return loss  # one member: a 0-dim loss (indexing it would cost a few µs a step)
 
-    def _manual_step(self, index: int) -> torch.Tensor:
+    def _manual_step(self, index: int, with_loss: bool = True) -> torch.Tensor:
         loss, grads = self.manual_backward(self.params(), self.batch(index))
         self.model.weight.grad, self.model.bias.grad = grads["w"], grads["b"]
         self.optimizer.step()  # optim.SGD applies p ← p − lr·grad

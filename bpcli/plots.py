@@ -226,18 +226,25 @@ def _landscape_plot(record: RunRecord) -> tuple[str, Any]:
     opt = [best[n][0] for n in names]
     fig, axes = _figure()
     ax = axes[0][0]
+    # The mean squared error of a line needs only five sums of the data:
+    # mean((w·x + b − y)²) = w²·⟨x²⟩ + 2wb·⟨x⟩ + b² − 2w·⟨xy⟩ − 2b·⟨y⟩ + ⟨y²⟩,
+    # so the surface costs nothing however many samples there are.
+    sxx, sx, sxy, sy, syy = (x * x).mean(), x.mean(), (x * y).mean(), y.mean(), (y * y).mean()
+
+    def surface(w: Any, b: Any) -> Any:
+        return np.maximum(w * w * sxx + 2 * w * b * sx + b * b - 2 * w * sxy - 2 * b * sy + syy, 0.0)
+
     if names == ["w"]:
         w_path = np.array(path[0])
         lo, hi = _span(np.append(w_path, opt[0]))
         ws = np.linspace(lo, hi, 400)
         # L(w) = mean over the samples of (w·x − y)²: the loss one epoch descends.
-        curve = ((ws[:, None] * x[None, :] - y[None, :]) ** 2).mean(1)
-        ax.plot(ws, curve, color="tab:blue", label="L(w) = mean((w·x − y)²)")
-        losses = ((w_path[:, None] * x[None, :] - y[None, :]) ** 2).mean(1)
+        ax.plot(ws, surface(ws, 0.0), color="tab:blue", label="L(w) = mean((w·x − y)²)")
+        losses = surface(w_path, 0.0)
         ax.plot(w_path, losses, ".-", color="tab:orange", markersize=4, linewidth=0.8, label="path of w")
         ax.scatter([w_path[0]], [losses[0]], color="green", s=60, zorder=5, label="start")
         ax.scatter([w_path[-1]], [losses[-1]], color="red", s=60, zorder=5, label="end")
-        ax.scatter([opt[0]], [((opt[0] * x - y) ** 2).mean()], marker="*", s=200, color="gold",
+        ax.scatter([opt[0]], [surface(opt[0], 0.0)], marker="*", s=200, color="gold",
                    edgecolor="black", zorder=6, label=f"optimum w* = {opt[0]:.6g}")
         ax.set_xlabel("w")
         ax.set_ylabel("loss")
@@ -247,8 +254,7 @@ def _landscape_plot(record: RunRecord) -> tuple[str, Any]:
         w_lo, w_hi = _span(np.append(w_path, opt[0]))
         b_lo, b_hi = _span(np.append(b_path, opt[1]))
         W, B = np.meshgrid(np.linspace(w_lo, w_hi, 200), np.linspace(b_lo, b_hi, 200))
-        # L(w, b) = mean((w·x + b − y)²), a bowl: contours at logarithmic levels.
-        L = ((W[..., None] * x + B[..., None] - y) ** 2).mean(-1)
+        L = surface(W, B)  # a bowl: contours at logarithmic levels
         levels = np.geomspace(max(L.min(), 1e-8), L.max(), 20)
         contours = ax.contour(W, B, L, levels=levels, cmap="viridis", linewidths=0.8)
         fig.colorbar(contours, ax=ax, label="loss", format="%.0e")

@@ -123,8 +123,9 @@ def run_sweep(config: ExperimentConfig, grid: dict[str, list[Any]], out: Path | 
     first: list[float] | None = None
     started = time.perf_counter()
     for step in range(1, total + 1):
-        loss = trainer.step((step - 1) % trainer.steps_per_epoch)
-        if step == 1 or step % log_every == 0 or step == total:
+        logged = step == 1 or step % log_every == 0 or step == total
+        loss = trainer.step((step - 1) % trainer.steps_per_epoch, logged)
+        if logged:
             values = loss.reshape(-1).tolist()
             history.append((step, values))
             first = values if first is None else first

@@ -150,7 +150,7 @@ def train(
     }
     if run_dir is not None:
         write_atomic(run_dir / "config.yaml", dump_config(resolved))
-        write_data(run_dir, built.data.x.tolist(), built.data.y.tolist())
+        _write_data_sample(run_dir, built.data, summary)
         if built.data.scaling is not None:
             write_atomic(run_dir / "preprocessing.json", json.dumps(built.data.scaling, indent=2) + "\n")
         write_summary(run_dir, summary)
@@ -248,9 +248,10 @@ def _run(
                     from bpcli.gradcheck import compare_gradients
 
                     grad_checks += compare_gradients(trainer, index, step)
-                loss = trainer.step(index)
+                logged = step == 1 or step % log_every == 0 or step == total
+                loss = trainer.step(index, logged)
                 # Reading values back synchronises with the device: only on logged steps.
-                if step == 1 or step % log_every == 0 or step == total:
+                if logged:
                     row = _row(step, (step - 1) // steps_per_epoch + 1, loss, trainer, columns, best, validation)
                     history.append(row)
                     if metrics is not None:
@@ -428,9 +429,28 @@ def _write_fitted(run_dir: Path, built: _Built) -> None:
         splits.append(("val", data.x_val, data.y_val))
     with torch.no_grad():
         for split, x, y in splits:
+            sample = _sample_rows(len(y))
+            x, y = (x, y) if sample is None else (x[sample], y[sample])
             predicted = built.trainer.predict(x)[0].cpu().tolist()
             rows += [f"{split},{a!r},{b!r}" for a, b in zip(y.tolist(), predicted)]
     write_atomic(run_dir / "predictions.csv", "\n".join(rows) + "\n")
+
+
+MAX_DATA_ROWS = 100_000  # data.csv and predictions.csv keep at most this many rows
+
+
+def _sample_rows(n: int) -> torch.Tensor | None:
+    """Evenly spaced row indices when n is over MAX_DATA_ROWS (no random draw), else None."""
+    return torch.linspace(0, n - 1, MAX_DATA_ROWS).long() if n > MAX_DATA_ROWS else None
+
+
+def _write_data_sample(run_dir: Path, data: Dataset, summary: dict[str, Any]) -> None:
+    """data.csv: the training data, or an evenly spaced sample of it for very large data."""
+    rows = _sample_rows(len(data.y))
+    x, y = (data.x, data.y) if rows is None else (data.x[rows], data.y[rows])
+    if rows is not None:
+        summary["data_csv_rows"] = {"written": MAX_DATA_ROWS, "of": len(data.y)}
+    write_data(run_dir, x.tolist(), y.tolist())
 
 
 def _check_predict(config: ExperimentConfig, data: Dataset) -> None:

@@ -26,7 +26,9 @@ def config(name, **changes):
 def test_manual_gradients_agree_with_autograd_and_finite_differences(name):
     checks = check_steps(build(config(name)).trainer, steps=3)
     assert checks and all(c.manual_vs_autograd <= 1e-6 for c in checks)
-    assert max(c.fd_vs_autograd for c in checks) < 1e-4
+    for c in checks:  # finite differences carry ~1e-10 of absolute error of their own
+        scale = 1 + max(abs(v) for v in c.autograd)
+        assert max(abs(f - a) for f, a in zip(c.finite_difference, c.autograd)) < 1e-6 * scale
     assert {c.step for c in checks} == {1, 2, 3}
 
 
