@@ -109,6 +109,69 @@ def sweep_step(members: int, steps: int) -> float:
     return result.seconds / steps
 
 
+def _cuda_config(name: str, steps: int, engine: str, **changes: object):
+    overrides = [Override(path="device", value="cuda", origin="bench"),
+                 Override(path="train.epochs", value=steps, origin="bench"),
+                 Override(path="train.log_every", value=steps, origin="bench"),
+                 Override(path="train.engine", value=engine, origin="bench")]
+    overrides += [Override(path=k, value=v, origin="bench") for k, v in changes.items()]
+    return load_config(ROOT / "configs" / name, overrides)
+
+
+def article_exp3_cuda(steps: int) -> float:
+    """The article's experiment-3 loop on the GPU, as written; seconds per step."""
+    torch.manual_seed(0)
+    x = torch.rand([50, 1])
+    y = x * 4 + 0.6
+    model = nn.Linear(1, 1)
+    x, y, model = x.cuda(), y.cuda(), model.cuda()
+    criterion = nn.MSELoss()
+    optimizer = optim.SGD(model.parameters(), lr=1e-3)
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(steps):
+        loss = criterion(y, model(x))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    torch.cuda.synchronize()
+    return (time.perf_counter() - start) / steps
+
+
+def gpu_rows(rounds: int, steps: int) -> list[tuple[str, str, str, str, str]]:
+    """The GPU section: graph engine against eager and the article, and a huge sweep."""
+    from bpcli.sweep import run_sweep
+
+    rows = []
+    for name in ("exp1.yaml", "exp2.yaml", "exp3.yaml", "mlp.yaml"):
+        eager = train(_cuda_config(name, 500, "eager"), save=False)
+        graph = train(_cuda_config(name, 500, "graph"), save=False)
+        same = eager.params == graph.params and eager.losses == graph.losses
+        rows.append((f"{name} on cuda: graph engine's parameters and losses vs eager", "", "",
+                     "bit-identical" if same else "DIFFERENT", "bit-identical"))
+
+    def timed(engine: str) -> float:
+        result = train(_cuda_config("exp3.yaml", steps, engine), save=False)
+        return result.summary["train_seconds"] / steps
+
+    graph, article, ratio = median_ratio(lambda: timed("graph"), lambda: article_exp3_cuda(steps), rounds)
+    rows.append(("exp3 on cuda, graph engine, over the article's loop", f"{graph * 1e6:.1f} µs",
+                 f"{article * 1e6:.1f} µs", f"{1 / ratio:.1f}× faster", "≥ 12×"))
+    eager, article, ratio = median_ratio(lambda: timed("eager"), lambda: article_exp3_cuda(steps), rounds)
+    rows.append(("exp3 on cuda, eager: bpcli / the article's loop", f"{eager * 1e6:.1f} µs",
+                 f"{article * 1e6:.1f} µs", f"{ratio:.3f}×", "(context)"))
+
+    def sweep(members: int) -> float:
+        cfg = _cuda_config("exp3.yaml", steps, "graph")
+        return run_sweep(cfg, {"train.lr": [1e-3, 1e-2], "seed": list(range(members // 2))},
+                         save=False).seconds / steps
+
+    big, single, ratio = median_ratio(lambda: sweep(65_536), lambda: sweep(2), max(1, rounds // 2))
+    rows.append(("sweep of 65 536 exp3 runs on cuda (graph): one step / a 2-run sweep's step",
+                 f"{big * 1e6:.1f} µs", f"{single * 1e6:.1f} µs", f"{ratio:.2f}×", "≤ 6×"))
+    return rows
+
+
 def median_ratio(a, b, rounds: int) -> tuple[float, float, float]:
     """Interleave a() and b() for several rounds: median a, median b, median a/b."""
     times_a, times_b, ratios = [], [], []
@@ -150,10 +213,13 @@ def process_seconds(args: list[str], rounds: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
-    quick = parser.parse_args().quick
-    rounds, steps = (3, 2000) if quick else (7, 5000)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    parser.add_argument("--gpu-only", action="store_true", help="only the GPU section (needs cuda)")
+    args = parser.parse_args()
+    rounds, steps = (3, 2000) if args.quick else (7, 5000)
     rows = []
+    if args.gpu_only:
+        _print(gpu_rows(rounds, steps), rounds)
+        return
 
     loop, bare, ratio = median_ratio(lambda: bpcli_exp3(steps, "autograd"), lambda: bare_steps(steps), rounds)
     rows.append(("exp3, CPU, eager: bpcli loop / bare loop of the same step", f"{loop * 1e6:.1f} µs",
@@ -178,8 +244,8 @@ def main() -> None:
     rows.append(("sweep of 256 exp3 runs, CPU: one batched step / one run's step", f"{swept * 1e6:.1f} µs",
                  f"{single * 1e6:.1f} µs", f"{ratio:.2f}×", "≤ 3×"))
 
-    seconds, megabytes = csv_load_seconds(200_000 if quick else 1_000_000)
-    label = f"CSV load, {'2·10⁵' if quick else '10⁶'} rows × 5 columns ({megabytes:.0f} MB)"
+    seconds, megabytes = csv_load_seconds(200_000 if args.quick else 1_000_000)
+    label = f"CSV load, {'2·10⁵' if args.quick else '10⁶'} rows × 5 columns ({megabytes:.0f} MB)"
     rows.append((label, f"{seconds:.2f} s", "", "", "a few seconds"))
 
     env = dict(os.environ)
@@ -192,7 +258,14 @@ def main() -> None:
         plot_seconds = process_seconds(["plot", str(run)], rounds)
     rows.append(("`bpcli plot RUN_DIR`, whole process (4 figures)", f"{plot_seconds:.3f} s", "", "", "≤ 0.8 s"))
 
-    print(f"bpcli benchmark — {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+    if torch.cuda.is_available():
+        rows += gpu_rows(rounds, steps)
+    _print(rows, rounds)
+
+
+def _print(rows: list[tuple[str, str, str, str, str]], rounds: int) -> None:
+    gpu = f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", no GPU"
+    print(f"bpcli benchmark — {platform.machine()}, {os.cpu_count()} CPUs{gpu}, Python {platform.python_version()}, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads; median of {rounds} rounds")
     print()
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
@@ -202,8 +275,6 @@ def main() -> None:
     print("-+-".join("-" * w for w in widths))
     for row in rows:
         print(" | ".join(c.ljust(w) for c, w in zip(row, widths)))
-    if torch.cuda.is_available():
-        print("\ncuda is present, but this benchmark has no GPU section yet (issue 4: CUDA graphs).")
 
 
 if __name__ == "__main__":

@@ -227,6 +227,9 @@ class TrainConfig(_Section):
     grad: Literal["manual", "autograd"]
     """How gradients are computed: `manual` by bpcli's hand-derived formulas, `autograd`
     by loss.backward()."""
+    engine: Literal["auto", "eager", "graph"] = "auto"
+    """How steps run: `eager` one operation at a time, `graph` replayed from a captured CUDA
+    graph (CUDA only), `auto` graph on CUDA and eager elsewhere."""
     diverge_factor: float = Field(1e4, gt=1.0)
     """Stop the run as diverged when the loss exceeds this many times its first logged
     value (a NaN or infinite loss always stops it)."""

@@ -110,7 +110,10 @@ def run_sweep(config: ExperimentConfig, grid: dict[str, list[Any]], out: Path | 
     if len(devices) != 1:
         raise BpcliError("every member of a sweep must train on the same device")
     kind = KINDS[config.kind]
-    trainer = kind.stack([b.trainer for b in built])  # type: ignore[attr-defined]
+    from bpcli.engines import wrap
+
+    device = next(iter(devices))
+    trainer = wrap(kind.stack([b.trainer for b in built]), config.train.engine, device)  # type: ignore[attr-defined]
     total = config.train.epochs * trainer.steps_per_epoch
     log_every = config.train.log_every
 
@@ -149,7 +152,7 @@ def run_sweep(config: ExperimentConfig, grid: dict[str, list[Any]], out: Path | 
     aggregates = _aggregate(rows, grid)
     result = SweepResult(directory, rows, aggregates, seconds, total)
     if directory is not None:
-        _write(directory, config, grid, result, history, str(next(iter(devices))))
+        _write(directory, config, grid, result, history, str(device))
         if plots:
             from bpcli.plots import draw_sweep
 

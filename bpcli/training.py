@@ -28,7 +28,7 @@ from typing import Any, Iterator, Protocol
 
 import torch
 
-from bpcli import __version__, analysis
+from bpcli import __version__, analysis, engines
 from bpcli.checkpoints import CHECKPOINT, check_belongs, data_hash, load_checkpoint, save_checkpoint
 from bpcli.config import ExperimentConfig, Override, dump_config, read_yaml, validate_config
 from bpcli.data import DataError, Dataset, make_dataset, original_linear_params, to_model_units, to_original_units
@@ -120,6 +120,7 @@ def train(
     """Train one experiment from the start and write its run directory (unless `save` is False)."""
     built = _Built.from_config(config)
     _check_predict(config, built.data)
+    engines.choose(config.train.engine, built.device, built.trainer.steps_per_epoch)  # fail before writing
     # Record the device actually used, so config.yaml re-runs the same way.
     resolved = config.model_copy(update={"device": str(built.device)})
     run_dir = create_run_dir(Path(out) if out else None, force=force) if save else None
@@ -130,6 +131,7 @@ def train(
         "device": str(built.device),
         "dtype": config.dtype,
         "grad": config.train.grad,
+        "engine": engines.choose(config.train.engine, built.device, built.trainer.steps_per_epoch),
         "lr": config.train.lr,
         "epochs": config.train.epochs,
         "steps": 0,
@@ -204,7 +206,7 @@ def _run(
     observer: Observer | None,
 ) -> TrainResult:
     """The training loop from step `start` + 1 to the end, with logging and checkpoints."""
-    trainer = built.trainer
+    trainer = engines.wrap(built.trainer, config.train.engine, built.device)
     sizes = {name: t[0].numel() for name, t in flat(trainer.params()).items()}
     columns = param_columns(sizes)
     fit = trainer.least_squares

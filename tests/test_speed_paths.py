@@ -50,3 +50,29 @@ def test_large_data_keeps_the_run_directory_small(tmp_path):
     assert result.summary["data_csv_rows"] == {"written": 100_000, "of": 300_000}
     assert len((tmp_path / "run/data.csv").read_text().splitlines()) == 100_001
     assert (tmp_path / "run/landscape.png").is_file()
+
+
+def test_auto_engine_is_eager_off_cuda_and_is_recorded(tmp_path):
+    result = train(config("exp3.yaml", train__epochs=10), tmp_path / "run", plots=False)
+    assert result.summary["engine"] == "eager"
+
+
+def test_graph_engine_choice_follows_the_device_and_the_kind():
+    from bpcli.engines import MAX_GRAPHS, choose
+
+    cuda, cpu = torch.device("cuda", 0), torch.device("cpu")
+    assert choose("auto", cuda, 1) == "graph" and choose("auto", cuda, MAX_GRAPHS + 1) == "eager"
+    assert choose("auto", cpu, 1) == "eager" and choose("eager", cuda, 1) == "eager"
+    assert choose("graph", cuda, 3) == "graph"
+    for device, steps, expected in [(cpu, 1, "needs a CUDA device"), (cuda, MAX_GRAPHS + 1, "one per sample")]:
+        with pytest.raises(Exception, match=expected):
+            choose("graph", device, steps)
+
+
+def test_asking_for_graphs_without_cuda_is_a_clear_error():
+    from conftest import cli
+
+    result = cli("train", CONFIGS / "exp3.yaml", "--set", "train.engine=graph", "--device", "cpu")
+    assert result.exit_code == 2
+    assert "train.engine: graph needs a CUDA device" in result.stderr
+    assert not __import__("pathlib").Path("outputs").exists()

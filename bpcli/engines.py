@@ -1,0 +1,83 @@
+"""How the training step is executed: eagerly, or replayed from a captured CUDA graph.
+
+A step of these small models is a handful of tiny kernels, so on a GPU its cost is the
+CPU launching them. A CUDA graph records the kernels of one step once and replays them
+with a single launch. The graph engine runs the first few steps eagerly on a side stream
+(they are real training steps: the warm-up PyTorch asks for before capture), then captures
+the step, once per batch index for per-sample kinds, and replays it from then on. The
+replayed kernels are the eager ones, so the parameters are the same as eager training's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from bpcli.errors import BpcliError
+
+WARMUP_STEPS = 3
+"""Eager steps per batch index before it is captured."""
+MAX_GRAPHS = 64
+"""Per-sample kinds need one graph per sample; beyond this many, graphs do not pay."""
+
+
+def choose(engine: str, device: torch.device, steps_per_epoch: int) -> str:
+    """The engine a run uses: `auto` is graph on CUDA when it applies, eager elsewhere."""
+    if engine == "auto":
+        return "graph" if device.type == "cuda" and steps_per_epoch <= MAX_GRAPHS else "eager"
+    if engine == "graph":
+        if device.type != "cuda":
+            raise BpcliError(f"train.engine: graph needs a CUDA device, and this run is on {device}; "
+                             "use engine: eager (or auto)")
+        if steps_per_epoch > MAX_GRAPHS:
+            raise BpcliError(f"train.engine: graph would need {steps_per_epoch} graphs (one per sample); "
+                             f"use engine: eager for per-sample training on more than {MAX_GRAPHS} samples")
+    return engine
+
+
+class GraphEngine:
+    """A trainer whose step is replayed from CUDA graphs (see the module's docstring)."""
+
+    def __init__(self, trainer: Any) -> None:
+        self.trainer = trainer
+        self.steps_per_epoch = trainer.steps_per_epoch
+        self._graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor, dict[str, torch.Tensor]]] = {}
+        self._eager: dict[int, int] = {}
+        self._grads: dict[str, torch.Tensor] | None = None
+        self._stream = torch.cuda.Stream()
+
+    def step(self, index: int, with_loss: bool = True) -> torch.Tensor:
+        # The graph always computes the loss: a replay cannot choose which kernels to run.
+        captured = self._graphs.get(index)
+        if captured is None:
+            done = self._eager.get(index, 0)
+            if done < WARMUP_STEPS:
+                self._eager[index] = done + 1
+                self._stream.wait_stream(torch.cuda.current_stream())
+                with torch.cuda.stream(self._stream):
+                    loss = self.trainer.step(index, True)
+                torch.cuda.current_stream().wait_stream(self._stream)
+                self._grads = None
+                return loss
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):  # records the step's kernels; nothing runs yet
+                loss = self.trainer.step(index, True)
+            # The tensors the graph writes on every replay: its loss and its gradients.
+            captured = self._graphs[index] = (graph, loss, dict(self.trainer.gradients()))
+        graph, loss, grads = captured
+        graph.replay()
+        self._grads = grads
+        return loss
+
+    def gradients(self) -> dict[str, torch.Tensor]:
+        return self._grads if self._grads is not None else self.trainer.gradients()
+
+    def __getattr__(self, name: str) -> Any:
+        # Everything else (params, batch, loss, predict, state_dict, …) is the trainer's.
+        return getattr(self.trainer, name)
+
+
+def wrap(trainer: Any, engine: str, device: torch.device) -> Any:
+    """The trainer itself (eager) or the trainer behind a GraphEngine, as `engine` decides."""
+    return GraphEngine(trainer) if choose(engine, device, trainer.steps_per_epoch) == "graph" else trainer
