@@ -31,14 +31,23 @@ from bpcli.config import Override, load_config  # noqa: E402
 from bpcli.training import build, train  # noqa: E402
 
 
-def article_exp3(steps: int) -> float:
-    """The article's experiment-3 loop, as written; seconds per step."""
+def _config(name: str, **settings: object):
+    """A shipped config on the CPU with dotted-key settings (train__lr=0.1 is train.lr)."""
+    overrides = [Override(path="device", value="cpu", origin="bench")]
+    overrides += [Override(path=k.replace("__", "."), value=v, origin="bench") for k, v in settings.items()]
+    return load_config(ROOT / "configs" / name, overrides)
+
+
+def article_exp3(steps: int, device: str = "cpu") -> float:
+    """The article's experiment-3 loop, as written (moved to `device` as it does); seconds per step."""
     torch.manual_seed(0)
     x = torch.rand([50, 1])
     y = x * 4 + 0.6
     model = nn.Linear(1, 1)
+    x, y, model = x.to(device), y.to(device), model.to(device)
     criterion = nn.MSELoss()
     optimizer = optim.SGD(model.parameters(), lr=1e-3)
+    _sync(device)
     start = time.perf_counter()
     for _ in range(steps):
         out = model(x)
@@ -46,49 +55,37 @@ def article_exp3(steps: int) -> float:
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+    _sync(device)
     return (time.perf_counter() - start) / steps
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
 
 
 def bpcli_exp3(steps: int, grad: str) -> float:
     """bpcli's own loop on the same experiment (no run directory, logging only at the end)."""
-    cfg = load_config(ROOT / "configs/exp3.yaml", [
-        Override(path="device", value="cpu", origin="bench"),
-        Override(path="train.epochs", value=steps, origin="bench"),
-        Override(path="train.log_every", value=steps, origin="bench"),
-        Override(path="train.grad", value=grad, origin="bench"),
-    ])
-    result = train(cfg, save=False)
+    result = train(_config("exp3.yaml", train__epochs=steps, train__log_every=steps, train__grad=grad), save=False)
     return result.summary["train_seconds"] / steps
 
 
 def manual_fast_path(steps: int, n: int = 50, lr: float = 1e-3) -> float:
     """linear-gd with grad: manual (the hand-derived fast path) on exp3-shaped data."""
-    cfg = load_config(ROOT / "configs/exp2.yaml", [
-        Override(path="device", value="cpu", origin="bench"),
-        Override(path="data.n", value=n, origin="bench"),
-        Override(path="train.lr", value=lr, origin="bench"),
-        Override(path="train.epochs", value=steps, origin="bench"),
-        Override(path="train.log_every", value=steps, origin="bench"),
-        Override(path="train.grad", value="manual", origin="bench"),
-    ])
+    cfg = _config("exp2.yaml", data__n=n, train__lr=lr, train__epochs=steps, train__log_every=steps,
+                  train__grad="manual")
     return train(cfg, save=False).summary["train_seconds"] / steps
 
 
 def eager_nn_linear(steps: int, n: int) -> float:
     """nn-linear with autograd and optim.SGD on n samples."""
-    cfg = load_config(ROOT / "configs/exp3.yaml", [
-        Override(path="device", value="cpu", origin="bench"),
-        Override(path="data.n", value=n, origin="bench"),
-        Override(path="train.epochs", value=steps, origin="bench"),
-        Override(path="train.log_every", value=steps, origin="bench"),
-    ])
+    cfg = _config("exp3.yaml", data__n=n, train__epochs=steps, train__log_every=steps)
     return train(cfg, save=False).summary["train_seconds"] / steps
 
 
 def bare_steps(steps: int) -> float:
     """A bare loop calling the very step bpcli's trainer makes, nothing else around it."""
-    cfg = load_config(ROOT / "configs/exp3.yaml", [Override(path="device", value="cpu", origin="bench")])
-    trainer = build(cfg).trainer
+    trainer = build(_config("exp3.yaml")).trainer
     start = time.perf_counter()
     for _ in range(steps):
         trainer.step(0)
@@ -99,11 +96,7 @@ def sweep_step(members: int, steps: int) -> float:
     """Seconds per step of a batched sweep of exp3 with `members` members (learning rates × seeds)."""
     from bpcli.sweep import run_sweep
 
-    cfg = load_config(ROOT / "configs/exp3.yaml", [
-        Override(path="device", value="cpu", origin="bench"),
-        Override(path="train.epochs", value=steps, origin="bench"),
-        Override(path="train.log_every", value=steps, origin="bench"),
-    ])
+    cfg = _config("exp3.yaml", train__epochs=steps, train__log_every=steps)
     grid = {"train.lr": [1e-3, 1e-2], "seed": list(range(members // 2))}
     result = run_sweep(cfg, grid, save=False)
     return result.seconds / steps
@@ -116,26 +109,6 @@ def _cuda_config(name: str, steps: int, engine: str, **changes: object):
                  Override(path="train.engine", value=engine, origin="bench")]
     overrides += [Override(path=k, value=v, origin="bench") for k, v in changes.items()]
     return load_config(ROOT / "configs" / name, overrides)
-
-
-def article_exp3_cuda(steps: int) -> float:
-    """The article's experiment-3 loop on the GPU, as written; seconds per step."""
-    torch.manual_seed(0)
-    x = torch.rand([50, 1])
-    y = x * 4 + 0.6
-    model = nn.Linear(1, 1)
-    x, y, model = x.cuda(), y.cuda(), model.cuda()
-    criterion = nn.MSELoss()
-    optimizer = optim.SGD(model.parameters(), lr=1e-3)
-    torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(steps):
-        loss = criterion(y, model(x))
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    torch.cuda.synchronize()
-    return (time.perf_counter() - start) / steps
 
 
 def gpu_rows(rounds: int, steps: int) -> list[tuple[str, str, str, str, str]]:
@@ -154,10 +127,10 @@ def gpu_rows(rounds: int, steps: int) -> list[tuple[str, str, str, str, str]]:
         result = train(_cuda_config("exp3.yaml", steps, engine), save=False)
         return result.summary["train_seconds"] / steps
 
-    graph, article, ratio = median_ratio(lambda: timed("graph"), lambda: article_exp3_cuda(steps), rounds)
+    graph, article, ratio = median_ratio(lambda: timed("graph"), lambda: article_exp3(steps, "cuda"), rounds)
     rows.append(("exp3 on cuda, graph engine, over the article's loop", f"{graph * 1e6:.1f} µs",
                  f"{article * 1e6:.1f} µs", f"{1 / ratio:.1f}× faster", "≥ 12×"))
-    eager, article, ratio = median_ratio(lambda: timed("eager"), lambda: article_exp3_cuda(steps), rounds)
+    eager, article, ratio = median_ratio(lambda: timed("eager"), lambda: article_exp3(steps, "cuda"), rounds)
     rows.append(("exp3 on cuda, eager: bpcli / the article's loop", f"{eager * 1e6:.1f} µs",
                  f"{article * 1e6:.1f} µs", f"{ratio:.3f}×", "(context)"))
 

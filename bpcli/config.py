@@ -256,6 +256,15 @@ class _Experiment(_Section):
     """Where to train: auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps."""
     dtype: Literal["float32", "float64"] = "float32"
     """Floating-point precision of data and parameters (the article uses float32)."""
+    data: DataConfig
+    """The training data."""
+    train: TrainConfig
+    """Training settings."""
+    predict: list[float] | list[list[float]] = Field(default_factory=list, max_length=10_000)
+    """Inputs x at which the trained model's prediction is reported (a list of numbers,
+    or of lists with one number per feature; in the data's original units)."""
+    # Each kind adds `model`, the section that differs between kinds, and its DEFAULTS.
+
     DEFAULTS: ClassVar[dict[str, Any]] = {}
 
     @model_validator(mode="before")
@@ -269,15 +278,8 @@ class ScalarSGDConfig(_Experiment):
 
     kind: Literal["scalar-sgd"]
     """The experiment kind."""
-    data: DataConfig
-    """The training data."""
     model: ScalarModel
     """Initial parameters."""
-    train: TrainConfig
-    """Training settings."""
-    predict: list[float] | list[list[float]] = Field(default_factory=list, max_length=10_000)
-    """Inputs x at which the trained model's prediction is reported (a list of numbers,
-    or of lists with one number per feature; in the data's original units)."""
 
     DEFAULTS: ClassVar[dict[str, Any]] = {
         "data": {"source": "inline", "x": [1.0, 2.0, 3.0], "y": [2.0, 4.0, 6.0], "true_w": 2.0},
@@ -310,15 +312,8 @@ class LinearGDConfig(_Experiment):
 
     kind: Literal["linear-gd"]
     """The experiment kind."""
-    data: DataConfig
-    """The training data."""
     model: LinearModel
     """Initial parameters."""
-    train: TrainConfig
-    """Training settings."""
-    predict: list[float] | list[list[float]] = Field(default_factory=list, max_length=10_000)
-    """Inputs x at which the trained model's prediction is reported (a list of numbers,
-    or of lists with one number per feature; in the data's original units)."""
 
     DEFAULTS: ClassVar[dict[str, Any]] = {
         "data": {"source": "synthetic", "n": 100, "true_w": 4.0, "true_b": 0.6},
@@ -332,15 +327,8 @@ class NNLinearConfig(_Experiment):
 
     kind: Literal["nn-linear"]
     """The experiment kind."""
-    data: DataConfig
-    """The training data."""
     model: LinearModel
     """Initial parameters (null: nn.Linear's own initialisation)."""
-    train: TrainConfig
-    """Training settings."""
-    predict: list[float] | list[list[float]] = Field(default_factory=list, max_length=10_000)
-    """Inputs x at which the trained model's prediction is reported (a list of numbers,
-    or of lists with one number per feature; in the data's original units)."""
 
     DEFAULTS: ClassVar[dict[str, Any]] = {
         "data": {"source": "synthetic", "n": 50, "true_w": 4.0, "true_b": 0.6},
@@ -354,15 +342,8 @@ class MLPConfig(_Experiment):
 
     kind: Literal["mlp"]
     """The experiment kind."""
-    data: DataConfig
-    """The training data."""
     model: MLPModel
     """The network's layers."""
-    train: TrainConfig
-    """Training settings."""
-    predict: list[float] | list[list[float]] = Field(default_factory=list, max_length=10_000)
-    """Inputs x at which the trained model's prediction is reported (a list of numbers,
-    or of lists with one number per feature; in the data's original units)."""
 
     DEFAULTS: ClassVar[dict[str, Any]] = {
         "data": {"source": "function", "fn": "sin", "n": 200, "noise": 0.05},
@@ -683,9 +664,14 @@ def _where_else(key: str, cls: type[BaseModel]) -> str | None:
     return None
 
 
+SECTION_ORDER = ("kind", "seed", "device", "dtype", "data", "model", "train", "predict")
+
+
 def dump_config(config: ExperimentConfig) -> str:
-    """The config as YAML, in field order, ready to be saved or printed."""
-    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+    """The config as YAML, sections in reading order, ready to be saved or printed."""
+    raw = config.model_dump(mode="json")
+    ordered = {key: raw[key] for key in SECTION_ORDER if key in raw}
+    return yaml.safe_dump(ordered, sort_keys=False, allow_unicode=True)
 
 
 # --------------------------------------------------------------------------- reference
@@ -696,7 +682,7 @@ def _type_name(annotation: Any) -> str:
     if getattr(annotation, "__origin__", None) is Literal:
         return "one of " + ", ".join(f"`{a}`" for a in annotation.__args__)
     text = str(annotation).replace("typing.", "").replace("<class '", "").replace("'>", "")
-    return text.replace(" | None", " or null").replace("Optional[", "null or ")
+    return text.replace(" | None", " or null").replace("Optional[", "null or ").replace(" | ", " or ")
 
 
 def _field_rows(model: type[BaseModel], prefix: str) -> list[str]:
@@ -717,7 +703,8 @@ def reference_markdown() -> str:
     top = [r for r in _field_rows(_Experiment, "") if not r.startswith("| `kind`")]
     lines = ["#### Top level", "", *head, "| `kind` | one of " + ", ".join(f"`{k}`" for k in CONFIG_CLASSES)]
     lines[-1] += " | required | The experiment kind; see the table of kinds below. |"
-    lines += [*top, *_field_rows(ScalarSGDConfig, "")[-1:], ""]
+    lines += [*(r for r in top if not r.startswith(("| `data`", "| `train`")))]
+    lines += ["| `data`, `model`, `train` | section | per kind | See below. |", ""]
     for source, cls in DATA_SOURCES.items():
         lines += [f"#### `data` with `source: {source}`", "", cls.__doc__ or "", "", *head]
         lines += [*_field_rows(cls, "data."), ""]
