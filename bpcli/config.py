@@ -241,6 +241,14 @@ class TrainConfig(_Section):
     interrupted). A run with a checkpoint can be resumed with `bpcli train --resume`."""
 
 
+class LogConfig(_Section):
+    """Where metrics go besides metrics.csv."""
+
+    tensorboard: bool = False
+    """Also write TensorBoard event files (loss, parameters, gradients, learning rate) in
+    the run directory; needs the optional extra: pip install 'bpcli[tensorboard]'."""
+
+
 # --------------------------------------------------------------------------- experiments
 
 
@@ -263,6 +271,8 @@ class _Experiment(_Section):
     predict: list[float] | list[list[float]] = Field(default_factory=list, max_length=10_000)
     """Inputs x at which the trained model's prediction is reported (a list of numbers,
     or of lists with one number per feature; in the data's original units)."""
+    log: LogConfig = Field(default_factory=LogConfig)
+    """Extra logging."""
     # Each kind adds `model`, the section that differs between kinds, and its DEFAULTS.
 
     DEFAULTS: ClassVar[dict[str, Any]] = {}
@@ -664,7 +674,7 @@ def _where_else(key: str, cls: type[BaseModel]) -> str | None:
     return None
 
 
-SECTION_ORDER = ("kind", "seed", "device", "dtype", "data", "model", "train", "predict")
+SECTION_ORDER = ("kind", "seed", "device", "dtype", "data", "model", "train", "predict", "log")
 
 
 def dump_config(config: ExperimentConfig) -> str:
@@ -689,10 +699,13 @@ def _field_rows(model: type[BaseModel], prefix: str) -> list[str]:
     rows = []
     for name, field in model.model_fields.items():
         description = " ".join((field.description or "").split())
+        value = None if field.is_required() else field.get_default(call_default_factory=True)
         if field.is_required():
             default = "per kind"
+        elif isinstance(value, BaseModel):
+            default = "see below"
         else:
-            default = f"`{json.dumps(field.get_default(call_default_factory=True))}`"
+            default = f"`{json.dumps(value)}`"
         rows.append(f"| `{prefix}{name}` | {_type_name(field.annotation)} | {default} | {description} |")
     return rows
 
@@ -703,14 +716,15 @@ def reference_markdown() -> str:
     top = [r for r in _field_rows(_Experiment, "") if not r.startswith("| `kind`")]
     lines = ["#### Top level", "", *head, "| `kind` | one of " + ", ".join(f"`{k}`" for k in CONFIG_CLASSES)]
     lines[-1] += " | required | The experiment kind; see the table of kinds below. |"
-    lines += [*(r for r in top if not r.startswith(("| `data`", "| `train`")))]
-    lines += ["| `data`, `model`, `train` | section | per kind | See below. |", ""]
+    lines += [*(r for r in top if not r.startswith(("| `data`", "| `train`", "| `log`")))]
+    lines += ["| `data`, `model`, `train`, `log` | section | per kind | See below. |", ""]
     for source, cls in DATA_SOURCES.items():
         lines += [f"#### `data` with `source: {source}`", "", cls.__doc__ or "", "", *head]
         lines += [*_field_rows(cls, "data."), ""]
     lines += ["#### `model`", "", "`scalar-sgd` has only `init_w`; `mlp` has `hidden` and `activation`.", "", *head]
     lines += [*_field_rows(LinearModel, "model."), *_field_rows(MLPModel, "model."), ""]
     lines += ["#### `train`", "", *head, *_field_rows(TrainConfig, "train."), ""]
+    lines += ["#### `log`", "", *head, *_field_rows(LogConfig, "log."), ""]
     lines += ["#### Kinds and their defaults", "", "| kind | what it trains | defaults |", "|---|---|---|"]
     for kind, cls in CONFIG_CLASSES.items():
         parts = []

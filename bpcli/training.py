@@ -33,7 +33,7 @@ from bpcli.checkpoints import CHECKPOINT, check_belongs, data_hash, load_checkpo
 from bpcli.config import ExperimentConfig, Override, dump_config, read_yaml, validate_config
 from bpcli.data import DataError, Dataset, make_dataset, original_linear_params, to_model_units, to_original_units
 from bpcli.devices import resolve_device
-from bpcli.errors import RunDirError
+from bpcli.errors import BpcliError, RunDirError
 from bpcli.experiments import KINDS, Trainer, flat
 from bpcli.runs import (
     MAX_LOGGED_VALUES,
@@ -121,6 +121,8 @@ def train(
     built = _Built.from_config(config)
     _check_predict(config, built.data)
     engines.choose(config.train.engine, built.device, built.trainer.steps_per_epoch)  # fail before writing
+    if config.log.tensorboard and save:
+        _tensorboard_writer_class()
     # Record the device actually used, so config.yaml re-runs the same way.
     resolved = config.model_copy(update={"device": str(built.device)})
     run_dir = create_run_dir(Path(out) if out else None, force=force) if save else None
@@ -227,8 +229,11 @@ def _run(
     progress_every = max(1, total // 500)  # the bar moves smoothly without a sync per step
     digest = data_hash(built.data.x, built.data.y)
     metrics = None
+    board = None
     if run_dir is not None:
         metrics = MetricsWriter(run_dir / "metrics.csv", columns, append=start > 0)
+        if config.log.tensorboard:
+            board = _tensorboard_writer_class()(log_dir=str(run_dir), purge_step=start + 1 if start else None)
     if observer is not None:
         observer.on_start(total, run_dir, str(built.device), start)
 
@@ -258,6 +263,8 @@ def _run(
                     history.append(row)
                     if metrics is not None:
                         metrics.write(row)
+                    if board is not None:
+                        _to_tensorboard(board, row, config.train.lr)
                     if observer is not None:
                         observer.on_log(row)
                     first_loss = row["loss"] if first_loss is None else first_loss
@@ -300,6 +307,8 @@ def _run(
             summary["grad_check"] = worst(grad_checks)
         if metrics is not None:
             metrics.close()
+        if board is not None:
+            board.close()
         if run_dir is not None:
             write_summary(run_dir, summary)
             _write_curve(run_dir, built, config)
@@ -345,6 +354,36 @@ class _StopRequest:
         finally:
             for s, handler in previous.items():
                 signal.signal(s, handler)
+
+
+def _tensorboard_writer_class() -> Any:
+    """torch.utils.tensorboard.SummaryWriter, or a clear error if tensorboard is not installed."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise BpcliError(
+            "log.tensorboard needs the tensorboard package: pip install 'bpcli[tensorboard]' "
+            "(or set log.tensorboard: false)"
+        ) from None
+    return SummaryWriter
+
+
+def _to_tensorboard(board: Any, row: dict[str, float], lr: float) -> None:
+    """One logged row as TensorBoard scalars: loss/…, params/…, grads/…, and the lr."""
+    step = int(row["step"])
+    for name, value in row.items():
+        if name in ("step", "epoch"):
+            continue
+        if name.startswith("grad_"):
+            tag = f"grads/{name[len('grad_'):]}"
+        elif name in ("loss", "val_loss"):
+            tag = f"loss/{name}"
+        elif name == "distance_to_optimum":
+            tag = name
+        else:
+            tag = f"params/{name}"
+        board.add_scalar(tag, value, step)
+    board.add_scalar("lr", lr, step)
 
 
 def _divergence(loss: float, first: float, factor: float) -> str | None:

@@ -7,13 +7,34 @@ from typing import Annotated, Optional
 
 import typer
 
+def complete_configs(incomplete: str) -> list[str]:
+    """Shell completion for config arguments: YAML files under what has been typed so far."""
+    folder = Path(incomplete).parent if incomplete and not incomplete.endswith("/") else Path(incomplete or ".")
+    try:
+        candidates = [p for p in folder.iterdir() if p.is_dir() or p.suffix in (".yaml", ".yml")]
+    except OSError:
+        return []
+    names = [str(p) + ("/" if p.is_dir() else "") for p in sorted(candidates)]
+    names = [n[2:] if n.startswith("./") and not incomplete.startswith("./") else n for n in names]
+    return [n for n in names if n.startswith(incomplete)]
+
+
+def complete_runs(incomplete: str) -> list[str]:
+    """Shell completion for run-directory arguments: folders holding a config.yaml."""
+    roots = [Path("outputs"), Path(".")]
+    found = {str(p.parent) for root in roots if root.is_dir() for p in root.glob("*/config.yaml")}
+    return sorted(n for n in found if n.startswith(incomplete))
+
+
 ConfigArg = Annotated[
     Path,
-    typer.Argument(help="YAML experiment config, e.g. configs/exp2.yaml.", show_default=False),
+    typer.Argument(help="YAML experiment config, e.g. configs/exp2.yaml.", show_default=False,
+                   autocompletion=complete_configs),
 ]
 RunDirArg = Annotated[
     Path,
-    typer.Argument(help="A run directory written by `bpcli train`, e.g. outputs/run1.", show_default=False),
+    typer.Argument(help="A run directory written by `bpcli train`, e.g. outputs/run1.", show_default=False,
+                   autocompletion=complete_runs),
 ]
 Lr = Annotated[Optional[float], typer.Option("--lr", help="Learning rate (train.lr).", show_default=False)]
 Epochs = Annotated[

@@ -8,7 +8,19 @@ from typing import Annotated, Any, Optional
 import typer
 
 from bpcli.cli import app
-from bpcli.cli._options import ConfigArg, Device, Epochs, LogEvery, Lr, Quiet, RunDirArg, Seed, Set
+from bpcli.cli._options import (
+    ConfigArg,
+    Device,
+    Epochs,
+    LogEvery,
+    Lr,
+    Quiet,
+    RunDirArg,
+    Seed,
+    Set,
+    complete_configs,
+    complete_runs,
+)
 from bpcli.errors import BpcliError, RunFailed, RunInterrupted
 
 
@@ -52,7 +64,8 @@ def _report(result: Any, quiet: bool, console: Any, lr: float) -> None:
 def train(
     config: Annotated[
         Optional[Path],
-        typer.Argument(help="YAML experiment config, e.g. configs/exp2.yaml.", show_default=False),
+        typer.Argument(help="YAML experiment config, e.g. configs/exp2.yaml.", show_default=False,
+                       autocompletion=complete_configs),
     ] = None,
     lr: Lr = None,
     epochs: Epochs = None,
@@ -71,6 +84,7 @@ def train(
         Optional[Path],
         typer.Option(
             "--resume",
+            autocompletion=complete_runs,
             help="Continue the run in this directory from its checkpoint, instead of CONFIG "
             "(only --epochs may change).",
             show_default=False,

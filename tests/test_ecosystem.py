@@ -1,0 +1,55 @@
+"""Fitting the tools people already use: TensorBoard event files and shell completion."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import CONFIGS, ROOT, cli
+
+
+def test_tensorboard_gets_the_logged_curves():
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    result = cli("train", CONFIGS / "exp2.yaml", "--set", "log.tensorboard=true", "--out", "run", "-q")
+    assert result.exit_code == 0, result.output
+    assert list(Path("run").glob("events.out.tfevents.*"))
+    events = EventAccumulator("run")
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"loss/loss", "params/w", "params/b", "grads/w", "grads/b", "lr"} <= tags
+    losses = [e.value for e in events.Scalars("loss/loss")]
+    metrics = [float(line.split(",")[2]) for line in Path("run/metrics.csv").read_text().splitlines()[1:]]
+    assert losses == pytest.approx(metrics, rel=1e-6)
+    assert [e.step for e in events.Scalars("lr")] == [1, 500, 1000, 1500, 2000, 2500, 3000]
+
+
+def test_tensorboard_without_the_package_is_a_clear_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
+    result = cli("train", CONFIGS / "exp2.yaml", "--set", "log.tensorboard=true", "--out", "run")
+    assert result.exit_code == 2
+    assert "pip install 'bpcli[tensorboard]'" in result.stderr
+    assert not Path("run").exists()
+
+
+def complete(words):
+    env = dict(os.environ, _BPCLI_COMPLETE="complete_zsh", _TYPER_COMPLETE_ARGS=words)
+    out = subprocess.run([sys.executable, "-m", "bpcli"], env=env, capture_output=True, text=True, cwd=ROOT)
+    return out.stdout
+
+
+def test_shell_completion_offers_commands_options_and_configs():
+    assert "train" in complete("bpcli tr") and "explain" not in complete("bpcli tr")
+    assert "--log-every" in complete("bpcli train --lo")
+    offered = complete("bpcli train configs/ex")
+    assert "configs/exp1.yaml" in offered and "configs/exp3.yaml" in offered and "mlp" not in offered
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
+def test_completion_scripts_are_available(shell):
+    out = subprocess.run([sys.executable, "-m", "bpcli", "--show-completion", shell], capture_output=True, text=True)
+    assert out.returncode == 0
+    assert "_BPCLI_COMPLETE" in out.stdout
