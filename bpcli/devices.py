@@ -25,7 +25,7 @@ def resolve_device(name: str) -> torch.device:
         if not torch.cuda.is_available():
             why = "this torch build has no CUDA" if torch.version.cuda is None else "no CUDA GPU is visible"
             raise DeviceError(f"device {name!r} is not available ({why}); use --device cpu or auto")
-        index = int(name.partition(":")[2] or 0)
+        index = int(name.partition(":")[2] or torch.cuda.current_device())  # under torchrun: this rank's
         count = torch.cuda.device_count()
         if index >= count:
             raise DeviceError(

@@ -80,6 +80,10 @@ class Trainer(Protocol):
         """Predictions for inputs x of shape (M, F): shape (K, M)."""
         ...
 
+    def distribute(self, group: Any) -> None:
+        """Train this process's shard of the data as part of a torchrun job."""
+        ...
+
     def state_dict(self) -> dict[str, Any]:
         """Everything the next step depends on (parameters, optimizer state), for a checkpoint."""
         ...
@@ -118,6 +122,11 @@ class _HandWrittenSGD:
     _manual: bool
     x: torch.Tensor
     y: torch.Tensor
+    _group: Any = None  # set by distribute() under torchrun
+
+    def distribute(self, group: Any) -> None:
+        """Train this process's shard as part of a torchrun job (see bpcli.distributed)."""
+        self._group = group
 
     @classmethod
     def stack(cls, members: list[Any]) -> Any:
@@ -152,6 +161,9 @@ class _HandWrittenSGD:
             loss = self.loss(self._params, batch)  # type: ignore[attr-defined]
             self._grads = _autograd(loss, self._params)
             loss = loss.detach()
+        if self._group is not None:  # the full batch's gradient: Σ_r (n_r/N)·∇L_r
+            self._grads = self._group.weighted_sum(self._grads)
+            loss = self._group.weighted_sum({"loss": loss})["loss"] if with_loss else loss
         _sgd_update(self._params, self._grads, self.lr)
         return loss
 
@@ -183,6 +195,12 @@ class ScalarSGD(_HandWrittenSGD):
         self.lr = cfg.train.lr
         self._manual = cfg.train.grad == "manual"
         self.steps_per_epoch = data.x.shape[0]
+
+    def distribute(self, group: Any) -> None:
+        from bpcli.errors import BpcliError
+
+        raise BpcliError("scalar-sgd updates after every single sample, in order, so there is nothing "
+                         "to share between processes; run it without torchrun")
 
     def batch(self, index: int) -> Tensors:
         return {"x": self.x[:, index], "y": self.y[:, index]}
@@ -247,6 +265,13 @@ class LinearGD(_HandWrittenSGD):
         flat_gradient = self._gradient[:, 0]
         self._grads = {"w": flat_gradient[:, :features], "b": flat_gradient[:, features]}
 
+    def distribute(self, group: Any) -> None:
+        super().distribute(group)
+        if self._manual:  # S and c of the full data, once: Σ_r (n_r/N)·S_r, Σ_r (n_r/N)·c_r
+            total = group.weighted_sum({"S": self._hessian, "c": self._target})
+            self._hessian.copy_(total["S"])
+            self._target.copy_(total["c"])
+
     @classmethod
     def stack(cls, members: list[Any]) -> Any:
         batched = super().stack(members)
@@ -261,6 +286,8 @@ class LinearGD(_HandWrittenSGD):
         if with_loss:  # the loss before the update, evaluated only when it is logged
             with torch.no_grad():
                 loss = self.loss(self._params, self.batch(index))
+            if self._group is not None:
+                loss = self._group.weighted_sum({"loss": loss})["loss"]
         # dL/dθ = S·θ − c (one fused batched multiply-add into a reused buffer)
         torch.baddbmm(self._target, self._theta_row, self._hessian, beta=-1, out=self._gradient)
         if isinstance(self.lr, torch.Tensor):  # one learning rate per member
@@ -322,6 +349,27 @@ class NNLinear:
         self.steps_per_epoch = 1
         self._manual_flag = cfg.train.grad == "manual"
         self.step = self._manual_step if self._manual_flag else self._autograd_step
+        self._group: Any = None
+
+    def distribute(self, group: Any) -> None:
+        """Train this process's shard with DistributedDataParallel (see bpcli.distributed)."""
+        from torch.nn.parallel import DistributedDataParallel
+
+        self._group = group
+        self._ddp = DistributedDataParallel(self.model)
+        # DDP averages the ranks' gradients; scaling each rank's loss by n_r·world/N turns
+        # that average into the full batch's gradient Σ_r (n_r/N)·∇L_r, shards uneven or not.
+        self._loss_scale = group.weight * group.world
+        if not self._manual_flag:
+            self.step = self._ddp_step
+
+    def _ddp_step(self, index: int, with_loss: bool = True) -> torch.Tensor:
+        out = self._ddp(self.x)
+        loss = self.criterion(self.y, out)
+        self.optimizer.zero_grad()
+        (loss * self._loss_scale).backward()  # DDP all-reduces the gradients here
+        self.optimizer.step()
+        return self._group.weighted_sum({"loss": loss})["loss"] if with_loss else loss
 
     @staticmethod
     def stack(members: list[NNLinear]) -> StackedNNLinear:
@@ -357,6 +405,9 @@ class NNLinear:
 
     def _manual_step(self, index: int, with_loss: bool = True) -> torch.Tensor:
         loss, grads = self.manual_backward(self.params(), self.batch(index))
+        if self._group is not None:  # Σ_r (n_r/N)·∇L_r, and the full batch's loss
+            grads = self._group.weighted_sum(grads)
+            loss = self._group.weighted_sum({"loss": loss})["loss"] if with_loss else loss
         self.model.weight.grad, self.model.bias.grad = grads["w"], grads["b"]
         self.optimizer.step()  # optim.SGD applies p ← p − lr·grad
         return loss

@@ -99,28 +99,76 @@ class SweepResult:
 def run_sweep(config: ExperimentConfig, grid: dict[str, list[Any]], out: Path | None = None,
               force: bool = False, plots: bool = True, save: bool = True) -> SweepResult:
     """Train every member of the grid at once and write the sweep directory (default
-    outputs/sweep<N>; nothing with save=False)."""
-    from bpcli.experiments import KINDS
+    outputs/sweep<N>; nothing with save=False).
+
+    Under torchrun the members are split into contiguous chunks, one per process, each
+    trained as one batch; rank 0 gathers the results and writes the directory.
+    """
+    from bpcli import distributed
+    from bpcli.devices import resolve_device
     from bpcli.runs import create_run_dir
-    from bpcli.training import _Built
 
     members = expand(config, grid)
-    built = [_Built.from_config(cfg) for _, cfg in members]
-    devices = {b.device for b in built}
-    if len(devices) != 1:
-        raise BpcliError("every member of a sweep must train on the same device")
-    kind = KINDS[config.kind]
-    from bpcli.engines import wrap
+    group = None
+    if distributed.launched():
+        group, _ = distributed.join(resolve_device(config.device))
+    try:
+        chunks = _chunks(len(members), 1 if group is None else group.world)
+        first, last = chunks[0 if group is None else group.rank]
+        part = _train_members(members[first:last], config)
+        parts = [part] if group is None else distributed.gather(part, group)
+    finally:
+        if group is not None:
+            distributed.leave()
 
-    device = next(iter(devices))
-    trainer = wrap(kind.stack([b.trainer for b in built]), config.train.engine, device)  # type: ignore[attr-defined]
+    total = max(p["steps"] for p in parts)
+    seconds = max(p["seconds"] for p in parts)
+    results = [r for p in parts for r in p["results"]]
+    steps = [s for s, _ in next(p for p in parts if p["history"])["history"]]
+    history = [(step, [v for p in parts if p["history"] for v in p["history"][i][1]])
+               for i, step in enumerate(steps)]
+    rows = [{"member": k, **settings, **result} for k, ((settings, _), result) in enumerate(zip(members, results))]
+    aggregates = _aggregate(rows, grid)
+    writer = group is None or group.rank == 0
+    directory = create_run_dir(out, force=force, prefix="sweep") if save and writer else None
+    result = SweepResult(directory, rows, aggregates, seconds, total)
+    if directory is not None:
+        write_atomic(directory / "config.yaml", dump_config(config))
+        _write(directory, config, grid, result, history, parts[0]["device"], len(parts))
+        if plots:
+            from bpcli.plots import draw_sweep
+
+            draw_sweep(directory)
+    return result
+
+
+def _chunks(count: int, world: int) -> list[tuple[int, int]]:
+    """[start, end) member ranges, one per process, as even as can be."""
+    base, extra = divmod(count, world)
+    bounds, start = [], 0
+    for rank in range(world):
+        end = start + base + (1 if rank < extra else 0)
+        bounds.append((start, end))
+        start = end
+    return bounds
+
+
+def _train_members(members: list[tuple[dict[str, Any], ExperimentConfig]], config: ExperimentConfig) -> dict[str, Any]:
+    """Train these members as one batched model; their results and logged losses."""
+    from bpcli.engines import wrap
+    from bpcli.experiments import KINDS
+    from bpcli.training import _Built
+
+    if not members:
+        return {"results": [], "history": [], "seconds": 0.0, "steps": 0, "device": ""}
+    built = [_Built.from_config(cfg) for _, cfg in members]
+    device = built[0].device
+    if any(b.device != device for b in built):
+        raise BpcliError("every member of a sweep must train on the same device")
+    stacked = KINDS[config.kind].stack([b.trainer for b in built])  # type: ignore[attr-defined]
+    trainer = wrap(stacked, config.train.engine, device)
     total = config.train.epochs * trainer.steps_per_epoch
     log_every = config.train.log_every
-
-    directory = None
-    if save:
-        directory = create_run_dir(out, force=force, prefix="sweep")
-        write_atomic(directory / "config.yaml", dump_config(config))
     history: list[tuple[int, list[float]]] = []
     diverged_at: dict[int, int] = {}
     first: list[float] | None = None
@@ -139,25 +187,18 @@ def run_sweep(config: ExperimentConfig, grid: dict[str, list[Any]], out: Path | 
     seconds = time.perf_counter() - started
 
     params = {name: t.tolist() for name, t in flat(trainer.params()).items()}
-    rows = []
-    for k, (settings, _) in enumerate(members):
-        row: dict[str, Any] = {"member": k, **settings}
-        row["status"] = "diverged" if k in diverged_at else "completed"
-        row["diverged_at_step"] = diverged_at.get(k)
-        row["final_loss"] = history[-1][1][k]
+    results = []
+    for k in range(len(members)):
+        result: dict[str, Any] = {
+            "status": "diverged" if k in diverged_at else "completed",
+            "diverged_at_step": diverged_at.get(k),
+            "final_loss": history[-1][1][k],
+        }
         for name, values in params.items():
             for i, v in enumerate(values[k]):
-                row[name if len(values[k]) == 1 else f"{name}[{i}]"] = v
-        rows.append(row)
-    aggregates = _aggregate(rows, grid)
-    result = SweepResult(directory, rows, aggregates, seconds, total)
-    if directory is not None:
-        _write(directory, config, grid, result, history, str(device))
-        if plots:
-            from bpcli.plots import draw_sweep
-
-            draw_sweep(directory)
-    return result
+                result[name if len(values[k]) == 1 else f"{name}[{i}]"] = v
+        results.append(result)
+    return {"results": results, "history": history, "seconds": seconds, "steps": total, "device": str(device)}
 
 
 def _aggregate(rows: list[dict[str, Any]], grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
@@ -192,14 +233,14 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def _write(directory: Path, config: ExperimentConfig, grid: dict[str, list[Any]], result: SweepResult,
-           history: list[tuple[int, list[float]]], device: str) -> None:
+           history: list[tuple[int, list[float]]], device: str, processes: int) -> None:
     _write_csv(directory / "summary.csv", result.members)
     _write_csv(directory / "aggregates.csv", result.aggregates)
     lines = ["step,member,loss"] + [f"{step},{k},{v!r}" for step, values in history for k, v in enumerate(values)]
     write_atomic(directory / "metrics.csv", "\n".join(lines) + "\n")
     info = {
         "kind": config.kind, "grid": grid, "members": len(result.members), "steps": result.steps,
-        "device": device, "train_seconds": result.seconds,
+        "device": device, "processes": processes, "train_seconds": result.seconds,
         "seconds_per_step": result.seconds / max(result.steps, 1),
         "diverged": sum(r["status"] == "diverged" for r in result.members),
         "bpcli_version": __version__, "torch_version": str(torch.__version__),

@@ -28,7 +28,7 @@ from typing import Any, Iterator, Protocol
 
 import torch
 
-from bpcli import __version__, analysis, engines
+from bpcli import __version__, analysis, distributed, engines
 from bpcli.checkpoints import CHECKPOINT, check_belongs, data_hash, load_checkpoint, save_checkpoint
 from bpcli.config import ExperimentConfig, Override, dump_config, read_yaml, validate_config
 from bpcli.data import DataError, Dataset, make_dataset, original_linear_params, to_model_units, to_original_units
@@ -93,13 +93,25 @@ class _Built:
     data: Dataset
     trainer: Trainer
 
+    group: Any = None
+    """This process's place in a torchrun job, if it is one."""
+
     @classmethod
-    def from_config(cls, config: ExperimentConfig) -> _Built:
+    def from_config(cls, config: ExperimentConfig, join: bool = False) -> _Built:
         device = resolve_device(config.device)
+        group = None
+        if join:
+            group, device = distributed.join(device)
         generator = torch.Generator().manual_seed(config.seed)
         data = make_dataset(config.data, generator, DTYPES[config.dtype])
-        trainer = KINDS[config.kind](config, data, device, generator)
-        return cls(config, device, generator, data, trainer)
+        if group is None:
+            return cls(config, device, generator, data, KINDS[config.kind](config, data, device, generator))
+        # Every rank drew the whole data (and draws the same parameters next); each trains
+        # on its own rows.
+        part, group = distributed.shard(data, group)
+        trainer = KINDS[config.kind](config, part, device, generator)
+        trainer.distribute(group)
+        return cls(config, device, generator, data, trainer, group)
 
 
 def build(config: ExperimentConfig) -> _Built:
@@ -117,8 +129,22 @@ def train(
     observer: Observer | None = None,
     config_file: str | None = None,
 ) -> TrainResult:
-    """Train one experiment from the start and write its run directory (unless `save` is False)."""
-    built = _Built.from_config(config)
+    """Train one experiment from the start and write its run directory (unless `save` is False).
+
+    Under torchrun every process calls this; rank 0 alone writes and plots.
+    """
+    built = _Built.from_config(config, join=distributed.launched())
+    try:
+        return _train(built, config, out, force, save, plots, observer, config_file)
+    finally:
+        if built.group is not None:
+            distributed.leave()
+
+
+def _train(built: _Built, config: ExperimentConfig, out: str | Path | None, force: bool, save: bool,
+           plots: bool, observer: Observer | None, config_file: str | None) -> TrainResult:
+    if built.group is not None and built.group.rank != 0:
+        save, plots, observer = False, False, None
     _check_predict(config, built.data)
     engines.choose(config.train.engine, built.device, built.trainer.steps_per_epoch)  # fail before writing
     if config.log.tensorboard and save:
@@ -144,6 +170,7 @@ def train(
         "samples": {"train": len(built.data.y), "val": 0 if built.data.y_val is None else len(built.data.y_val)},
         "data_notes": built.data.notes,
         "scaling": built.data.scaling,
+        "processes": 1 if built.group is None else built.group.world,
         "initial_params": _named(built.trainer.params()),
         "config_file": config_file,
         "started_at": _now(),
@@ -176,7 +203,18 @@ def resume(
     overrides = [Override(path="train.epochs", value=epochs, origin=f"--epochs {epochs}")] if epochs else []
     config = validate_config(read_yaml(config_path), overrides, source=str(config_path))
     summary = _read_summary(run_dir)
-    built = _Built.from_config(config)
+    built = _Built.from_config(config, join=distributed.launched())
+    try:
+        return _resume(built, config, run_dir, summary, plots, observer)
+    finally:
+        if built.group is not None:
+            distributed.leave()
+
+
+def _resume(built: _Built, config: ExperimentConfig, run_dir: Path, summary: dict[str, Any],
+            plots: bool, observer: Observer | None) -> TrainResult:
+    config_path = run_dir / "config.yaml"
+    writer = built.group is None or built.group.rank == 0
     payload = load_checkpoint(run_dir, built.device)
     check_belongs(payload, config, data_hash(built.data.x, built.data.y), run_dir / CHECKPOINT)
 
@@ -189,7 +227,9 @@ def resume(
         )
     built.trainer.load_state_dict(payload["trainer"])
     built.generator.set_state(payload["generator_state"].cpu())
-    history = _truncate_metrics(run_dir / "metrics.csv", start)
+    history = _truncate_metrics(run_dir / "metrics.csv", start, write=writer)
+    if not writer:  # other ranks of a torchrun job train alongside rank 0 and write nothing
+        return _run(built, config, None, summary, history, start, False, None)
     write_atomic(config_path, dump_config(config))
     summary.update(status="running", epochs=config.train.epochs)
     summary.setdefault("resumed_from", []).append({"step": start, "at": _now()})
@@ -610,7 +650,7 @@ def _read_summary(run_dir: Path) -> dict[str, Any]:
     return summary
 
 
-def _truncate_metrics(path: Path, step: int) -> list[dict[str, float]]:
+def _truncate_metrics(path: Path, step: int, write: bool = True) -> list[dict[str, float]]:
     """Keep metrics.csv's rows up to `step` (rows after the checkpoint will be logged again)."""
     try:
         text = path.read_text(encoding="utf-8")
@@ -634,7 +674,8 @@ def _truncate_metrics(path: Path, step: int) -> list[dict[str, float]]:
             break
         kept.append(line)
         history.append(row)
-    write_atomic(path, "".join(kept))
+    if write:
+        write_atomic(path, "".join(kept))
     return history
 
 

@@ -22,8 +22,15 @@ def _debug() -> bool:
     return os.environ.get("BPCLI_DEBUG", "") not in ("", "0")
 
 
+def main_process() -> bool:
+    """False on the non-zero ranks of a torchrun job, which train but print nothing."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def _error(line: str) -> None:
-    sys.stderr.write(f"error: {line}\n")
+    # Under torchrun every rank reports its own failure, so say which one speaks.
+    rank = f"[rank {os.environ.get('RANK')}] " if int(os.environ.get("WORLD_SIZE", "1")) > 1 else ""
+    sys.stderr.write(f"error: {rank}{line}\n")
     sys.stderr.flush()
 
 

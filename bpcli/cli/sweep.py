@@ -41,6 +41,10 @@ def sweep(
 
     cfg = load_config(config, _overrides(None, epochs, None, device, log_every, set_))
     result = run_sweep(cfg, parse_grid(grid), out, force=force)
+    from bpcli.cli import main_process
+
+    if not main_process():
+        return  # rank 0 reports for the whole torchrun job
     if quiet:
         typer.echo(str(result.out))
     else:

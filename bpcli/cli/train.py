@@ -44,9 +44,12 @@ def _overrides(lr: Any, epochs: Any, seed: Any, device: Any, log_every: Any, set
 
 def _report(result: Any, quiet: bool, console: Any, lr: float) -> None:
     """Print how a run ended; raise the error that gives its exit code if it did not complete."""
+    from bpcli.cli import main_process
     from bpcli.console import print_result
 
-    if quiet:
+    if not main_process():
+        pass  # rank 0 prints for the whole torchrun job
+    elif quiet:
         typer.echo(str(result.run_dir))
     else:
         print_result(console, result.summary, result.run_dir)
@@ -102,7 +105,10 @@ def train(
     from bpcli.training import resume as resume_run
     from bpcli.training import train as run
 
+    from bpcli.cli import main_process
+
     console = make_console()
+    quiet = quiet or not main_process()
     if resume is not None:
         others = {"CONFIG": config, "--lr": lr, "--seed": seed, "--device": device,
                   "--log-every": log_every, "--set": set_, "--out": out, "--force": force or None}

@@ -1,0 +1,125 @@
+"""torchrun: data-parallel training on CPU (gloo) equals the single-process run."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import CONFIGS, cli
+
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="torchrun jobs are tested on Linux")
+
+
+def torchrun(*args, processes=2, timeout=180):
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}",
+               "-m", "bpcli", *map(str, args)]
+    env = dict(os.environ, BPCLI_DIST_TIMEOUT="60", OMP_NUM_THREADS="1")
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def summary(run):
+    return json.loads(Path(run, "summary.json").read_text())
+
+
+@pytest.mark.parametrize(
+    "name,settings",
+    [
+        ("exp3.yaml", ["--set", "data.n=51"]),  # 26 + 25 rows: the uneven shards are weighted
+        ("exp3.yaml", ["--set", "data.n=51", "--set", "train.grad=manual"]),
+        ("exp2.yaml", ["--set", "data.n=101", "--set", "train.grad=manual"]),
+        # An MLP's training amplifies float32 rounding (sums are added in another order
+        # across processes), so its equality is checked in float64.
+        ("mlp.yaml", ["--set", "data.n=201", "--set", "dtype=float64"]),
+    ],
+)
+def test_two_processes_give_the_single_process_result(name, settings):
+    args = [CONFIGS / name, "--device", "cpu", "--epochs", "600", "--log-every", "50", "--no-plots", *settings]
+    job = torchrun("train", *args, "--out", "two", "-q")
+    assert job.returncode == 0, job.stderr[-2000:]
+    assert job.stdout.strip().splitlines()[-1] == "two"  # rank 0 alone prints
+    assert cli("train", *args, "--out", "one", "-q").exit_code == 0
+    two, one = summary("two"), summary("one")
+    assert two["processes"] == 2 and one["processes"] == 1
+    for param, values in one["params"].items():
+        if isinstance(values, list):
+            assert two["params"][param] == pytest.approx(values, abs=1e-6)
+    assert two["final_loss"] == pytest.approx(one["final_loss"], rel=1e-5)
+    assert sorted(p.name for p in Path(".").iterdir()) == ["one", "two"]  # one run directory per job
+
+
+def test_a_sweep_splits_its_members_across_processes():
+    grid = ["--grid", "lr=0.001,0.01,0.1", "--grid", "seed=0:3"]
+    job = torchrun("sweep", CONFIGS / "exp2.yaml", *grid, "--epochs", "300", "--out", "two", "-q")
+    assert job.returncode == 0, job.stderr[-2000:]
+    assert cli("sweep", CONFIGS / "exp2.yaml", *grid, "--epochs", "300", "--out", "one", "-q").exit_code == 0
+    assert Path("two/summary.csv").read_text() == Path("one/summary.csv").read_text()
+    assert json.loads(Path("two/sweep.json").read_text())["processes"] == 2
+
+
+def test_a_rank_without_data_fails_clearly_on_every_rank(tmp_path):
+    config = tmp_path / "one-row.yaml"
+    config.write_text("kind: linear-gd\ndevice: cpu\ndata:\n  x: [1.0]\n  y: [2.0]\n")
+    job = torchrun("train", config, timeout=120)
+    assert job.returncode != 0
+    assert "error: [rank 0] the data has 1 training rows for 2 processes, so rank 1 would get none" in job.stderr
+    assert "error: [rank 1]" in job.stderr
+    assert "bpcli/" not in job.stderr  # no traceback of ours (torchrun prints its own summary)
+
+
+def test_per_sample_training_refuses_torchrun():
+    job = torchrun("train", CONFIGS / "exp1.yaml", "--device", "cpu", timeout=120)
+    assert job.returncode != 0
+    assert "scalar-sgd updates after every single sample" in job.stderr
+
+
+def _worker(rank):
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0")
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"bpcli" in cmdline and f"RANK={rank}".encode() in environ and b"torch.distributed.run" not in cmdline:
+            return int(entry.name)
+    return None
+
+
+def test_a_rank_that_dies_ends_the_job_instead_of_hanging():
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "bpcli",
+               "train", str(CONFIGS / "exp3.yaml"), "--device", "cpu", "--epochs", "10000000", "--log-every",
+               "1000", "--no-plots", "--out", "doomed"]
+    env = dict(os.environ, BPCLI_DIST_TIMEOUT="30", OMP_NUM_THREADS="1")
+    job = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 60
+    victim = None
+    while victim is None and time.monotonic() < deadline:
+        if Path("doomed/metrics.csv").is_file():
+            victim = _worker(1)
+        time.sleep(0.2)
+    assert victim is not None, "no rank 1 worker found"
+    os.kill(victim, signal.SIGKILL)
+    try:
+        job.wait(timeout=120)
+    finally:
+        job.kill()
+    assert job.returncode != 0
+
+
+def test_a_torchrun_run_resumes_under_torchrun():
+    args = [CONFIGS / "exp3.yaml", "--device", "cpu", "--log-every", "50", "--no-plots", "--set", "data.n=51"]
+    assert torchrun("train", *args, "--epochs", "300", "--out", "two", "-q").returncode == 0
+    job = torchrun("train", "--resume", "two", "--epochs", "600", "--no-plots", "-q")
+    assert job.returncode == 0, job.stderr[-2000:]
+    assert cli("train", *args, "--epochs", "600", "--out", "one", "-q").exit_code == 0
+    two, one = summary("two"), summary("one")
+    assert two["params"]["w"] == pytest.approx(one["params"]["w"], abs=1e-6)
+    assert two["steps"] == 600 and two["resumed_from"][0]["step"] == 300
+    steps = [line.split(",")[0] for line in Path("two/metrics.csv").read_text().splitlines()[1:]]
+    assert steps == [line.split(",")[0] for line in Path("one/metrics.csv").read_text().splitlines()[1:]]
