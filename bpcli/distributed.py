@@ -61,10 +61,16 @@ def join(device: torch.device) -> tuple[Group, torch.device]:
     return Group(dist.get_rank(), dist.get_world_size()), device
 
 
-def leave() -> None:
-    """Leave the job (after training, or when it failed)."""
+def leave(clean: bool = True) -> None:
+    """Leave the job. After success every rank waits for the others first (rank 0 may still
+    be writing): closing while another rank holds its connections can abort it in gloo.
+    After a failure there is no waiting: torchrun ends the other ranks."""
     if dist.is_initialized():
-        dist.destroy_process_group()
+        try:
+            if clean:
+                dist.barrier()
+        finally:
+            dist.destroy_process_group()
 
 
 def shard(data: Dataset, group: Group) -> tuple[Dataset, Group]:

@@ -117,9 +117,12 @@ def run_sweep(config: ExperimentConfig, grid: dict[str, list[Any]], out: Path | 
         first, last = chunks[0 if group is None else group.rank]
         part = _train_members(members[first:last], config)
         parts = [part] if group is None else distributed.gather(part, group)
-    finally:
+    except BaseException:
         if group is not None:
-            distributed.leave()
+            distributed.leave(clean=False)
+        raise
+    if group is not None:
+        distributed.leave()
 
     total = max(p["steps"] for p in parts)
     seconds = max(p["seconds"] for p in parts)

@@ -114,6 +114,20 @@ class _Built:
         return cls(config, device, generator, data, trainer, group)
 
 
+@contextlib.contextmanager
+def _membership(built: _Built) -> Iterator[None]:
+    """Leave the torchrun job (if this is one) when training ends, cleanly or not."""
+    if built.group is None:
+        yield
+        return
+    try:
+        yield
+    except BaseException:
+        distributed.leave(clean=False)
+        raise
+    distributed.leave()
+
+
 def build(config: ExperimentConfig) -> _Built:
     """Turn a config into its device, generator, data and trainer, without training."""
     return _Built.from_config(config)
@@ -134,11 +148,8 @@ def train(
     Under torchrun every process calls this; rank 0 alone writes and plots.
     """
     built = _Built.from_config(config, join=distributed.launched())
-    try:
+    with _membership(built):
         return _train(built, config, out, force, save, plots, observer, config_file)
-    finally:
-        if built.group is not None:
-            distributed.leave()
 
 
 def _train(built: _Built, config: ExperimentConfig, out: str | Path | None, force: bool, save: bool,
@@ -204,11 +215,8 @@ def resume(
     config = validate_config(read_yaml(config_path), overrides, source=str(config_path))
     summary = _read_summary(run_dir)
     built = _Built.from_config(config, join=distributed.launched())
-    try:
+    with _membership(built):
         return _resume(built, config, run_dir, summary, plots, observer)
-    finally:
-        if built.group is not None:
-            distributed.leave()
 
 
 def _resume(built: _Built, config: ExperimentConfig, run_dir: Path, summary: dict[str, Any],
