@@ -31,6 +31,11 @@ ConfigArg = Annotated[
     typer.Argument(help="YAML experiment config, e.g. configs/exp2.yaml.", show_default=False,
                    autocompletion=complete_configs),
 ]
+OptionalConfigArg = Annotated[
+    Optional[Path],
+    typer.Argument(help="YAML experiment config, e.g. configs/exp2.yaml (or see the options).",
+                   show_default=False, autocompletion=complete_configs),
+]
 RunDirArg = Annotated[
     Path,
     typer.Argument(help="A run directory written by `bpcli train`, e.g. outputs/run1.", show_default=False,

@@ -8,17 +8,13 @@ from typing import Annotated, Optional
 import typer
 
 from bpcli.cli import app
-from bpcli.cli._options import Device, Lr, Seed, Set, complete_configs
+from bpcli.cli._options import Device, Lr, OptionalConfigArg, Seed, Set
 from bpcli.errors import BpcliError
 
 
 @app.command()
 def explain(
-    config: Annotated[
-        Optional[Path],
-        typer.Argument(help="YAML experiment config (or use --expr).", show_default=False,
-                       autocompletion=complete_configs),
-    ] = None,
+    config: OptionalConfigArg = None,
     step: Annotated[Optional[int], typer.Option("--step", min=1, help="Which training step (default 1).")] = None,
     sample: Annotated[
         Optional[int],

@@ -14,11 +14,11 @@ from bpcli.cli._options import (
     Epochs,
     LogEvery,
     Lr,
+    OptionalConfigArg,
     Quiet,
     RunDirArg,
     Seed,
     Set,
-    complete_configs,
     complete_runs,
 )
 from bpcli.errors import BpcliError, RunFailed, RunInterrupted
@@ -65,11 +65,7 @@ def _report(result: Any, quiet: bool, console: Any, lr: float) -> None:
 
 @app.command()
 def train(
-    config: Annotated[
-        Optional[Path],
-        typer.Argument(help="YAML experiment config, e.g. configs/exp2.yaml.", show_default=False,
-                       autocompletion=complete_configs),
-    ] = None,
+    config: OptionalConfigArg = None,
     lr: Lr = None,
     epochs: Epochs = None,
     seed: Seed = None,
