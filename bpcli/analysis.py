@@ -102,37 +102,39 @@ def _per_sample_bound(data: Dataset) -> StableLR:
     # by (1 − 2·lr·x_i²). One epoch multiplies it by c(lr) = Π_i (1 − 2·lr·x_i²); the run
     # converges iff |c(lr)| < 1. |c| starts at 1 and falls as lr grows from 0, so the bound
     # is the first lr > 0 where |c(lr)| climbs back to 1.
-    squares = [v * v for v in data.x[:, 0].to(torch.float64).tolist() if v != 0.0]
-    if not squares:
+    x = data.x[:, 0].to(torch.float64)
+    squares = (x * x)[x != 0]
+    if squares.numel() == 0:
         return StableLR(math.inf, "every x is 0, so the updates never change w")
+    biggest, smallest = float(squares.max()), float(squares.min())
 
-    def log_c(lr: float) -> float:
-        total = 0.0
-        for s in squares:
-            factor = abs(1 - 2 * lr * s)
-            if factor == 0.0:
-                return -math.inf
-            total += math.log(factor)
-        return total
+    def log_c(rates: torch.Tensor) -> torch.Tensor:
+        # log |c(lr)| for many learning rates at once, a block of them at a time.
+        out = torch.empty_like(rates)
+        block = max(1, 2_000_000 // squares.numel())
+        for i in range(0, rates.numel(), block):
+            r = rates[i : i + block, None]
+            out[i : i + block] = torch.log(torch.abs(1 - 2 * r * squares)).sum(1)
+        return out
 
-    low, high = 1e-6 / max(squares), 10.0 / min(squares)
-    grid = [low * (high / low) ** (i / 20000) for i in range(20001)]
-    previous = grid[0]
-    for lr in grid[1:]:
-        if log_c(lr) >= 0.0:
-            below, above = previous, lr
-            for _ in range(100):  # bisect the crossing
-                mid = (below + above) / 2
-                below, above = (mid, above) if log_c(mid) < 0.0 else (below, mid)
-            bound = below
-            break
-        previous = lr
+    grid = torch.logspace(math.log10(1e-6 / biggest), math.log10(10.0 / smallest), 4001, dtype=torch.float64)
+    values = log_c(grid)
+    crossed = torch.nonzero(values[1:] >= 0).flatten()
+    if crossed.numel() == 0:
+        bound = float(grid[-1])
     else:
-        bound = high
+        below, above = float(grid[int(crossed[0])]), float(grid[int(crossed[0]) + 1])
+        for _ in range(100):  # bisect the crossing
+            mid = (below + above) / 2
+            if float(log_c(torch.tensor([mid], dtype=torch.float64))[0]) < 0.0:
+                below = mid
+            else:
+                above = mid
+        bound = below
     return StableLR(
         bound,
         f"per-sample SGD on this data converges only for lr < {bound:.6g}: each update "
         f"multiplies the error in w by (1 − 2·lr·xᵢ²), and beyond that lr one epoch's product "
         f"of these factors exceeds 1 in size (every factor stays below 1 for lr < "
-        f"1/max xᵢ² = {1 / max(squares):.6g})",
+        f"1/max xᵢ² = {1 / biggest:.6g})",
     )
