@@ -70,6 +70,13 @@ class InlineData(_Section):
         return self
 
 
+def _x_range_checked(section: Any) -> Any:
+    """The section itself, if its x_low lies below its x_high."""
+    if not section.x_low < section.x_high:
+        raise ValueError(f"x_low ({section.x_low}) must be below x_high ({section.x_high}); swap them")
+    return section
+
+
 class SyntheticData(_Section):
     """Points on the line y = true_w·x + true_b, drawn with the run's seed."""
 
@@ -90,11 +97,7 @@ class SyntheticData(_Section):
 
     @model_validator(mode="after")
     def _range(self) -> SyntheticData:
-        if not self.x_low < self.x_high:
-            raise ValueError(
-                f"x_low ({self.x_low}) must be below x_high ({self.x_high}); swap them"
-            )
-        return self
+        return _x_range_checked(self)
 
 
 FUNCTIONS = ("sin", "cos", "square", "abs", "tanh")
@@ -118,11 +121,7 @@ class FunctionData(_Section):
 
     @model_validator(mode="after")
     def _range(self) -> FunctionData:
-        if not self.x_low < self.x_high:
-            raise ValueError(
-                f"x_low ({self.x_low}) must be below x_high ({self.x_high}); swap them"
-            )
-        return self
+        return _x_range_checked(self)
 
 
 class CsvData(_Section):

@@ -14,8 +14,8 @@ from bpcli.runs import RunRecord, read_run
 
 FORMATS = ("png", "svg", "pdf")
 
-# The curves of the `function` data source, in numpy (plots never import torch).
-_CURVES = {"sin": "sin", "cos": "cos", "square": "square", "abs": "abs", "tanh": "tanh"}
+# The curves of the `function` data source, by their numpy names (plots never import torch).
+_CURVES = ("sin", "cos", "square", "abs", "tanh")
 
 
 def draw_plots(run_dir: str | Path, fmt: str = "png") -> list[Path]:
@@ -92,17 +92,24 @@ def _line_label(params: dict[str, Any]) -> str | None:
     return f"fit: ŷ = {w[0]:.4f}·x" + (f" + {b[0]:.4f}" if isinstance(b, list) else "")
 
 
+def _splits(record: RunRecord) -> list[tuple[str, str, list[float], list[float]]]:
+    """(split, colour, targets, predictions) for the training and validation rows present."""
+    out = []
+    for split, colour in (("train", "tab:blue"), ("val", "tab:orange")):
+        rows = [(y, p) for s, y, p in record.fitted or [] if s == split]
+        if rows:
+            out.append((split, colour, [y for y, _ in rows], [p for _, p in rows]))
+    return out
+
+
 def _predicted_vs_actual(record: RunRecord) -> tuple[str, Any]:
     fig, axes = _figure(size=(6, 5.5))
     ax = axes[0][0]
-    rows = record.fitted or []
-    for split, colour in (("train", "tab:blue"), ("val", "tab:orange")):
-        ys = [(y, p) for s, y, p in rows if s == split]
-        if ys:
-            r2 = (record.summary.get("r2") or {}).get(split)
-            label = f"{split} ({len(ys)})" + (f", R² = {r2:.4f}" if r2 is not None else "")
-            ax.scatter([y for y, _ in ys], [p for _, p in ys], s=12, alpha=0.7, color=colour, label=label)
-    values = [v for _, y, p in rows for v in (y, p)]
+    for split, colour, ys, ps in _splits(record):
+        r2 = (record.summary.get("r2") or {}).get(split)
+        label = f"{split} ({len(ys)})" + (f", R² = {r2:.4f}" if r2 is not None else "")
+        ax.scatter(ys, ps, s=12, alpha=0.7, color=colour, label=label)
+    values = [v for _, y, p in record.fitted or [] for v in (y, p)]
     if values:
         ax.plot([min(values), max(values)], [min(values), max(values)], "k--", linewidth=1, label="ŷ = y")
     units = " (standardised)" if (record.summary.get("scaling") or {}).get("y_std", 1.0) != 1.0 else ""
@@ -119,10 +126,8 @@ def _residuals_plot(record: RunRecord) -> tuple[str, Any]:
         return "residuals", None
     fig, axes = _figure()
     ax = axes[0][0]
-    for split, colour in (("train", "tab:blue"), ("val", "tab:orange")):
-        ys = [(p, y - p) for s, y, p in record.fitted if s == split]
-        if ys:
-            ax.scatter([p for p, _ in ys], [r for _, r in ys], s=12, alpha=0.7, color=colour, label=split)
+    for split, colour, ys, ps in _splits(record):
+        ax.scatter(ps, [y - p for y, p in zip(ys, ps)], s=12, alpha=0.7, color=colour, label=split)
     ax.axhline(0.0, color="black", linewidth=1)
     ax.set_xlabel("predicted")
     ax.set_ylabel("residual y − ŷ")
@@ -153,7 +158,7 @@ def _fit_plot(record: RunRecord) -> tuple[str, Any]:
         ax.plot(grid, true["w"] * grid + tb, "k--", linewidth=1, label=label)
     function = summary.get("true_function")
     if function in _CURVES:
-        ax.plot(grid, getattr(np, _CURVES[function])(grid), "k--", linewidth=1, label=f"true: y = {function}(x)")
+        ax.plot(grid, getattr(np, function)(grid), "k--", linewidth=1, label=f"true: y = {function}(x)")
     for p in summary.get("predictions") or []:
         if p.get("y_pred") is None or isinstance(p["x"], list) or summary.get("scaling"):
             continue  # marked only where the plot's axes are the inputs' own units

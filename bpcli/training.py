@@ -157,7 +157,7 @@ def _train(built: _Built, config: ExperimentConfig, out: str | Path | None, forc
     if built.group is not None and built.group.rank != 0:
         save, plots, observer = False, False, None
     _check_predict(config, built.data)
-    engines.choose(config.train.engine, built.device, built.trainer.steps_per_epoch)  # fail before writing
+    engine = engines.choose(config.train.engine, built.device, built.trainer.steps_per_epoch)  # before writing
     if config.log.tensorboard and save:
         _tensorboard_writer_class()
     # Record the device actually used, so config.yaml re-runs the same way.
@@ -170,7 +170,7 @@ def _train(built: _Built, config: ExperimentConfig, out: str | Path | None, forc
         "device": str(built.device),
         "dtype": config.dtype,
         "grad": config.train.grad,
-        "engine": engines.choose(config.train.engine, built.device, built.trainer.steps_per_epoch),
+        "engine": engine,
         "lr": config.train.lr,
         "epochs": config.train.epochs,
         "steps": 0,
@@ -261,9 +261,9 @@ def _run(
     columns = param_columns(sizes)
     fit = trainer.least_squares
     best = analysis.optimum(built.data, fit) if fit is not None else None
-    if best is not None:
+    bound = analysis.stable_lr(built.data, fit) if fit is not None else None
+    if best is not None and bound is not None:
         columns.append("distance_to_optimum")
-        bound = analysis.stable_lr(built.data, fit)
         summary.update(optimum={**best.params, "loss": best.loss}, stable_lr=bound.lr)
     validation = _validation_set(built)
     if validation is not None:
@@ -319,7 +319,7 @@ def _run(
                     reason = _divergence(row["loss"], first_loss, config.train.diverge_factor)
                     if reason is not None:
                         status = "diverged"
-                        summary["divergence"] = _explain_divergence(built, config, step, reason)
+                        summary["divergence"] = _explain_divergence(config, step, reason, bound)
                         break
                 if checkpoint_every and step % checkpoint_every == 0 and step != total:
                     checkpoint(step)
@@ -443,14 +443,13 @@ def _divergence(loss: float, first: float, factor: float) -> str | None:
     return None
 
 
-def _explain_divergence(built: _Built, config: ExperimentConfig, step: int, reason: str) -> dict[str, Any]:
+def _explain_divergence(config: ExperimentConfig, step: int, reason: str,
+                        bound: analysis.StableLR | None) -> dict[str, Any]:
     """The divergence record for summary.json, with the learning rate that would have worked."""
     lr = config.train.lr
     record: dict[str, Any] = {"step": step, "reason": reason, "lr": lr}
     message = f"training diverged at step {step}: {reason}."
-    fit = built.trainer.least_squares
-    if fit is not None:
-        bound = analysis.stable_lr(built.data, fit)
+    if bound is not None:
         record["stable_lr"] = bound.lr
         message += f" The learning rate {lr:g} is too large: {bound.explanation}. Try --lr {bound.lr / 2:.3g}."
     else:
