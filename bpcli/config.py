@@ -384,7 +384,7 @@ def _merge_defaults(raw: dict[str, Any], defaults: dict[str, Any]) -> dict[str, 
             # not leak x/y into a synthetic section.
             if key == "data" and _data_source(given) != default.get("source"):
                 continue
-            merged[key] = {**copy.deepcopy(default), **given}
+            merged[key] = {**{k: copy.deepcopy(v) for k, v in default.items() if k not in given}, **given}
     return merged
 
 

@@ -14,6 +14,7 @@ order (data, then parameters), so a seed reproduces the article's numbers on any
 from __future__ import annotations
 
 import copy
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
@@ -129,22 +130,24 @@ class _HandWrittenSGD:
         self._group = group
 
     @classmethod
-    def stack(cls, members: list[Any]) -> Any:
-        """One trainer whose K members are the given single-member trainers, side by side.
+    def stack(cls, members: list[Any], device: torch.device) -> Any:
+        """One trainer on `device` whose K members are the given single-member trainers,
+        side by side.
 
         Parameters and data are concatenated along the member dimension and each member
         keeps its own learning rate, so one batched step trains them all independently.
+        Members are best built on the CPU: the stack then moves to `device` in one copy.
         """
         batched = copy.copy(members[0])
         autograd = not members[0]._manual
         batched._params = {
-            name: torch.cat([m._params[name].detach() for m in members]).requires_grad_(autograd)
+            name: torch.cat([m._params[name].detach() for m in members]).to(device).requires_grad_(autograd)
             for name in members[0]._params
         }
         batched._grads = {name: torch.zeros_like(p) for name, p in batched._params.items()}
-        batched.x = torch.cat([m.x for m in members])
-        batched.y = torch.cat([m.y for m in members])
-        batched.lr = torch.tensor([m.lr for m in members], dtype=batched.x.dtype, device=batched.x.device)
+        batched.x = torch.cat([m.x for m in members]).to(device)
+        batched.y = torch.cat([m.y for m in members]).to(device)
+        batched.lr = torch.tensor([m.lr for m in members], dtype=batched.x.dtype, device=device)
         return batched
 
     def params(self) -> Tensors:
@@ -273,10 +276,10 @@ class LinearGD(_HandWrittenSGD):
             self._target.copy_(total["c"])
 
     @classmethod
-    def stack(cls, members: list[Any]) -> Any:
-        batched = super().stack(members)
+    def stack(cls, members: list[Any], device: torch.device) -> Any:
+        batched = super().stack(members, device)
         if batched._manual:
-            batched._use_fast_path(torch.cat([m._theta for m in members]))
+            batched._use_fast_path(torch.cat([m._theta for m in members]).to(device))
         return batched
 
     def step(self, index: int, with_loss: bool = True) -> torch.Tensor | None:
@@ -332,24 +335,41 @@ class NNLinear:
         features = data.x.shape[1]
         # nn.Linear(F, 1) initialised as its reset_parameters() does, but from our
         # generator: weight ~ kaiming_uniform(a=√5), bias ~ U(−1/√F, 1/√F), in that order.
-        model = nn.utils.skip_init(nn.Linear, features, 1, dtype=data.x.dtype)
-        nn.init.kaiming_uniform_(model.weight, a=math.sqrt(5), generator=generator)
+        weight = torch.empty(1, features, dtype=data.x.dtype)
+        nn.init.kaiming_uniform_(weight, a=math.sqrt(5), generator=generator)
         bound = 1 / math.sqrt(features)
-        nn.init.uniform_(model.bias, -bound, bound, generator=generator)
-        with torch.no_grad():
-            if cfg.model.init_w is not None:
-                model.weight.fill_(cfg.model.init_w)
-            if cfg.model.init_b is not None:
-                model.bias.fill_(cfg.model.init_b)
-        self.model = model.to(device)
+        bias = nn.init.uniform_(torch.empty(1, dtype=data.x.dtype), -bound, bound, generator=generator)
+        if cfg.model.init_w is not None:
+            weight.fill_(cfg.model.init_w)
+        if cfg.model.init_b is not None:
+            bias.fill_(cfg.model.init_b)
+        self._initial = {"w": weight, "b": bias}  # on the CPU until the module is made
         self.x = data.x.to(device)  # (N, F)
         self.y = data.y.to(device)[:, None]  # (N, 1), the shape nn.Linear produces
-        self.criterion = nn.MSELoss()
-        self.optimizer = optim.SGD(self.model.parameters(), lr=cfg.train.lr)
+        self.lr = cfg.train.lr
         self.steps_per_epoch = 1
         self._manual_flag = cfg.train.grad == "manual"
         self.step = self._manual_step if self._manual_flag else self._autograd_step
         self._group: Any = None
+
+    # The module and its optimizer are made when first used: a sweep stacks its members'
+    # initial values and never needs one module per member.
+    @functools.cached_property
+    def model(self) -> nn.Linear:
+        weight, bias = self._initial["w"], self._initial["b"]
+        model = nn.utils.skip_init(nn.Linear, weight.shape[1], 1, dtype=weight.dtype, device=self.x.device)
+        with torch.no_grad():
+            model.weight.copy_(weight)
+            model.bias.copy_(bias)
+        return model
+
+    @functools.cached_property
+    def optimizer(self) -> optim.SGD:
+        return optim.SGD(self.model.parameters(), lr=self.lr)
+
+    @functools.cached_property
+    def criterion(self) -> nn.MSELoss:
+        return nn.MSELoss()
 
     def distribute(self, group: Any) -> None:
         """Train this process's shard with DistributedDataParallel (see bpcli.distributed)."""
@@ -372,9 +392,9 @@ class NNLinear:
         return self._group.weighted_sum({"loss": loss})["loss"] if with_loss else loss
 
     @staticmethod
-    def stack(members: list[NNLinear]) -> StackedNNLinear:
-        """Several nn-linear runs as one batched trainer (see StackedNNLinear)."""
-        return StackedNNLinear(members)
+    def stack(members: list[NNLinear], device: torch.device) -> StackedNNLinear:
+        """Several nn-linear runs as one batched trainer on `device` (see StackedNNLinear)."""
+        return StackedNNLinear(members, device)
 
     def batch(self, index: int) -> Tensors:
         return {"x": self.x, "y": self.y}
@@ -434,20 +454,18 @@ class StackedNNLinear(_HandWrittenSGD):
 
     least_squares = LeastSquares(bias=True, per_sample=False)
 
-    def __init__(self, members: list[NNLinear]) -> None:
-        from torch.func import functional_call, stack_module_state, vmap
+    def __init__(self, members: list[NNLinear], device: torch.device) -> None:
+        from torch.func import functional_call, vmap
 
-        stacked, _ = stack_module_state([m.model for m in members])
         self._manual = members[0]._manual_flag
-        self._params = {"w": stacked["weight"].detach().requires_grad_(not self._manual),
-                        "b": stacked["bias"].detach().requires_grad_(not self._manual)}
+        self._params = {name: torch.stack([m._initial[name] for m in members]).to(device)
+                        .requires_grad_(not self._manual) for name in ("w", "b")}  # (K, 1, F), (K, 1)
         self._grads = {name: torch.zeros_like(p) for name, p in self._params.items()}
-        self.x = torch.stack([m.x for m in members])  # (K, N, F)
-        self.y = torch.stack([m.y for m in members])  # (K, N, 1)
-        self.lr = torch.tensor([m.optimizer.param_groups[0]["lr"] for m in members],
-                               dtype=self.x.dtype, device=self.x.device)
+        self.x = torch.stack([m.x for m in members]).to(device)  # (K, N, F)
+        self.y = torch.stack([m.y for m in members]).to(device)  # (K, N, 1)
+        self.lr = torch.tensor([m.lr for m in members], dtype=self.x.dtype, device=device)
         self.steps_per_epoch = 1
-        base = copy.deepcopy(members[0].model).to("meta")
+        base = nn.Linear(self.x.shape[-1], 1, dtype=self.x.dtype, device="meta")
 
         def member_loss(w: torch.Tensor, b: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
             return F.mse_loss(y, functional_call(base, {"weight": w, "bias": b}, (x,)))

@@ -97,8 +97,10 @@ class _Built:
     """This process's place in a torchrun job, if it is one."""
 
     @classmethod
-    def from_config(cls, config: ExperimentConfig, join: bool = False) -> _Built:
-        device = resolve_device(config.device)
+    def from_config(cls, config: ExperimentConfig, join: bool = False, device: torch.device | None = None) -> _Built:
+        """Build on the config's device, or on `device` when given (a sweep builds its
+        members on the CPU and moves them together)."""
+        device = resolve_device(config.device) if device is None else device
         group = None
         if join:
             group, device = distributed.join(device)

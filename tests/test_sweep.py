@@ -9,7 +9,9 @@ import pytest
 
 from bpcli import load_config
 from bpcli.config import Override
-from bpcli.sweep import parse_grid, run_sweep
+from bpcli.config import with_overrides
+from bpcli.errors import ConfigError
+from bpcli.sweep import expand, parse_grid, run_sweep
 from bpcli.training import train
 from conftest import CONFIGS, cli
 
@@ -84,3 +86,19 @@ def test_bad_grids_are_clear_errors(grid, expected):
     result = cli("sweep", CONFIGS / "exp2.yaml", *args)
     assert result.exit_code == 2, result.output
     assert expected in result.stderr and "Traceback" not in result.output
+
+
+def test_each_member_config_is_the_base_with_its_settings_validated():
+    base = config("exp2.yaml")
+    grid = parse_grid(["lr=0.01,0.1", "seed=0:2", "data.x_low=-1,0", "data.noise=0,0.5"])
+    for settings, member in expand(base, grid):
+        overrides = [Override(path=k, value=v, origin="t") for k, v in settings.items()]
+        assert member == with_overrides(base, overrides)
+
+
+def test_a_combination_that_is_invalid_only_together_is_a_clear_error():
+    # x_low=5 goes with x_high=10, and x_high=2 with x_low=0; x_low=5 with x_high=2 does not.
+    base = config("exp2.yaml", data__x_high=10.0)
+    with pytest.raises(ConfigError) as caught:
+        expand(base, parse_grid(["data.x_low=0,5", "data.x_high=10,2"]))
+    assert "x_low (5.0) must be below x_high (2.0)" in str(caught.value)
