@@ -22,10 +22,15 @@ MAX_GRAPHS = 64
 """Per-sample kinds need one graph per sample; beyond this many, graphs do not pay."""
 
 
-def choose(engine: str, device: torch.device, steps_per_epoch: int) -> str:
-    """The engine a run uses: `auto` is graph on CUDA when it applies, eager elsewhere."""
+def choose(engine: str, device: torch.device, steps_per_epoch: int, distributed: bool = False) -> str:
+    """The engine a run uses: `auto` is graph on CUDA when it applies, eager elsewhere.
+
+    Under torchrun each step all-reduces gradients between processes; those collectives
+    are not captured, so a distributed run trains eagerly.
+    """
     if engine == "auto":
-        return "graph" if device.type == "cuda" and steps_per_epoch <= MAX_GRAPHS else "eager"
+        applies = device.type == "cuda" and steps_per_epoch <= MAX_GRAPHS and not distributed
+        return "graph" if applies else "eager"
     if engine == "graph":
         if device.type != "cuda":
             raise BpcliError(f"train.engine: graph needs a CUDA device, and this run is on {device}; "
@@ -33,6 +38,9 @@ def choose(engine: str, device: torch.device, steps_per_epoch: int) -> str:
         if steps_per_epoch > MAX_GRAPHS:
             raise BpcliError(f"train.engine: graph would need {steps_per_epoch} graphs (one per sample); "
                              f"use engine: eager for per-sample training on more than {MAX_GRAPHS} samples")
+        if distributed:
+            raise BpcliError("train.engine: graph does not capture the gradient all-reduce between torchrun "
+                             "processes; use engine: eager (or auto) under torchrun")
     return engine
 
 
@@ -61,7 +69,9 @@ class GraphEngine:
                 self._grads = None
                 return loss
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):  # records the step's kernels; nothing runs yet
+            # Captured on the warm-up's stream, so that what warm-up left behind (autograd's
+            # gradient accumulators) belongs to the stream the graph records on.
+            with torch.cuda.graph(graph, stream=self._stream):  # records the kernels; nothing runs yet
                 loss = self.trainer.step(index, True)
             # The tensors the graph writes on every replay: its loss and its gradients.
             captured = self._graphs[index] = (graph, loss, dict(self.trainer.gradients()))
@@ -78,6 +88,7 @@ class GraphEngine:
         return getattr(self.trainer, name)
 
 
-def wrap(trainer: Any, engine: str, device: torch.device) -> Any:
+def wrap(trainer: Any, engine: str, device: torch.device, distributed: bool = False) -> Any:
     """The trainer itself (eager) or the trainer behind a GraphEngine, as `engine` decides."""
-    return GraphEngine(trainer) if choose(engine, device, trainer.steps_per_epoch) == "graph" else trainer
+    chosen = choose(engine, device, trainer.steps_per_epoch, distributed)
+    return GraphEngine(trainer) if chosen == "graph" else trainer

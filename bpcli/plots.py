@@ -412,42 +412,89 @@ def _read_table(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
-def draw_sweep(directory: str | Path, fmt: str = "png") -> list[Path]:
-    """losses.png (every member's loss curve) and, when lr varies, lr.png (final loss against lr)."""
+SWEEP_FILES = ("sweep.json", "summary.csv", "aggregates.csv", "metrics.csv")
+SWEEP_LINES = 200
+"""Up to this many members, losses.png draws every member's curve; beyond, each setting's
+median with the band holding the middle 90 % of its members."""
+
+
+def _sweep_losses(directory: Path, members: int) -> tuple[Any, Any]:
+    """The logged steps (S,) and every member's loss at each of them (S, K), from metrics.csv."""
+    import numpy as np
+
+    table = np.loadtxt(directory / "metrics.csv", delimiter=",", skiprows=1, ndmin=2)  # step, member, loss
+    steps, where = np.unique(table[:, 0], return_inverse=True)
+    losses = np.full((len(steps), members), np.nan)
+    losses[where, table[:, 1].astype(int)] = table[:, 2]
+    return steps, losses
+
+
+def draw_sweep(directory: str | Path, fmt: str = "png",
+               history: list[tuple[int, list[float]]] | None = None) -> list[Path]:
+    """losses.png (every member's loss curve, or each setting's median and spread for large
+    sweeps) and, when lr varies, lr.png (final loss against lr).
+
+    `history` is what metrics.csv holds, [(step, [loss of each member])]: a sweep that has
+    just trained passes it instead of having its file read back.
+    """
     import json
     import math
+    import warnings
+
+    import numpy as np
+
+    from bpcli.errors import RunDirError
 
     directory = Path(directory)
-    info = json.loads((directory / "sweep.json").read_text(encoding="utf-8"))
-    members = _read_table(directory / "summary.csv")
-    metrics = _read_table(directory / "metrics.csv")
-    curves: dict[str, tuple[list[float], list[float]]] = {}
-    for row in metrics:
-        steps, losses = curves.setdefault(row["member"], ([], []))
-        steps.append(float(row["step"]))
-        losses.append(float(row["loss"]))
+    missing = [name for name in SWEEP_FILES if not (directory / name).is_file()]
+    if missing:
+        raise RunDirError(f"{directory}: not a complete sweep directory (missing {', '.join(missing)}); "
+                          "give a directory written by `bpcli sweep`")
+    try:
+        info = json.loads((directory / "sweep.json").read_text(encoding="utf-8"))
+        members = _read_table(directory / "summary.csv")
+        if history is None:
+            steps, losses = _sweep_losses(directory, len(members))
+    except (ValueError, IndexError, KeyError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
+        why = str(exc).split(";")[0]  # numpy's advice after the semicolon is not for our users
+        raise RunDirError(f"{directory}: a sweep file is corrupt ({type(exc).__name__}: {why})") from None
+    if history is not None:
+        steps = np.array([step for step, _ in history], dtype=float)
+        losses = np.array([values for _, values in history], dtype=float)
+    losses[~((losses > 0) & np.isfinite(losses))] = np.nan  # a log scale cannot show them
     varying = [k for k in info["grid"] if k != "seed"]
     colour_key = varying[0] if varying else None
-    levels = sorted({m[colour_key] for m in members}, key=lambda v: float(v)) if colour_key else []
+    levels = sorted({m[colour_key] for m in members}, key=lambda v: float(v)) if colour_key else [None]
     fig, axes = _figure()
     ax = axes[0][0]
     from matplotlib import colormaps
+    from matplotlib.collections import LineCollection
 
     cmap = colormaps["viridis"]
-    labelled = set()
-    for member in members:
-        level = member[colour_key] if colour_key else None
-        colour = cmap(levels.index(level) / max(len(levels) - 1, 1)) if colour_key else "tab:blue"
-        label = f"{colour_key.split('.')[-1]}={level}" if colour_key and level not in labelled else None
-        labelled.add(level)
-        ax.plot(*_positive(*curves[member["member"]]), color=colour, alpha=0.6, linewidth=1, label=label)
+    every = len(members) <= SWEEP_LINES
+    for i, level in enumerate(levels):
+        colour = cmap(i / max(len(levels) - 1, 1)) if colour_key else "tab:blue"
+        chosen = [k for k, m in enumerate(members) if colour_key is None or m[colour_key] == level]
+        label = f"{colour_key.split('.')[-1]}={level}" if colour_key else None
+        curves = losses[:, chosen]
+        if every:  # one collection per setting: far faster than one plot() per member
+            segments = [np.column_stack([steps, c])[np.isfinite(c)] for c in curves.T]
+            ax.add_collection(LineCollection(segments, colors=[colour], alpha=0.6, linewidths=1, label=label))
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a step where every member diverged
+            low, median, high = np.nanpercentile(curves, [5, 50, 95], axis=1)
+        ax.fill_between(steps, low, high, color=colour, alpha=0.25, linewidth=0)
+        ax.plot(steps, median, color=colour, linewidth=1.5,
+                label=f"{label + ': ' if label else ''}median of {len(chosen)}, band 5–95 %")
+    ax.autoscale_view()
     ax.set_yscale("log")
     ax.set_xlabel("step")
     ax.set_ylabel("training loss")
     ax.set_title(f"Sweep: {info['members']} {info['kind']} runs trained as one batch")
     ax.grid(True, which="both", alpha=0.3)
-    if labelled and colour_key:
-        ax.legend(fontsize="small")
+    if colour_key or not every:
+        ax.legend(fontsize="small", loc="lower left")  # loss curves fall: that corner stays clear
     written = [directory / f"losses.{fmt}"]
     fig.savefig(written[0])
 

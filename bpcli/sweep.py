@@ -159,7 +159,7 @@ def run_sweep(config: ExperimentConfig, grid: dict[str, list[Any]], out: Path | 
         if plots:
             from bpcli.plots import draw_sweep
 
-            draw_sweep(directory)
+            draw_sweep(directory, history=history)
     return result
 
 
@@ -193,29 +193,35 @@ def _train_members(members: list[tuple[dict[str, Any], ExperimentConfig]], confi
     trainer = wrap(stacked, config.train.engine, device)
     total = config.train.epochs * trainer.steps_per_epoch
     log_every = config.train.log_every
-    history: list[tuple[int, list[float]]] = []
-    diverged_at: dict[int, int] = {}
-    first: list[float] | None = None
+    factor = config.train.diverge_factor
+    # Logged losses and each member's divergence step stay on the device until the end:
+    # no host synchronisation inside the loop, and no Python work per member.
+    logged_steps: list[int] = []
+    logged: list[torch.Tensor] = []
+    first = diverged_at = None
     started = time.perf_counter()
     for step in range(1, total + 1):
-        logged = step == 1 or step % log_every == 0 or step == total
-        loss = trainer.step((step - 1) % trainer.steps_per_epoch, logged)
-        if logged:
-            values = loss.reshape(-1).tolist()
-            history.append((step, values))
-            first = values if first is None else first
-            for k, (v, v0) in enumerate(zip(values, first)):
-                bad = not math.isfinite(v) or (v0 > 0 and v > config.train.diverge_factor * v0)
-                if bad and k not in diverged_at:
-                    diverged_at[k] = step
+        log = step == 1 or step % log_every == 0 or step == total
+        loss = trainer.step((step - 1) % trainer.steps_per_epoch, log)
+        if log:
+            current = loss.reshape(-1).clone()  # a graph replay overwrites its loss tensor
+            logged_steps.append(step)
+            logged.append(current)
+            if first is None:
+                first, diverged_at = current, torch.zeros_like(current, dtype=torch.long)
+            bad = ~torch.isfinite(current) | ((first > 0) & (current > factor * first))
+            diverged_at = torch.where(bad & (diverged_at == 0), step, diverged_at)
+    losses = torch.stack(logged).tolist()  # (logged steps, K); waits for the device
     seconds = time.perf_counter() - started
+    history = list(zip(logged_steps, losses))
+    diverged = {k: at for k, at in enumerate(diverged_at.tolist()) if at} if diverged_at is not None else {}
 
     params = {name: t.tolist() for name, t in flat(trainer.params()).items()}
     results = []
     for k in range(len(members)):
         result: dict[str, Any] = {
-            "status": "diverged" if k in diverged_at else "completed",
-            "diverged_at_step": diverged_at.get(k),
+            "status": "diverged" if k in diverged else "completed",
+            "diverged_at_step": diverged.get(k),
             "final_loss": history[-1][1][k],
         }
         for name, values in params.items():

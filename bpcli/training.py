@@ -159,7 +159,8 @@ def _train(built: _Built, config: ExperimentConfig, out: str | Path | None, forc
     if built.group is not None and built.group.rank != 0:
         save, plots, observer = False, False, None
     _check_predict(config, built.data)
-    engine = engines.choose(config.train.engine, built.device, built.trainer.steps_per_epoch)  # before writing
+    engine = engines.choose(config.train.engine, built.device, built.trainer.steps_per_epoch,
+                            distributed=built.group is not None)  # before writing
     if config.log.tensorboard and save:
         _tensorboard_writer_class()
     # Record the device actually used, so config.yaml re-runs the same way.
@@ -258,7 +259,7 @@ def _run(
     observer: Observer | None,
 ) -> TrainResult:
     """The training loop from step `start` + 1 to the end, with logging and checkpoints."""
-    trainer = engines.wrap(built.trainer, config.train.engine, built.device)
+    trainer = engines.wrap(built.trainer, config.train.engine, built.device, distributed=built.group is not None)
     sizes = {name: t[0].numel() for name, t in flat(trainer.params()).items()}
     columns = param_columns(sizes)
     fit = trainer.least_squares

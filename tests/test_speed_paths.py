@@ -67,6 +67,10 @@ def test_graph_engine_choice_follows_the_device_and_the_kind():
     for device, steps, expected in [(cpu, 1, "needs a CUDA device"), (cuda, MAX_GRAPHS + 1, "one per sample")]:
         with pytest.raises(Exception, match=expected):
             choose("graph", device, steps)
+    # Under torchrun the gradients are all-reduced every step, outside any graph.
+    assert choose("auto", cuda, 1, distributed=True) == "eager"
+    with pytest.raises(Exception, match="under torchrun"):
+        choose("graph", cuda, 1, distributed=True)
 
 
 def test_asking_for_graphs_without_cuda_is_a_clear_error():

@@ -102,3 +102,27 @@ def test_a_combination_that_is_invalid_only_together_is_a_clear_error():
     with pytest.raises(ConfigError) as caught:
         expand(base, parse_grid(["data.x_low=0,5", "data.x_high=10,2"]))
     assert "x_low (5.0) must be below x_high (2.0)" in str(caught.value)
+
+
+def test_plot_redraws_a_sweep_directory_and_large_sweeps_draw_bands(monkeypatch):
+    from bpcli import plots
+
+    assert cli("sweep", CONFIGS / "exp2.yaml", "--grid", "lr=0.01,0.1", "--grid", "seed=0:3", "-q").exit_code == 0
+    sweep = Path("outputs/sweep1")
+    lines = (sweep / "losses.png").read_bytes()
+    monkeypatch.setattr(plots, "SWEEP_LINES", 2)  # 6 members are now "many": medians and bands
+    result = cli("plot", sweep)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.split() == [str(sweep / "losses.png"), str(sweep / "lr.png")]
+    assert (sweep / "losses.png").read_bytes() != lines
+
+
+def test_plot_of_a_broken_sweep_directory_is_a_clear_error():
+    assert cli("sweep", CONFIGS / "exp2.yaml", "--grid", "lr=0.01,0.1", "-q").exit_code == 0
+    sweep = Path("outputs/sweep1")
+    (sweep / "metrics.csv").write_text("step,member,loss\n1,0,0.5\n2,zero,0.4\n")
+    result = cli("plot", sweep)
+    assert result.exit_code == 2 and "a sweep file is corrupt" in result.stderr and "Traceback" not in result.output
+    (sweep / "metrics.csv").unlink()
+    result = cli("plot", sweep)
+    assert result.exit_code == 2 and "not a complete sweep directory (missing metrics.csv)" in result.stderr

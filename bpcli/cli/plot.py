@@ -23,10 +23,15 @@ def plot(
     run_dir: RunDirArg,
     fmt: Annotated[Format, typer.Option("--format", help="File format of the plots.")] = Format.png,
 ) -> None:
-    """Redraw a run's plots (loss, fit, params, landscape) from its directory alone."""
-    from bpcli.plots import draw_plots
+    """Redraw a run's plots (loss, fit, params, landscape) from its directory alone, or a
+    sweep's (losses, final loss against lr) from a sweep directory."""
+    from bpcli.plots import draw_plots, draw_sweep
 
-    for path in draw_plots(run_dir, fmt.value):
+    if (run_dir / "sweep.json").is_file():
+        paths = draw_sweep(run_dir, fmt.value)
+    else:
+        paths = draw_plots(run_dir, fmt.value)
+    for path in paths:
         typer.echo(str(path))
 
 
