@@ -7,6 +7,7 @@ with numpy (which matplotlib brings), so it too needs nothing but the run direct
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +19,57 @@ FORMATS = ("png", "svg", "pdf")
 _CURVES = ("sin", "cos", "square", "abs", "tanh")
 
 
-def draw_plots(run_dir: str | Path, fmt: str = "png") -> list[Path]:
-    """Draw every plot a run supports into its directory; return the files written."""
+def draw_plots(run_dir: str | Path, fmt: str = "png", processes: int = 1) -> list[Path]:
+    """Draw every plot a run supports into its directory; return the files written.
+
+    With processes=2 (what `bpcli plot` asks for), half the figures are drawn in a forked
+    child at the same time: drawing is Python-bound, so threads would not help. Forking
+    is only safe in a process with a single thread, so anywhere else (or without fork,
+    or if the child fails) every figure is drawn here.
+    """
     record = read_run(run_dir)
-    drawn = [_loss_plot(record), _fit_plot(record), _params_plot(record), _landscape_plot(record),
-             _residuals_plot(record)]
+    makers = [_loss_plot, _fit_plot, _params_plot, _landscape_plot, _residuals_plot]
+    _figure()  # import matplotlib once, before any fork, rather than once in each process
+    if processes < 2 or not _single_threaded():
+        return _draw(record, makers, fmt)
+    # Shares of about equal cost; the first figure drawn also pays for loading the fonts.
+    mine, theirs = [_loss_plot, _fit_plot, _residuals_plot], [_params_plot, _landscape_plot]
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: draw its share, report the files, and leave without cleanup
+        status = 1
+        try:
+            os.close(read_end)
+            names = "\n".join(str(path) for path in _draw(record, theirs, fmt))
+            os.write(write_end, names.encode())
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write_end)
+    written = _draw(record, mine, fmt)
+    with os.fdopen(read_end, "rb") as pipe:
+        report = pipe.read().decode()
+    _, status = os.waitpid(pid, 0)
+    if status != 0:  # draw the child's share here, where an error reaches the user
+        written += _draw(record, theirs, fmt)
+    else:
+        written += [Path(name) for name in report.splitlines()]
+    order = [m.__name__ for m in makers]
+    return sorted(written, key=lambda path: order.index(f"_{path.stem}_plot"))
+
+
+def _single_threaded() -> bool:
+    """Whether this process runs one thread (known on Linux only, through /proc)."""
+    try:
+        return hasattr(os, "fork") and len(os.listdir("/proc/self/task")) == 1
+    except OSError:
+        return False
+
+
+def _draw(record: RunRecord, makers: list[Any], fmt: str) -> list[Path]:
     written = []
-    for name, fig in drawn:
+    for maker in makers:
+        name, fig = maker(record)
         if fig is not None:
             path = record.path / f"{name}.{fmt}"
             fig.savefig(path)
@@ -33,13 +78,19 @@ def draw_plots(run_dir: str | Path, fmt: str = "png") -> list[Path]:
 
 
 def _figure(rows: int = 1, cols: int = 1, size: tuple[float, float] = (7, 4.5),
-            layout: str | None = "constrained"):  # type: ignore[no-untyped-def]
+            sharex: bool = False):  # type: ignore[no-untyped-def]
+    # Fixed margins rather than a layout engine: constrained layout measured every text
+    # and doubled the time `bpcli plot` spends drawing. Stacked panels (rows > 1) get
+    # margins in inches, so that a tall figure does not waste its top and bottom.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=size, dpi=110, layout=layout)
+    fig = Figure(figsize=size, dpi=110)
     FigureCanvasAgg(fig)
-    return fig, fig.subplots(rows, cols, squeeze=False)
+    axes = fig.subplots(rows, cols, squeeze=False, sharex=sharex)
+    if rows > 1:
+        fig.subplots_adjust(top=1 - 0.45 / size[1], bottom=0.55 / size[1], hspace=0.12 if sharex else 0.35)
+    return fig, axes
 
 
 def _title(record: RunRecord, what: str) -> str:
@@ -194,7 +245,7 @@ def _params_plot(record: RunRecord) -> tuple[str, Any]:
     columns = _value_columns(record)[:8]
     if not columns:
         return "params", None
-    fig, axes = _figure(len(columns), 1, size=(7, 1.2 + 1.9 * len(columns)))
+    fig, axes = _figure(len(columns), 1, size=(7, 1.0 + 1.8 * len(columns)), sharex=True)
     steps = record.metrics["step"]
     for ax, column in zip((row[0] for row in axes), columns):
         ax.plot(steps, record.metrics[column], color="tab:blue", linewidth=1.5, label=column)
@@ -362,7 +413,7 @@ def draw_graph(graph: Any, out: Path) -> Path:
         columns.setdefault(d, []).append(node_id)
     width = max(columns) + 1
     height = max(len(ids) for ids in columns.values())
-    fig, axes = _figure(size=(max(7.0, 2.6 * width), max(3.5, 1.5 * height + 1)), layout=None)
+    fig, axes = _figure(size=(max(7.0, 2.6 * width), max(3.5, 1.5 * height + 1)))
     fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.88)
     ax = axes[0][0]
     ax.set_xlim(-0.6, width - 0.4)

@@ -50,6 +50,10 @@ def test_shell_completion_offers_commands_options_and_configs():
 
 @pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
 def test_completion_scripts_are_available(shell):
-    out = subprocess.run([sys.executable, "-m", "bpcli", "--show-completion", shell], capture_output=True, text=True)
+    # Typer detects the user's shell from the process tree, which a test runner may not
+    # have; its own switch makes --show-completion take the shell's name instead.
+    env = {**os.environ, "_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"}
+    out = subprocess.run([sys.executable, "-m", "bpcli", "--show-completion", shell], capture_output=True,
+                         text=True, env=env)
     assert out.returncode == 0
     assert "_BPCLI_COMPLETE" in out.stdout

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from bpcli.cli import app
+from bpcli.cli import app, skip_teardown
 from bpcli.cli._options import RunDirArg
 
 
@@ -25,14 +26,18 @@ def plot(
 ) -> None:
     """Redraw a run's plots (loss, fit, params, landscape) from its directory alone, or a
     sweep's (losses, final loss against lr) from a sweep directory."""
+    # Plots need no BLAS threads; without them this process stays single-threaded, so
+    # draw_plots may fork to draw half the figures at the same time.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from bpcli.plots import draw_plots, draw_sweep
 
     if (run_dir / "sweep.json").is_file():
         paths = draw_sweep(run_dir, fmt.value)
     else:
-        paths = draw_plots(run_dir, fmt.value)
+        paths = draw_plots(run_dir, fmt.value, processes=2)
     for path in paths:
         typer.echo(str(path))
+    skip_teardown()
 
 
 @app.command()
