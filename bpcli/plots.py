@@ -29,8 +29,10 @@ def draw_plots(run_dir: str | Path, fmt: str = "png", processes: int = 1) -> lis
     """
     record = read_run(run_dir)
     makers = [_loss_plot, _fit_plot, _params_plot, _landscape_plot, _residuals_plot]
-    _figure()  # import matplotlib once, before any fork, rather than once in each process
-    if processes < 2 or not _single_threaded():
+    if processes < 2:
+        return _draw(record, makers, fmt)
+    _figure()  # import matplotlib (and numpy's threads, if any) once, before forking
+    if not _single_threaded():
         return _draw(record, makers, fmt)
     # Shares of about equal cost; the first figure drawn also pays for loading the fonts.
     mine, theirs = [_loss_plot, _fit_plot, _residuals_plot], [_params_plot, _landscape_plot]
