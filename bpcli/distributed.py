@@ -10,18 +10,34 @@ process applies the same update. Only rank 0 writes the run directory and prints
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, replace
 from datetime import timedelta
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 import torch.distributed as dist
 
 from bpcli.data import Dataset, DataError
+from bpcli.errors import RunFailed
 
 TIMEOUT_SECONDS = int(os.environ.get("BPCLI_DIST_TIMEOUT", "120"))
 """How long a collective waits for the other processes before failing (no hang)."""
+
+
+@contextlib.contextmanager
+def collective() -> Iterator[None]:
+    """Around communication with the other processes: when one of them has stopped (or
+    does not answer in time), the collective fails here, and this says so in one line
+    instead of the backend's own error."""
+    try:
+        yield
+    except RuntimeError as exc:  # gloo and nccl raise RuntimeError or its subclass DistError
+        raise RunFailed(
+            "lost another process of this torchrun job: it stopped, or did not answer within "
+            f"BPCLI_DIST_TIMEOUT={TIMEOUT_SECONDS} s; its own error says why"
+        ) from exc
 
 
 @dataclass
@@ -40,7 +56,8 @@ class Group:
         out = {}
         for name, t in tensors.items():
             total = t.detach() * self.weight
-            dist.all_reduce(total, op=dist.ReduceOp.SUM)
+            with collective():
+                dist.all_reduce(total, op=dist.ReduceOp.SUM)
             out[name] = total
         return out
 
@@ -68,7 +85,8 @@ def leave(clean: bool = True) -> None:
     if dist.is_initialized():
         try:
             if clean:
-                dist.barrier()
+                with collective():
+                    dist.barrier()
         finally:
             dist.destroy_process_group()
 
@@ -92,5 +110,6 @@ def shard(data: Dataset, group: Group) -> tuple[Dataset, Group]:
 def gather(value: Any, group: Group) -> list[Any]:
     """Every rank's `value`, in rank order, on every rank."""
     values: list[Any] = [None] * group.world
-    dist.all_gather_object(values, value)
+    with collective():
+        dist.all_gather_object(values, value)
     return values

@@ -375,6 +375,9 @@ class NNLinear:
         """Train this process's shard with DistributedDataParallel (see bpcli.distributed)."""
         from torch.nn.parallel import DistributedDataParallel
 
+        from bpcli.distributed import collective
+
+        self._collective = collective
         self._group = group
         self._ddp = DistributedDataParallel(self.model)
         # DDP averages the ranks' gradients; scaling each rank's loss by n_r·world/N turns
@@ -387,7 +390,8 @@ class NNLinear:
         out = self._ddp(self.x)
         loss = self.criterion(self.y, out)
         self.optimizer.zero_grad()
-        (loss * self._loss_scale).backward()  # DDP all-reduces the gradients here
+        with self._collective():
+            (loss * self._loss_scale).backward()  # DDP all-reduces the gradients here
         self.optimizer.step()
         return self._group.weighted_sum({"loss": loss})["loss"] if with_loss else loss
 

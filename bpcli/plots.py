@@ -82,14 +82,16 @@ def _draw(record: RunRecord, makers: list[Any], fmt: str) -> list[Path]:
 def _figure(rows: int = 1, cols: int = 1, size: tuple[float, float] = (7, 4.5),
             sharex: bool = False):  # type: ignore[no-untyped-def]
     # Fixed margins rather than a layout engine: constrained layout measured every text
-    # and doubled the time `bpcli plot` spends drawing. Stacked panels (rows > 1) get
-    # margins in inches, so that a tall figure does not waste its top and bottom.
+    # and doubled the time `bpcli plot` spends drawing. The left margin, in inches, fits
+    # the longest tick labels a log axis writes (3.4×10⁻¹) beside the axis label; stacked
+    # panels (rows > 1) get their top and bottom in inches too, so a tall figure wastes none.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=size, dpi=110)
     FigureCanvasAgg(fig)
     axes = fig.subplots(rows, cols, squeeze=False, sharex=sharex)
+    fig.subplots_adjust(left=1.15 / size[0])
     if rows > 1:
         fig.subplots_adjust(top=1 - 0.45 / size[1], bottom=0.55 / size[1], hspace=0.12 if sharex else 0.35)
     return fig, axes
@@ -541,7 +543,8 @@ def draw_sweep(directory: str | Path, fmt: str = "png",
         ax.plot(steps, median, color=colour, linewidth=1.5,
                 label=f"{label + ': ' if label else ''}median of {len(chosen)}, band 5–95 %")
     ax.autoscale_view()
-    ax.set_yscale("log")
+    if np.isfinite(losses).any():  # a log scale needs one positive value; all-diverged has none
+        ax.set_yscale("log")
     ax.set_xlabel("step")
     ax.set_ylabel("training loss")
     ax.set_title(f"Sweep: {info['members']} {info['kind']} runs trained as one batch")
@@ -571,7 +574,8 @@ def draw_sweep(directory: str | Path, fmt: str = "png",
                 if not math.isfinite(mean):
                     ax.axvline(lr, color="red", linestyle=":", linewidth=1)
         ax.set_xscale("log")
-        ax.set_yscale("log")
+        if any(0 < p[1] < math.inf for points in groups.values() for p in points):
+            ax.set_yscale("log")
         ax.set_xlabel("learning rate")
         ax.set_ylabel("final training loss")
         ax.set_title("Final loss against learning rate (red: every seed diverged)")

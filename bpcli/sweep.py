@@ -8,6 +8,7 @@ ends exactly where a single run with its settings would (to float rounding).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import itertools
 import json
@@ -16,7 +17,7 @@ import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from pydantic import ValidationError
@@ -26,6 +27,9 @@ from bpcli.config import ExperimentConfig, Override, dump_config, with_overrides
 from bpcli.errors import BpcliError
 from bpcli.experiments import flat
 from bpcli.runs import write_atomic
+
+if TYPE_CHECKING:
+    from bpcli.training import Observer
 
 # The settings that may differ between members of one batched run: they change the
 # numbers (data, initial values, learning rate), never the shapes or the schedule.
@@ -112,15 +116,22 @@ class SweepResult:
     aggregates: list[dict[str, Any]]
     seconds: float
     steps: int
+    """Steps every member took (fewer than planned if the sweep was interrupted)."""
+    status: str = "completed"
+    """completed, or interrupted: a signal stopped it after a step, and what was trained is kept."""
+    signal: int | None = None
 
 
 def run_sweep(config: ExperimentConfig, grid: dict[str, list[Any]], out: Path | None = None,
-              force: bool = False, plots: bool = True, save: bool = True) -> SweepResult:
+              force: bool = False, plots: bool = True, save: bool = True,
+              observer: Observer | None = None) -> SweepResult:
     """Train every member of the grid at once and write the sweep directory (default
     outputs/sweep<N>; nothing with save=False).
 
-    Under torchrun the members are split into contiguous chunks, one per process, each
-    trained as one batch; rank 0 gathers the results and writes the directory.
+    SIGINT or SIGTERM stops the sweep after the current step; the directory then holds
+    every member as it was at that step, with status `interrupted`. Under torchrun the
+    members are split into contiguous chunks, one per process, each trained as one batch;
+    rank 0 gathers the results and writes the directory.
     """
     from bpcli import distributed
     from bpcli.devices import resolve_device
@@ -130,10 +141,20 @@ def run_sweep(config: ExperimentConfig, grid: dict[str, list[Any]], out: Path | 
     group = None
     if distributed.launched():
         group, _ = distributed.join(resolve_device(config.device))
+    writer = group is None or group.rank == 0
     try:
+        # Made before training, so that an --out that cannot be used is said at once.
+        directory = create_run_dir(out, force=force, prefix="sweep") if save and writer else None
+        if directory is not None:  # marked as a sweep at once, so --force may replace it if cut short
+            write_atomic(directory / "config.yaml", dump_config(config))
+            running = {"kind": config.kind, "grid": grid, "members": len(members), "status": "running"}
+            write_atomic(directory / "sweep.json", json.dumps(running, indent=2, default=str) + "\n")
         chunks = _chunks(len(members), 1 if group is None else group.world)
         first, last = chunks[0 if group is None else group.rank]
-        part = _train_members(members[first:last], config)
+        # Under torchrun the launcher forwards signals to every process, which would each
+        # stop at a different step; there Ctrl-C ends the job as it always has.
+        part = _train_members(members[first:last], config, observer if writer else None, directory,
+                              stoppable=group is None)
         parts = [part] if group is None else distributed.gather(part, group)
     except BaseException:
         if group is not None:
@@ -150,11 +171,8 @@ def run_sweep(config: ExperimentConfig, grid: dict[str, list[Any]], out: Path | 
                for i, step in enumerate(steps)]
     rows = [{"member": k, **settings, **result} for k, ((settings, _), result) in enumerate(zip(members, results))]
     aggregates = _aggregate(rows, grid)
-    writer = group is None or group.rank == 0
-    directory = create_run_dir(out, force=force, prefix="sweep") if save and writer else None
-    result = SweepResult(directory, rows, aggregates, seconds, total)
+    result = SweepResult(directory, rows, aggregates, seconds, total, parts[0]["status"], parts[0]["signal"])
     if directory is not None:
-        write_atomic(directory / "config.yaml", dump_config(config))
         _write(directory, config, grid, result, history, parts[0]["device"], len(parts))
         if plots:
             from bpcli.plots import draw_sweep
@@ -174,15 +192,18 @@ def _chunks(count: int, world: int) -> list[tuple[int, int]]:
     return bounds
 
 
-def _train_members(members: list[tuple[dict[str, Any], ExperimentConfig]], config: ExperimentConfig) -> dict[str, Any]:
+def _train_members(members: list[tuple[dict[str, Any], ExperimentConfig]], config: ExperimentConfig,
+                   observer: Observer | None = None, directory: Path | None = None,
+                   stoppable: bool = False) -> dict[str, Any]:
     """Train these members as one batched model; their results and logged losses."""
     from bpcli.devices import resolve_device
     from bpcli.engines import wrap
     from bpcli.experiments import KINDS
-    from bpcli.training import _Built
+    from bpcli.training import _Built, _StopRequest
 
     if not members:
-        return {"results": [], "history": [], "seconds": 0.0, "steps": 0, "device": ""}
+        return {"results": [], "history": [], "seconds": 0.0, "steps": 0, "device": "", "status": "completed",
+                "signal": None}
     # device is not a grid key, so every member trains where the base config says. Members
     # are built on the CPU (their own data and initial values, from their own seeds) and
     # the stack moves to the device in one copy per tensor, not one per member.
@@ -191,36 +212,52 @@ def _train_members(members: list[tuple[dict[str, Any], ExperimentConfig]], confi
     built = [_Built.from_config(cfg, device=cpu) for _, cfg in members]
     stacked = KINDS[config.kind].stack([b.trainer for b in built], device)  # type: ignore[attr-defined]
     trainer = wrap(stacked, config.train.engine, device)
-    total = config.train.epochs * trainer.steps_per_epoch
+    steps_per_epoch = trainer.steps_per_epoch
+    total = config.train.epochs * steps_per_epoch
     log_every = config.train.log_every
     factor = config.train.diverge_factor
+    progress_every = max(1, total // 500)
+    if observer is not None:
+        observer.on_start(total, directory, str(device))
     # Logged losses and each member's divergence step stay on the device until the end:
-    # no host synchronisation inside the loop, and no Python work per member.
+    # no host synchronisation inside the loop (but for the progress a console shows), and
+    # no Python work per member.
     logged_steps: list[int] = []
     logged: list[torch.Tensor] = []
     first = diverged_at = None
+    stop = _StopRequest()
+    step = 0
     started = time.perf_counter()
-    for step in range(1, total + 1):
-        log = step == 1 or step % log_every == 0 or step == total
-        loss = trainer.step((step - 1) % trainer.steps_per_epoch, log)
-        if log:
-            current = loss.reshape(-1).clone()  # a graph replay overwrites its loss tensor
-            logged_steps.append(step)
-            logged.append(current)
-            if first is None:
-                first, diverged_at = current, torch.zeros_like(current, dtype=torch.long)
-            bad = ~torch.isfinite(current) | ((first > 0) & (current > factor * first))
-            diverged_at = torch.where(bad & (diverged_at == 0), step, diverged_at)
+    with stop.on_signals() if stoppable else contextlib.nullcontext():
+        for step in range(1, total + 1):
+            stopping = stop.signum is not None  # asked during the last step: this one is the last
+            log = step == 1 or step % log_every == 0 or step == total or stopping
+            loss = trainer.step((step - 1) % steps_per_epoch, log)
+            if log:
+                current = loss.reshape(-1).clone()  # a graph replay overwrites its loss tensor
+                logged_steps.append(step)
+                logged.append(current)
+                if first is None:
+                    first, diverged_at = current, torch.zeros_like(current, dtype=torch.long)
+                bad = ~torch.isfinite(current) | ((first > 0) & (current > factor * first))
+                diverged_at = torch.where(bad & (diverged_at == 0), step, diverged_at)
+                if observer is not None:
+                    observer.on_log(_progress_row(step, (step - 1) // steps_per_epoch + 1, current))
+            if observer is not None and step % progress_every == 0:
+                observer.on_progress(step)
+            if stopping:
+                break
     losses = torch.stack(logged).tolist()  # (logged steps, K); waits for the device
     seconds = time.perf_counter() - started
     history = list(zip(logged_steps, losses))
     diverged = {k: at for k, at in enumerate(diverged_at.tolist()) if at} if diverged_at is not None else {}
+    status = "completed" if stop.signum is None else "interrupted"
 
     params = {name: t.tolist() for name, t in flat(trainer.params()).items()}
     results = []
     for k in range(len(members)):
         result: dict[str, Any] = {
-            "status": "diverged" if k in diverged else "completed",
+            "status": "diverged" if k in diverged else status,
             "diverged_at_step": diverged.get(k),
             "final_loss": history[-1][1][k],
         }
@@ -228,11 +265,26 @@ def _train_members(members: list[tuple[dict[str, Any], ExperimentConfig]], confi
             for i, v in enumerate(values[k]):
                 result[name if len(values[k]) == 1 else f"{name}[{i}]"] = v
         results.append(result)
-    return {"results": results, "history": history, "seconds": seconds, "steps": total, "device": str(device)}
+    return {"results": results, "history": history, "seconds": seconds, "steps": step, "device": str(device),
+            "status": status, "signal": stop.signum}
+
+
+def _progress_row(step: int, epoch: int, losses: torch.Tensor) -> dict[str, float]:
+    """What a console shows of a logged step: the members' median, lowest and highest finite
+    loss, and how many members have none."""
+    finite = losses[torch.isfinite(losses)]
+    row = {"step": step, "epoch": epoch, "loss": math.nan}
+    if finite.numel():
+        median, low, high = torch.stack([finite.median(), finite.min(), finite.max()]).tolist()
+        row.update(loss=median, min=low, max=high)
+    if finite.numel() < losses.numel():
+        row["nan_or_inf"] = losses.numel() - finite.numel()  # members left out of the figures above
+    return row
 
 
 def _aggregate(rows: list[dict[str, Any]], grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
-    """Mean and standard deviation over seeds of each numeric result, per other setting."""
+    """Mean and standard deviation over seeds of each numeric result, per other setting
+    (diverged members are counted, not averaged)."""
     keys = [k for k in grid if k != "seed"]
     numeric = [c for c in rows[0] if c not in ("member", "status", "diverged_at_step", *grid)]
     groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
@@ -244,7 +296,7 @@ def _aggregate(rows: list[dict[str, Any]], grid: dict[str, list[Any]]) -> list[d
         entry["members"] = len(group)
         entry["diverged"] = sum(r["status"] == "diverged" for r in group)
         for column in numeric:
-            data = [r[column] for r in group if r["status"] == "completed"]
+            data = [r[column] for r in group if r["status"] != "diverged"]
             entry[f"{column}_mean"] = statistics.fmean(data) if data else math.nan
             entry[f"{column}_std"] = statistics.pstdev(data) if len(data) > 1 else 0.0 if data else math.nan
         aggregates.append(entry)
@@ -269,7 +321,8 @@ def _write(directory: Path, config: ExperimentConfig, grid: dict[str, list[Any]]
     lines = ["step,member,loss"] + [f"{step},{k},{v!r}" for step, values in history for k, v in enumerate(values)]
     write_atomic(directory / "metrics.csv", "\n".join(lines) + "\n")
     info = {
-        "kind": config.kind, "grid": grid, "members": len(result.members), "steps": result.steps,
+        "kind": config.kind, "grid": grid, "members": len(result.members), "status": result.status,
+        "steps": result.steps,
         "device": device, "processes": processes, "train_seconds": result.seconds,
         "seconds_per_step": result.seconds / max(result.steps, 1),
         "diverged": sum(r["status"] == "diverged" for r in result.members),

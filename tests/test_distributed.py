@@ -91,6 +91,17 @@ def _worker(rank):
     return None
 
 
+def test_when_rank_0_cannot_write_the_others_say_they_lost_it():
+    Path("taken").mkdir()
+    Path("taken/notes.txt").write_text("not a sweep")
+    job = torchrun("sweep", CONFIGS / "exp2.yaml", "--grid", "seed=0:4", "--device", "cpu", "--out", "taken",
+                   timeout=120)
+    assert job.returncode != 0
+    assert "error: [rank 0] taken: already holds files" in job.stderr
+    assert "error: [rank 1] lost another process of this torchrun job" in job.stderr
+    assert "unexpected" not in job.stderr and Path("taken/notes.txt").read_text() == "not a sweep"
+
+
 def test_a_rank_that_dies_ends_the_job_instead_of_hanging():
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "bpcli",
                "train", str(CONFIGS / "exp3.yaml"), "--device", "cpu", "--epochs", "10000000", "--log-every",

@@ -3,6 +3,9 @@
 import csv
 import itertools
 import json
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -126,3 +129,61 @@ def test_plot_of_a_broken_sweep_directory_is_a_clear_error():
     (sweep / "metrics.csv").unlink()
     result = cli("plot", sweep)
     assert result.exit_code == 2 and "not a complete sweep directory (missing metrics.csv)" in result.stderr
+
+
+def test_a_sweep_where_every_member_diverges_still_writes_its_plots():
+    result = cli("sweep", CONFIGS / "exp2.yaml", "--grid", "lr=5,6", "--grid", "seed=0:2", "--epochs", "200")
+    assert result.exit_code == 0, result.output
+    members = list(csv.DictReader(Path("outputs/sweep1/summary.csv").open()))
+    assert {m["status"] for m in members} == {"diverged"}
+    for name in ("losses.png", "lr.png"):
+        assert Path("outputs/sweep1", name).read_bytes()[:4] == b"\x89PNG"
+
+
+class InterruptAt:
+    """An observer that sends this process SIGINT when step `step` is logged."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_start(self, *args):
+        pass
+
+    def on_log(self, row):
+        if row["step"] == self.step:
+            signal.raise_signal(signal.SIGINT)
+
+    def on_progress(self, step):
+        pass
+
+
+def test_an_interrupted_sweep_keeps_every_member_as_it_was_at_that_step(tmp_path):
+    base = config("exp2.yaml", train__epochs=1000, train__log_every=50)
+    result = run_sweep(base, parse_grid(["lr=0.01,0.1", "seed=0:2"]), tmp_path / "cut", observer=InterruptAt(100))
+    # The signal came while step 100 was logged: step 101 is the last, and it is logged.
+    assert result.status == "interrupted" and result.signal == signal.SIGINT and result.steps == 101
+    assert json.loads((tmp_path / "cut/sweep.json").read_text())["status"] == "interrupted"
+    rows = list(csv.DictReader((tmp_path / "cut/summary.csv").open()))
+    assert {r["status"] for r in rows} == {"interrupted"}
+    for member in result.members:
+        single = train(config("exp2.yaml", train__epochs=101, train__lr=member["train.lr"], seed=member["seed"]),
+                       save=False)
+        assert member["final_loss"] == pytest.approx(single.final_loss, rel=1e-5)
+        assert member["w"] == pytest.approx(single.history[-1]["w"], abs=1e-5)
+
+
+def test_ctrl_c_stops_a_sweep_command_with_exit_130_and_keeps_its_directory():
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bpcli", "sweep", CONFIGS / "exp3.yaml", "--grid", "seed=0:8", "--device", "cpu",
+         "--epochs", "1000000", "--log-every", "1000", "--out", "cut"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in proc.stdout:  # plain progress lines: training has begun once one arrives
+        if line.startswith("step "):
+            break
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "SIGINT: stopped the sweep after step" in err and "Traceback" not in err
+    info = json.loads(Path("cut/sweep.json").read_text())
+    assert info["status"] == "interrupted" and 0 < info["steps"] < 1_000_000
+    assert (Path("cut/losses.png")).is_file()

@@ -9,6 +9,7 @@ import typer
 
 from bpcli.cli import app
 from bpcli.cli._options import ConfigArg, Device, Epochs, LogEvery, Quiet, Set
+from bpcli.errors import RunInterrupted
 
 
 @app.command()
@@ -34,18 +35,30 @@ def sweep(
 
     Example: bpcli sweep configs/exp2.yaml --grid lr=0.001,0.01,0.1 --grid seed=0:10
     """
+    from bpcli.cli import main_process
     from bpcli.cli.train import _overrides
     from bpcli.config import load_config
-    from bpcli.console import make_console, print_sweep
+    from bpcli.console import ConsoleObserver, make_console, print_sweep
     from bpcli.sweep import parse_grid, run_sweep
 
     cfg = load_config(config, _overrides(None, epochs, None, device, log_every, set_))
-    result = run_sweep(cfg, parse_grid(grid), out, force=force)
-    from bpcli.cli import main_process
-
+    console = make_console()
+    quiet = quiet or not main_process()  # rank 0 reports for the whole torchrun job
+    observer = None if quiet else ConsoleObserver(console, f"Sweeping {config} (loss: the members' median)")
+    try:
+        result = run_sweep(cfg, parse_grid(grid), out, force=force, observer=observer)
+    finally:
+        if observer is not None:
+            observer.close()
     if not main_process():
-        return  # rank 0 reports for the whole torchrun job
+        return
     if quiet:
         typer.echo(str(result.out))
     else:
-        print_sweep(make_console(), result)
+        print_sweep(console, result)
+    if result.status == "interrupted" and result.signal is not None:
+        import signal
+
+        where = f"; what was trained is in {result.out}" if result.out else ""
+        name = signal.Signals(result.signal).name
+        raise RunInterrupted(f"{name}: stopped the sweep after step {result.steps}{where}", result.signal)
