@@ -151,6 +151,25 @@ def _reproduction_on_cuda() -> list[Row]:
     return [(f"exp3 on cuda (graph): w = {w:.7f}, b = {b:.7f} vs EXPERIMENTS.md", "", "", f"{gap:.1e}", "≤ 1e-5")]
 
 
+def _resume_on_cuda() -> list[Row]:
+    """A run stopped halfway and resumed from its checkpoint on the GPU (graph engine, which
+    captures again after resuming) against the same run uninterrupted: metrics.csv byte for byte."""
+    from bpcli.training import resume
+
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        for name in ("exp1.yaml", "exp3.yaml", "mlp.yaml"):
+            full = train(_cuda_config(name, 400, "graph", **{"train.log_every": 10}), Path(folder, name, "full"),
+                         plots=False)
+            half = Path(folder, name, "half")
+            train(_cuda_config(name, 200, "graph", **{"train.log_every": 10}), half, plots=False)
+            resume(half, epochs=400, plots=False)
+            same = (half / "metrics.csv").read_bytes() == (full.run_dir / "metrics.csv").read_bytes()
+            rows.append((f"{name} on cuda (graph): 200 epochs + resume to 400 vs 400 at once, metrics.csv", "", "",
+                         "byte-identical" if same else "DIFFERENT", "byte-identical"))
+    return rows
+
+
 def _speed_on_cuda(rounds: int, steps: int) -> list[Row]:
     rows = []
 
@@ -212,6 +231,7 @@ def gpu_rows(rounds: int, steps: int) -> list[Row]:
     sections = [("graph engine vs eager, every kind", _graph_matches_eager),
                 ("graph engine in sweeps", _sweep_graph_matches_eager),
                 ("exp3 reproduction on cuda", _reproduction_on_cuda),
+                ("resume on cuda", _resume_on_cuda),
                 ("speed on cuda", lambda: _speed_on_cuda(rounds, steps)),
                 ("sweep of 65 536 on cuda", lambda: _big_sweep_on_cuda(steps // 5))]
     for title, section in sections:
