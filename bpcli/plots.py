@@ -93,7 +93,7 @@ def _figure(rows: int = 1, cols: int = 1, size: tuple[float, float] = (7, 4.5),
     axes = fig.subplots(rows, cols, squeeze=False, sharex=sharex)
     fig.subplots_adjust(left=1.15 / size[0])
     if rows > 1:
-        fig.subplots_adjust(top=1 - 0.45 / size[1], bottom=0.55 / size[1], hspace=0.12 if sharex else 0.35)
+        fig.subplots_adjust(top=1 - 0.45 / size[1], bottom=0.55 / size[1], hspace=0.2 if sharex else 0.35)
     return fig, axes
 
 
@@ -229,7 +229,7 @@ def _fit_plot(record: RunRecord) -> tuple[str, Any]:
 
 
 def _value_columns(record: RunRecord) -> list[str]:
-    skip = {"step", "epoch", "loss", "distance_to_optimum"}
+    skip = {"step", "epoch", "loss", "val_loss", "distance_to_optimum"}
     return [c for c in record.metrics if c not in skip and not c.startswith("grad_")]
 
 
@@ -245,13 +245,22 @@ def _reference(summary: dict[str, Any], column: str, key: str) -> float | None:
     return None
 
 
+PARAM_PANELS = 24
+"""params.png draws at most this many values (in two columns beyond six); every one is in metrics.csv."""
+
+
 def _params_plot(record: RunRecord) -> tuple[str, Any]:
-    columns = _value_columns(record)[:8]
+    columns = _value_columns(record)[:PARAM_PANELS]
     if not columns:
         return "params", None
-    fig, axes = _figure(len(columns), 1, size=(7, 1.0 + 1.8 * len(columns)), sharex=True)
+    cols = 1 if len(columns) <= 6 else 2
+    rows = -(-len(columns) // cols)
+    fig, axes = _figure(rows, cols, size=(7 * cols, 1.0 + 1.8 * rows), sharex=True)
+    panels = [ax for row in axes for ax in row]
+    for ax in panels[len(columns):]:
+        ax.set_visible(False)
     steps = record.metrics["step"]
-    for ax, column in zip((row[0] for row in axes), columns):
+    for ax, column in zip(panels, columns):
         ax.plot(steps, record.metrics[column], color="tab:blue", linewidth=1.5, label=column)
         true = _reference(record.summary, column, "true_params")
         best = _reference(record.summary, column, "optimum")
@@ -262,8 +271,10 @@ def _params_plot(record: RunRecord) -> tuple[str, Any]:
         ax.set_ylabel(column)
         ax.grid(True, alpha=0.3)
         ax.legend(loc="best", fontsize="small")
-    axes[-1][0].set_xlabel("step")
-    axes[0][0].set_title(_title(record, "Parameters"))
+    for ax in panels[len(columns) - cols:len(columns)]:  # the lowest panel of each column
+        ax.set_xlabel("step")
+        ax.xaxis.set_tick_params(labelbottom=True)
+    fig.suptitle(_title(record, "Parameters"), y=1 - 0.12 / fig.get_figheight())
     return "params", fig
 
 

@@ -55,3 +55,13 @@ def test_plot_rejects_a_corrupt_metrics_file():
     Path("outputs/run1/metrics.csv").write_text("step,epoch,loss\n1,1,oops\n")
     result = cli("plot", "outputs/run1")
     assert result.exit_code == 2 and "corrupt" in result.stderr
+
+
+def test_params_plot_draws_every_parameter_of_a_many_feature_run():
+    from bpcli import plots
+    from bpcli.runs import read_run
+
+    assert cli("train", CONFIGS / "diabetes.yaml", "--epochs", "20", "--no-plots").exit_code == 0
+    name, fig = plots._params_plot(read_run("outputs/run1"))
+    drawn = sorted(ax.get_ylabel() for ax in fig.axes if ax.get_visible())
+    assert drawn == sorted([f"w[{i}]" for i in range(10)] + ["b"])  # ten weights and the bias, no val_loss
