@@ -245,7 +245,8 @@ class LogConfig(_Section):
 
     tensorboard: bool = False
     """Also write TensorBoard event files (loss, parameters, gradients, learning rate) in
-    the run directory; needs the optional extra: pip install 'bpcli[tensorboard]'."""
+    the run directory (a sweep: one run per member under tensorboard/); needs the optional
+    extra: pip install 'bpcli[tensorboard]'."""
 
 
 # --------------------------------------------------------------------------- experiments

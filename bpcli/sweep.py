@@ -142,6 +142,10 @@ def run_sweep(config: ExperimentConfig, grid: dict[str, list[Any]], out: Path | 
     if distributed.launched():
         group, _ = distributed.join(resolve_device(config.device))
     writer = group is None or group.rank == 0
+    if config.log.tensorboard and save and writer:
+        from bpcli.training import _tensorboard_writer_class
+
+        _tensorboard_writer_class()  # a missing package is said before training, not after
     try:
         # Made before training, so that an --out that cannot be used is said at once.
         directory = create_run_dir(out, force=force, prefix="sweep") if save and writer else None
@@ -174,6 +178,8 @@ def run_sweep(config: ExperimentConfig, grid: dict[str, list[Any]], out: Path | 
     result = SweepResult(directory, rows, aggregates, seconds, total, parts[0]["status"], parts[0]["signal"])
     if directory is not None:
         _write(directory, config, grid, result, history, parts[0]["device"], len(parts))
+        if config.log.tensorboard:
+            _write_tensorboard(directory / "tensorboard", grid, rows, history)
         if plots:
             from bpcli.plots import draw_sweep
 
@@ -267,6 +273,39 @@ def _train_members(members: list[tuple[dict[str, Any], ExperimentConfig]], confi
         results.append(result)
     return {"results": results, "history": history, "seconds": seconds, "steps": step, "device": str(device),
             "status": status, "signal": stop.signum}
+
+
+TENSORBOARD_MEMBERS = 256
+"""Up to this many members, each is a TensorBoard run of its own; beyond, each setting is
+one run holding its members' median loss."""
+
+
+def _write_tensorboard(folder: Path, grid: dict[str, list[Any]], rows: list[dict[str, Any]],
+                       history: list[tuple[int, list[float]]]) -> None:
+    """TensorBoard runs under `folder`, named by their settings (lr=0.01 seed=3): the loss
+    at every logged step and each parameter's final value, as a single run would log them."""
+    from bpcli.training import _tensorboard_writer_class
+
+    writer_class = _tensorboard_writer_class()
+    steps = [step for step, _ in history]
+    keys = list(grid) if len(rows) <= TENSORBOARD_MEMBERS else [k for k in grid if k != "seed"]
+    groups: dict[str, list[int]] = {}
+    for k, row in enumerate(rows):
+        name = ",".join(f"{key.split('.')[-1]}={row[key]}" for key in keys) or "all-members"
+        groups.setdefault(name, []).append(k)
+    for name, members in groups.items():
+        board = writer_class(log_dir=str(folder / name))
+        for step, values in zip(steps, (values for _, values in history)):
+            chosen = [values[k] for k in members]
+            finite = sorted(v for v in chosen if math.isfinite(v))
+            loss = chosen[0] if len(members) == 1 else (statistics.median(finite) if finite else math.nan)
+            board.add_scalar("loss/loss" if len(members) == 1 else "loss/median", loss, step)
+        if len(members) == 1:
+            row = rows[members[0]]
+            for column, value in row.items():
+                if column not in ("member", "status", "diverged_at_step", "final_loss", *grid):
+                    board.add_scalar(f"params/{column}", value, steps[-1])
+        board.close()
 
 
 def _progress_row(step: int, epoch: int, losses: torch.Tensor) -> dict[str, float]:
