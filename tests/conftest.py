@@ -1,4 +1,4 @@
-import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -35,3 +35,20 @@ def write_config(tmp_path):
         return path
 
     return write
+
+
+class InterruptAt:
+    """An observer that sends this process SIGINT when step `step` is logged."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_start(self, *args):
+        pass
+
+    def on_log(self, row):
+        if row["step"] == self.step:
+            signal.raise_signal(signal.SIGINT)
+
+    def on_progress(self, step):
+        pass

@@ -2,7 +2,6 @@
 
 import csv
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import CONFIGS, ROOT, cli
+from conftest import CONFIGS, cli
 
 EXP2 = CONFIGS / "exp2.yaml"
 SHORT = ["--epochs", "50", "--log-every", "10"]

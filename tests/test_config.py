@@ -1,7 +1,6 @@
 """Config loading, defaults, overrides and the one-line errors for bad configs."""
 
 import re
-from pathlib import Path
 
 import pytest
 import yaml

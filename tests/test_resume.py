@@ -1,8 +1,6 @@
 """Checkpoints and resume: an interrupted run continues to exactly the uninterrupted result."""
 
 import json
-import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -15,7 +13,7 @@ import torch
 from bpcli import load_config
 from bpcli.config import Override
 from bpcli.training import resume, train
-from conftest import CONFIGS, cli
+from conftest import CONFIGS, InterruptAt, cli
 
 
 def config(name, **changes):
@@ -23,21 +21,6 @@ def config(name, **changes):
     return load_config(CONFIGS / name, [Override(path="device", value="cpu", origin="test"), *overrides])
 
 
-class InterruptAt:
-    """An observer that sends this process SIGINT when step `step` is logged."""
-
-    def __init__(self, step):
-        self.step = step
-
-    def on_start(self, *args):
-        pass
-
-    def on_log(self, row):
-        if row["step"] == self.step:
-            signal.raise_signal(signal.SIGINT)
-
-    def on_progress(self, step):
-        pass
 
 
 def files(run):

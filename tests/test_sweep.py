@@ -16,7 +16,7 @@ from bpcli.config import with_overrides
 from bpcli.errors import ConfigError
 from bpcli.sweep import expand, parse_grid, run_sweep
 from bpcli.training import train
-from conftest import CONFIGS, cli
+from conftest import CONFIGS, InterruptAt, cli
 
 
 def config(name, **changes):
@@ -140,21 +140,6 @@ def test_a_sweep_where_every_member_diverges_still_writes_its_plots():
         assert Path("outputs/sweep1", name).read_bytes()[:4] == b"\x89PNG"
 
 
-class InterruptAt:
-    """An observer that sends this process SIGINT when step `step` is logged."""
-
-    def __init__(self, step):
-        self.step = step
-
-    def on_start(self, *args):
-        pass
-
-    def on_log(self, row):
-        if row["step"] == self.step:
-            signal.raise_signal(signal.SIGINT)
-
-    def on_progress(self, step):
-        pass
 
 
 def test_an_interrupted_sweep_keeps_every_member_as_it_was_at_that_step(tmp_path):
