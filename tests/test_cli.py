@@ -50,11 +50,13 @@ def test_train_writes_a_complete_run_directory():
 
 def test_named_flags_override_the_config():
     result = cli("train", EXP2, "--lr", "0.05", "--epochs", "500", "--seed", "3", "--device", "cpu",
-                 "--out", "outputs/fast")
+                 "--engine", "eager", "--grad", "manual", "--set", "train.grad=autograd", "--out", "outputs/fast")
     assert result.exit_code == 0, result.output
     config = yaml.safe_load(Path("outputs/fast/config.yaml").read_text())
     assert (config["train"]["lr"], config["train"]["epochs"], config["seed"]) == (0.05, 500, 3)
-    assert json.loads(Path("outputs/fast/summary.json").read_text())["seed"] == 3
+    assert (config["train"]["engine"], config["train"]["grad"]) == ("eager", "manual")  # the flag wins over --set
+    summary = json.loads(Path("outputs/fast/summary.json").read_text())
+    assert (summary["seed"], summary["grad"], summary["engine"]) == (3, "manual", "eager")
 
 
 def test_set_overrides_any_field():

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+
 
 def complete_configs(incomplete: str) -> list[str]:
     """Shell completion for config arguments: YAML files under what has been typed so far."""
@@ -66,3 +68,26 @@ Set = Annotated[
     ),
 ]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the run directory.")]
+
+
+class EngineChoice(str, Enum):
+    auto = "auto"
+    eager = "eager"
+    graph = "graph"
+
+
+class GradChoice(str, Enum):
+    autograd = "autograd"
+    manual = "manual"
+
+
+Engine = Annotated[
+    Optional[EngineChoice],
+    typer.Option("--engine", help="How steps run: eager, replayed CUDA graphs, or auto: graph on CUDA "
+                                  "(train.engine).", show_default=False),
+]
+Grad = Annotated[
+    Optional[GradChoice],
+    typer.Option("--grad", help="Gradients by autograd or by the hand-derived formulas (train.grad).",
+                 show_default=False),
+]

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from bpcli.cli import app
-from bpcli.cli._options import ConfigArg, Device, Epochs, LogEvery, Quiet, Set
+from bpcli.cli._options import ConfigArg, Device, Engine, Epochs, Grad, LogEvery, Quiet, Set
 from bpcli.errors import RunInterrupted
 
 
@@ -24,6 +24,8 @@ def sweep(
     epochs: Epochs = None,
     device: Device = None,
     log_every: LogEvery = None,
+    engine: Engine = None,
+    grad: Grad = None,
     set_: Set = None,
     out: Annotated[
         Optional[Path], typer.Option("--out", help="Sweep directory (default: outputs/sweep<N>).")
@@ -41,7 +43,7 @@ def sweep(
     from bpcli.console import ConsoleObserver, make_console, print_sweep
     from bpcli.sweep import parse_grid, run_sweep
 
-    cfg = load_config(config, _overrides(None, epochs, None, device, log_every, set_))
+    cfg = load_config(config, _overrides(None, epochs, None, device, log_every, set_, engine, grad))
     console = make_console()
     quiet = quiet or not main_process()  # rank 0 reports for the whole torchrun job
     observer = None if quiet else ConsoleObserver(console, f"Sweeping {config} (loss: the members' median)")

@@ -11,7 +11,9 @@ from bpcli.cli import app
 from bpcli.cli._options import (
     ConfigArg,
     Device,
+    Engine,
     Epochs,
+    Grad,
     LogEvery,
     Lr,
     OptionalConfigArg,
@@ -24,7 +26,8 @@ from bpcli.cli._options import (
 from bpcli.errors import BpcliError, RunFailed, RunInterrupted
 
 
-def _overrides(lr: Any, epochs: Any, seed: Any, device: Any, log_every: Any, sets: Any) -> list[Any]:
+def _overrides(lr: Any, epochs: Any, seed: Any, device: Any, log_every: Any, sets: Any,
+               engine: Any = None, grad: Any = None) -> list[Any]:
     """The flags as config overrides, in the order they apply (named flags win over --set)."""
     from bpcli.config import Override, parse_set
 
@@ -35,6 +38,8 @@ def _overrides(lr: Any, epochs: Any, seed: Any, device: Any, log_every: Any, set
         "seed": ("--seed", seed),
         "device": ("--device", device),
         "train.log_every": ("--log-every", log_every),
+        "train.engine": ("--engine", engine.value if engine is not None else None),
+        "train.grad": ("--grad", grad.value if grad is not None else None),
     }
     for path, (flag, value) in named.items():
         if value is not None:
@@ -71,6 +76,8 @@ def train(
     seed: Seed = None,
     device: Device = None,
     log_every: LogEvery = None,
+    engine: Engine = None,
+    grad: Grad = None,
     set_: Set = None,
     out: Annotated[
         Optional[Path],
@@ -107,7 +114,8 @@ def train(
     quiet = quiet or not main_process()
     if resume is not None:
         others = {"CONFIG": config, "--lr": lr, "--seed": seed, "--device": device,
-                  "--log-every": log_every, "--set": set_, "--out": out, "--force": force or None}
+                  "--log-every": log_every, "--engine": engine, "--grad": grad, "--set": set_, "--out": out,
+                  "--force": force or None}
         given = [name for name, value in others.items() if value]
         if given:
             raise BpcliError(
@@ -125,7 +133,7 @@ def train(
 
     if config is None:
         raise BpcliError("give a config file (bpcli train configs/exp2.yaml) or --resume RUN_DIR")
-    cfg = load_config(config, _overrides(lr, epochs, seed, device, log_every, set_))
+    cfg = load_config(config, _overrides(lr, epochs, seed, device, log_every, set_, engine, grad))
     observer = None if quiet else ConsoleObserver(console, f"Training {cfg.kind} ({config})")
     try:
         result = run(cfg, out, force=force, plots=not no_plots, observer=observer, config_file=str(config))
@@ -143,12 +151,14 @@ def show_config(
     seed: Seed = None,
     device: Device = None,
     log_every: LogEvery = None,
+    engine: Engine = None,
+    grad: Grad = None,
     set_: Set = None,
 ) -> None:
     """Print the resolved config (defaults filled in, overrides applied) without training."""
     from bpcli.config import dump_config, load_config
 
-    cfg = load_config(config, _overrides(lr, epochs, seed, device, log_every, set_))
+    cfg = load_config(config, _overrides(lr, epochs, seed, device, log_every, set_, engine, grad))
     typer.echo(dump_config(cfg), nl=False)
 
 
