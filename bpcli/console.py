@@ -7,8 +7,9 @@ no colour codes or carriage returns, so logs stay readable.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from rich import box
 from rich.console import Console
@@ -85,6 +86,18 @@ class ConsoleObserver:
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
+
+
+@contextlib.contextmanager
+def progress(console: Console, title: str, quiet: bool = False) -> Iterator[ConsoleObserver | None]:
+    """A ConsoleObserver for the duration of a run (None when quiet), its live display
+    stopped however the run ends."""
+    observer = None if quiet else ConsoleObserver(console, title)
+    try:
+        yield observer
+    finally:
+        if observer is not None:
+            observer.close()
 
 
 def print_result(console: Console, summary: dict[str, Any], run_dir: Path | None) -> None:

@@ -40,18 +40,14 @@ def sweep(
     from bpcli.cli import main_process
     from bpcli.cli.train import _overrides
     from bpcli.config import load_config
-    from bpcli.console import ConsoleObserver, make_console, print_sweep
+    from bpcli.console import make_console, print_sweep, progress
     from bpcli.sweep import parse_grid, run_sweep
 
     cfg = load_config(config, _overrides(None, epochs, None, device, log_every, set_, engine, grad))
     console = make_console()
     quiet = quiet or not main_process()  # rank 0 reports for the whole torchrun job
-    observer = None if quiet else ConsoleObserver(console, f"Sweeping {config} (loss: the members' median)")
-    try:
+    with progress(console, f"Sweeping {config} (loss: the members' median)", quiet) as observer:
         result = run_sweep(cfg, parse_grid(grid), out, force=force, observer=observer)
-    finally:
-        if observer is not None:
-            observer.close()
     if not main_process():
         return
     if quiet:

@@ -104,7 +104,7 @@ def train(
     Example: bpcli train configs/exp2.yaml --lr 0.05 --epochs 500 --out outputs/fast
     """
     from bpcli.config import load_config
-    from bpcli.console import ConsoleObserver, make_console
+    from bpcli.console import make_console, progress
     from bpcli.training import resume as resume_run
     from bpcli.training import train as run
 
@@ -122,24 +122,16 @@ def train(
                 f"--resume continues a run as it was configured; drop {', '.join(given)} "
                 "(only --epochs may change)"
             )
-        observer = None if quiet else ConsoleObserver(console, f"Resuming {resume}")
-        try:
+        with progress(console, f"Resuming {resume}", quiet) as observer:
             result = resume_run(resume, epochs, plots=not no_plots, observer=observer)
-        finally:
-            if observer is not None:
-                observer.close()
         _report(result, quiet, console, float(result.summary.get("lr", 0.0)))
         return
 
     if config is None:
         raise BpcliError("give a config file (bpcli train configs/exp2.yaml) or --resume RUN_DIR")
     cfg = load_config(config, _overrides(lr, epochs, seed, device, log_every, set_, engine, grad))
-    observer = None if quiet else ConsoleObserver(console, f"Training {cfg.kind} ({config})")
-    try:
+    with progress(console, f"Training {cfg.kind} ({config})", quiet) as observer:
         result = run(cfg, out, force=force, plots=not no_plots, observer=observer, config_file=str(config))
-    finally:
-        if observer is not None:
-            observer.close()
     _report(result, quiet, console, cfg.train.lr)
 
 
@@ -180,7 +172,7 @@ def rerun(
 ) -> None:
     """Run a recorded config again: into a new run directory, or with --verify to check it reproduces."""
     from bpcli.config import read_yaml, validate_config
-    from bpcli.console import ConsoleObserver, make_console, print_verification
+    from bpcli.console import make_console, print_verification, progress
     from bpcli.training import train as run
     from bpcli.training import verify_run
 
@@ -195,10 +187,6 @@ def rerun(
     if not config_path.is_file():
         raise BpcliError(f"{run_dir}: not a run directory (no config.yaml); give one written by `bpcli train`")
     cfg = validate_config(read_yaml(config_path), source=str(config_path))
-    observer = None if quiet else ConsoleObserver(console, f"Re-running {run_dir}")
-    try:
+    with progress(console, f"Re-running {run_dir}", quiet) as observer:
         result = run(cfg, out, observer=observer, config_file=str(config_path))
-    finally:
-        if observer is not None:
-            observer.close()
     _report(result, quiet, console, cfg.train.lr)
