@@ -521,12 +521,11 @@ def draw_sweep(directory: str | Path, fmt: str = "png",
         members = _read_table(directory / "summary.csv")
         if history is None:
             steps, losses = _sweep_losses(directory, len(members))
+        else:
+            steps, losses = np.array([s for s, _ in history], float), np.array([v for _, v in history], float)
     except (ValueError, IndexError, KeyError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
         why = str(exc).split(";")[0]  # numpy's advice after the semicolon is not for our users
         raise RunDirError(f"{directory}: a sweep file is corrupt ({type(exc).__name__}: {why})") from None
-    if history is not None:
-        steps = np.array([step for step, _ in history], dtype=float)
-        losses = np.array([values for _, values in history], dtype=float)
     losses[~((losses > 0) & np.isfinite(losses))] = np.nan  # a log scale cannot show them
     varying = [k for k in info["grid"] if k != "seed"]
     colour_key = varying[0] if varying else None
