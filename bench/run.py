@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bpcli.config import Override, load_config  # noqa: E402
-from bpcli.training import build, train  # noqa: E402
+from bpcli.lifecycle import build, train  # noqa: E402
 
 
 def _config(name: str, **settings: object):
@@ -154,7 +154,7 @@ def _reproduction_on_cuda() -> list[Row]:
 def _resume_on_cuda() -> list[Row]:
     """A run stopped halfway and resumed from its checkpoint on the GPU (graph engine, which
     captures again after resuming) against the same run uninterrupted: metrics.csv byte for byte."""
-    from bpcli.training import resume
+    from bpcli.lifecycle import resume
 
     rows = []
     with tempfile.TemporaryDirectory() as folder:

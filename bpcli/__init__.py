@@ -10,27 +10,31 @@ Importing bpcli is cheap; torch is imported on the first call to `train`.
 
 from __future__ import annotations
 
+from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+try:
+    __version__ = metadata.version("bpcli")
+except metadata.PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "unknown"
 
 if TYPE_CHECKING:
-    from bpcli.config import ExperimentConfig, Override
-    from bpcli.training import TrainResult
+    from bpcli.config import Experiment, Override
+    from bpcli.lifecycle import TrainResult
 
 
-def load_config(path: Any, overrides: "list[Override] | None" = None) -> "ExperimentConfig":
+def load_config(path: Any, overrides: list[Override] | None = None) -> Experiment:
     """Read and validate a YAML config, with optional overrides (see bpcli.config)."""
-    from bpcli.config import load_config as _load
+    from bpcli.config import load_config as load
 
-    return _load(path, overrides)
+    return load(path, overrides)
 
 
-def train(config: "ExperimentConfig", out: Any = None, **options: Any) -> "TrainResult":
-    """Train a validated config and write its run directory (see bpcli.training.train)."""
-    from bpcli.training import train as _train
+def train(config: Experiment, out: Any = None, **options: Any) -> TrainResult:
+    """Train a validated config and write its run directory (see bpcli.lifecycle.train)."""
+    from bpcli.lifecycle import train as run
 
-    return _train(config, out, **options)
+    return run(config, out, **options)
 
 
 __all__ = ["__version__", "load_config", "train"]

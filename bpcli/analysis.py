@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
-from bpcli.data import Dataset
-from bpcli.experiments import LeastSquares
+from bpcli.data.dataset import Dataset
+from bpcli.kinds.base import LeastSquares
 
 
 @dataclass(frozen=True)

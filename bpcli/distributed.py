@@ -19,7 +19,8 @@ from typing import Any, Iterator
 import torch
 import torch.distributed as dist
 
-from bpcli.data import Dataset, DataError
+from bpcli.data.dataset import Dataset
+from bpcli.errors import DataError
 from bpcli.errors import RunFailed
 
 TIMEOUT_SECONDS = int(os.environ.get("BPCLI_DIST_TIMEOUT", "120"))

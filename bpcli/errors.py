@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 # Exit codes, documented in the README. The CLI turns exceptions into these in one place.
-EXIT_OK = 0
 EXIT_RUN_FAILED = 1  # the run started but did not complete (diverged, failed)
 EXIT_USAGE = 2  # bad input: config, flags, files, devices; nothing was trained
 EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT); SIGTERM gives 143 (128 + 15)
@@ -33,6 +32,10 @@ class ConfigError(BpcliError):
 
     def lines(self) -> list[str]:
         return [f"{self.source}: {p}" for p in self.problems]
+
+
+class DataError(BpcliError):
+    """The data cannot be used: a missing file or column, a bad cell, too few rows."""
 
 
 class DeviceError(BpcliError):

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from bpcli.experiments import Tensors, Trainer
+from bpcli.kinds.base import Tensors, Trainer
 
 TOLERANCE = 1e-6
 """Manual and autograd gradients must agree to this relative error (in float64)."""

@@ -80,9 +80,6 @@ class Graph:
     update: list[dict[str, Any]] = field(default_factory=list)
     """For a training step: each parameter's w ← w − lr·dL/dw with before/after values."""
 
-    def node(self, node_id: int) -> Node:
-        return self.nodes[node_id]
-
 
 class _Recorder(TorchFunctionMode):
     """Notes every torch function called while active, with its arguments and result."""
@@ -254,6 +251,33 @@ def explain_step(trainer: Any, index: int, step: int, sample: int | None, lr: fl
                 "training_grad": used[name][i],
             })
     return graph
+
+
+def explain_config(config: Any, step: int | None = None, sample: int | None = None) -> Graph:
+    """The graph of a config's training step `step` (default 1), trained up to it first.
+
+    For per-sample kinds `sample` picks the step that trains on that sample (when no step
+    is given); for full-batch kinds it picks whose values are shown.
+    """
+    from bpcli.lifecycle import build
+
+    trainer = build(config).trainer
+    per_sample = trainer.steps_per_epoch > 1
+    if per_sample and sample is not None:
+        if sample >= trainer.steps_per_epoch:
+            raise BpcliError(f"--sample {sample} is out of range: this data has samples 0 to "
+                             f"{trainer.steps_per_epoch - 1}")
+        if step is None:
+            step = sample + 1
+    step = step or 1
+    total = config.train.epochs * trainer.steps_per_epoch
+    if step > total:
+        raise BpcliError(f"--step {step} is beyond this config's {total} steps; raise train.epochs")
+    for earlier in range(1, step):
+        trainer.step((earlier - 1) % trainer.steps_per_epoch)
+    index = (step - 1) % trainer.steps_per_epoch
+    title = f"{config.kind}, step {step}" + (f" (sample {index})" if per_sample else "")
+    return explain_step(trainer, index, step, None if per_sample else sample, config.train.lr, title)
 
 
 # --------------------------------------------------------------------------- expressions

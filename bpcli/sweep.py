@@ -8,28 +8,27 @@ ends exactly where a single run with its settings would (to float rounding).
 
 from __future__ import annotations
 
-import contextlib
-import csv
 import itertools
-import json
 import math
 import statistics
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from pydantic import ValidationError
 
-from bpcli import __version__
-from bpcli.config import ExperimentConfig, Override, dump_config, with_overrides
+from bpcli import distributed
+from bpcli.config import Experiment, Override, dump_config, load_yaml, with_overrides
+from bpcli.devices import resolve_device
+from bpcli.engines import wrap
 from bpcli.errors import BpcliError
-from bpcli.experiments import flat
-from bpcli.runs import write_atomic
-
-if TYPE_CHECKING:
-    from bpcli.training import Observer
+from bpcli.kinds import KINDS
+from bpcli.kinds.base import flat
+from bpcli.lifecycle import build, tensorboard_writer_class
+from bpcli.loop import Callback, Divergence, Loop, Progress, Reporter
+from bpcli.rundir import sweep as files
+from bpcli.rundir.files import bpcli_version, create_run_dir
 
 # The settings that may differ between members of one batched run: they change the
 # numbers (data, initial values, learning rate), never the shapes or the schedule.
@@ -44,8 +43,6 @@ MAX_MEMBERS = 1_000_000
 
 def parse_grid(items: list[str]) -> dict[str, list[Any]]:
     """`--grid lr=0.001,0.01` and `--grid seed=0:10` as {"train.lr": [...], "seed": [0, …, 9]}."""
-    from bpcli.config import _load_yaml
-
     grid: dict[str, list[Any]] = {}
     for item in items:
         key, sep, text = item.partition("=")
@@ -66,7 +63,7 @@ def parse_grid(items: list[str]) -> dict[str, list[Any]]:
             values: list[Any] = list(range(int(start), int(stop)))
         else:
             try:
-                values = [_load_yaml(v) for v in text.split(",")]
+                values = [load_yaml(v) for v in text.split(",")]
             except Exception:
                 raise BpcliError(f"--grid {item!r}: a value is not valid YAML") from None
         if not values:
@@ -77,7 +74,7 @@ def parse_grid(items: list[str]) -> dict[str, list[Any]]:
     return grid
 
 
-def expand(config: ExperimentConfig, grid: dict[str, list[Any]]) -> list[tuple[dict[str, Any], ExperimentConfig]]:
+def expand(config: Experiment, grid: dict[str, list[Any]]) -> list[tuple[dict[str, Any], Experiment]]:
     """Every combination of the grid, each as (its settings, its validated config)."""
     combinations = list(itertools.product(*grid.values()))
     if len(combinations) > MAX_MEMBERS:
@@ -122,9 +119,9 @@ class SweepResult:
     signal: int | None = None
 
 
-def run_sweep(config: ExperimentConfig, grid: dict[str, list[Any]], out: Path | None = None,
+def run_sweep(config: Experiment, grid: dict[str, list[Any]], out: Path | None = None,
               force: bool = False, plots: bool = True, save: bool = True,
-              observer: Observer | None = None) -> SweepResult:
+              observer: Reporter | None = None) -> SweepResult:
     """Train every member of the grid at once and write the sweep directory (default
     outputs/sweep<N>; nothing with save=False).
 
@@ -133,28 +130,17 @@ def run_sweep(config: ExperimentConfig, grid: dict[str, list[Any]], out: Path | 
     members are split into contiguous chunks, one per process, each trained as one batch;
     rank 0 gathers the results and writes the directory.
     """
-    from bpcli import distributed
-    from bpcli.devices import resolve_device
-    from bpcli.runs import create_run_dir
-
     members = expand(config, grid)
     group = None
     if distributed.launched():
         group, _ = distributed.join(resolve_device(config.device))
     writer = group is None or group.rank == 0
     if config.log.tensorboard and save and writer:
-        from bpcli.training import _tensorboard_writer_class
-
-        _tensorboard_writer_class()  # a missing package is said before training, not after
+        tensorboard_writer_class()  # a missing package is said before training, not after
     try:
         # Made before training, so that an --out that cannot be used is said at once.
-        directory = create_run_dir(out, force=force, prefix="sweep") if save and writer else None
-        if directory is not None:  # marked as a sweep at once, so --force may replace it if cut short
-            write_atomic(directory / "config.yaml", dump_config(config))
-            running = {"kind": config.kind, "grid": grid, "members": len(members), "status": "running"}
-            write_atomic(directory / "sweep.json", json.dumps(running, indent=2, default=str) + "\n")
-        chunks = _chunks(len(members), 1 if group is None else group.world)
-        first, last = chunks[0 if group is None else group.rank]
+        directory = _start_directory(out, force, config, grid, len(members)) if save and writer else None
+        first, last = _chunks(len(members), 1 if group is None else group.world)[0 if group is None else group.rank]
         # Under torchrun the launcher forwards signals to every process, which would each
         # stop at a different step; there Ctrl-C ends the job as it always has.
         part = _train_members(members[first:last], config, observer if writer else None, directory,
@@ -166,7 +152,22 @@ def run_sweep(config: ExperimentConfig, grid: dict[str, list[Any]], out: Path | 
         raise
     if group is not None:
         distributed.leave()
+    return _finish(directory, config, grid, members, parts, plots)
 
+
+def _start_directory(out: Path | None, force: bool, config: Experiment, grid: dict[str, list[Any]],
+                     members: int) -> Path:
+    """The sweep directory, marked as a running sweep at once (so --force may replace it if cut short)."""
+    directory = create_run_dir(out, force=force, prefix="sweep")
+    files.write_config(directory, dump_config(config))
+    files.write_info(directory, {"kind": config.kind, "grid": grid, "members": members, "status": "running"})
+    return directory
+
+
+def _finish(directory: Path | None, config: Experiment, grid: dict[str, list[Any]],
+            members: list[tuple[dict[str, Any], Experiment]], parts: list[dict[str, Any]],
+            plots: bool) -> SweepResult:
+    """The processes' results joined into one SweepResult, and the sweep directory written."""
     total = max(p["steps"] for p in parts)
     seconds = max(p["seconds"] for p in parts)
     results = [r for p in parts for r in p["results"]]
@@ -174,8 +175,8 @@ def run_sweep(config: ExperimentConfig, grid: dict[str, list[Any]], out: Path | 
     history = [(step, [v for p in parts if p["history"] for v in p["history"][i][1]])
                for i, step in enumerate(steps)]
     rows = [{"member": k, **settings, **result} for k, ((settings, _), result) in enumerate(zip(members, results))]
-    aggregates = _aggregate(rows, grid)
-    result = SweepResult(directory, rows, aggregates, seconds, total, parts[0]["status"], parts[0]["signal"])
+    result = SweepResult(directory, rows, _aggregate(rows, grid), seconds, total, parts[0]["status"],
+                         parts[0]["signal"])
     if directory is not None:
         _write(directory, config, grid, result, history, parts[0]["device"], len(parts))
         if config.log.tensorboard:
@@ -198,15 +199,31 @@ def _chunks(count: int, world: int) -> list[tuple[int, int]]:
     return bounds
 
 
-def _train_members(members: list[tuple[dict[str, Any], ExperimentConfig]], config: ExperimentConfig,
-                   observer: Observer | None = None, directory: Path | None = None,
+class SweepLog(Callback):
+    """Every member's loss at each logged step, kept on the device until the sweep ends
+    (no host synchronisation inside the loop, no Python work per member), and the
+    members' median for a console."""
+
+    def __init__(self, reporter: Reporter | None) -> None:
+        self.reporter = reporter
+        self.steps: list[int] = []
+        self.losses: list[torch.Tensor] = []
+
+    def on_log(self, loop: Loop, step: int, losses: torch.Tensor) -> None:
+        self.steps.append(step)
+        self.losses.append(losses.clone())  # a graph replay overwrites its loss tensor
+        if self.reporter is not None:
+            self.reporter.on_log(_progress_row(step, loop.epoch(step), losses))
+
+    def history(self) -> list[tuple[int, list[float]]]:
+        """[(step, [loss of each member])]; waits for the device."""
+        return list(zip(self.steps, torch.stack(self.losses).tolist()))
+
+
+def _train_members(members: list[tuple[dict[str, Any], Experiment]], config: Experiment,
+                   observer: Reporter | None = None, directory: Path | None = None,
                    stoppable: bool = False) -> dict[str, Any]:
     """Train these members as one batched model; their results and logged losses."""
-    from bpcli.devices import resolve_device
-    from bpcli.engines import wrap
-    from bpcli.experiments import KINDS
-    from bpcli.training import _Built, _StopRequest
-
     if not members:
         return {"results": [], "history": [], "seconds": 0.0, "steps": 0, "device": "", "status": "completed",
                 "signal": None}
@@ -215,53 +232,28 @@ def _train_members(members: list[tuple[dict[str, Any], ExperimentConfig]], confi
     # the stack moves to the device in one copy per tensor, not one per member.
     device = resolve_device(config.device)
     cpu = torch.device("cpu")
-    built = [_Built.from_config(cfg, device=cpu) for _, cfg in members]
-    stacked = KINDS[config.kind].stack([b.trainer for b in built], device)  # type: ignore[attr-defined]
-    trainer = wrap(stacked, config.train.engine, device)
-    steps_per_epoch = trainer.steps_per_epoch
-    total = config.train.epochs * steps_per_epoch
-    log_every = config.train.log_every
-    factor = config.train.diverge_factor
-    progress_every = max(1, total // 500)
+    built = [build(cfg, device=cpu) for _, cfg in members]
+    trainer = wrap(KINDS[config.kind].trainer.stack([b.trainer for b in built], device), config.train.engine, device)
+    total = config.train.epochs * trainer.steps_per_epoch
+    log = SweepLog(observer)
+    divergence = Divergence(config.train.diverge_factor, halt=False)
+    callbacks: list[Callback] = [log, divergence]
     if observer is not None:
+        callbacks.append(Progress(observer, total))
         observer.on_start(total, directory, str(device))
-    # Logged losses and each member's divergence step stay on the device until the end:
-    # no host synchronisation inside the loop (but for the progress a console shows), and
-    # no Python work per member.
-    logged_steps: list[int] = []
-    logged: list[torch.Tensor] = []
-    first = diverged_at = None
-    stop = _StopRequest()
-    step = 0
-    started = time.perf_counter()
-    with stop.on_signals() if stoppable else contextlib.nullcontext():
-        for step in range(1, total + 1):
-            stopping = stop.signum is not None  # asked during the last step: this one is the last
-            log = step == 1 or step % log_every == 0 or step == total or stopping
-            loss = trainer.step((step - 1) % steps_per_epoch, log)
-            if log:
-                current = loss.reshape(-1).clone()  # a graph replay overwrites its loss tensor
-                logged_steps.append(step)
-                logged.append(current)
-                if first is None:
-                    first, diverged_at = current, torch.zeros_like(current, dtype=torch.long)
-                bad = ~torch.isfinite(current) | ((first > 0) & (current > factor * first))
-                diverged_at = torch.where(bad & (diverged_at == 0), step, diverged_at)
-                if observer is not None:
-                    observer.on_log(_progress_row(step, (step - 1) // steps_per_epoch + 1, current))
-            if observer is not None and step % progress_every == 0:
-                observer.on_progress(step)
-            if stopping:
-                break
-    losses = torch.stack(logged).tolist()  # (logged steps, K); waits for the device
-    seconds = time.perf_counter() - started
-    history = list(zip(logged_steps, losses))
-    diverged = {k: at for k, at in enumerate(diverged_at.tolist()) if at} if diverged_at is not None else {}
-    status = "completed" if stop.signum is None else "interrupted"
+    loop = Loop(trainer, total, config.train.log_every, callbacks, stoppable=stoppable).run()
+    history = log.history()
+    return {"results": _results(len(members), trainer, history, divergence.diverged(), loop.status),
+            "history": history, "seconds": loop.seconds, "steps": loop.step, "device": str(device),
+            "status": loop.status, "signal": loop.signal}
 
+
+def _results(count: int, trainer: Any, history: list[tuple[int, list[float]]], diverged: dict[int, int],
+             status: str) -> list[dict[str, Any]]:
+    """Each member's status, final loss and final parameter values."""
     params = {name: t.tolist() for name, t in flat(trainer.params()).items()}
     results = []
-    for k in range(len(members)):
+    for k in range(count):
         result: dict[str, Any] = {
             "status": "diverged" if k in diverged else status,
             "diverged_at_step": diverged.get(k),
@@ -271,8 +263,7 @@ def _train_members(members: list[tuple[dict[str, Any], ExperimentConfig]], confi
             for i, v in enumerate(values[k]):
                 result[name if len(values[k]) == 1 else f"{name}[{i}]"] = v
         results.append(result)
-    return {"results": results, "history": history, "seconds": seconds, "steps": step, "device": str(device),
-            "status": status, "signal": stop.signum}
+    return results
 
 
 TENSORBOARD_MEMBERS = 256
@@ -284,9 +275,7 @@ def _write_tensorboard(folder: Path, grid: dict[str, list[Any]], rows: list[dict
                        history: list[tuple[int, list[float]]]) -> None:
     """TensorBoard runs under `folder`, named by their settings (lr=0.01 seed=3): the loss
     at every logged step and each parameter's final value, as a single run would log them."""
-    from bpcli.training import _tensorboard_writer_class
-
-    writer_class = _tensorboard_writer_class()
+    writer_class = tensorboard_writer_class()
     steps = [step for step, _ in history]
     keys = list(grid) if len(rows) <= TENSORBOARD_MEMBERS else [k for k in grid if k != "seed"]
     groups: dict[str, list[int]] = {}
@@ -342,29 +331,16 @@ def _aggregate(rows: list[dict[str, Any]], grid: dict[str, list[Any]]) -> list[d
     return aggregates
 
 
-def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    import io
-
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows({k: ("" if v is None else repr(v) if isinstance(v, float) else v) for k, v in r.items()}
-                     for r in rows)
-    write_atomic(path, buffer.getvalue())
-
-
-def _write(directory: Path, config: ExperimentConfig, grid: dict[str, list[Any]], result: SweepResult,
+def _write(directory: Path, config: Experiment, grid: dict[str, list[Any]], result: SweepResult,
            history: list[tuple[int, list[float]]], device: str, processes: int) -> None:
-    _write_csv(directory / "summary.csv", result.members)
-    _write_csv(directory / "aggregates.csv", result.aggregates)
-    lines = ["step,member,loss"] + [f"{step},{k},{v!r}" for step, values in history for k, v in enumerate(values)]
-    write_atomic(directory / "metrics.csv", "\n".join(lines) + "\n")
-    info = {
+    files.write_table(directory / "summary.csv", result.members)
+    files.write_table(directory / "aggregates.csv", result.aggregates)
+    files.write_losses(directory, history)
+    files.write_info(directory, {
         "kind": config.kind, "grid": grid, "members": len(result.members), "status": result.status,
         "steps": result.steps,
         "device": device, "processes": processes, "train_seconds": result.seconds,
         "seconds_per_step": result.seconds / max(result.steps, 1),
         "diverged": sum(r["status"] == "diverged" for r in result.members),
-        "bpcli_version": __version__, "torch_version": str(torch.__version__),
-    }
-    write_atomic(directory / "sweep.json", json.dumps(info, indent=2, default=str) + "\n")
+        "bpcli_version": bpcli_version(), "torch_version": str(torch.__version__),
+    })

@@ -8,7 +8,7 @@ import pytest
 
 from bpcli import load_config
 from bpcli.config import Override
-from bpcli.training import train
+from bpcli.lifecycle import train
 from conftest import CONFIGS, cli
 
 

@@ -7,7 +7,7 @@ import pytest
 from bpcli import load_config
 from bpcli.config import Override
 from bpcli.graph import explain_expression, explain_step
-from bpcli.training import build
+from bpcli.lifecycle import build
 from conftest import CONFIGS, cli
 
 

@@ -58,8 +58,8 @@ def test_plot_rejects_a_corrupt_metrics_file():
 
 
 def test_params_plot_draws_every_parameter_of_a_many_feature_run():
-    from bpcli import plots
-    from bpcli.runs import read_run
+    from bpcli.plots import run as plots
+    from bpcli.rundir.run import read_run
 
     assert cli("train", CONFIGS / "diabetes.yaml", "--epochs", "20", "--no-plots").exit_code == 0
     name, fig = plots._params_plot(read_run("outputs/run1"))

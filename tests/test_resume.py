@@ -12,7 +12,7 @@ import torch
 
 from bpcli import load_config
 from bpcli.config import Override
-from bpcli.training import resume, train
+from bpcli.lifecycle import resume, train
 from conftest import CONFIGS, InterruptAt, cli
 
 

@@ -5,7 +5,7 @@ import torch
 
 from bpcli import load_config
 from bpcli.config import Override
-from bpcli.training import build, train
+from bpcli.lifecycle import build, train
 from conftest import CONFIGS
 
 

@@ -15,7 +15,7 @@ from bpcli.config import Override
 from bpcli.config import with_overrides
 from bpcli.errors import ConfigError
 from bpcli.sweep import expand, parse_grid, run_sweep
-from bpcli.training import train
+from bpcli.lifecycle import train
 from conftest import CONFIGS, InterruptAt, cli
 
 
@@ -108,7 +108,7 @@ def test_a_combination_that_is_invalid_only_together_is_a_clear_error():
 
 
 def test_plot_redraws_a_sweep_directory_and_large_sweeps_draw_bands(monkeypatch):
-    from bpcli import plots
+    from bpcli.plots import sweep as plots
 
     assert cli("sweep", CONFIGS / "exp2.yaml", "--grid", "lr=0.01,0.1", "--grid", "seed=0:3", "-q").exit_code == 0
     sweep = Path("outputs/sweep1")
@@ -145,13 +145,13 @@ def test_a_sweep_where_every_member_diverges_still_writes_its_plots():
 def test_an_interrupted_sweep_keeps_every_member_as_it_was_at_that_step(tmp_path):
     base = config("exp2.yaml", train__epochs=1000, train__log_every=50)
     result = run_sweep(base, parse_grid(["lr=0.01,0.1", "seed=0:2"]), tmp_path / "cut", observer=InterruptAt(100))
-    # The signal came while step 100 was logged: step 101 is the last, and it is logged.
-    assert result.status == "interrupted" and result.signal == signal.SIGINT and result.steps == 101
+    # The signal came while step 100 was logged: the sweep stops after it, as a single run does.
+    assert result.status == "interrupted" and result.signal == signal.SIGINT and result.steps == 100
     assert json.loads((tmp_path / "cut/sweep.json").read_text())["status"] == "interrupted"
     rows = list(csv.DictReader((tmp_path / "cut/summary.csv").open()))
     assert {r["status"] for r in rows} == {"interrupted"}
     for member in result.members:
-        single = train(config("exp2.yaml", train__epochs=101, train__lr=member["train.lr"], seed=member["seed"]),
+        single = train(config("exp2.yaml", train__epochs=100, train__lr=member["train.lr"], seed=member["seed"]),
                        save=False)
         assert member["final_loss"] == pytest.approx(single.final_loss, rel=1e-5)
         assert member["w"] == pytest.approx(single.history[-1]["w"], abs=1e-5)

@@ -9,9 +9,9 @@ import pytest
 from bpcli import load_config
 from bpcli.analysis import optimum, stable_lr
 from bpcli.config import Override
-from bpcli.experiments import LinearGD
+from bpcli.kinds.linear_gd import LinearGD
 from bpcli.gradcheck import check_steps
-from bpcli.training import build, train
+from bpcli.lifecycle import build, train
 from conftest import CONFIGS, cli
 
 SHIPPED = sorted(p.name for p in CONFIGS.glob("*.yaml"))

@@ -1,7 +1,8 @@
 """The `bpcli` command line: a thin layer that parses, calls the library and renders.
 
-One module per command group; this one builds the app and is the single place where
-bpcli's errors become a message on stderr and an exit code (see bpcli.errors).
+One module per command group, registered explicitly below; this module builds the app
+and is the single place where bpcli's errors become a message on stderr and an exit
+code (see bpcli.errors).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from bpcli import __version__
+from bpcli.cli import check, explain, plot, sweep, train
 from bpcli.errors import EXIT_INTERRUPTED, EXIT_RUN_FAILED, BpcliError
 
 
@@ -22,26 +23,11 @@ def _debug() -> bool:
     return os.environ.get("BPCLI_DEBUG", "") not in ("", "0")
 
 
-def main_process() -> bool:
-    """False on the non-zero ranks of a torchrun job, which train but print nothing."""
-    return int(os.environ.get("RANK", "0")) == 0
-
-
 def _error(line: str) -> None:
     # Under torchrun every rank reports its own failure, so say which one speaks.
     rank = f"[rank {os.environ.get('RANK')}] " if int(os.environ.get("WORLD_SIZE", "1")) > 1 else ""
     sys.stderr.write(f"error: {rank}{line}\n")
     sys.stderr.flush()
-
-
-_nothing_to_clean_up = False
-
-
-def skip_teardown() -> None:
-    """Called by a command whose every file is written and closed: its process may end
-    without Python's teardown (see main)."""
-    global _nothing_to_clean_up
-    _nothing_to_clean_up = True
 
 
 def _is_cli_signal(exc: BaseException) -> bool:
@@ -92,7 +78,9 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
-        typer.echo(f"bpcli {__version__}")
+        from bpcli.rundir.files import bpcli_version
+
+        typer.echo(f"bpcli {bpcli_version()}")
         raise typer.Exit()
 
 
@@ -108,20 +96,17 @@ def _root(
     """
 
 
-# Command modules register themselves on `app` when imported.
-from bpcli.cli import train, sweep, check, explain, plot  # noqa: E402,F401
+# Every command, in the order `bpcli --help` lists them.
+app.command()(train.train)
+app.command("config")(train.show_config)
+app.command()(train.rerun)
+app.command()(sweep.sweep)
+app.command()(check.check)
+app.command()(explain.explain)
+app.command()(plot.plot)
+app.command()(plot.compare)
 
 
 def main() -> None:
     """Entry point of the `bpcli` console script (and of `python -m bpcli`)."""
-    try:
-        app(prog_name="bpcli")
-    except SystemExit as exc:
-        if not _nothing_to_clean_up:
-            raise
-        # Tearing down matplotlib's modules and objects takes about 0.1 s, an eighth of
-        # `bpcli plot`; a command with nothing left to flush or close ends the process now.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
-        os._exit(code)
+    app(prog_name="bpcli")

@@ -6,11 +6,9 @@ from typing import Annotated
 
 import typer
 
-from bpcli.cli import app
-from bpcli.cli._options import ConfigArg, Device, Lr, Seed, Set
+from bpcli.cli.options import ConfigArg, Device, Lr, Seed, Set
 
 
-@app.command()
 def check(
     config: ConfigArg,
     steps: Annotated[int, typer.Option("--steps", min=1, max=10_000, help="How many training steps to check.")] = 5,
@@ -25,14 +23,13 @@ def check(
     three ways at the same point. Exits 1, naming the parameter and step, if manual and
     autograd disagree by more than 1e-6 (relative).
     """
-    from bpcli.cli.train import _overrides
-    from bpcli.config import load_config
+    from bpcli.config import from_flags, load_config
     from bpcli.console import make_console, print_grad_checks
     from bpcli.errors import RunFailed
     from bpcli.gradcheck import TOLERANCE, check_steps
-    from bpcli.training import build
+    from bpcli.lifecycle import build
 
-    cfg = load_config(config, _overrides(lr, None, seed, device, None, set_))
+    cfg = load_config(config, from_flags(set_, lr=lr, seed=seed, device=device))
     checks = check_steps(build(cfg).trainer, steps)
     print_grad_checks(make_console(), checks, cfg.kind)
     bad = next((c for c in checks if not c.ok), None)

@@ -7,12 +7,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from bpcli.cli import app
-from bpcli.cli._options import Device, Lr, OptionalConfigArg, Seed, Set
+from bpcli.cli.options import Device, Lr, OptionalConfigArg, Seed, Set
 from bpcli.errors import BpcliError
 
 
-@app.command()
 def explain(
     config: OptionalConfigArg = None,
     step: Annotated[Optional[int], typer.Option("--step", min=1, help="Which training step (default 1).")] = None,
@@ -41,7 +39,7 @@ def explain(
     Examples: bpcli explain configs/exp1.yaml;  bpcli explain --expr '3*(a + b*c)' --at a=1 --at b=2 --at c=3
     """
     from bpcli.console import make_console, print_graph
-    from bpcli.graph import explain_expression, explain_step, parse_assignments
+    from bpcli.graph import explain_config, explain_expression, parse_assignments
     from bpcli.plots import FORMATS, draw_graph
 
     if out.suffix.lstrip(".") not in FORMATS:
@@ -55,28 +53,9 @@ def explain(
             raise BpcliError("give a config (bpcli explain configs/exp1.yaml) or --expr 'FORMULA' with --at values")
         if at:
             raise BpcliError("--at gives values to an --expr formula; with a config, use --step and --sample")
-        from bpcli.cli.train import _overrides
-        from bpcli.config import load_config
-        from bpcli.training import build
+        from bpcli.config import from_flags, load_config
 
-        cfg = load_config(config, _overrides(lr, None, seed, device, None, set_))
-        trainer = build(cfg).trainer
-        per_sample = trainer.steps_per_epoch > 1
-        if per_sample and sample is not None:
-            if sample >= trainer.steps_per_epoch:
-                raise BpcliError(f"--sample {sample} is out of range: this data has samples 0 to "
-                                 f"{trainer.steps_per_epoch - 1}")
-            if step is None:
-                step = sample + 1
-        step = step or 1
-        total = cfg.train.epochs * trainer.steps_per_epoch
-        if step > total:
-            raise BpcliError(f"--step {step} is beyond this config's {total} steps; raise train.epochs")
-        for earlier in range(1, step):
-            trainer.step((earlier - 1) % trainer.steps_per_epoch)
-        index = (step - 1) % trainer.steps_per_epoch
-        title = f"{cfg.kind}, step {step}" + (f" (sample {index})" if per_sample else "")
-        graph = explain_step(trainer, index, step, None if per_sample else sample, cfg.train.lr, title)
+        graph = explain_config(load_config(config, from_flags(set_, lr=lr, seed=seed, device=device)), step, sample)
     console = make_console()
     print_graph(console, graph)
     try:

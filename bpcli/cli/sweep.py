@@ -7,12 +7,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from bpcli.cli import app
-from bpcli.cli._options import ConfigArg, Device, Engine, Epochs, Grad, LogEvery, Quiet, Set
+from bpcli.cli.options import ConfigArg, Device, Engine, Epochs, Grad, LogEvery, Quiet, Set, main_process
 from bpcli.errors import RunInterrupted
 
 
-@app.command()
 def sweep(
     config: ConfigArg,
     grid: Annotated[
@@ -37,13 +35,12 @@ def sweep(
 
     Example: bpcli sweep configs/exp2.yaml --grid lr=0.001,0.01,0.1 --grid seed=0:10
     """
-    from bpcli.cli import main_process
-    from bpcli.cli.train import _overrides
-    from bpcli.config import load_config
+    from bpcli.config import from_flags, load_config
     from bpcli.console import make_console, print_sweep, progress
     from bpcli.sweep import parse_grid, run_sweep
 
-    cfg = load_config(config, _overrides(None, epochs, None, device, log_every, set_, engine, grad))
+    cfg = load_config(config, from_flags(set_, epochs=epochs, device=device, log_every=log_every, engine=engine,
+                                        grad=grad))
     console = make_console()
     quiet = quiet or not main_process()  # rank 0 reports for the whole torchrun job
     with progress(console, f"Sweeping {config} (loss: the members' median)", quiet) as observer:

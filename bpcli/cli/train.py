@@ -7,49 +7,29 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from bpcli.cli import app
-from bpcli.cli._options import (
+from bpcli.cli.options import (
     ConfigArg,
     Device,
     Engine,
     Epochs,
+    Force,
     Grad,
     LogEvery,
     Lr,
     OptionalConfigArg,
+    Out,
     Quiet,
     RunDirArg,
     Seed,
     Set,
     complete_runs,
+    main_process,
 )
 from bpcli.errors import BpcliError, RunFailed, RunInterrupted
 
 
-def _overrides(lr: Any, epochs: Any, seed: Any, device: Any, log_every: Any, sets: Any,
-               engine: Any = None, grad: Any = None) -> list[Any]:
-    """The flags as config overrides, in the order they apply (named flags win over --set)."""
-    from bpcli.config import Override, parse_set
-
-    overrides = [parse_set(s) for s in sets or []]
-    named = {
-        "train.lr": ("--lr", lr),
-        "train.epochs": ("--epochs", epochs),
-        "seed": ("--seed", seed),
-        "device": ("--device", device),
-        "train.log_every": ("--log-every", log_every),
-        "train.engine": ("--engine", engine.value if engine is not None else None),
-        "train.grad": ("--grad", grad.value if grad is not None else None),
-    }
-    for path, (flag, value) in named.items():
-        if value is not None:
-            overrides.append(Override(path=path, value=value, origin=f"{flag} {value}"))
-    return overrides
-
-
-def _report(result: Any, quiet: bool, console: Any, lr: float) -> None:
+def report(result: Any, quiet: bool, console: Any) -> None:
     """Print how a run ended; raise the error that gives its exit code if it did not complete."""
-    from bpcli.cli import main_process
     from bpcli.console import print_result
 
     if not main_process():
@@ -68,7 +48,6 @@ def _report(result: Any, quiet: bool, console: Any, lr: float) -> None:
         raise RunFailed(result.summary["divergence"]["message"])
 
 
-@app.command()
 def train(
     config: OptionalConfigArg = None,
     lr: Lr = None,
@@ -79,13 +58,8 @@ def train(
     engine: Engine = None,
     grad: Grad = None,
     set_: Set = None,
-    out: Annotated[
-        Optional[Path],
-        typer.Option("--out", help="Run directory to write (default: outputs/run<N>, the next free N)."),
-    ] = None,
-    force: Annotated[
-        bool, typer.Option("--force", help="Replace the run already in --out (never other files).")
-    ] = False,
+    out: Out = None,
+    force: Force = False,
     resume: Annotated[
         Optional[Path],
         typer.Option(
@@ -97,18 +71,15 @@ def train(
         ),
     ] = None,
     quiet: Quiet = False,
-    no_plots: Annotated[bool, typer.Option("--no-plots", help="Skip drawing loss.png and fit.png.")] = False,
+    no_plots: Annotated[bool, typer.Option("--no-plots", help="Skip drawing the plots.")] = False,
 ) -> None:
     """Train the experiment a config describes and write a run directory.
 
     Example: bpcli train configs/exp2.yaml --lr 0.05 --epochs 500 --out outputs/fast
     """
-    from bpcli.config import load_config
+    from bpcli import lifecycle
+    from bpcli.config import from_flags, load_config
     from bpcli.console import make_console, progress
-    from bpcli.training import resume as resume_run
-    from bpcli.training import train as run
-
-    from bpcli.cli import main_process
 
     console = make_console()
     quiet = quiet or not main_process()
@@ -123,19 +94,20 @@ def train(
                 "(only --epochs may change)"
             )
         with progress(console, f"Resuming {resume}", quiet) as observer:
-            result = resume_run(resume, epochs, plots=not no_plots, observer=observer)
-        _report(result, quiet, console, float(result.summary.get("lr", 0.0)))
+            result = lifecycle.resume(resume, epochs, plots=not no_plots, observer=observer)
+        report(result, quiet, console)
         return
-
     if config is None:
         raise BpcliError("give a config file (bpcli train configs/exp2.yaml) or --resume RUN_DIR")
-    cfg = load_config(config, _overrides(lr, epochs, seed, device, log_every, set_, engine, grad))
+    flags = from_flags(set_, lr=lr, epochs=epochs, seed=seed, device=device, log_every=log_every,
+                       engine=engine, grad=grad)
+    cfg = load_config(config, flags)
     with progress(console, f"Training {cfg.kind} ({config})", quiet) as observer:
-        result = run(cfg, out, force=force, plots=not no_plots, observer=observer, config_file=str(config))
-    _report(result, quiet, console, cfg.train.lr)
+        result = lifecycle.train(cfg, out, force=force, plots=not no_plots, observer=observer,
+                                 config_file=str(config))
+    report(result, quiet, console)
 
 
-@app.command("config")
 def show_config(
     config: ConfigArg,
     lr: Lr = None,
@@ -148,13 +120,13 @@ def show_config(
     set_: Set = None,
 ) -> None:
     """Print the resolved config (defaults filled in, overrides applied) without training."""
-    from bpcli.config import dump_config, load_config
+    from bpcli.config import dump_config, from_flags, load_config
 
-    cfg = load_config(config, _overrides(lr, epochs, seed, device, log_every, set_, engine, grad))
-    typer.echo(dump_config(cfg), nl=False)
+    flags = from_flags(set_, lr=lr, epochs=epochs, seed=seed, device=device, log_every=log_every,
+                       engine=engine, grad=grad)
+    typer.echo(dump_config(load_config(config, flags)), nl=False)
 
 
-@app.command()
 def rerun(
     run_dir: RunDirArg,
     verify: Annotated[
@@ -171,22 +143,16 @@ def rerun(
     quiet: Quiet = False,
 ) -> None:
     """Run a recorded config again: into a new run directory, or with --verify to check it reproduces."""
-    from bpcli.config import read_yaml, validate_config
+    from bpcli import lifecycle
     from bpcli.console import make_console, print_verification, progress
-    from bpcli.training import train as run
-    from bpcli.training import verify_run
 
     console = make_console()
     if verify:
-        report = verify_run(run_dir, steps)
-        print_verification(console, report)
-        if not report.matches:
-            raise RunFailed(report.explanation())
+        verification = lifecycle.verify_run(run_dir, steps)
+        print_verification(console, verification)
+        if not verification.matches:
+            raise RunFailed(verification.explanation())
         return
-    config_path = run_dir / "config.yaml"
-    if not config_path.is_file():
-        raise BpcliError(f"{run_dir}: not a run directory (no config.yaml); give one written by `bpcli train`")
-    cfg = validate_config(read_yaml(config_path), source=str(config_path))
     with progress(console, f"Re-running {run_dir}", quiet) as observer:
-        result = run(cfg, out, observer=observer, config_file=str(config_path))
-    _report(result, quiet, console, cfg.train.lr)
+        result = lifecycle.rerun(run_dir, out, observer=observer)
+    report(result, quiet, console)

@@ -1,12 +1,18 @@
-"""Options shared by several commands, declared once as typed aliases."""
+"""Options shared by several commands, declared once as typed aliases, and their helpers."""
 
 from __future__ import annotations
 
+import os
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+
+
+def main_process() -> bool:
+    """False on the non-zero ranks of a torchrun job, which train but print nothing."""
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def complete_configs(incomplete: str) -> list[str]:
@@ -91,3 +97,8 @@ Grad = Annotated[
     typer.Option("--grad", help="Gradients by autograd or by the hand-derived formulas (train.grad).",
                  show_default=False),
 ]
+Out = Annotated[
+    Optional[Path],
+    typer.Option("--out", help="Run directory to write (default: outputs/run<N>, the next free N)."),
+]
+Force = Annotated[bool, typer.Option("--force", help="Replace the run already in --out (never other files).")]

@@ -1,15 +1,17 @@
-"""Run directories: creating them safely, writing their files, and reading them back.
+"""Every file of a run directory, written and read back here (this module never imports torch).
 
 A run directory holds everything a run produced, so that plots can be redrawn from it
-alone (this module never imports torch):
+alone:
 
-    config.yaml    the resolved config (after overrides, with the actual device)
-    metrics.csv    step,epoch,loss, then parameter and gradient columns, per logged step
-    summary.json   status, final parameters, predictions, timings and versions
-    data.csv       the training data, x then y
-    curve.csv      the trained model's predictions on a grid of x (one-feature data)
-    checkpoint.pt  what resuming needs (see bpcli.checkpoints)
-    loss.png, fit.png, params.png, landscape.png
+    config.yaml         the resolved config (after overrides, with the actual device)
+    metrics.csv         step,epoch,loss, then parameter and gradient columns, per logged step
+    summary.json        status, final parameters, predictions, timings and versions
+    data.csv            the training data, x then y (an even sample of very large data)
+    curve.csv           the trained model's predictions on a grid of x (one-feature data)
+    predictions.csv     every sample's target and prediction (several features)
+    preprocessing.json  the means and deviations the data were standardised with
+    checkpoint.pt       what resuming needs (see bpcli.rundir.checkpoint)
+    loss.png, fit.png, params.png, landscape.png, residuals.png
 
 Files other than metrics.csv are written atomically (a temporary file, then a rename),
 so an interrupted run never leaves half a file behind.
@@ -18,11 +20,9 @@ so an interrupted run never leaves half a file behind.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
-import os
-import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,83 +30,9 @@ from typing import Any
 import yaml
 
 from bpcli.errors import RunDirError
+from bpcli.rundir.files import write_atomic
 
 RUN_FILES = ("config.yaml", "summary.json", "metrics.csv", "data.csv")
-DEFAULT_ROOT = Path("outputs")
-
-
-def next_run_dir(root: Path = DEFAULT_ROOT, prefix: str = "run") -> Path:
-    """The first `<prefix><N>` under root with N above every existing one."""
-    taken = [int(m.group(1)) for p in _listdir(root) if (m := re.fullmatch(rf"{prefix}(\d+)", p.name))]
-    return root / f"{prefix}{max(taken, default=0) + 1}"
-
-
-def _listdir(root: Path) -> list[Path]:
-    try:
-        return list(root.iterdir())
-    except FileNotFoundError:
-        return []
-    except OSError as exc:
-        raise RunDirError(f"{root}: cannot list it ({exc.strerror}); choose another --out")
-
-
-def is_run_dir(path: Path) -> bool:
-    """Whether `path` looks like a directory bpcli wrote."""
-    written = (path / "summary.json").is_file() or (path / "sweep.json").is_file()
-    return (path / "config.yaml").is_file() and written
-
-
-def create_run_dir(out: Path | None, force: bool = False, root: Path = DEFAULT_ROOT, prefix: str = "run") -> Path:
-    """Create the directory a new run writes to, never reusing a non-empty one unless forced.
-
-    With `out` None, the next free `run<N>` under root. `force` clears an existing run
-    directory first; it still refuses a non-empty directory that bpcli did not write.
-    """
-    if out is None:
-        for _ in range(1000):  # another process may take the same number first
-            path = next_run_dir(root, prefix)
-            try:
-                path.mkdir(parents=True)
-                return path
-            except FileExistsError:
-                continue
-            except OSError as exc:
-                raise RunDirError(f"{path}: cannot create it ({exc.strerror}); pass --out DIR")
-        raise RunDirError(f"{root}: no free run<N> directory; pass --out DIR")
-
-    path = Path(out)
-    if path.exists() and not path.is_dir():
-        raise RunDirError(f"{path}: exists and is not a directory; choose another --out")
-    if path.is_dir() and any(path.iterdir()):
-        if not force:
-            raise RunDirError(
-                f"{path}: already holds files; choose another --out, or add --force to replace "
-                "the run that is there"
-            )
-        if not is_run_dir(path):
-            raise RunDirError(
-                f"{path}: holds files that are not a bpcli run; --force only replaces runs, "
-                "so choose another --out"
-            )
-        shutil.rmtree(path)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".bpcli-write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise RunDirError(f"{path}: cannot write there ({exc.strerror}); choose another --out")
-    return path
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write text to path through a temporary file and a rename."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8", newline="") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def _finite(value: Any) -> Any:
@@ -138,6 +64,24 @@ def write_curve(run_dir: Path, x: list[float], y: list[float]) -> None:
     """Write curve.csv: the trained model's predictions y_pred on a grid of x."""
     lines = ["x,y_pred"] + [f"{a!r},{b!r}" for a, b in zip(x, y)]
     write_atomic(run_dir / "curve.csv", "\n".join(lines) + "\n")
+
+
+def write_config(run_dir: Path, text: str) -> None:
+    """Write config.yaml, the resolved config as YAML."""
+    write_atomic(run_dir / "config.yaml", text)
+
+
+def write_preprocessing(run_dir: Path, scaling: dict[str, Any]) -> None:
+    """Write preprocessing.json: the statistics the data were standardised with."""
+    write_atomic(run_dir / "preprocessing.json", json.dumps(scaling, indent=2) + "\n")
+
+
+def write_predictions(run_dir: Path, rows: list[tuple[str, list[float], list[float]]]) -> None:
+    """Write predictions.csv: (split, targets, predictions) as one row per sample."""
+    lines = ["split,y,y_pred"]
+    for split, ys, predicted in rows:
+        lines += [f"{split},{a!r},{b!r}" for a, b in zip(ys, predicted)]
+    write_atomic(run_dir / "predictions.csv", "\n".join(lines) + "\n")
 
 
 class MetricsWriter:
@@ -254,3 +198,43 @@ def param_columns(params: dict[str, int]) -> list[str]:
     """metrics.csv's columns for parameters of the given sizes: values, then gradients."""
     values = [c for name, size in params.items() for c in flat_names(name, size)]
     return ["step", "epoch", "loss"] + values + [f"grad_{c}" for c in values]
+
+
+def read_summary(run_dir: Path) -> dict[str, Any]:
+    """summary.json as a mapping; a RunDirError if it is missing or damaged."""
+    try:
+        summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise RunDirError(f"{run_dir}/summary.json: missing or corrupt ({type(exc).__name__})") from None
+    if not isinstance(summary, dict):
+        raise RunDirError(f"{run_dir}/summary.json: corrupt (not a mapping)")
+    return summary
+
+
+def truncate_metrics(path: Path, step: int, write: bool = True) -> list[dict[str, float]]:
+    """Keep metrics.csv's rows up to `step` (rows after the checkpoint will be logged again)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        raise RunDirError(f"{path}: missing or unreadable; the run cannot be resumed") from None
+    lines = text.splitlines(keepends=True)
+    if not lines:
+        raise RunDirError(f"{path}: empty; the run cannot be resumed")
+    kept, history = [lines[0]], []
+    header = next(csv.reader(io.StringIO(lines[0])))
+    for line in lines[1:]:
+        if not line.endswith("\n"):
+            break  # a row torn by a hard kill: it will be logged again
+        cells = next(csv.reader(io.StringIO(line)))
+        try:
+            row: dict[str, float] = dict(zip(header, map(float, cells)))
+            row.update(step=int(row["step"]), epoch=int(row["epoch"]))
+        except (ValueError, KeyError):
+            raise RunDirError(f"{path}: corrupt row {line.strip()!r}; the run cannot be resumed") from None
+        if row["step"] > step:
+            break
+        kept.append(line)
+        history.append(row)
+    if write:
+        write_atomic(path, "".join(kept))
+    return history

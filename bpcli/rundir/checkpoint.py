@@ -16,15 +16,15 @@ from typing import Any
 
 import torch
 
-from bpcli import __version__
-from bpcli.config import ExperimentConfig
+from bpcli.config import Experiment
 from bpcli.errors import RunDirError
+from bpcli.rundir.files import bpcli_version
 
 CHECKPOINT = "checkpoint.pt"
 FORMAT = 1
 
 
-def config_hash(config: ExperimentConfig) -> str:
+def config_hash(config: Experiment) -> str:
     """A hash of everything in the config that shapes training, except the epoch count.
 
     The number of epochs is left out because resuming may extend it.
@@ -48,7 +48,7 @@ def save_checkpoint(
     step: int,
     trainer_state: dict[str, Any],
     generator: torch.Generator,
-    config: ExperimentConfig,
+    config: Experiment,
     data_digest: str,
 ) -> Path:
     """Write checkpoint.pt through a temporary file and a rename; return its path."""
@@ -59,7 +59,7 @@ def save_checkpoint(
         "generator_state": generator.get_state(),
         "config_hash": config_hash(config),
         "data_hash": data_digest,
-        "bpcli_version": __version__,
+        "bpcli_version": bpcli_version(),
         "torch_version": str(torch.__version__),  # a plain str: weights_only loads only those
     }
     path = run_dir / CHECKPOINT
@@ -94,7 +94,7 @@ def load_checkpoint(run_dir: Path, device: torch.device) -> dict[str, Any]:
     return payload
 
 
-def check_belongs(payload: dict[str, Any], config: ExperimentConfig, data_digest: str, path: Path) -> None:
+def check_belongs(payload: dict[str, Any], config: Experiment, data_digest: str, path: Path) -> None:
     """Refuse a checkpoint written for another config or other data."""
     if payload["config_hash"] != config_hash(config):
         raise RunDirError(

@@ -1,0 +1,106 @@
+"""The sections every experiment kind shares: top-level fields, `train` and `log`.
+
+Each kind adds its own `model` section and DEFAULTS in its file under bpcli/kinds; the
+data sections live with their sources under bpcli/data. Values a config leaves out come
+from the kind's DEFAULTS, which are the article's settings.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field, model_validator
+
+from bpcli.section import Section
+from bpcli.data import DataConfig, source_of
+
+DEVICE_PATTERN = r"^(auto|cpu|mps|cuda(:\d+)?)$"
+
+
+class TrainConfig(Section):
+    """How the parameters are updated; missing keys take the kind's defaults."""
+
+    lr: float = Field(gt=0.0)
+    """Learning rate of the gradient-descent update p ← p − lr·dL/dp."""
+    epochs: int = Field(ge=1, le=1_000_000_000)
+    """Passes over the data. Per-sample kinds make one update per sample in each epoch,
+    full-batch kinds one update per epoch."""
+    log_every: int = Field(ge=1)
+    """Record loss, parameters and gradients every this many steps (the first and last
+    steps are always recorded)."""
+    grad: Literal["manual", "autograd"]
+    """How gradients are computed: `manual` by bpcli's hand-derived formulas, `autograd`
+    by loss.backward()."""
+    engine: Literal["auto", "eager", "graph"] = "auto"
+    """How steps run: `eager` one operation at a time, `graph` replayed from a captured CUDA
+    graph (CUDA only), `auto` graph on CUDA and eager elsewhere."""
+    diverge_factor: float = Field(1e4, gt=1.0)
+    """Stop the run as diverged when the loss exceeds this many times its first logged
+    value (a NaN or infinite loss always stops it)."""
+    check_grad_every: int = Field(0, ge=0)
+    """Every this many steps, compare the hand-derived gradient with autograd's and a
+    finite difference (in float64) and record the worst error in summary.json (0: never)."""
+    checkpoint_every: int = Field(0, ge=0)
+    """Write checkpoint.pt every this many steps (0: only when the run ends or is
+    interrupted). A run with a checkpoint can be resumed with `bpcli train --resume`."""
+
+
+class LogConfig(Section):
+    """Where metrics go besides metrics.csv."""
+
+    tensorboard: bool = False
+    """Also write TensorBoard event files (loss, parameters, gradients, learning rate) in
+    the run directory (a sweep: one run per member under tensorboard/); needs the optional
+    extra: pip install 'bpcli[tensorboard]'."""
+
+
+class Experiment(Section):
+    """Fields every experiment kind has."""
+
+    kind: str
+    """The experiment kind; see the kinds table."""
+    seed: int = Field(0, ge=0, le=2**63 - 1)
+    """Seed of the random generator that draws the data and the initial parameters,
+    in the article's order."""
+    device: str = Field("auto", pattern=DEVICE_PATTERN)
+    """Where to train: auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps."""
+    dtype: Literal["float32", "float64"] = "float32"
+    """Floating-point precision of data and parameters (the article uses float32)."""
+    data: DataConfig
+    """The training data."""
+    train: TrainConfig
+    """Training settings."""
+    predict: list[float] | list[list[float]] = Field(default_factory=list, max_length=10_000)
+    """Inputs x at which the trained model's prediction is reported (a list of numbers,
+    or of lists with one number per feature; in the data's original units)."""
+    log: LogConfig = Field(default_factory=LogConfig)
+    """Extra logging."""
+    # Each kind adds `model`, the section that differs between kinds, and its DEFAULTS.
+
+    DEFAULTS: ClassVar[dict[str, Any]] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_defaults(cls, raw: Any) -> Any:
+        return merge_defaults(raw, cls.DEFAULTS) if isinstance(raw, dict) else raw
+
+
+def merge_defaults(raw: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """The raw config with the kind's defaults filled in where keys are missing."""
+    merged = dict(raw)
+    for key, default in defaults.items():
+        given = merged.get(key)
+        if key not in merged:
+            merged[key] = copy.deepcopy(default)
+        elif isinstance(default, dict) and isinstance(given, dict):
+            # Data defaults only make sense for the same source: an inline default must
+            # not leak x/y into a synthetic section.
+            if key == "data" and source_of(given) != default.get("source"):
+                continue
+            merged[key] = {**{k: copy.deepcopy(v) for k, v in default.items() if k not in given}, **given}
+    return merged
+
+
+SECTION_ORDER = ("kind", "seed", "device", "dtype", "data", "model", "train", "predict", "log")
+"""The order of a config's sections when it is written out."""

@@ -1,0 +1,66 @@
+"""Loading, overriding and validating configs: every problem collected, raised once.
+
+The kind named in a config picks its class from the registry in bpcli.kinds, so a kind
+registered there (even at run time) validates like the shipped ones.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+import bpcli.kinds
+from bpcli.config.loading import read_yaml
+from bpcli.config.messages import describe, unknown_kind
+from bpcli.config.overrides import Override, apply
+from bpcli.config.schema import SECTION_ORDER, Experiment
+from bpcli.errors import ConfigError
+
+
+def load_config(path: str | Path, overrides: list[Override] | None = None) -> Experiment:
+    """Read, override and validate a config file; a ConfigError lists every problem."""
+    raw = read_yaml(path)
+    config = validate_config(raw, overrides or [], source=str(path))
+    data = config.data
+    if data.source == "csv" and not Path(data.path).is_absolute():
+        # A data file is found next to the config that names it, wherever bpcli runs.
+        located = (Path(path).parent / data.path).resolve()
+        config = config.model_copy(update={"data": data.model_copy(update={"path": str(located)})})
+    return config
+
+
+def validate_config(
+    raw: dict[str, Any], overrides: list[Override] | None = None, source: str = "<config>"
+) -> Experiment:
+    """Validate a raw config mapping after applying overrides; raise one ConfigError."""
+    raw = copy.deepcopy(raw)
+    problems = [p for o in overrides or [] if (p := apply(raw, o)) is not None]
+    if problems:
+        raise ConfigError(source, problems)
+
+    kinds = bpcli.kinds.KINDS
+    kind = raw.get("kind")
+    entry = kinds.get(kind) if isinstance(kind, str) else None
+    if entry is None:
+        raise ConfigError(source, [unknown_kind(kind, list(kinds))])
+    try:
+        return entry.config.model_validate(raw)
+    except ValidationError as exc:
+        lines = [describe(err, entry.config, overrides or []) for err in exc.errors()]
+        raise ConfigError(source, list(dict.fromkeys(lines))) from None  # each problem once
+
+
+def with_overrides(config: Experiment, overrides: list[Override]) -> Experiment:
+    """A copy of a validated config with overrides applied and validated again."""
+    return validate_config(config.model_dump(mode="json"), overrides, source="<config>")
+
+
+def dump_config(config: Experiment) -> str:
+    """The config as YAML, sections in reading order, ready to be saved or printed."""
+    raw = config.model_dump(mode="json")
+    ordered = {key: raw[key] for key in SECTION_ORDER if key in raw}
+    return yaml.safe_dump(ordered, sort_keys=False, allow_unicode=True)

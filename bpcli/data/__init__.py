@@ -1,0 +1,75 @@
+"""Training data sources, each defined once (its config section and its builder) and
+registered once in SOURCES.
+
+A config's `data` section names its source; `DataConfig`, the type of that section, is
+built from SOURCES. Data are drawn or read on the CPU, in the article's order (data
+before parameters), and moved to the device once. Importing this package does not
+import torch: the config schema and the plots read it, and torch is imported when data
+are built.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any, Callable, Union
+
+from pydantic import Discriminator, Tag
+
+from bpcli.section import Section
+from bpcli.data import csvfile, function, inline, synthetic
+
+if TYPE_CHECKING:
+    import torch
+
+    from bpcli.data.dataset import Dataset
+
+
+@dataclass(frozen=True)
+class Source:
+    """A data source: the config section that describes it and the function that builds it."""
+
+    config: type[Section]
+    build: Callable[..., Dataset]
+
+
+# The registry of data sources, by the value of `data.source`.
+SOURCES: dict[str, Source] = {
+    "inline": Source(inline.InlineData, inline.build),
+    "synthetic": Source(synthetic.SyntheticData, synthetic.build),
+    "function": Source(function.FunctionData, function.build),
+    "csv": Source(csvfile.CsvData, csvfile.build),
+}
+
+
+def source_of(value: Any) -> str | None:
+    """The source a data section names; when it names none, the one its keys imply."""
+    # Points listed as x/y are inline, a file is csv, a curve named by fn is a function,
+    # anything else synthetic.
+    if isinstance(value, dict):
+        if "source" in value:
+            return value["source"]
+        if "x" in value or "y" in value:
+            return "inline"
+        if "path" in value:
+            return "csv"
+        return "function" if "fn" in value else "synthetic"
+    return getattr(value, "source", None)
+
+
+SOURCE_CHOICES = " or ".join(", ".join(f"'{name}'" for name in SOURCES).rsplit(", ", 1))
+"""The valid values of data.source, for messages: 'inline', 'synthetic', 'function' or 'csv'."""
+
+DataConfig = Annotated[
+    Union[tuple(Annotated[s.config, Tag(name)] for name, s in SOURCES.items())],  # type: ignore[valid-type]
+    Discriminator(
+        source_of,
+        custom_error_type="data_source",
+        custom_error_message=f"data.source must be {SOURCE_CHOICES}",
+    ),
+]
+"""The type of a config's `data` section: one of the registered sources' sections."""
+
+
+def make_dataset(cfg: Any, generator: torch.Generator, dtype: torch.dtype) -> Dataset:
+    """Build the configured data on the CPU, drawing from `generator` where it is random."""
+    return SOURCES[cfg.source].build(cfg, generator, dtype)

@@ -1,0 +1,216 @@
+"""Experiment 3: nn.Linear with nn.MSELoss and optim.SGD, and its batched form for sweeps."""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any, ClassVar, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn, optim
+
+from bpcli.config.schema import Experiment
+from bpcli.data.dataset import Dataset
+from bpcli.kinds.base import HandWrittenSGD, Kind, LeastSquares, LinearModel, Tensors
+
+
+class NNLinearConfig(Experiment):
+    """Experiment 3: nn.Linear(F, 1) with nn.MSELoss and optim.SGD."""
+
+    kind: Literal["nn-linear"]
+    """The experiment kind."""
+    model: LinearModel
+    """Initial parameters (null: nn.Linear's own initialisation)."""
+
+    DEFAULTS: ClassVar[dict[str, Any]] = {
+        "data": {"source": "synthetic", "n": 50, "true_w": 4.0, "true_b": 0.6},
+        "model": {},
+        "train": {"lr": 0.001, "epochs": 30000, "log_every": 20, "grad": "autograd"},
+    }
+
+
+class NNLinear:
+    """Experiment 3: nn.Linear + nn.MSELoss + optim.SGD, full batch, one member."""
+
+    least_squares = LeastSquares(bias=True, per_sample=False)
+
+    def __init__(self, cfg: NNLinearConfig, data: Dataset, device: torch.device,
+                 generator: torch.Generator) -> None:
+        features = data.x.shape[1]
+        # nn.Linear(F, 1) initialised as its reset_parameters() does, but from our
+        # generator: weight ~ kaiming_uniform(a=√5), bias ~ U(−1/√F, 1/√F), in that order.
+        weight = torch.empty(1, features, dtype=data.x.dtype)
+        nn.init.kaiming_uniform_(weight, a=math.sqrt(5), generator=generator)
+        bound = 1 / math.sqrt(features)
+        bias = nn.init.uniform_(torch.empty(1, dtype=data.x.dtype), -bound, bound, generator=generator)
+        if cfg.model.init_w is not None:
+            weight.fill_(cfg.model.init_w)
+        if cfg.model.init_b is not None:
+            bias.fill_(cfg.model.init_b)
+        self._initial = {"w": weight, "b": bias}  # on the CPU until the module is made
+        self.x = data.x.to(device)  # (N, F)
+        self.y = data.y.to(device)[:, None]  # (N, 1), the shape nn.Linear produces
+        self.lr = cfg.train.lr
+        self.steps_per_epoch = 1
+        self._manual_flag = cfg.train.grad == "manual"
+        self.step = self._manual_step if self._manual_flag else self._autograd_step
+        self._group: Any = None
+
+    # The module and its optimizer are made when first used: a sweep stacks its members'
+    # initial values and never needs one module per member.
+    @functools.cached_property
+    def model(self) -> nn.Linear:
+        weight, bias = self._initial["w"], self._initial["b"]
+        model = nn.utils.skip_init(nn.Linear, weight.shape[1], 1, dtype=weight.dtype, device=self.x.device)
+        with torch.no_grad():
+            model.weight.copy_(weight)
+            model.bias.copy_(bias)
+        return model
+
+    @functools.cached_property
+    def optimizer(self) -> optim.SGD:
+        return optim.SGD(self.model.parameters(), lr=self.lr)
+
+    @functools.cached_property
+    def criterion(self) -> nn.MSELoss:
+        return nn.MSELoss()
+
+    def distribute(self, group: Any) -> None:
+        """Train this process's shard with DistributedDataParallel (see bpcli.distributed)."""
+        from torch.nn.parallel import DistributedDataParallel
+
+        from bpcli.distributed import collective
+
+        self._collective = collective
+        self._group = group
+        self._ddp = DistributedDataParallel(self.model)
+        # DDP averages the ranks' gradients; scaling each rank's loss by n_r·world/N turns
+        # that average into the full batch's gradient Σ_r (n_r/N)·∇L_r, shards uneven or not.
+        self._loss_scale = group.weight * group.world
+        if not self._manual_flag:
+            self.step = self._ddp_step
+
+    def _ddp_step(self, index: int, with_loss: bool = True) -> torch.Tensor:
+        out = self._ddp(self.x)
+        loss = self.criterion(self.y, out)
+        self.optimizer.zero_grad()
+        with self._collective():
+            (loss * self._loss_scale).backward()  # DDP all-reduces the gradients here
+        self.optimizer.step()
+        return self._group.weighted_sum({"loss": loss})["loss"] if with_loss else loss
+
+    @staticmethod
+    def stack(members: list[NNLinear], device: torch.device) -> StackedNNLinear:
+        """Several nn-linear runs as one batched trainer on `device` (see StackedNNLinear)."""
+        return StackedNNLinear(members, device)
+
+    def batch(self, index: int) -> Tensors:
+        return {"x": self.x, "y": self.y}
+
+    def params(self) -> Tensors:
+        # weight is (1, F): its leading 1 doubles as the member dimension.
+        return {"w": self.model.weight, "b": self.model.bias}
+
+    def loss(self, params: Tensors, batch: Tensors) -> torch.Tensor:
+        out = F.linear(batch["x"], params["w"], params["b"])
+        return F.mse_loss(batch["y"], out)[None]  # the article's argument order; MSE is symmetric
+
+    def manual_backward(self, params: Tensors, batch: Tensors) -> tuple[torch.Tensor, Tensors]:
+        x, w, b = batch["x"], params["w"].detach(), params["b"].detach()
+        residual = F.linear(x, w, b) - batch["y"]  # r = X·wᵀ + b − y, shape (N, 1)
+        loss = residual.pow(2).mean()  # L = mean(r²)
+        scaled = (2 / residual.shape[0]) * residual  # dL/dr = 2r/N
+        # dL/dw = (dL/dr)ᵀ·X, shape (1, F);  dL/db = Σ dL/dr, shape (1,)
+        return loss[None], {"w": scaled.T @ x, "b": scaled.sum(0)}
+
+    def _autograd_step(self, index: int, with_loss: bool = True) -> torch.Tensor:
+        out = self.model(self.x)
+        loss = self.criterion(self.y, out)  # exactly the article's loop
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+        # One member: a 0-dim loss (indexing it would cost a few µs a step), detached so
+        # that this step's autograd graph is freed now rather than with the next loss.
+        return loss.detach()
+
+    def _manual_step(self, index: int, with_loss: bool = True) -> torch.Tensor:
+        loss, grads = self.manual_backward(self.params(), self.batch(index))
+        if self._group is not None:  # Σ_r (n_r/N)·∇L_r, and the full batch's loss
+            grads = self._group.weighted_sum(grads)
+            loss = self._group.weighted_sum({"loss": loss})["loss"] if with_loss else loss
+        self.model.weight.grad, self.model.bias.grad = grads["w"], grads["b"]
+        self.optimizer.step()  # optim.SGD applies p ← p − lr·grad
+        return loss
+
+    def gradients(self) -> Tensors:
+        return {name: p.grad if p.grad is not None else torch.zeros_like(p) for name, p in self.params().items()}
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.model(x.to(self.x.device))[:, 0][None]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+
+
+class StackedNNLinear(HandWrittenSGD):
+    """Several nn-linear runs trained side by side: weights (K, 1, F), biases (K, 1), each
+    member's loss nn.Linear's output under MSELoss, and optim.SGD's update p ← p − lr·grad
+    applied per member with its own lr.
+
+    The linear layer is written out as a multiply and a sum over features, not as K tiny
+    matrix products: on a GPU a batched product of K (N×F)·(F×1) matrices costs far more
+    than the elementwise kernels, which is what lets 65 536 members step in a few times
+    one member's time. The results equal the single runs' to float rounding.
+    """
+
+    least_squares = LeastSquares(bias=True, per_sample=False)
+
+    def __init__(self, members: list[NNLinear], device: torch.device) -> None:
+        self._manual = members[0]._manual_flag
+        self._params = {name: torch.stack([m._initial[name] for m in members]).to(device)
+                        .requires_grad_(not self._manual) for name in ("w", "b")}  # (K, 1, F), (K, 1)
+        self._grads = {name: torch.zeros_like(p) for name, p in self._params.items()}
+        self.x = torch.stack([m.x for m in members]).to(device)  # (K, N, F)
+        self.y = torch.stack([m.y for m in members]).to(device)  # (K, N, 1)
+        self.lr = torch.tensor([m.lr for m in members], dtype=self.x.dtype, device=device)
+        self.steps_per_epoch = 1
+
+    def batch(self, index: int) -> Tensors:
+        return {"x": self.x, "y": self.y}
+
+    @staticmethod
+    def _forward(params: Tensors, x: torch.Tensor) -> torch.Tensor:
+        # nn.Linear(F, 1) per member: ŷ = Σ_f x_f·w_f + b, shape (K, N, 1)
+        w, b = params["w"], params["b"][:, None, :]
+        if x.shape[-1] == 1:
+            return torch.addcmul(b, x, w)  # one feature: b + x·w in one kernel
+        return (x * w).sum(-1, keepdim=True) + b
+
+    def loss(self, params: Tensors, batch: Tensors) -> torch.Tensor:
+        # MSELoss per member: (ŷ − y)² in one kernel, then the mean over each member's samples
+        return F.mse_loss(self._forward(params, batch["x"]), batch["y"], reduction="none").mean((1, 2))
+
+    def manual_backward(self, params: Tensors, batch: Tensors) -> tuple[torch.Tensor, Tensors]:
+        x = batch["x"]
+        params = {name: p.detach() for name, p in params.items()}
+        residual = self._forward(params, x) - batch["y"]  # r = ŷ − y, (K, N, 1)
+        loss = residual.pow(2).mean((1, 2))
+        # dL/dr = 2r/N:  dL/dw = (2/N)·Σ_n r·x per member, (K, 1, F);  dL/db = (2/N)·Σ_n r, (K, 1)
+        # (the constant is applied to the K sums, not to the K·N residuals)
+        scale = 2 / residual.shape[1]
+        return loss, {"w": (residual * x).sum(1, keepdim=True).mul_(scale), "b": residual.sum(1).mul_(scale)}
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        params = {name: p.detach() for name, p in self._params.items()}
+        with torch.no_grad():
+            return self._forward(params, x.to(self.x.device)[None])[..., 0]
+
+
+
+KIND = Kind("nn-linear", NNLinearConfig, NNLinear)

@@ -1,0 +1,386 @@
+"""A run from beginning to end: set up, the loop, and what is written when it ends.
+
+    train(config)       a new run, from step 1, into a new run directory
+    resume(run_dir)     a run continued from its checkpoint, in its own directory
+    rerun(run_dir)      a recorded config trained again, into a new directory
+    verify_run(run_dir) a recorded config trained again in memory, compared row by row
+
+Usable from a notebook:
+
+    from bpcli import load_config, train
+    result = train(load_config("configs/exp2.yaml"))
+    result.params, result.run_dir
+
+A run stops cleanly on Ctrl-C or SIGTERM: the current step finishes, everything logged
+is on disk, a checkpoint is written, and `resume(run_dir)` continues it bit for bit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+
+from bpcli import analysis, distributed, engines
+from bpcli.config import Experiment, Override, dump_config, read_yaml, validate_config
+from bpcli.data import make_dataset
+from bpcli.data.dataset import Dataset
+from bpcli.devices import resolve_device
+from bpcli.errors import DataError, RunDirError
+from bpcli.kinds import KINDS, Trainer
+from bpcli.loop import Divergence, Loop, Progress, Reporter
+from bpcli.rundir import run as files
+from bpcli.rundir.checkpoint import CHECKPOINT, check_belongs, data_hash, load_checkpoint
+from bpcli.rundir.files import bpcli_version, create_run_dir, timestamp
+from bpcli.recording import MAX_DATA_ROWS, Checkpoints, GradChecks, RunLog, final_values, sample_rows, write_outputs
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+@dataclass
+class TrainResult:
+    """What a run produced: its status, final parameters, logged history and run directory."""
+
+    status: str
+    """completed, diverged, or interrupted."""
+    run_dir: Path | None
+    params: dict[str, list[float]]
+    final_loss: float | None
+    steps: int
+    history: list[dict[str, float]] = field(repr=False)
+    """Every logged row of metrics.csv, as dicts."""
+    summary: dict[str, Any] = field(repr=False)
+    """The contents of summary.json."""
+    signal: int | None = None
+    """The signal that interrupted the run (SIGINT or SIGTERM), if one did."""
+
+    @property
+    def losses(self) -> list[float]:
+        """The logged losses, in step order."""
+        return [row["loss"] for row in self.history]
+
+
+@dataclass
+class Built:
+    """A config turned into tensors: the device, the generator, the data and the trainer."""
+
+    config: Experiment
+    device: torch.device
+    generator: torch.Generator
+    data: Dataset
+    trainer: Trainer
+    group: Any = None
+    """This process's place in a torchrun job, if it is one."""
+
+    @property
+    def writes(self) -> bool:
+        """Whether this process writes and reports (not the other ranks of a torchrun job)."""
+        return self.group is None or self.group.rank == 0
+
+
+def build(config: Experiment, device: torch.device | None = None, join: bool = False) -> Built:
+    """Turn a config into its device, generator, data and trainer, without training.
+
+    On the config's device, or on `device` when given (a sweep builds its members on the
+    CPU and moves them together); with `join`, as one process of a torchrun job.
+    """
+    device = resolve_device(config.device) if device is None else device
+    group = None
+    if join:
+        group, device = distributed.join(device)
+    generator = torch.Generator().manual_seed(config.seed)
+    data = make_dataset(config.data, generator, DTYPES[config.dtype])
+    trainer_class = KINDS[config.kind].trainer
+    if group is None:
+        return Built(config, device, generator, data, trainer_class(config, data, device, generator))
+    # Every rank drew the whole data (and draws the same parameters next); each trains
+    # on its own rows.
+    part, group = distributed.shard(data, group)
+    trainer = trainer_class(config, part, device, generator)
+    trainer.distribute(group)
+    return Built(config, device, generator, data, trainer, group)
+
+
+@contextlib.contextmanager
+def _membership(built: Built) -> Iterator[None]:
+    """Leave the torchrun job (if this is one) when training ends, cleanly or not."""
+    if built.group is None:
+        yield
+        return
+    try:
+        yield
+    except BaseException:
+        distributed.leave(clean=False)
+        raise
+    distributed.leave()
+
+
+# --------------------------------------------------------------------------- train
+
+
+def train(
+    config: Experiment,
+    out: str | Path | None = None,
+    *,
+    force: bool = False,
+    save: bool = True,
+    plots: bool = True,
+    observer: Reporter | None = None,
+    config_file: str | None = None,
+) -> TrainResult:
+    """Train one experiment from the start and write its run directory (unless `save` is False).
+
+    Under torchrun every process calls this; rank 0 alone writes and plots.
+    """
+    built = build(config, join=distributed.launched())
+    with _membership(built):
+        if not built.writes:
+            save, plots, observer = False, False, None
+        _check_predict(config, built.data)
+        engine = engines.choose(config.train.engine, built.device, built.trainer.steps_per_epoch,
+                                distributed=built.group is not None)  # before writing
+        if config.log.tensorboard and save:
+            tensorboard_writer_class()
+        # Record the device actually used, so config.yaml re-runs the same way.
+        resolved = config.model_copy(update={"device": str(built.device)})
+        run_dir = create_run_dir(Path(out) if out else None, force=force) if save else None
+        summary = _new_summary(built, engine, config_file)
+        if run_dir is not None:
+            _write_start(run_dir, resolved, built.data, summary)
+        return _train(built, resolved, run_dir, summary, [], plots, observer)
+
+
+def _new_summary(built: Built, engine: str, config_file: str | None) -> dict[str, Any]:
+    """summary.json as a run starts: what it trains, on what, and with which versions."""
+    config, data = built.config, built.data
+    return {
+        "status": "running",
+        "kind": config.kind,
+        "seed": config.seed,
+        "device": str(built.device),
+        "dtype": config.dtype,
+        "grad": config.train.grad,
+        "engine": engine,
+        "lr": config.train.lr,
+        "epochs": config.train.epochs,
+        "steps": 0,
+        "true_params": data.true_params,
+        "true_function": data.true_function,
+        "features": data.feature_names,
+        "target": data.target_name,
+        "samples": {"train": len(data.y), "val": 0 if data.y_val is None else len(data.y_val)},
+        "data_notes": data.notes,
+        "scaling": data.scaling,
+        "processes": 1 if built.group is None else built.group.world,
+        "initial_params": final_values(built.trainer.params()),
+        "config_file": config_file,
+        "started_at": timestamp(),
+        "train_seconds": 0.0,
+        "bpcli_version": bpcli_version(),
+        "torch_version": torch.__version__,
+        "python_version": platform.python_version(),
+    }
+
+
+def _write_start(run_dir: Path, config: Experiment, data: Dataset, summary: dict[str, Any]) -> None:
+    """What a run directory holds before the first step: config, data, summary."""
+    files.write_config(run_dir, dump_config(config))
+    rows = sample_rows(len(data.y))
+    x, y = (data.x, data.y) if rows is None else (data.x[rows], data.y[rows])
+    if rows is not None:
+        summary["data_csv_rows"] = {"written": MAX_DATA_ROWS, "of": len(data.y)}
+    files.write_data(run_dir, x.tolist(), y.tolist())
+    if data.scaling is not None:
+        files.write_preprocessing(run_dir, data.scaling)
+    files.write_summary(run_dir, summary)
+
+
+def _check_predict(config: Experiment, data: Dataset) -> None:
+    features = data.x.shape[1]
+    for point in config.predict:
+        size = len(point) if isinstance(point, list) else 1
+        if size != features:
+            raise DataError(
+                f"predict: {point!r} has {size} value(s) but the data has {features} feature(s) "
+                f"({', '.join(data.feature_names)}); give one number per feature"
+            )
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+def _train(built: Built, config: Experiment, run_dir: Path | None, summary: dict[str, Any],
+           history: list[dict[str, float]], plots: bool, observer: Reporter | None,
+           start: int = 0) -> TrainResult:
+    """The loop from step `start` + 1 to the end, with its callbacks, then the final files."""
+    trainer = engines.wrap(built.trainer, config.train.engine, built.device, distributed=built.group is not None)
+    total = config.train.epochs * trainer.steps_per_epoch
+    log = RunLog(built, trainer, run_dir, summary, history, observer, tensorboard_writer_class, start)
+    divergence = Divergence(config.train.diverge_factor, halt=True, first=history[0]["loss"] if history else None)
+    checkpoints = Checkpoints(run_dir, trainer, built, config)
+    grad_checks = GradChecks(config.train.check_grad_every)
+    callbacks = [grad_checks, log, divergence, checkpoints]
+    if observer is not None:
+        callbacks.append(Progress(observer, total))
+        observer.on_start(total, run_dir, str(built.device), start)
+    loop = Loop(trainer, total, config.train.log_every, callbacks, start)
+    try:
+        loop.run()
+        if loop.status == "diverged":
+            summary["divergence"] = _explain_divergence(config, loop.step, divergence.reason or "", log.bound)
+        else:  # completed or interrupted: resumable from here
+            checkpoints.save(loop.step)
+    finally:
+        log.close()
+        write_outputs(built, trainer, config, run_dir, summary, loop, log, grad_checks.checks)
+    if run_dir is not None and plots:
+        from bpcli.plots import draw_plots  # matplotlib only when plotting
+
+        draw_plots(run_dir)
+    return TrainResult(status=loop.status, run_dir=run_dir, params=summary["params"],
+                       final_loss=summary["final_loss"], steps=loop.step, history=history,
+                       summary=summary, signal=loop.signal)
+
+
+def _explain_divergence(config: Experiment, step: int, reason: str,
+                        bound: analysis.StableLR | None) -> dict[str, Any]:
+    """The divergence record for summary.json, with the learning rate that would have worked."""
+    lr = config.train.lr
+    record: dict[str, Any] = {"step": step, "reason": reason, "lr": lr}
+    message = f"training diverged at step {step}: {reason}."
+    if bound is not None:
+        record["stable_lr"] = bound.lr
+        message += f" The learning rate {lr:g} is too large: {bound.explanation}. Try --lr {bound.lr / 2:.3g}."
+    else:
+        message += f" Try a smaller learning rate than {lr:g} (--lr)."
+    record["message"] = message
+    return record
+
+
+def tensorboard_writer_class() -> Any:
+    """torch.utils.tensorboard.SummaryWriter, or a clear error if tensorboard is not installed."""
+    from bpcli.errors import BpcliError
+
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise BpcliError(
+            "log.tensorboard needs the tensorboard package: pip install 'bpcli[tensorboard]' "
+            "(or set log.tensorboard: false)"
+        ) from None
+    return SummaryWriter
+
+
+# --------------------------------------------------------------------------- resume, rerun, verify
+
+
+def _recorded_config(run_dir: Path, overrides: list[Override] | None = None) -> Experiment:
+    """The config a run directory was trained with; a RunDirError if it is not a run directory."""
+    config_path = run_dir / "config.yaml"
+    if not run_dir.is_dir() or not config_path.is_file():
+        raise RunDirError(f"{run_dir}: not a run directory (no config.yaml); give one written by `bpcli train`")
+    return validate_config(read_yaml(config_path), overrides or [], source=str(config_path))
+
+
+def resume(
+    run_dir: str | Path,
+    epochs: int | None = None,
+    *,
+    plots: bool = True,
+    observer: Reporter | None = None,
+) -> TrainResult:
+    """Continue a run from its checkpoint, in its own directory, to `epochs` (or the configured number)."""
+    run_dir = Path(run_dir)
+    overrides = [Override(path="train.epochs", value=epochs, origin=f"--epochs {epochs}")] if epochs else []
+    config = _recorded_config(run_dir, overrides)
+    summary = files.read_summary(run_dir)
+    built = build(config, join=distributed.launched())
+    with _membership(built):
+        payload = load_checkpoint(run_dir, built.device)
+        check_belongs(payload, config, data_hash(built.data.x, built.data.y), run_dir / CHECKPOINT)
+        start = payload["step"]
+        if start >= config.train.epochs * built.trainer.steps_per_epoch:
+            raise RunDirError(
+                f"{run_dir}: already trained {start} steps ({summary.get('epochs')} epochs); "
+                f"pass --epochs with more than {config.train.epochs} to continue"
+            )
+        built.trainer.load_state_dict(payload["trainer"])
+        built.generator.set_state(payload["generator_state"].cpu())
+        history = files.truncate_metrics(run_dir / "metrics.csv", start, write=built.writes)
+        if not built.writes:  # other ranks of a torchrun job train alongside rank 0 and write nothing
+            return _train(built, config, None, summary, history, False, None, start)
+        files.write_config(run_dir, dump_config(config))
+        summary.update(status="running", epochs=config.train.epochs)
+        summary.setdefault("resumed_from", []).append({"step": start, "at": timestamp()})
+        files.write_summary(run_dir, summary)
+        return _train(built, config, run_dir, summary, history, plots, observer, start)
+
+
+def rerun(run_dir: str | Path, out: str | Path | None = None, *, observer: Reporter | None = None) -> TrainResult:
+    """Train a run directory's recorded config again, into a new run directory."""
+    run_dir = Path(run_dir)
+    config = _recorded_config(run_dir)
+    return train(config, out, observer=observer, config_file=str(run_dir / "config.yaml"))
+
+
+@dataclass
+class Verification:
+    """The outcome of re-running a recorded config and comparing its logged losses."""
+
+    run_dir: Path
+    compared: list[tuple[int, float, float]]
+    """(step, recorded loss, re-computed loss) for every compared step."""
+    recorded: dict[str, Any]
+    """torch version and device the run was recorded with."""
+    current: dict[str, Any]
+    """torch version and device of the re-run."""
+
+    @property
+    def mismatch(self) -> tuple[int, float, float] | None:
+        """The first step whose loss differs, if any."""
+        return next((c for c in self.compared if c[1] != c[2]), None)
+
+    @property
+    def matches(self) -> bool:
+        return self.mismatch is None
+
+    def explanation(self) -> str:
+        """One line on what differs and what may explain it."""
+        if self.mismatch is None:
+            return f"{self.run_dir}: all {len(self.compared)} logged losses reproduce bit for bit"
+        step, was, now_ = self.mismatch
+        envs = (
+            f"recorded with torch {self.recorded['torch_version']} on {self.recorded['device']}, "
+            f"re-run with torch {self.current['torch_version']} on {self.current['device']}"
+        )
+        same = self.recorded == self.current
+        why = "the same setup, so something else changed" if same else "results are bit-identical only on the same setup"
+        return f"{self.run_dir}: the loss at step {step} was {was!r} and is now {now_!r} ({envs}; {why})"
+
+
+def verify_run(run_dir: str | Path, steps: int | None = None) -> Verification:
+    """Re-run a run directory's config in memory and compare the first `steps` logged losses."""
+    run_dir = Path(run_dir)
+    record = files.read_run(run_dir)
+    config = validate_config(record.config, source=str(run_dir / "config.yaml"))
+    recorded = list(zip(map(int, record.metrics.get("step", [])), record.metrics.get("loss", [])))
+    recorded = recorded[:steps] if steps else recorded
+    if not recorded:
+        raise RunDirError(f"{run_dir}/metrics.csv: no logged steps to compare")
+    built = build(config)
+    last = recorded[-1][0]
+    epochs = -(-last // built.trainer.steps_per_epoch)  # just enough epochs to reach it
+    short = config.model_copy(update={"train": config.train.model_copy(update={"epochs": epochs})})
+    result = _train(built, short, None, {}, [], False, None)
+    again = {int(row["step"]): row["loss"] for row in result.history}
+    return Verification(
+        run_dir=run_dir,
+        compared=[(step, loss, again.get(step, math.nan)) for step, loss in recorded],
+        recorded={"torch_version": record.summary.get("torch_version"), "device": record.summary.get("device")},
+        current={"torch_version": torch.__version__, "device": str(built.device)},
+    )

@@ -1,0 +1,20 @@
+"""Figures, drawn from run and sweep directories alone: no torch, and matplotlib only in here.
+
+    common    what every figure shares
+    run       a run's loss, fit, params, landscape and residuals figures
+    compare   several runs on one figure
+    sweep     a sweep's losses and lr figures
+    graph     the computational graph of `bpcli explain`
+
+Importing this package is cheap; matplotlib is imported when a figure is drawn.
+"""
+
+from __future__ import annotations
+
+from bpcli.plots.common import FORMATS
+from bpcli.plots.compare import compare
+from bpcli.plots.graph import draw_graph
+from bpcli.plots.run import draw_plots
+from bpcli.plots.sweep import draw_sweep
+
+__all__ = ["FORMATS", "compare", "draw_graph", "draw_plots", "draw_sweep"]

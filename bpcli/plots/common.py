@@ -1,0 +1,46 @@
+"""What every figure shares: a figure made without a display, titles, log-scale helpers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bpcli.rundir.run import RunRecord
+
+FORMATS = ("png", "svg", "pdf")
+"""The file formats figures can be saved in."""
+
+
+def figure(rows: int = 1, cols: int = 1, size: tuple[float, float] = (7, 4.5),
+            sharex: bool = False):  # type: ignore[no-untyped-def]
+    # Fixed margins rather than a layout engine: constrained layout measured every text
+    # and doubled the time `bpcli plot` spends drawing. The left margin, in inches, fits
+    # the longest tick labels a log axis writes (3.4×10⁻¹) beside the axis label; stacked
+    # panels (rows > 1) get their top and bottom in inches too, so a tall figure wastes none.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=size, dpi=110)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(rows, cols, squeeze=False, sharex=sharex)
+    fig.subplots_adjust(left=1.15 / size[0])
+    if rows > 1:
+        fig.subplots_adjust(top=1 - 0.45 / size[1], bottom=0.55 / size[1], hspace=0.2 if sharex else 0.35)
+    return fig, axes
+
+
+def title(record: RunRecord, what: str) -> str:
+    s = record.summary
+    return f"{what} — {s.get('kind')} (lr={s.get('lr')}, seed={s.get('seed')}, {s.get('status')})"
+
+
+def positive(steps: list[float], values: list[float]) -> tuple[list[float], list[float]]:
+    # A log scale cannot show 0, NaN or infinity: those points are skipped.
+    kept = [(s, v) for s, v in zip(steps, values) if 0 < v < float("inf")]
+    return ([s for s, _ in kept], [v for _, v in kept]) if kept else ([], [])
+
+
+
+def span(values: Any) -> tuple[float, float]:
+    lo, hi = float(values.min()), float(values.max())
+    pad = max(hi - lo, 1e-3) * 0.15
+    return lo - pad, hi + pad

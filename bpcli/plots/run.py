@@ -1,0 +1,266 @@
+"""The figures of a single run, drawn from its run directory alone (no torch).
+
+Figures are built with matplotlib's object API and saved through the Agg canvas, so no
+display or GUI backend is ever needed. The loss landscape is recomputed from data.csv
+with numpy (which matplotlib brings), so it too needs nothing but the run directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from bpcli.data.function import CURVES
+from bpcli.plots.common import figure, positive, span, title
+from bpcli.rundir.run import RunRecord, read_run
+
+
+def draw_plots(run_dir: str | Path, fmt: str = "png") -> list[Path]:
+    """Draw every plot a run supports into its directory; return the files written."""
+    record = read_run(run_dir)
+    return _draw(record, [_loss_plot, _fit_plot, _params_plot, _landscape_plot, _residuals_plot], fmt)
+
+
+def _draw(record: RunRecord, makers: list[Any], fmt: str) -> list[Path]:
+    written = []
+    for maker in makers:
+        name, fig = maker(record)
+        if fig is not None:
+            path = record.path / f"{name}.{fmt}"
+            fig.savefig(path)
+            written.append(path)
+    return written
+
+
+def _loss_plot(record: RunRecord) -> tuple[str, Any]:
+    fig, axes = figure()
+    ax = axes[0][0]
+    steps, losses = record.metrics.get("step", []), record.metrics.get("loss", [])
+    xs, ys = positive(steps, losses)
+    if xs:
+        ax.plot(xs, ys, color="tab:blue", linewidth=1.2, marker="o" if len(xs) <= 20 else None,
+                label="loss of each logged step")
+        ax.set_yscale("log")
+        # Per-sample updates see a different sample each step, so the loss zig-zags;
+        # the mean over each epoch shows the trend.
+        by_epoch: dict[float, list[tuple[float, float]]] = {}
+        for step, epoch, loss in zip(steps, record.metrics.get("epoch", []), losses):
+            by_epoch.setdefault(epoch, []).append((step, loss))
+        if any(len(rows) > 1 for rows in by_epoch.values()):
+            ends = [rows[-1][0] for rows in by_epoch.values()]
+            means = [sum(v for _, v in rows) / len(rows) for rows in by_epoch.values()]
+            ax.plot(*positive(ends, means), color="tab:orange", linewidth=2, label="mean over the epoch")
+        if "val_loss" in record.metrics:
+            ax.plot(*positive(steps, record.metrics["val_loss"]), color="tab:red", linewidth=1.5,
+                    label="validation loss")
+        best = (record.summary.get("optimum") or {}).get("loss")
+        if best is not None and best > 0:
+            ax.axhline(best, color="green", linestyle=":", label=f"optimum's loss {best:.3g}")
+        ax.legend(loc="upper right")
+    ax.set_xlabel("step (parameter update)")
+    ax.set_ylabel("loss (squared error)")
+    ax.set_title(title(record, "Loss"))
+    ax.grid(True, which="both", alpha=0.3)
+    return "loss", fig
+
+
+def _line_label(params: dict[str, Any]) -> str | None:
+    w, b = params.get("w"), params.get("b")
+    if not isinstance(w, list) or len(w) != 1:
+        return None
+    return f"fit: ŷ = {w[0]:.4f}·x" + (f" + {b[0]:.4f}" if isinstance(b, list) else "")
+
+
+def _splits(record: RunRecord) -> list[tuple[str, str, list[float], list[float]]]:
+    """(split, colour, targets, predictions) for the training and validation rows present."""
+    out = []
+    for split, colour in (("train", "tab:blue"), ("val", "tab:orange")):
+        rows = [(y, p) for s, y, p in record.fitted or [] if s == split]
+        if rows:
+            out.append((split, colour, [y for y, _ in rows], [p for _, p in rows]))
+    return out
+
+
+def _predicted_vs_actual(record: RunRecord) -> tuple[str, Any]:
+    fig, axes = figure(size=(6, 5.5))
+    ax = axes[0][0]
+    for split, colour, ys, ps in _splits(record):
+        r2 = (record.summary.get("r2") or {}).get(split)
+        label = f"{split} ({len(ys)})" + (f", R² = {r2:.4f}" if r2 is not None else "")
+        ax.scatter(ys, ps, s=12, alpha=0.7, color=colour, label=label)
+    values = [v for _, y, p in record.fitted or [] for v in (y, p)]
+    if values:
+        ax.plot([min(values), max(values)], [min(values), max(values)], "k--", linewidth=1, label="ŷ = y")
+    units = " (standardised)" if (record.summary.get("scaling") or {}).get("y_std", 1.0) != 1.0 else ""
+    ax.set_xlabel(f"actual {record.summary.get('target', 'y')}{units}")
+    ax.set_ylabel(f"predicted{units}")
+    ax.set_title(title(record, "Predicted vs actual"))
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="best")
+    return "fit", fig
+
+
+def _residuals_plot(record: RunRecord) -> tuple[str, Any]:
+    if not record.fitted:
+        return "residuals", None
+    fig, axes = figure()
+    ax = axes[0][0]
+    for split, colour, ys, ps in _splits(record):
+        ax.scatter(ps, [y - p for y, p in zip(ys, ps)], s=12, alpha=0.7, color=colour, label=split)
+    ax.axhline(0.0, color="black", linewidth=1)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("residual y − ŷ")
+    ax.set_title(title(record, "Residuals"))
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="best")
+    return "residuals", fig
+
+
+def _fit_plot(record: RunRecord) -> tuple[str, Any]:
+    if record.data_x and len(record.data_x[0]) != 1:
+        return _predicted_vs_actual(record) if record.fitted else ("fit", None)
+    import numpy as np
+
+    summary = record.summary
+    xs = [row[0] for row in record.data_x]
+    fig, axes = figure()
+    ax = axes[0][0]
+    ax.scatter(xs, record.data_y, c="red", s=18, label=f"data ({len(xs)} points)", zorder=3)
+    if record.curve is not None:
+        label = _line_label(summary.get("params") or {}) or f"fit: the trained {summary.get('kind')}"
+        ax.plot(record.curve["x"], record.curve["y_pred"], color="tab:blue", linewidth=2, label=label)
+    grid = np.array(record.curve["x"] if record.curve else sorted(xs))
+    true = summary.get("true_params") or {}
+    if "w" in true:
+        tb = true.get("b", 0.0) or 0.0
+        label = f"true: y = {true['w']:g}·x" + (f" + {tb:g}" if tb else "")
+        ax.plot(grid, true["w"] * grid + tb, "k--", linewidth=1, label=label)
+    function = summary.get("true_function")
+    if function in CURVES:
+        ax.plot(grid, getattr(np, function)(grid), "k--", linewidth=1, label=f"true: y = {function}(x)")
+    for p in summary.get("predictions") or []:
+        if p.get("y_pred") is None or isinstance(p["x"], list) or summary.get("scaling"):
+            continue  # marked only where the plot's axes are the inputs' own units
+        ax.scatter([p["x"]], [p["y_pred"]], marker="x", s=60, color="tab:green", zorder=4)
+        ax.annotate(f"ŷ({p['x']:g}) = {p['y_pred']:.8g}", (p["x"], p["y_pred"]),
+                    textcoords="offset points", xytext=(-8, 8), ha="right")
+    ax.set_xlabel("x")
+    ax.set_ylabel("y")
+    ax.set_title(title(record, "Fit"))
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="best")
+    return "fit", fig
+
+
+def _value_columns(record: RunRecord) -> list[str]:
+    skip = {"step", "epoch", "loss", "val_loss", "distance_to_optimum"}
+    return [c for c in record.metrics if c not in skip and not c.startswith("grad_")]
+
+
+def _reference(summary: dict[str, Any], column: str, key: str) -> float | None:
+    """The true or optimal value of a metrics column such as `w`, `w[1]` or `b`."""
+    name, _, index = column.partition("[")
+    values = (summary.get(key) or {}).get(name)
+    if isinstance(values, (int, float)):
+        return float(values)
+    if isinstance(values, list):
+        i = int(index.rstrip("]")) if index else 0
+        return values[i] if i < len(values) else None
+    return None
+
+
+PARAM_PANELS = 24
+"""params.png draws at most this many values (in two columns beyond six); every one is in metrics.csv."""
+
+
+def _params_plot(record: RunRecord) -> tuple[str, Any]:
+    columns = _value_columns(record)[:PARAM_PANELS]
+    if not columns:
+        return "params", None
+    cols = 1 if len(columns) <= 6 else 2
+    rows = -(-len(columns) // cols)
+    fig, axes = figure(rows, cols, size=(7 * cols, 1.0 + 1.8 * rows), sharex=True)
+    panels = [ax for row in axes for ax in row]
+    for ax in panels[len(columns):]:
+        ax.set_visible(False)
+    steps = record.metrics["step"]
+    for ax, column in zip(panels, columns):
+        ax.plot(steps, record.metrics[column], color="tab:blue", linewidth=1.5, label=column)
+        true = _reference(record.summary, column, "true_params")
+        best = _reference(record.summary, column, "optimum")
+        if true is not None:
+            ax.axhline(true, color="black", linestyle="--", linewidth=1, label=f"true {true:g}")
+        if best is not None:
+            ax.axhline(best, color="green", linestyle=":", linewidth=1.5, label=f"optimum {best:.6g}")
+        ax.set_ylabel(column)
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="best", fontsize="small")
+    for ax in panels[len(columns) - cols:len(columns)]:  # the lowest panel of each column
+        ax.set_xlabel("step")
+        ax.xaxis.set_tick_params(labelbottom=True)
+    fig.suptitle(title(record, "Parameters"), y=1 - 0.12 / fig.get_figheight())
+    return "params", fig
+
+
+def _landscape_plot(record: RunRecord) -> tuple[str, Any]:
+    """The loss over (w, b), or over w alone, with the path gradient descent took."""
+    summary = record.summary
+    params, best = summary.get("params") or {}, summary.get("optimum")
+    names = [n for n in ("w", "b") if n in params]
+    one_value = all(isinstance(params[n], list) and len(params[n]) == 1 for n in names)
+    if not best or not names or set(params) != set(names) or not one_value or len(record.data_x[0]) != 1:
+        return "landscape", None
+    import numpy as np
+
+    x = np.array([row[0] for row in record.data_x])
+    y = np.array(record.data_y)
+    start = [(summary.get("initial_params") or {}).get(n, [None])[0] for n in names]
+    path = [list(record.metrics[n]) for n in names]
+    if None not in start:
+        path = [[s, *p] for s, p in zip(start, path)]
+    opt = [best[n][0] for n in names]
+    fig, axes = figure()
+    ax = axes[0][0]
+    # The mean squared error of a line needs only five sums of the data:
+    # mean((w·x + b − y)²) = w²·⟨x²⟩ + 2wb·⟨x⟩ + b² − 2w·⟨xy⟩ − 2b·⟨y⟩ + ⟨y²⟩,
+    # so the surface costs nothing however many samples there are.
+    sxx, sx, sxy, sy, syy = (x * x).mean(), x.mean(), (x * y).mean(), y.mean(), (y * y).mean()
+
+    def surface(w: Any, b: Any) -> Any:
+        return np.maximum(w * w * sxx + 2 * w * b * sx + b * b - 2 * w * sxy - 2 * b * sy + syy, 0.0)
+
+    if names == ["w"]:
+        w_path = np.array(path[0])
+        lo, hi = span(np.append(w_path, opt[0]))
+        ws = np.linspace(lo, hi, 400)
+        # L(w) = mean over the samples of (w·x − y)²: the loss one epoch descends.
+        ax.plot(ws, surface(ws, 0.0), color="tab:blue", label="L(w) = mean((w·x − y)²)")
+        losses = surface(w_path, 0.0)
+        ax.plot(w_path, losses, ".-", color="tab:orange", markersize=4, linewidth=0.8, label="path of w")
+        ax.scatter([w_path[0]], [losses[0]], color="green", s=60, zorder=5, label="start")
+        ax.scatter([w_path[-1]], [losses[-1]], color="red", s=60, zorder=5, label="end")
+        ax.scatter([opt[0]], [surface(opt[0], 0.0)], marker="*", s=200, color="gold",
+                   edgecolor="black", zorder=6, label=f"optimum w* = {opt[0]:.6g}")
+        ax.set_xlabel("w")
+        ax.set_ylabel("loss")
+        ax.set_yscale("symlog", linthresh=1e-3)
+    else:
+        w_path, b_path = np.array(path[0]), np.array(path[1])
+        w_lo, w_hi = span(np.append(w_path, opt[0]))
+        b_lo, b_hi = span(np.append(b_path, opt[1]))
+        W, B = np.meshgrid(np.linspace(w_lo, w_hi, 200), np.linspace(b_lo, b_hi, 200))
+        L = surface(W, B)  # a bowl: contours at logarithmic levels
+        levels = np.geomspace(max(L.min(), 1e-8), L.max(), 20)
+        contours = ax.contour(W, B, L, levels=levels, cmap="viridis", linewidths=0.8)
+        fig.colorbar(contours, ax=ax, label="loss", format="%.0e")
+        ax.plot(w_path, b_path, ".-", color="tab:orange", markersize=4, linewidth=1, label="path of (w, b)")
+        ax.scatter([w_path[0]], [b_path[0]], color="green", s=60, zorder=5, label="start")
+        ax.scatter([w_path[-1]], [b_path[-1]], color="red", s=60, zorder=5, label="end")
+        ax.scatter([opt[0]], [opt[1]], marker="*", s=200, color="gold", edgecolor="black", zorder=6,
+                   label=f"optimum ({opt[0]:.4g}, {opt[1]:.4g})")
+        ax.set_xlabel("w")
+        ax.set_ylabel("b")
+    ax.set_title(title(record, "Loss landscape"))
+    ax.legend(loc="best", fontsize="small")
+    ax.grid(True, alpha=0.2)
+    return "landscape", fig

@@ -1,0 +1,121 @@
+"""A sweep's figures: every member's loss curve (or medians and bands), and final loss against lr."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+from typing import Any
+
+from bpcli.errors import RunDirError
+from bpcli.plots.common import figure
+from bpcli.rundir.sweep import SweepRecord, read_losses, read_sweep
+
+SWEEP_LINES = 200
+"""Up to this many members, losses.png draws every member's curve; beyond, each setting's
+median with the band holding the middle 90 % of its members."""
+
+
+def draw_sweep(directory: str | Path, fmt: str = "png",
+               history: list[tuple[int, list[float]]] | None = None) -> list[Path]:
+    """losses.png (every member's loss curve, or each setting's median and spread for large
+    sweeps) and, when lr varies, lr.png (final loss against lr).
+
+    `history` is what metrics.csv holds, [(step, [loss of each member])]: a sweep that has
+    just trained passes it instead of having its file read back.
+    """
+    import numpy as np
+
+    record = read_sweep(directory)
+    if history is None:
+        steps, losses = read_losses(record.path, len(record.members))
+    else:
+        steps, losses = np.array([s for s, _ in history], float), np.array([v for _, v in history], float)
+    try:
+        written = [_losses_figure(record, steps, losses, fmt)]
+        if "train.lr" in record.info["grid"]:
+            written.append(_lr_figure(record, fmt))
+    except (KeyError, ValueError, TypeError) as exc:  # a file that parsed but does not hold a sweep
+        raise RunDirError(f"{record.path}: a sweep file is corrupt ({type(exc).__name__}: {exc})") from None
+    return written
+
+
+def _losses_figure(record: SweepRecord, steps: Any, losses: Any, fmt: str) -> Path:
+    import numpy as np
+    from matplotlib import colormaps
+
+    info, members = record.info, record.members
+    losses[~((losses > 0) & np.isfinite(losses))] = np.nan  # a log scale cannot show them
+    varying = [k for k in info["grid"] if k != "seed"]
+    colour_key = varying[0] if varying else None
+    levels = sorted({m[colour_key] for m in members}, key=lambda v: float(v)) if colour_key else [None]
+    fig, axes = figure()
+    ax = axes[0][0]
+    cmap = colormaps["viridis"]
+    every = len(members) <= SWEEP_LINES
+    for i, level in enumerate(levels):
+        colour = cmap(i / max(len(levels) - 1, 1)) if colour_key else "tab:blue"
+        chosen = [k for k, m in enumerate(members) if colour_key is None or m[colour_key] == level]
+        label = f"{colour_key.split('.')[-1]}={level}" if colour_key else None
+        _draw_members(ax, steps, losses[:, chosen], colour, label, every)
+    ax.autoscale_view()
+    if np.isfinite(losses).any():  # a log scale needs one positive value; all-diverged has none
+        ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss")
+    ax.set_title(f"Sweep: {info['members']} {info['kind']} runs trained as one batch")
+    ax.grid(True, which="both", alpha=0.3)
+    if colour_key or not every:
+        ax.legend(fontsize="small", loc="lower left")  # loss curves fall: that corner stays clear
+    path = record.path / f"losses.{fmt}"
+    fig.savefig(path)
+    return path
+
+
+def _draw_members(ax: Any, steps: Any, curves: Any, colour: Any, label: str | None, every: bool) -> None:
+    """One setting's members: each curve (one collection: far faster than one plot() per
+    member), or their median and the band holding the middle 90 %."""
+    import numpy as np
+    from matplotlib.collections import LineCollection
+
+    if every:
+        segments = [np.column_stack([steps, c])[np.isfinite(c)] for c in curves.T]
+        ax.add_collection(LineCollection(segments, colors=[colour], alpha=0.6, linewidths=1, label=label))
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a step where every member diverged
+        low, median, high = np.nanpercentile(curves, [5, 50, 95], axis=1)
+    ax.fill_between(steps, low, high, color=colour, alpha=0.25, linewidth=0)
+    ax.plot(steps, median, color=colour, linewidth=1.5,
+            label=f"{label + ': ' if label else ''}median of {curves.shape[1]}, band 5–95 %")
+
+
+def _lr_figure(record: SweepRecord, fmt: str) -> Path:
+    fig, axes = figure()
+    ax = axes[0][0]
+    others = [k for k in record.info["grid"] if k not in ("seed", "train.lr")]
+    groups: dict[str, list[tuple[float, float, float]]] = {}
+    for a in record.aggregates:
+        mean = float(a["final_loss_mean"]) if a["final_loss_mean"] else math.nan
+        std = float(a["final_loss_std"]) if a["final_loss_std"] else 0.0
+        name = ", ".join(f"{k.split('.')[-1]}={a[k]}" for k in others) or "mean ± std over seeds"
+        groups.setdefault(name, []).append((float(a["train.lr"]), mean, std))
+    for name, points in groups.items():
+        points.sort()
+        xs = [p[0] for p in points if math.isfinite(p[1])]
+        ax.errorbar(xs, [p[1] for p in points if math.isfinite(p[1])],
+                    yerr=[p[2] for p in points if math.isfinite(p[1])], marker="o", capsize=3, label=name)
+        for lr, mean, _ in points:
+            if not math.isfinite(mean):
+                ax.axvline(lr, color="red", linestyle=":", linewidth=1)
+    ax.set_xscale("log")
+    if any(0 < p[1] < math.inf for points in groups.values() for p in points):
+        ax.set_yscale("log")
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("final training loss")
+    ax.set_title("Final loss against learning rate (red: every seed diverged)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize="small")
+    path = record.path / f"lr.{fmt}"
+    fig.savefig(path)
+    return path

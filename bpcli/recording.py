@@ -1,0 +1,248 @@
+"""What a single run records as it trains, as callbacks of the one loop, and what it
+writes when it ends.
+
+    RunLog        each logged step as a row: history, metrics.csv, TensorBoard, the console
+    Checkpoints   checkpoint.pt every train.checkpoint_every steps (and at the end)
+    GradChecks    hand-derived gradients against autograd every train.check_grad_every steps
+    write_outputs summary.json, curve.csv and predictions.csv once the loop is over
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+import torch
+
+from bpcli import analysis
+from bpcli.data.dataset import original_linear_params, to_model_units, to_original_units
+from bpcli.kinds.base import flat
+from bpcli.loop import Callback, Loop, Reporter
+from bpcli.rundir import run as files
+from bpcli.rundir.checkpoint import data_hash, save_checkpoint
+from bpcli.rundir.files import timestamp
+
+if TYPE_CHECKING:
+    from bpcli.config import Experiment
+    from bpcli.lifecycle import Built
+
+MAX_SUMMARY_VALUES = 1024  # larger tensors are summarised by shape and norm
+MAX_DATA_ROWS = 100_000  # data.csv and predictions.csv keep at most this many rows
+
+
+def sample_rows(n: int) -> torch.Tensor | None:
+    """Evenly spaced row indices when n is over MAX_DATA_ROWS (no random draw), else None."""
+    return torch.linspace(0, n - 1, MAX_DATA_ROWS).long() if n > MAX_DATA_ROWS else None
+
+
+class RunLog(Callback):
+    """Each logged step as a row of metrics.csv: step, epoch, loss, parameters, gradients,
+    and the distance to the optimum and the validation loss where the kind has them."""
+
+    def __init__(self, built: Built, trainer: Any, run_dir: Path | None, summary: dict[str, Any],
+                 history: list[dict[str, float]], reporter: Reporter | None,
+                 tensorboard: Callable[[], Any], start: int = 0) -> None:
+        self.trainer = trainer
+        self.history = history
+        self.reporter = reporter
+        self.lr = built.config.train.lr
+        sizes = {name: t[0].numel() for name, t in flat(trainer.params()).items()}
+        self.columns = files.param_columns(sizes)
+        fit = trainer.least_squares
+        self.best = analysis.optimum(built.data, fit) if fit is not None else None
+        self.bound = analysis.stable_lr(built.data, fit) if fit is not None else None
+        if self.best is not None and self.bound is not None:
+            self.columns.append("distance_to_optimum")
+            summary.update(optimum={**self.best.params, "loss": self.best.loss}, stable_lr=self.bound.lr)
+        splits = built.data.splits()
+        self.validation = None
+        if "val" in splits:
+            self.validation = tuple(t.to(built.device) for t in splits["val"])
+            self.columns.append("val_loss")
+        self.metrics = self.board = None
+        if run_dir is not None:
+            self.metrics = files.MetricsWriter(run_dir / "metrics.csv", self.columns, append=start > 0)
+            if built.config.log.tensorboard:
+                self.board = tensorboard()(log_dir=str(run_dir), purge_step=start + 1 if start else None)
+
+    def on_log(self, loop: Loop, step: int, losses: torch.Tensor) -> None:
+        row = self.row(step, loop.epoch(step), losses)
+        self.history.append(row)
+        if self.metrics is not None:
+            self.metrics.write(row)
+        if self.board is not None:
+            _to_tensorboard(self.board, row, self.lr)
+        if self.reporter is not None:
+            self.reporter.on_log(row)
+
+    def row(self, step: int, epoch: int, losses: torch.Tensor) -> dict[str, float]:
+        """The metrics row of a logged step; reading it back waits for the device."""
+        params = flat(self.trainer.params())
+        values = [v for t in params.values() for v in _logged(t[0])]
+        grads = [v for t in flat(self.trainer.gradients()).values() for v in _logged(t[0])]
+        extra = []
+        if self.best is not None:
+            extra.append(analysis.distance([v for t in params.values() for v in t[0].tolist()], self.best))
+        if self.validation is not None:
+            x, y = self.validation
+            with torch.no_grad():
+                extra.append(float((self.trainer.predict(x)[0] - y).pow(2).mean().item()))
+        return dict(zip(self.columns, [step, epoch, losses[0].item(), *values, *grads, *extra]))
+
+    def close(self) -> None:
+        """Close metrics.csv and the TensorBoard writer."""
+        if self.metrics is not None:
+            self.metrics.close()
+        if self.board is not None:
+            self.board.close()
+
+
+def _logged(values: torch.Tensor) -> list[float]:
+    # Small tensors are logged value by value, large ones (MLP layers) by their L2 norm.
+    if values.numel() <= files.MAX_LOGGED_VALUES:
+        return [float(v) for v in values.tolist()]
+    return [float(values.norm().item())]
+
+
+def _to_tensorboard(board: Any, row: dict[str, float], lr: float) -> None:
+    """One logged row as TensorBoard scalars: loss/…, params/…, grads/…, and the lr."""
+    step = int(row["step"])
+    for name, value in row.items():
+        if name in ("step", "epoch"):
+            continue
+        if name.startswith("grad_"):
+            tag = f"grads/{name[len('grad_'):]}"
+        elif name in ("loss", "val_loss"):
+            tag = f"loss/{name}"
+        elif name == "distance_to_optimum":
+            tag = name
+        else:
+            tag = f"params/{name}"
+        board.add_scalar(tag, value, step)
+    board.add_scalar("lr", lr, step)
+
+
+class Checkpoints(Callback):
+    """checkpoint.pt every `train.checkpoint_every` steps, and on demand (`save`)."""
+
+    def __init__(self, run_dir: Path | None, trainer: Any, built: Built, config: Experiment) -> None:
+        self.run_dir = run_dir
+        self.trainer = trainer
+        self.generator = built.generator
+        self.config = config
+        self.every = config.train.checkpoint_every
+        self.digest = data_hash(built.data.x, built.data.y) if run_dir is not None else ""
+
+    def after_step(self, loop: Loop, step: int) -> None:
+        if self.every and step % self.every == 0 and step != loop.total:
+            self.save(step)
+
+    def save(self, step: int) -> None:
+        """Write checkpoint.pt for the state after `step` (nothing without a run directory)."""
+        if self.run_dir is not None:
+            save_checkpoint(self.run_dir, step=step, trainer_state=self.trainer.state_dict(),
+                            generator=self.generator, config=self.config, data_digest=self.digest)
+
+
+class GradChecks(Callback):
+    """Every `every` steps, the step's gradient three ways (see bpcli.gradcheck)."""
+
+    def __init__(self, every: int) -> None:
+        self.every = every
+        self.checks: list[Any] = []
+
+    def before_step(self, loop: Loop, step: int, index: int) -> None:
+        if self.every and (step - 1) % self.every == 0:
+            from bpcli.gradcheck import compare_gradients
+
+            self.checks += compare_gradients(loop.trainer, index, step)
+
+
+def final_values(tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """Parameters for summary.json: every value, or shape and norm for a large tensor."""
+    named: dict[str, Any] = {}
+    for name, t in tensors.items():
+        values = t.detach()[0]
+        if values.numel() <= MAX_SUMMARY_VALUES:
+            named[name] = [float(v) for v in values.reshape(-1).tolist()]
+        else:
+            named[name] = {"shape": list(values.shape), "norm": float(values.norm().item())}
+    return named
+
+
+def write_outputs(built: Built, trainer: Any, config: Experiment, run_dir: Path | None,
+                  summary: dict[str, Any], loop: Loop, log: RunLog, checks: list[Any]) -> None:
+    """Complete summary.json (and write it with curve.csv and predictions.csv) as the run ends."""
+    summary.update(
+        status=loop.status,
+        steps=loop.step,
+        train_seconds=summary.get("train_seconds", 0.0) + loop.seconds,
+        finished_at=timestamp(),
+        final_loss=log.history[-1]["loss"] if log.history else None,
+        params=final_values(trainer.params()),
+        predictions=_predictions(built, config),
+    )
+    if log.best is not None:
+        values = [v for t in flat(trainer.params()).values() for v in t[0].tolist()]
+        summary["distance_to_optimum"] = analysis.distance(values, log.best)
+    summary.update(_fit_quality(built, log.best, summary["params"]))
+    if checks:
+        from bpcli.gradcheck import worst
+
+        summary["grad_check"] = worst(checks)
+    if run_dir is not None:
+        files.write_summary(run_dir, summary)
+        _write_curve(run_dir, built, config)
+        _write_fitted(run_dir, built)
+
+
+def _fit_quality(built: Built, best: analysis.Optimum | None, params: dict[str, Any]) -> dict[str, Any]:
+    """R² of the trained model (and of the closed-form optimum) on training and validation data."""
+    quality: dict[str, Any] = {"r2": {}}
+    with torch.no_grad():
+        for split, (x, y) in built.data.splits().items():
+            predicted = built.trainer.predict(x)[0].cpu()
+            if torch.isfinite(predicted).all():
+                quality["r2"][split] = analysis.r2(y, predicted)
+            if best is not None:
+                quality.setdefault("optimum_r2", {})[split] = analysis.r2(y, analysis.predict(best, x))
+    original = original_linear_params(built.data, params)
+    if original is not None:
+        quality["params_original_units"] = original
+    return quality
+
+
+def _write_fitted(run_dir: Path, built: Built) -> None:
+    """predictions.csv: every sample's target and prediction, for the predicted-vs-actual plot."""
+    if built.data.x.shape[1] == 1:
+        return  # one feature: the fit plot shows the curve itself
+    rows = []
+    with torch.no_grad():
+        for split, (x, y) in built.data.splits().items():
+            sample = sample_rows(len(y))
+            x, y = (x, y) if sample is None else (x[sample], y[sample])
+            rows.append((split, y.tolist(), built.trainer.predict(x)[0].cpu().tolist()))
+    files.write_predictions(run_dir, rows)
+
+
+def _write_curve(run_dir: Path, built: Built, config: Experiment) -> None:
+    """curve.csv: the model's predictions on a grid across the data, for the fit plot."""
+    x = built.data.x
+    if x.shape[1] != 1:
+        return
+    shown = [p for p in config.predict if not isinstance(p, list)] if built.data.scaling is None else []
+    low, high = min([float(x.min()), *shown]), max([float(x.max()), *shown])
+    grid = torch.linspace(low, high, 200, dtype=x.dtype)
+    with torch.no_grad():
+        y = built.trainer.predict(grid[:, None])[0].cpu()
+    files.write_curve(run_dir, grid.tolist(), y.tolist())
+
+
+def _predictions(built: Built, config: Experiment) -> list[dict[str, Any]]:
+    """The trained model's predictions at the configured inputs, in the data's original units."""
+    if not config.predict:
+        return []
+    x = torch.tensor(config.predict, dtype=built.data.x.dtype).reshape(len(config.predict), -1)
+    with torch.no_grad():
+        y = to_original_units(built.data, built.trainer.predict(to_model_units(built.data, x))[0].cpu())
+    return [{"x": xi, "y_pred": yi} for xi, yi in zip(config.predict, y.tolist())]
