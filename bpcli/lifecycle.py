@@ -31,12 +31,12 @@ from bpcli.config import Experiment, Override, dump_config, read_yaml, validate_
 from bpcli.data import make_dataset
 from bpcli.data.dataset import Dataset
 from bpcli.devices import resolve_device
-from bpcli.errors import DataError, RunDirError
+from bpcli.errors import BpcliError, DataError, RunDirError, RunFailed
 from bpcli.kinds import KINDS, Trainer
-from bpcli.loop import Divergence, Loop, Progress, Reporter
+from bpcli.loop import Loop, Progress, Reporter, StopAtDivergence
 from bpcli.rundir import run as files
 from bpcli.rundir.checkpoint import CHECKPOINT, check_belongs, data_hash, load_checkpoint
-from bpcli.rundir.files import bpcli_version, create_run_dir, timestamp
+from bpcli.rundir.files import bpcli_version, claim, create_run_dir, release, timestamp
 from bpcli.recording import MAX_DATA_ROWS, Checkpoints, GradChecks, RunLog, final_values, sample_rows, write_outputs
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -149,10 +149,21 @@ def train(
         # Record the device actually used, so config.yaml re-runs the same way.
         resolved = config.model_copy(update={"device": str(built.device)})
         run_dir = create_run_dir(Path(out) if out else None, force=force) if save else None
-        summary = _new_summary(built, engine, config_file)
+        with _held(run_dir):
+            summary = _new_summary(built, engine, config_file)
+            if run_dir is not None:
+                _write_start(run_dir, resolved, built.data, summary)
+            return _train(built, resolved, run_dir, summary, [], plots, observer)
+
+
+@contextlib.contextmanager
+def _held(run_dir: Path | None) -> Iterator[None]:
+    """Release this process's hold on a run directory (see rundir.files.claim) when the run ends."""
+    try:
+        yield
+    finally:
         if run_dir is not None:
-            _write_start(run_dir, resolved, built.data, summary)
-        return _train(built, resolved, run_dir, summary, [], plots, observer)
+            release(run_dir)
 
 
 def _new_summary(built: Built, engine: str, config_file: str | None) -> dict[str, Any]:
@@ -221,44 +232,87 @@ def _train(built: Built, config: Experiment, run_dir: Path | None, summary: dict
     trainer = engines.wrap(built.trainer, config.train.engine, built.device, distributed=built.group is not None)
     total = config.train.epochs * trainer.steps_per_epoch
     log = RunLog(built, trainer, run_dir, summary, history, observer, tensorboard_writer_class, start)
-    divergence = Divergence(config.train.diverge_factor, halt=True, first=history[0]["loss"] if history else None)
+    first = history[0]["loss"] if history else None
+    divergence = StopAtDivergence(config.train.diverge_factor, trainer, start, first)
     checkpoints = Checkpoints(run_dir, trainer, built, config)
     grad_checks = GradChecks(config.train.check_grad_every)
-    callbacks = [grad_checks, log, divergence, checkpoints]
+    callbacks = [grad_checks, divergence, log, checkpoints]
     if observer is not None:
         callbacks.append(Progress(observer, total))
         observer.on_start(total, run_dir, str(built.device), start)
     loop = Loop(trainer, total, config.train.log_every, callbacks, start)
-    try:
-        loop.run()
-        if loop.status == "diverged":
-            summary["divergence"] = _explain_divergence(config, loop.step, divergence.reason or "", log.bound)
-        else:  # completed or interrupted: resumable from here
-            checkpoints.save(loop.step)
-    finally:
-        log.close()
-        write_outputs(built, trainer, config, run_dir, summary, loop, log, grad_checks.checks)
-    if run_dir is not None and plots:
-        from bpcli.plots import draw_plots  # matplotlib only when plotting
+    with _recorded_failure(loop, summary, run_dir, checkpoints):
+        try:
+            loop.run()
+            if loop.status == "diverged":  # the step it stopped at is logged here, after the search
+                log.on_log(loop, loop.step, divergence.losses)
+                summary["divergence"] = _explain_divergence(built, loop.step, start, divergence.reason or "",
+                                                            log.bound)
+            else:  # completed or interrupted: resumable from here
+                checkpoints.save(loop.step)
+        finally:
+            log.close()
+            write_outputs(built, trainer, config, run_dir, summary, loop, log, grad_checks.checks)
+        if run_dir is not None and plots:
+            from bpcli.plots import draw_plots  # matplotlib only when plotting
 
-        draw_plots(run_dir)
+            draw_plots(run_dir)
     return TrainResult(status=loop.status, run_dir=run_dir, params=summary["params"],
                        final_loss=summary["final_loss"], steps=loop.step, history=history,
                        summary=summary, signal=loop.signal)
 
 
-def _explain_divergence(config: Experiment, step: int, reason: str,
+@contextlib.contextmanager
+def _recorded_failure(loop: Loop, summary: dict[str, Any], run_dir: Path | None,
+                      checkpoints: Checkpoints) -> Iterator[None]:
+    """A run that raises is recorded as `failed`, with its error, in summary.json (as far as
+    the disk allows); a file that cannot be written becomes one line and exit 1."""
+    try:
+        yield
+    except (KeyboardInterrupt, BpcliError):
+        raise
+    except Exception as exc:
+        loop.status = "failed"
+        summary.update(status="failed", error={"step": loop.step, "type": type(exc).__name__, "message": str(exc)})
+        if run_dir is not None:
+            with contextlib.suppress(OSError):  # a full disk may refuse this too: the error below still says why
+                files.write_summary(run_dir, summary)
+        if isinstance(exc, OSError):
+            where = exc.filename or run_dir or "a file"
+            kept = f"; its checkpoint at step {checkpoints.last} is intact" if checkpoints.last else ""
+            raise RunFailed(f"{where}: cannot be written ({exc.strerror or exc}); the run stopped at step "
+                            f"{loop.step} and is recorded as failed{kept}") from exc
+        raise
+
+
+def _explain_divergence(built: Built, step: int, start: int, reason: str,
                         bound: analysis.StableLR | None) -> dict[str, Any]:
-    """The divergence record for summary.json, with the learning rate that would have worked."""
+    """The divergence record for summary.json: where, why, and what to change."""
+    config, data = built.config, built.data
     lr = config.train.lr
     record: dict[str, Any] = {"step": step, "reason": reason, "lr": lr}
     message = f"training diverged at step {step}: {reason}."
+    largest = max(float(data.x.abs().max()), float(data.y.abs().max()))
+    if step == 1 and start == 0:
+        # No update has happened yet: the learning rate cannot be the cause.
+        cause = (f" It happened before any update, so the learning rate is not the cause: the initial parameters "
+                 f"or the data (largest |value| {largest:.3g}) are too large for {config.dtype}; choose smaller "
+                 "model.init_* values, rescale the data, or use dtype: float64.")
+    elif bound is not None and lr < bound.lr:
+        cause = (f" The learning rate {lr:g} is below the stable bound {bound.lr:.6g}, so it is not the cause: "
+                 f"the values outgrew {config.dtype} (largest |value| in the data {largest:.3g}); rescale the data "
+                 "or the initial parameters, or use dtype: float64.")
+    elif bound is not None and bound.lr < 1e-8:
+        cause = (f" The data's scale (largest |value| {largest:.3g}) makes the stable learning rate tiny: "
+                 f"{bound.explanation}. Rescale the data (for a CSV file, data.standardize: all) rather than "
+                 "shrinking the learning rate.")
+    elif bound is not None:
+        cause = f" The learning rate {lr:g} is too large: {bound.explanation}. Try --lr {bound.lr / 2:.3g}."
+    else:
+        cause = f" Try a smaller learning rate than {lr:g} (--lr)."
     if bound is not None:
         record["stable_lr"] = bound.lr
-        message += f" The learning rate {lr:g} is too large: {bound.explanation}. Try --lr {bound.lr / 2:.3g}."
-    else:
-        message += f" Try a smaller learning rate than {lr:g} (--lr)."
-    record["message"] = message
+    record["message"] = message + cause
     return record
 
 
@@ -311,14 +365,17 @@ def resume(
             )
         built.trainer.load_state_dict(payload["trainer"])
         built.generator.set_state(payload["generator_state"].cpu())
-        history = files.truncate_metrics(run_dir / "metrics.csv", start, write=built.writes)
         if not built.writes:  # other ranks of a torchrun job train alongside rank 0 and write nothing
+            history = files.truncate_metrics(run_dir / "metrics.csv", start, write=False)
             return _train(built, config, None, summary, history, False, None, start)
-        files.write_config(run_dir, dump_config(config))
-        summary.update(status="running", epochs=config.train.epochs)
-        summary.setdefault("resumed_from", []).append({"step": start, "at": timestamp()})
-        files.write_summary(run_dir, summary)
-        return _train(built, config, run_dir, summary, history, plots, observer, start)
+        claim(run_dir)
+        with _held(run_dir):
+            history = files.truncate_metrics(run_dir / "metrics.csv", start)
+            files.write_config(run_dir, dump_config(config))
+            summary.update(status="running", epochs=config.train.epochs)
+            summary.setdefault("resumed_from", []).append({"step": start, "at": timestamp()})
+            files.write_summary(run_dir, summary)
+            return _train(built, config, run_dir, summary, history, plots, observer, start)
 
 
 def rerun(run_dir: str | Path, out: str | Path | None = None, *, observer: Reporter | None = None) -> TrainResult:

@@ -11,14 +11,15 @@ loop (bpcli.lifecycle for runs, bpcli.sweep for sweeps). A callback overrides an
 
 A step is logged when it is the first, a multiple of log_every, or the last: only then
 is the loss computed and read, so unlogged steps never wait for the device. A callback
-ends the loop with `loop.halt(status)`, before the after_step callbacks of that step.
-SIGINT or SIGTERM asks the loop to stop after the current step (status `interrupted`);
-a second one stops it at once.
+ends the loop with `loop.halt(status)`; the callbacks after it are not called for that
+step. SIGINT or SIGTERM asks the loop to stop after the current step (status
+`interrupted`); a second one stops it at once. An exception ends it as `failed`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import signal
 import threading
@@ -75,7 +76,7 @@ class Loop:
         return (step - 1) // self.trainer.steps_per_epoch + 1
 
     def halt(self, status: str) -> None:
-        """End the loop after the current step's on_log callbacks, with this status."""
+        """End the loop with this status: the callbacks after this one are not called."""
         self.status = status
 
     def run(self) -> Loop:
@@ -98,6 +99,8 @@ class Loop:
                         losses = loss.reshape(-1)
                         for hook in on_log:
                             hook(self, step, losses)
+                            if self.status != "completed":
+                                break
                         if self.status != "completed":
                             break
                     for hook in after:
@@ -108,6 +111,9 @@ class Loop:
         except KeyboardInterrupt:
             # A second Ctrl-C stops at once, possibly mid-step.
             self.status = "interrupted"
+            raise
+        except BaseException:
+            self.status = "failed"  # never "completed" for a loop that did not run to its end
             raise
         finally:
             self.seconds = time.perf_counter() - started
@@ -138,18 +144,16 @@ class Divergence(Callback):
     or infinite, or over `factor` times its first logged loss.
 
     Each member's diverged step is kept on the device (`at`, 0 for none), so a sweep never
-    waits for it; with `halt` (single runs) the loop ends when member 0 diverges.
+    waits for it; its other members train on.
     """
 
-    def __init__(self, factor: float, halt: bool, first: float | None = None) -> None:
+    def __init__(self, factor: float, first: float | None = None) -> None:
         self.factor = factor
-        self.halt = halt
         self.first = None if first is None else torch.tensor([first], dtype=torch.float64)
         self.at: torch.Tensor | None = None
-        self.reason: str | None = None
-        """Why member 0 diverged (set when the loop is halted)."""
 
-    def on_log(self, loop: Loop, step: int, losses: torch.Tensor) -> None:
+    def check(self, step: int, losses: torch.Tensor) -> torch.Tensor:
+        """Which members' losses break the rule at this step, (K,) on the device; `at` is updated."""
         current = losses.detach().to(torch.float64)
         if self.first is None:
             self.first = current.clone()
@@ -158,15 +162,71 @@ class Divergence(Callback):
             self.at = torch.zeros(current.shape, dtype=torch.long, device=current.device)
         bad = ~torch.isfinite(current) | ((first > 0) & (current > self.factor * first))
         self.at = torch.where(bad & (self.at == 0), step, self.at)
-        if self.halt and bool(bad[0]):  # reads the device: single runs only
-            self.reason = divergence_reason(float(current[0]), float(first[0]), self.factor)
-            loop.halt("diverged")
+        return bad
+
+    def on_log(self, loop: Loop, step: int, losses: torch.Tensor) -> None:
+        self.check(step, losses)
 
     def diverged(self) -> dict[int, int]:
         """The step at which each diverged member diverged, by member."""
         if self.at is None:
             return {}
         return {k: at for k, at in enumerate(self.at.tolist()) if at}
+
+
+class StopAtDivergence(Divergence):
+    """The divergence rule for a single run: the loop ends at the step that breaks it.
+
+    A loss that grew too much is seen on a logged step. A loss or parameter that stopped
+    being finite is found at the very step it happened: the state after each good logged
+    step is kept (a copy of a few tensors), and when a logged step is not finite the steps
+    since the last good one are taken again one by one (the same kernels, so the same
+    numbers) until the first that is not. The run then stops there with the parameters
+    that step started from, the last finite ones.
+    """
+
+    def __init__(self, factor: float, trainer: Any, start: int, first: float | None = None) -> None:
+        super().__init__(factor, first)
+        self.trainer = trainer
+        self.good = (start, copy.deepcopy(trainer.state_dict()))
+        self.losses: torch.Tensor | None = None
+        """The losses of the step the run stopped at."""
+        self.reason: str | None = None
+        """Why the run diverged, in words."""
+
+    def on_log(self, loop: Loop, step: int, losses: torch.Tensor) -> None:
+        bad = bool(self.check(step, losses)[0])  # reads the device, as the step's row does
+        finite = math.isfinite(float(losses[0])) and self._finite_params()
+        if not bad and finite:
+            self.good = (step, copy.deepcopy(self.trainer.state_dict()))
+            return
+        if finite:  # a finite loss that grew too much
+            first = float(self.first[0]) if self.first is not None else math.nan
+            self.reason = divergence_reason(float(losses[0]), first, self.factor)
+        else:
+            step, losses = self._first_not_finite(loop)
+            loss = float(losses[0])
+            self.reason = (f"the loss became {loss}" if not math.isfinite(loss)
+                           else "the update made the parameters infinite or NaN")
+        self.losses = losses
+        loop.step = step
+        loop.halt("diverged")
+
+    def _finite_params(self) -> bool:
+        return all(bool(torch.isfinite(p).all()) for p in self.trainer.params().values())
+
+    def _first_not_finite(self, loop: Loop) -> tuple[int, torch.Tensor]:
+        """Take the steps since the last good state again, one by one, up to the first whose
+        loss or new parameters are not finite; leave the trainer as that step found it."""
+        start, state = self.good
+        self.trainer.load_state_dict(copy.deepcopy(state))
+        for step in range(start + 1, loop.total + 1):
+            before = copy.deepcopy(self.trainer.state_dict())
+            losses = self.trainer.step((step - 1) % self.trainer.steps_per_epoch, True).reshape(-1).clone()
+            if not (math.isfinite(float(losses[0])) and self._finite_params()):
+                self.trainer.load_state_dict(before)
+                return step, losses
+        raise AssertionError("the steps taken again stayed finite; they were not the same steps")
 
 
 def divergence_reason(loss: float, first: float, factor: float) -> str:

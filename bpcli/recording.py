@@ -131,17 +131,24 @@ class Checkpoints(Callback):
         self.generator = built.generator
         self.config = config
         self.every = config.train.checkpoint_every
+        self.last = 0
+        """The step of the last checkpoint written (0: none)."""
         self.digest = data_hash(built.data.x, built.data.y) if run_dir is not None else ""
 
     def after_step(self, loop: Loop, step: int) -> None:
-        if self.every and step % self.every == 0 and step != loop.total:
+        # Never a state that is no longer finite: the last good checkpoint stays.
+        if self.every and step % self.every == 0 and step != loop.total and self._finite():
             self.save(step)
+
+    def _finite(self) -> bool:
+        return all(bool(torch.isfinite(p).all()) for p in self.trainer.params().values())
 
     def save(self, step: int) -> None:
         """Write checkpoint.pt for the state after `step` (nothing without a run directory)."""
         if self.run_dir is not None:
             save_checkpoint(self.run_dir, step=step, trainer_state=self.trainer.state_dict(),
                             generator=self.generator, config=self.config, data_digest=self.digest)
+            self.last = step
 
 
 class GradChecks(Callback):

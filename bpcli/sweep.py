@@ -28,7 +28,7 @@ from bpcli.kinds.base import flat
 from bpcli.lifecycle import build, tensorboard_writer_class
 from bpcli.loop import Callback, Divergence, Loop, Progress, Reporter
 from bpcli.rundir import sweep as files
-from bpcli.rundir.files import bpcli_version, create_run_dir
+from bpcli.rundir.files import bpcli_version, create_run_dir, release
 
 # The settings that may differ between members of one batched run: they change the
 # numbers (data, initial values, learning rate), never the shapes or the schedule.
@@ -115,7 +115,8 @@ class SweepResult:
     steps: int
     """Steps every member took (fewer than planned if the sweep was interrupted)."""
     status: str = "completed"
-    """completed, or interrupted: a signal stopped it after a step, and what was trained is kept."""
+    """completed; interrupted (a signal stopped it after a step, and what was trained is kept);
+    or diverged, when every member diverged."""
     signal: int | None = None
 
 
@@ -137,6 +138,7 @@ def run_sweep(config: Experiment, grid: dict[str, list[Any]], out: Path | None =
     writer = group is None or group.rank == 0
     if config.log.tensorboard and save and writer:
         tensorboard_writer_class()  # a missing package is said before training, not after
+    directory = None
     try:
         # Made before training, so that an --out that cannot be used is said at once.
         directory = _start_directory(out, force, config, grid, len(members)) if save and writer else None
@@ -146,13 +148,32 @@ def run_sweep(config: Experiment, grid: dict[str, list[Any]], out: Path | None =
         part = _train_members(members[first:last], config, observer if writer else None, directory,
                               stoppable=group is None)
         parts = [part] if group is None else distributed.gather(part, group)
-    except BaseException:
+    except BaseException as exc:
         if group is not None:
             distributed.leave(clean=False)
+        if directory is not None:  # never left saying `running`
+            _record_failure(directory, config, grid, len(members), exc)
+            release(directory)
         raise
     if group is not None:
         distributed.leave()
-    return _finish(directory, config, grid, members, parts, plots)
+    try:
+        return _finish(directory, config, grid, members, parts, plots)
+    finally:
+        if directory is not None:
+            release(directory)
+
+
+def _record_failure(directory: Path, config: Experiment, grid: dict[str, list[Any]], members: int,
+                    exc: BaseException) -> None:
+    """sweep.json for a sweep that stopped on an error (or a second Ctrl-C): what happened."""
+    status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+    info = {"kind": config.kind, "grid": grid, "members": members, "status": status,
+            "error": {"type": type(exc).__name__, "message": str(exc)}}
+    try:
+        files.write_info(directory, info)
+    except OSError:
+        pass  # a full disk: the error itself is what the user sees
 
 
 def _start_directory(out: Path | None, force: bool, config: Experiment, grid: dict[str, list[Any]],
@@ -175,8 +196,8 @@ def _finish(directory: Path | None, config: Experiment, grid: dict[str, list[Any
     history = [(step, [v for p in parts if p["history"] for v in p["history"][i][1]])
                for i, step in enumerate(steps)]
     rows = [{"member": k, **settings, **result} for k, ((settings, _), result) in enumerate(zip(members, results))]
-    result = SweepResult(directory, rows, _aggregate(rows, grid), seconds, total, parts[0]["status"],
-                         parts[0]["signal"])
+    status = "diverged" if all(r["status"] == "diverged" for r in rows) else parts[0]["status"]
+    result = SweepResult(directory, rows, _aggregate(rows, grid), seconds, total, status, parts[0]["signal"])
     if directory is not None:
         _write(directory, config, grid, result, history, parts[0]["device"], len(parts))
         if config.log.tensorboard:
@@ -236,7 +257,7 @@ def _train_members(members: list[tuple[dict[str, Any], Experiment]], config: Exp
     trainer = wrap(KINDS[config.kind].trainer.stack([b.trainer for b in built], device), config.train.engine, device)
     total = config.train.epochs * trainer.steps_per_epoch
     log = SweepLog(observer)
-    divergence = Divergence(config.train.diverge_factor, halt=False)
+    divergence = Divergence(config.train.diverge_factor)
     callbacks: list[Callback] = [log, divergence]
     if observer is not None:
         callbacks.append(Progress(observer, total))

@@ -26,7 +26,7 @@ def test_train_writes_a_complete_run_directory():
     assert result.exit_code == 0, result.output
     run = Path("outputs/run1")
     assert sorted(p.name for p in run.iterdir()) == sorted(
-        ["config.yaml", "metrics.csv", "summary.json", "data.csv", "curve.csv", "checkpoint.pt",
+        [".bpcli", "config.yaml", "metrics.csv", "summary.json", "data.csv", "curve.csv", "checkpoint.pt",
          "loss.png", "fit.png", "params.png", "landscape.png"]
     )
     assert header(run / "metrics.csv") == ["step", "epoch", "loss", "w", "b", "grad_w", "grad_b",

@@ -133,7 +133,9 @@ def test_plot_of_a_broken_sweep_directory_is_a_clear_error():
 
 def test_a_sweep_where_every_member_diverges_still_writes_its_plots():
     result = cli("sweep", CONFIGS / "exp2.yaml", "--grid", "lr=5,6", "--grid", "seed=0:2", "--epochs", "200")
-    assert result.exit_code == 0, result.output
+    # Like a single diverged run, a sweep in which every member diverged exits 1, and says so.
+    assert result.exit_code == 1, result.output
+    assert "every one of the 4 members diverged" in result.stderr
     members = list(csv.DictReader(Path("outputs/sweep1/summary.csv").open()))
     assert {m["status"] for m in members} == {"diverged"}
     for name in ("losses.png", "lr.png"):

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from bpcli.cli.options import ConfigArg, Device, Engine, Epochs, Grad, LogEvery, Quiet, Set, main_process
-from bpcli.errors import RunInterrupted
+from bpcli.errors import RunFailed, RunInterrupted
 
 
 def sweep(
@@ -57,3 +57,7 @@ def sweep(
         where = f"; what was trained is in {result.out}" if result.out else ""
         name = signal.Signals(result.signal).name
         raise RunInterrupted(f"{name}: stopped the sweep after step {result.steps}{where}", result.signal)
+    if result.status == "diverged":
+        first = min(m["diverged_at_step"] for m in result.members)
+        raise RunFailed(f"every one of the {len(result.members)} members diverged (the first at step {first}); "
+                        "sweep smaller learning rates (--grid lr=…) or check the data's scale")

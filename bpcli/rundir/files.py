@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
+import uuid
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
 from bpcli.errors import RunDirError
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; the marker still guards --force
+    fcntl = None  # type: ignore[assignment]
 
 DEFAULT_ROOT = Path("outputs")
 
@@ -29,10 +36,38 @@ def _listdir(root: Path) -> list[Path]:
         raise RunDirError(f"{root}: cannot list it ({exc.strerror}); choose another --out") from None
 
 
-def is_run_dir(path: Path) -> bool:
-    """Whether `path` looks like a directory bpcli wrote."""
-    written = (path / "summary.json").is_file() or (path / "sweep.json").is_file()
-    return (path / "config.yaml").is_file() and written
+MARKER = ".bpcli"
+"""The file bpcli writes into every directory it creates (a run id and when it was made);
+--force clears only directories that carry it, and a process writing a directory holds a
+lock on it, so two processes never write one directory at once."""
+
+_held: dict[Path, int] = {}  # the marker files this process holds locked, by directory
+
+
+def claim(path: Path) -> None:
+    """Mark `path` as bpcli's and lock it for this process (released by `release` or at exit);
+    a RunDirError if another process holds it."""
+    try:
+        fd = os.open(path / MARKER, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise RunDirError(f"{path}: cannot write there ({exc.strerror}); choose another --out") from None
+    try:
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise RunDirError(f"{path}: another bpcli process is writing there right now; "
+                          "wait for it to end, or choose another --out") from None
+    if os.fstat(fd).st_size == 0:  # a new mark: who made the directory, and when
+        os.write(fd, json.dumps({"run_id": uuid.uuid4().hex, "created": timestamp()}).encode() + b"\n")
+    _held[path.resolve()] = fd
+
+
+def release(path: Path) -> None:
+    """Let other processes write `path` again."""
+    fd = _held.pop(path.resolve(), None)
+    if fd is not None:
+        os.close(fd)
 
 
 def _next_free(root: Path, prefix: str) -> Path:
@@ -40,45 +75,69 @@ def _next_free(root: Path, prefix: str) -> Path:
         path = next_run_dir(root, prefix)
         try:
             path.mkdir(parents=True)
-            return path
         except FileExistsError:
             continue
         except OSError as exc:
             raise RunDirError(f"{path}: cannot create it ({exc.strerror}); pass --out DIR") from None
+        claim(path)
+        return path
     raise RunDirError(f"{root}: no free run<N> directory; pass --out DIR")
 
 
 def create_run_dir(out: Path | None, force: bool = False, root: Path = DEFAULT_ROOT, prefix: str = "run") -> Path:
-    """Create the directory a new run writes to, never reusing a non-empty one unless forced.
+    """Create the directory a new run writes to, marked and locked, never reusing a
+    non-empty one unless forced.
 
-    With `out` None, the next free `run<N>` under root. `force` clears an existing run
-    directory first; it still refuses a non-empty directory that bpcli did not write.
+    With `out` None, the next free `run<N>` under root. `force` clears a directory bpcli
+    made (one that carries its marker) and nothing else: not another program's files, not
+    through a symbolic link, not the current directory or one holding it.
     """
     if out is None:
         return _next_free(root, prefix)
     path = Path(out)
+    if path.is_symlink():
+        raise RunDirError(f"{path}: is a symbolic link; give the real directory, or another --out")
     if path.exists() and not path.is_dir():
         raise RunDirError(f"{path}: exists and is not a directory; choose another --out")
     if path.is_dir() and any(path.iterdir()):
-        if not force:
-            raise RunDirError(
-                f"{path}: already holds files; choose another --out, or add --force to replace "
-                "the run that is there"
-            )
-        if not is_run_dir(path):
-            raise RunDirError(
-                f"{path}: holds files that are not a bpcli run; --force only replaces runs, "
-                "so choose another --out"
-            )
-        shutil.rmtree(path)
+        _check_replaceable(path, force)
+        claim(path)
+        _clear(path)
+        return path
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".bpcli-write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
     except OSError as exc:
         raise RunDirError(f"{path}: cannot write there ({exc.strerror}); choose another --out") from None
+    claim(path)
     return path
+
+
+def _check_replaceable(path: Path, force: bool) -> None:
+    if not force:
+        raise RunDirError(
+            f"{path}: already holds files; choose another --out, or add --force to replace "
+            "the run that is there"
+        )
+    if not (path / MARKER).is_file():
+        raise RunDirError(
+            f"{path}: holds files that are not a bpcli run (no {MARKER} marker); --force only replaces "
+            "directories bpcli made, so choose another --out"
+        )
+    here = Path.cwd().resolve()
+    if here == path.resolve() or path.resolve() in here.parents:
+        raise RunDirError(f"{path}: is the current directory or holds it; --force will not clear it, "
+                          "so change directory or choose another --out")
+
+
+def _clear(path: Path) -> None:
+    """Remove everything in a claimed directory but its marker (links are removed, never followed)."""
+    for entry in path.iterdir():
+        if entry.name == MARKER:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
 
 
 def write_atomic(path: Path, text: str) -> None:
