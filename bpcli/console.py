@@ -157,12 +157,14 @@ def print_result(console: Console, summary: dict[str, Any], run_dir: Path | None
 
 
 def print_verification(console: Console, report: Any) -> None:
-    """The outcome of `bpcli rerun --verify`: a verdict line and the first differing step."""
+    """The outcome of `bpcli rerun --verify`: a verdict line and the first difference."""
     mark = "[green]reproduces[/green]" if report.matches else "[red]does not reproduce[/red]"
-    console.print(f"{report.run_dir}: {mark} ({len(report.compared)} logged losses compared)")
-    if not report.matches:
-        step, was, now = report.mismatch
-        console.print(f"  first difference at step {step}: recorded {was!r}, now {now!r}", soft_wrap=True)
+    console.print(f"{report.run_dir}: {mark} ({report.rows} logged losses compared, with every other "
+                  "recorded column)", soft_wrap=True)
+    first = report.mismatch
+    if first is not None:
+        console.print(f"  first difference at step {first.step} ({first.column}): recorded {first.recorded!r}, "
+                      f"now {first.now!r}", soft_wrap=True)
 
 
 def _values(values: list[float]) -> str:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import math
 import platform
+import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -31,9 +32,9 @@ from bpcli.config import Experiment, Override, dump_config, read_yaml, validate_
 from bpcli.data import make_dataset
 from bpcli.data.dataset import Dataset
 from bpcli.devices import resolve_device
-from bpcli.errors import BpcliError, DataError, RunDirError, RunFailed
+from bpcli.errors import BpcliError, DataError, RunDirError, RunFailed, RunInterrupted
 from bpcli.kinds import KINDS, Trainer
-from bpcli.loop import Loop, Progress, Reporter, StopAtDivergence
+from bpcli.loop import Loop, Progress, Reporter, StopAtDivergence, StopRequest
 from bpcli.rundir import run as files
 from bpcli.rundir.checkpoint import CHECKPOINT, check_belongs, data_hash, load_checkpoint
 from bpcli.rundir.files import bpcli_version, claim, create_run_dir, release, timestamp
@@ -148,12 +149,15 @@ def train(
             tensorboard_writer_class()
         # Record the device actually used, so config.yaml re-runs the same way.
         resolved = config.model_copy(update={"device": str(built.device)})
-        run_dir = create_run_dir(Path(out) if out else None, force=force) if save else None
-        with _held(run_dir):
-            summary = _new_summary(built, engine, config_file)
-            if run_dir is not None:
-                _write_start(run_dir, resolved, built.data, summary)
-            return _train(built, resolved, run_dir, summary, [], plots, observer)
+        # From here on a signal stops the run after the current step, even before the first:
+        # a run directory is never left saying `running`.
+        with StopRequest().installed() as stop:
+            run_dir = create_run_dir(Path(out) if out else None, force=force) if save else None
+            with _held(run_dir):
+                summary = _new_summary(built, engine, config_file)
+                if run_dir is not None:
+                    _write_start(run_dir, resolved, built.data, summary)
+                return _train(built, resolved, run_dir, summary, [], plots, observer, stop=stop)
 
 
 @contextlib.contextmanager
@@ -227,7 +231,7 @@ def _check_predict(config: Experiment, data: Dataset) -> None:
 
 def _train(built: Built, config: Experiment, run_dir: Path | None, summary: dict[str, Any],
            history: list[dict[str, float]], plots: bool, observer: Reporter | None,
-           start: int = 0) -> TrainResult:
+           start: int = 0, stop: StopRequest | None = None) -> TrainResult:
     """The loop from step `start` + 1 to the end, with its callbacks, then the final files."""
     trainer = engines.wrap(built.trainer, config.train.engine, built.device, distributed=built.group is not None)
     total = config.train.epochs * trainer.steps_per_epoch
@@ -240,12 +244,14 @@ def _train(built: Built, config: Experiment, run_dir: Path | None, summary: dict
     if observer is not None:
         callbacks.append(Progress(observer, total))
         observer.on_start(total, run_dir, str(built.device), start)
-    loop = Loop(trainer, total, config.train.log_every, callbacks, start)
+    loop = Loop(trainer, total, config.train.log_every, callbacks, start, stop=stop)
     with _recorded_failure(loop, summary, run_dir, checkpoints):
         try:
             loop.run()
             if loop.status == "diverged":  # the step it stopped at is logged here, after the search
                 log.on_log(loop, loop.step, divergence.losses)
+                if checkpoints.last >= loop.step:  # written on the way to divergence: keep the last good state
+                    checkpoints.save(*divergence.good)
                 summary["divergence"] = _explain_divergence(built, loop.step, start, divergence.reason or "",
                                                             log.bound)
             else:  # completed or interrupted: resumable from here
@@ -355,27 +361,33 @@ def resume(
     summary = files.read_summary(run_dir)
     built = build(config, join=distributed.launched())
     with _membership(built):
-        payload = load_checkpoint(run_dir, built.device)
-        check_belongs(payload, config, data_hash(built.data.x, built.data.y), run_dir / CHECKPOINT)
-        start = payload["step"]
-        if start >= config.train.epochs * built.trainer.steps_per_epoch:
-            raise RunDirError(
-                f"{run_dir}: already trained {start} steps ({summary.get('epochs')} epochs); "
-                f"pass --epochs with more than {config.train.epochs} to continue"
-            )
-        built.trainer.load_state_dict(payload["trainer"])
-        built.generator.set_state(payload["generator_state"].cpu())
         if not built.writes:  # other ranks of a torchrun job train alongside rank 0 and write nothing
-            history = files.truncate_metrics(run_dir / "metrics.csv", start, write=False)
+            start, history = _restore(built, run_dir, summary, write=False)
             return _train(built, config, None, summary, history, False, None, start)
-        claim(run_dir)
-        with _held(run_dir):
-            history = files.truncate_metrics(run_dir / "metrics.csv", start)
+        claim(run_dir)  # before anything is read: a run being written is not resumed under it
+        with _held(run_dir), StopRequest().installed() as stop:
+            start, history = _restore(built, run_dir, summary, write=True)
             files.write_config(run_dir, dump_config(config))
             summary.update(status="running", epochs=config.train.epochs)
             summary.setdefault("resumed_from", []).append({"step": start, "at": timestamp()})
             files.write_summary(run_dir, summary)
-            return _train(built, config, run_dir, summary, history, plots, observer, start)
+            return _train(built, config, run_dir, summary, history, plots, observer, start, stop)
+
+
+def _restore(built: Built, run_dir: Path, summary: dict[str, Any], write: bool) -> tuple[int, list[dict[str, float]]]:
+    """The checkpoint's state loaded into the trainer: the step it was at, and the logged rows up to it."""
+    config = built.config
+    payload = load_checkpoint(run_dir, built.device)
+    check_belongs(payload, config, data_hash(built.data.x, built.data.y), run_dir / CHECKPOINT)
+    start = payload["step"]
+    if start >= config.train.epochs * built.trainer.steps_per_epoch:
+        raise RunDirError(
+            f"{run_dir}: already trained {start} steps ({summary.get('epochs')} epochs); "
+            f"pass --epochs with more than {config.train.epochs} to continue"
+        )
+    built.trainer.load_state_dict(payload["trainer"])
+    built.generator.set_state(payload["generator_state"].cpu())
+    return start, files.truncate_metrics(run_dir / "metrics.csv", start, config.train.log_every, write=write)
 
 
 def rerun(run_dir: str | Path, out: str | Path | None = None, *, observer: Reporter | None = None) -> TrainResult:
@@ -385,59 +397,111 @@ def rerun(run_dir: str | Path, out: str | Path | None = None, *, observer: Repor
     return train(config, out, observer=observer, config_file=str(run_dir / "config.yaml"))
 
 
+@dataclass(frozen=True)
+class Difference:
+    """One value of metrics.csv that a re-run did not reproduce (None: the row is missing)."""
+
+    step: int
+    column: str
+    recorded: float | None
+    now: float | None
+
+
 @dataclass
 class Verification:
-    """The outcome of re-running a recorded config and comparing its logged losses."""
+    """The outcome of re-running a recorded config and comparing every logged row."""
 
     run_dir: Path
-    compared: list[tuple[int, float, float]]
-    """(step, recorded loss, re-computed loss) for every compared step."""
+    rows: int
+    """How many recorded rows were compared, every column of each."""
+    differences: list[Difference]
     recorded: dict[str, Any]
     """torch version and device the run was recorded with."""
     current: dict[str, Any]
     """torch version and device of the re-run."""
 
     @property
-    def mismatch(self) -> tuple[int, float, float] | None:
-        """The first step whose loss differs, if any."""
-        return next((c for c in self.compared if c[1] != c[2]), None)
+    def mismatch(self) -> Difference | None:
+        """The first difference, in step order, if any."""
+        return self.differences[0] if self.differences else None
 
     @property
     def matches(self) -> bool:
-        return self.mismatch is None
+        return not self.differences
 
     def explanation(self) -> str:
         """One line on what differs and what may explain it."""
-        if self.mismatch is None:
-            return f"{self.run_dir}: all {len(self.compared)} logged losses reproduce bit for bit"
-        step, was, now_ = self.mismatch
+        first = self.mismatch
+        if first is None:
+            return f"{self.run_dir}: all {self.rows} logged rows reproduce bit for bit"
+        if first.recorded is None or first.now is None:
+            what = (f"step {first.step} is logged by the re-run but not in metrics.csv" if first.recorded is None
+                    else f"step {first.step} is in metrics.csv but the re-run does not log it")
+        else:
+            what = f"the {first.column} at step {first.step} was {first.recorded!r} and is now {first.now!r}"
         envs = (
             f"recorded with torch {self.recorded['torch_version']} on {self.recorded['device']}, "
             f"re-run with torch {self.current['torch_version']} on {self.current['device']}"
         )
         same = self.recorded == self.current
         why = "the same setup, so something else changed" if same else "results are bit-identical only on the same setup"
-        return f"{self.run_dir}: the loss at step {step} was {was!r} and is now {now_!r} ({envs}; {why})"
+        return f"{self.run_dir}: {what} ({envs}; {why})"
 
 
 def verify_run(run_dir: str | Path, steps: int | None = None) -> Verification:
-    """Re-run a run directory's config in memory and compare the first `steps` logged losses."""
+    """Re-run a run directory's config in memory and compare its first `steps` logged rows
+    (all of them by default), every recorded column, with what the re-run logs."""
     run_dir = Path(run_dir)
     record = files.read_run(run_dir)
     config = validate_config(record.config, source=str(run_dir / "config.yaml"))
-    recorded = list(zip(map(int, record.metrics.get("step", [])), record.metrics.get("loss", [])))
-    recorded = recorded[:steps] if steps else recorded
+    columns = list(record.metrics)
+    recorded = [dict(zip(columns, values)) for values in zip(*record.metrics.values())][:steps or None]
     if not recorded:
         raise RunDirError(f"{run_dir}/metrics.csv: no logged steps to compare")
     built = build(config)
-    last = recorded[-1][0]
+    total = config.train.epochs * built.trainer.steps_per_epoch
+    _check_steps(run_dir, [row.get("step", math.nan) for row in recorded], total)
+    last = int(recorded[-1]["step"])
     epochs = -(-last // built.trainer.steps_per_epoch)  # just enough epochs to reach it
     short = config.model_copy(update={"train": config.train.model_copy(update={"epochs": epochs})})
     result = _train(built, short, None, {}, [], False, None)
-    again = {int(row["step"]): row["loss"] for row in result.history}
+    if result.status == "interrupted" and result.signal is not None:
+        name = signal.Signals(result.signal).name
+        raise RunInterrupted(f"{name}: the verification stopped at step {result.steps}", result.signal)
+    again = [row for row in result.history if row["step"] <= last]
     return Verification(
         run_dir=run_dir,
-        compared=[(step, loss, again.get(step, math.nan)) for step, loss in recorded],
+        rows=len(recorded),
+        differences=_differences(recorded, again),
         recorded={"torch_version": record.summary.get("torch_version"), "device": record.summary.get("device")},
         current={"torch_version": torch.__version__, "device": str(built.device)},
     )
+
+
+def _check_steps(run_dir: Path, steps: list[float], total: int) -> None:
+    """Refuse a metrics.csv whose steps cannot be this run's: out of range or out of order."""
+    previous = 0.0
+    for step in steps:
+        if not (math.isfinite(step) and step == int(step) and previous < step <= total):
+            raise RunDirError(f"{run_dir}/metrics.csv: step {step:g} is not a step of this run (1 to {total}, "
+                              "increasing); the file does not belong to config.yaml beside it")
+        previous = step
+
+
+def _differences(recorded: list[dict[str, float]], again: list[dict[str, float]]) -> list[Difference]:
+    """Every value that differs between two lists of logged rows (NaN equals NaN), in step order."""
+    now = {int(row["step"]): row for row in again}
+    then = {int(row["step"]): row for row in recorded}
+    out = []
+    for step in sorted(set(now) | set(then)):
+        a, b = then.get(step), now.get(step)
+        if a is None or b is None:
+            out.append(Difference(step, "row", None if a is None else a["loss"], None if b is None else b["loss"]))
+            continue
+        for column in a.keys() | b.keys():
+            x, y = a.get(column), b.get(column)
+            same = x == y or (x is not None and y is not None and math.isnan(x) and math.isnan(y))
+            if not same:
+                out.append(Difference(step, column, x, y))
+    order = list(recorded[0])
+    return sorted(out, key=lambda d: (d.step, order.index(d.column) if d.column in order else len(order)))

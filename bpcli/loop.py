@@ -46,26 +46,65 @@ def _overrides(callback: Callback, hook: str) -> bool:
     return getattr(type(callback), hook) is not getattr(Callback, hook)
 
 
+class StopRequest:
+    """SIGINT and SIGTERM turned into a request to stop after the current step; a second
+    signal stops at once (KeyboardInterrupt)."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        """The signal that asked to stop, if one did."""
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum is not None:
+            raise KeyboardInterrupt  # asked twice: stop now
+        self.signum = signum
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[StopRequest]:
+        """The handlers for SIGINT and SIGTERM while inside, the previous ones after."""
+        # Signal handlers can only be set from the main thread; elsewhere Ctrl-C keeps
+        # Python's default behaviour.
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield self
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+
 class Loop:
-    """Steps `trainer` from step `start + 1` to `total`, calling the callbacks."""
+    """Steps `trainer` from step `start + 1` to `total`, calling the callbacks.
+
+    A signal stops it after the current step: one that came through `stop`, whose handlers
+    the caller installed (so that a signal before the first step counts too), or, when no
+    `stop` is given and the loop is `stoppable`, one that came while it ran.
+    """
 
     def __init__(self, trainer: Any, total: int, log_every: int, callbacks: list[Callback],
-                 start: int = 0, stoppable: bool = True) -> None:
+                 start: int = 0, stoppable: bool = True, stop: StopRequest | None = None) -> None:
         self.trainer = trainer
         self.total = total
         self.log_every = log_every
         self.callbacks = callbacks
         self.start = start
-        self.stoppable = stoppable
-        """Whether SIGINT/SIGTERM stop the loop after a step (under torchrun they end the job)."""
+        self.stop = stop or StopRequest()
+        # Under torchrun the launcher forwards signals to every process, which would each
+        # stop at a different step: there a loop is not stoppable and Ctrl-C ends the job.
+        self._install = stoppable and stop is None
         self.step = start
         """The last step taken."""
         self.status = "completed"
-        """completed, or what ended the loop early: interrupted, diverged."""
-        self.signal: int | None = None
-        """The signal that stopped the loop, if one did."""
+        """completed, or what ended the loop early: interrupted, diverged, failed."""
         self.seconds = 0.0
         """Time spent in the loop."""
+
+    @property
+    def signal(self) -> int | None:
+        """The signal that stopped the loop, if one did."""
+        return self.stop.signum if self.status == "interrupted" else None
 
     def logged(self, step: int) -> bool:
         """Whether `step` is recorded: the first, every log_every-th, and the last."""
@@ -85,10 +124,14 @@ class Loop:
         on_log = [c.on_log for c in self.callbacks if _overrides(c, "on_log")]
         after = [c.after_step for c in self.callbacks if _overrides(c, "after_step")]
         steps_per_epoch = self.trainer.steps_per_epoch
+        stop = self.stop
         started = time.perf_counter()
         try:
-            with self._signals():
+            with stop.installed() if self._install else contextlib.nullcontext():
                 for step in range(self.start + 1, self.total + 1):
+                    if stop.signum is not None:
+                        self.status = "interrupted"
+                        break
                     index = (step - 1) % steps_per_epoch
                     for hook in before:
                         hook(self, step, index)
@@ -105,9 +148,6 @@ class Loop:
                             break
                     for hook in after:
                         hook(self, step)
-                    if self.signal is not None:
-                        self.status = "interrupted"
-                        break
         except KeyboardInterrupt:
             # A second Ctrl-C stops at once, possibly mid-step.
             self.status = "interrupted"
@@ -118,25 +158,6 @@ class Loop:
         finally:
             self.seconds = time.perf_counter() - started
         return self
-
-    def _request_stop(self, signum: int, frame: Any) -> None:
-        if self.signal is not None:
-            raise KeyboardInterrupt  # asked twice: stop now
-        self.signal = signum
-
-    @contextlib.contextmanager
-    def _signals(self) -> Iterator[None]:
-        # Signal handlers can only be set from the main thread; elsewhere Ctrl-C keeps
-        # Python's default behaviour.
-        if not self.stoppable or threading.current_thread() is not threading.main_thread():
-            yield
-            return
-        previous = {s: signal.signal(s, self._request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield
-        finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
 
 
 class Divergence(Callback):
@@ -175,14 +196,14 @@ class Divergence(Callback):
 
 
 class StopAtDivergence(Divergence):
-    """The divergence rule for a single run: the loop ends at the step that breaks it.
+    """The divergence rule for a single run: the loop ends at the very step that breaks it.
 
-    A loss that grew too much is seen on a logged step. A loss or parameter that stopped
-    being finite is found at the very step it happened: the state after each good logged
-    step is kept (a copy of a few tensors), and when a logged step is not finite the steps
-    since the last good one are taken again one by one (the same kernels, so the same
-    numbers) until the first that is not. The run then stops there with the parameters
-    that step started from, the last finite ones.
+    The rule is checked on logged steps; the state after each good one is kept (a copy of a
+    few tensors). When a logged step breaks the rule, the steps since the last good one are
+    taken again one by one (the same kernels, so the same numbers), checking each, so the
+    step reported does not depend on how often the run logs. The run then stops at that
+    step; if its loss or its update is not finite, with the parameters the step started
+    from, the last finite ones.
     """
 
     def __init__(self, factor: float, trainer: Any, start: int, first: float | None = None) -> None:
@@ -196,37 +217,33 @@ class StopAtDivergence(Divergence):
 
     def on_log(self, loop: Loop, step: int, losses: torch.Tensor) -> None:
         bad = bool(self.check(step, losses)[0])  # reads the device, as the step's row does
-        finite = math.isfinite(float(losses[0])) and self._finite_params()
-        if not bad and finite:
+        if not bad and self._finite_params():
             self.good = (step, copy.deepcopy(self.trainer.state_dict()))
             return
-        if finite:  # a finite loss that grew too much
-            first = float(self.first[0]) if self.first is not None else math.nan
-            self.reason = divergence_reason(float(losses[0]), first, self.factor)
-        else:
-            step, losses = self._first_not_finite(loop)
-            loss = float(losses[0])
-            self.reason = (f"the loss became {loss}" if not math.isfinite(loss)
-                           else "the update made the parameters infinite or NaN")
-        self.losses = losses
-        loop.step = step
+        loop.step, self.losses, self.reason = self._first_bad_step(loop)
         loop.halt("diverged")
 
     def _finite_params(self) -> bool:
         return all(bool(torch.isfinite(p).all()) for p in self.trainer.params().values())
 
-    def _first_not_finite(self, loop: Loop) -> tuple[int, torch.Tensor]:
-        """Take the steps since the last good state again, one by one, up to the first whose
-        loss or new parameters are not finite; leave the trainer as that step found it."""
+    def _first_bad_step(self, loop: Loop) -> tuple[int, torch.Tensor, str]:
+        """Take the steps since the last good state again, one by one, up to the first that
+        breaks the rule: its step, its losses, and why."""
         start, state = self.good
         self.trainer.load_state_dict(copy.deepcopy(state))
+        first = float(self.first[0]) if self.first is not None else math.inf
         for step in range(start + 1, loop.total + 1):
             before = copy.deepcopy(self.trainer.state_dict())
             losses = self.trainer.step((step - 1) % self.trainer.steps_per_epoch, True).reshape(-1).clone()
-            if not (math.isfinite(float(losses[0])) and self._finite_params()):
-                self.trainer.load_state_dict(before)
-                return step, losses
-        raise AssertionError("the steps taken again stayed finite; they were not the same steps")
+            loss = float(losses[0])
+            if not math.isfinite(loss) or not self._finite_params():
+                self.trainer.load_state_dict(before)  # the last finite parameters
+                why = f"the loss became {loss}" if not math.isfinite(loss) else (
+                    "the update made the parameters infinite or NaN")
+                return step, losses, why
+            if first > 0 and loss > self.factor * first:
+                return step, losses, divergence_reason(loss, first, self.factor)
+        raise AssertionError("the steps taken again kept to the rule; they were not the same steps")
 
 
 def divergence_reason(loss: float, first: float, factor: float) -> str:

@@ -143,10 +143,11 @@ class Checkpoints(Callback):
     def _finite(self) -> bool:
         return all(bool(torch.isfinite(p).all()) for p in self.trainer.params().values())
 
-    def save(self, step: int) -> None:
-        """Write checkpoint.pt for the state after `step` (nothing without a run directory)."""
+    def save(self, step: int, state: dict[str, Any] | None = None) -> None:
+        """Write checkpoint.pt for the state after `step`: the trainer's, or `state` if given
+        (nothing without a run directory)."""
         if self.run_dir is not None:
-            save_checkpoint(self.run_dir, step=step, trainer_state=self.trainer.state_dict(),
+            save_checkpoint(self.run_dir, step=step, trainer_state=self.trainer.state_dict() if state is None else state,
                             generator=self.generator, config=self.config, data_digest=self.digest)
             self.last = step
 

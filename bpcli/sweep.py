@@ -143,22 +143,19 @@ def run_sweep(config: Experiment, grid: dict[str, list[Any]], out: Path | None =
         # Made before training, so that an --out that cannot be used is said at once.
         directory = _start_directory(out, force, config, grid, len(members)) if save and writer else None
         first, last = _chunks(len(members), 1 if group is None else group.world)[0 if group is None else group.rank]
-        # Under torchrun the launcher forwards signals to every process, which would each
-        # stop at a different step; there Ctrl-C ends the job as it always has.
         part = _train_members(members[first:last], config, observer if writer else None, directory,
                               stoppable=group is None)
         parts = [part] if group is None else distributed.gather(part, group)
+        if group is not None:
+            distributed.leave()
+            group = None
+        return _finish(directory, config, grid, members, parts, plots)
     except BaseException as exc:
         if group is not None:
             distributed.leave(clean=False)
         if directory is not None:  # never left saying `running`
             _record_failure(directory, config, grid, len(members), exc)
-            release(directory)
         raise
-    if group is not None:
-        distributed.leave()
-    try:
-        return _finish(directory, config, grid, members, parts, plots)
     finally:
         if directory is not None:
             release(directory)

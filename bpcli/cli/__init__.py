@@ -107,6 +107,40 @@ app.command()(plot.plot)
 app.command()(plot.compare)
 
 
+class _Stdout:
+    """sys.stdout that goes quiet when its reader leaves (`bpcli train … | head`): the run
+    goes on to its end and records the truth, and nothing more is printed, as with `git log | head`."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._silence()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._silence()
+
+    def _silence(self) -> None:
+        # What is still buffered, and whatever comes later, goes to /dev/null.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, self._stream.fileno())
+        os.close(devnull)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
 def main() -> None:
     """Entry point of the `bpcli` console script (and of `python -m bpcli`)."""
-    app(prog_name="bpcli")
+    sys.stdout = _Stdout(sys.stdout)  # type: ignore[assignment]
+    try:
+        app(prog_name="bpcli")
+    except BrokenPipeError:  # written past the wrapper (a stream that bypasses sys.stdout)
+        sys.stdout._silence()  # type: ignore[attr-defined]

@@ -211,8 +211,11 @@ def read_summary(run_dir: Path) -> dict[str, Any]:
     return summary
 
 
-def truncate_metrics(path: Path, step: int, write: bool = True) -> list[dict[str, float]]:
-    """Keep metrics.csv's rows up to `step` (rows after the checkpoint will be logged again)."""
+def truncate_metrics(path: Path, step: int, log_every: int, write: bool = True) -> list[dict[str, float]]:
+    """Keep metrics.csv's rows up to `step`, the checkpoint's, that a run continuing from it
+    would have logged: rows after it will be logged again, and a row logged only because it
+    was the last step of a shorter run is dropped, so a resumed run's file equals an
+    uninterrupted run's."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
@@ -233,6 +236,8 @@ def truncate_metrics(path: Path, step: int, write: bool = True) -> list[dict[str
             raise RunDirError(f"{path}: corrupt row {line.strip()!r}; the run cannot be resumed") from None
         if row["step"] > step:
             break
+        if row["step"] != 1 and row["step"] % log_every:
+            continue
         kept.append(line)
         history.append(row)
     if write:
