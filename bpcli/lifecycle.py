@@ -38,6 +38,7 @@ from bpcli.loop import Loop, Progress, Reporter, StopAtDivergence, StopRequest
 from bpcli.rundir import run as files
 from bpcli.rundir.checkpoint import CHECKPOINT, check_belongs, data_hash, load_checkpoint
 from bpcli.rundir.files import bpcli_version, claim, create_run_dir, release, timestamp
+from bpcli.rundir.sweep import is_sweep_dir
 from bpcli.recording import MAX_DATA_ROWS, Checkpoints, GradChecks, RunLog, final_values, sample_rows, write_outputs
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -84,6 +85,40 @@ class Built:
         return self.group is None or self.group.rank == 0
 
 
+def memory_needed(config: Experiment) -> int:
+    """A rough upper estimate, in bytes, of what one run's data and activations take."""
+    samples = getattr(config.data, "n", None) or len(getattr(config.data, "x", None) or [])
+    itemsize = DTYPES[config.dtype].itemsize
+    # x and y, with room for the temporaries of drawing them and moving them to the device;
+    # an MLP also keeps each layer's input and pre-activation, and their gradients.
+    widths = sum(getattr(config.model, "hidden", None) or [])
+    return samples * itemsize * (4 * 2 + 4 * widths)
+
+
+def check_memory(config: Experiment, device: torch.device, members: int = 1) -> None:
+    """Refuse, before anything is drawn, data that cannot fit where they would be trained."""
+    needed = members * memory_needed(config)
+    available = _available_memory(device)
+    if available is None or needed <= available:
+        return
+    who = f" for {members:,} members" if members > 1 else ""
+    raise DataError(f"the data need about {needed / 2**30:.1f} GiB of memory{who} and {device} has "
+                    f"{available / 2**30:.1f} GiB available; use fewer samples (data.n)"
+                    + (" or fewer members" if members > 1 else ""))
+
+
+def _available_memory(device: torch.device) -> int | None:
+    """Free memory on the device (for the CPU, what Linux reports as available), if known."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            fields = dict(line.split(":", 1) for line in fh)
+        return int(fields["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return None
+
+
 def build(config: Experiment, device: torch.device | None = None, join: bool = False) -> Built:
     """Turn a config into its device, generator, data and trainer, without training.
 
@@ -94,6 +129,7 @@ def build(config: Experiment, device: torch.device | None = None, join: bool = F
     group = None
     if join:
         group, device = distributed.join(device)
+    check_memory(config, device)
     generator = torch.Generator().manual_seed(config.seed)
     data = make_dataset(config.data, generator, DTYPES[config.dtype])
     trainer_class = KINDS[config.kind].trainer
@@ -356,6 +392,9 @@ def resume(
 ) -> TrainResult:
     """Continue a run from its checkpoint, in its own directory, to `epochs` (or the configured number)."""
     run_dir = Path(run_dir)
+    if is_sweep_dir(run_dir):
+        raise RunDirError(f"{run_dir}: is a sweep directory, and sweeps cannot be resumed; run the sweep "
+                          "again with more --epochs (its config.yaml is the base config)")
     overrides = [Override(path="train.epochs", value=epochs, origin=f"--epochs {epochs}")] if epochs else []
     config = _recorded_config(run_dir, overrides)
     summary = files.read_summary(run_dir)
@@ -381,12 +420,18 @@ def _restore(built: Built, run_dir: Path, summary: dict[str, Any], write: bool) 
     check_belongs(payload, config, data_hash(built.data.x, built.data.y), run_dir / CHECKPOINT)
     start = payload["step"]
     if start >= config.train.epochs * built.trainer.steps_per_epoch:
+        trained = -(-start // built.trainer.steps_per_epoch)
         raise RunDirError(
-            f"{run_dir}: already trained {start} steps ({summary.get('epochs')} epochs); "
-            f"pass --epochs with more than {config.train.epochs} to continue"
+            f"{run_dir}: already trained {start} steps ({trained} epochs); "
+            f"pass --epochs with more than {trained} to continue"
         )
-    built.trainer.load_state_dict(payload["trainer"])
-    built.generator.set_state(payload["generator_state"].cpu())
+    try:
+        built.trainer.load_state_dict(payload["trainer"])
+        built.generator.set_state(payload["generator_state"].cpu())
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
+        why = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise RunDirError(f"{run_dir / CHECKPOINT}: damaged (its state does not fit this run: {why}); "
+                          "it cannot be resumed from, so train the run again") from None
     return start, files.truncate_metrics(run_dir / "metrics.csv", start, config.train.log_every, write=write)
 
 

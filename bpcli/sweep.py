@@ -25,7 +25,7 @@ from bpcli.engines import wrap
 from bpcli.errors import BpcliError
 from bpcli.kinds import KINDS
 from bpcli.kinds.base import flat
-from bpcli.lifecycle import build, tensorboard_writer_class
+from bpcli.lifecycle import build, check_memory, tensorboard_writer_class
 from bpcli.loop import Callback, Divergence, Loop, Progress, Reporter
 from bpcli.rundir import sweep as files
 from bpcli.rundir.files import bpcli_version, create_run_dir, release
@@ -60,6 +60,9 @@ def parse_grid(items: list[str]) -> dict[str, list[Any]]:
             raise BpcliError(f"--grid {key}: given twice; list all its values in one --grid")
         start, colon, stop = text.partition(":")
         if colon and start.strip().lstrip("-").isdigit() and stop.strip().lstrip("-").isdigit():
+            if int(stop) - int(start) > MAX_MEMBERS:  # refused before the list is built
+                raise BpcliError(f"--grid {item!r}: {int(stop) - int(start):,} values; at most {MAX_MEMBERS:,} "
+                                 "members fit in one sweep")
             values: list[Any] = list(range(int(start), int(stop)))
         else:
             try:
@@ -76,9 +79,10 @@ def parse_grid(items: list[str]) -> dict[str, list[Any]]:
 
 def expand(config: Experiment, grid: dict[str, list[Any]]) -> list[tuple[dict[str, Any], Experiment]]:
     """Every combination of the grid, each as (its settings, its validated config)."""
-    combinations = list(itertools.product(*grid.values()))
-    if len(combinations) > MAX_MEMBERS:
-        raise BpcliError(f"the grid has {len(combinations)} combinations; at most {MAX_MEMBERS} fit in one sweep")
+    count = math.prod(len(values) for values in grid.values())
+    if count > MAX_MEMBERS:  # refused before the combinations are built
+        raise BpcliError(f"the grid has {count:,} combinations; at most {MAX_MEMBERS:,} fit in one sweep")
+    combinations = itertools.product(*grid.values())
     # Every combination is validated in full (settings can depend on each other, like
     # x_low < x_high), but straight from the base config's dump: only the sections a grid
     # key touches are copied, so a sweep of 65 536 members validates in about a second.
@@ -135,6 +139,7 @@ def run_sweep(config: Experiment, grid: dict[str, list[Any]], out: Path | None =
     group = None
     if distributed.launched():
         group, _ = distributed.join(resolve_device(config.device))
+    check_memory(config, resolve_device(config.device), -(-len(members) // (1 if group is None else group.world)))
     writer = group is None or group.rank == 0
     if config.log.tensorboard and save and writer:
         tensorboard_writer_class()  # a missing package is said before training, not after

@@ -328,3 +328,72 @@ def test_an_interrupted_verification_exits_130_and_does_not_claim_a_mismatch(rec
     result = cli("rerun", "run", "--verify")
     assert result.exit_code == 130 and "does not reproduce" not in result.output
     assert "the verification stopped at step 30" in result.stderr
+
+
+# --------------------------------------------------------------------------- sizes and damaged files
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["train", EXP2, "--set", "data.n=1000000000"], "GiB of memory"),
+    (["train", CONFIGS / "mlp.yaml", "--set", "data.n=90000000"], "GiB of memory"),
+    (["sweep", EXP2, "--grid", "seed=0:1000", "--grid", "lr=0.1,0.2", "--set", "data.n=5000000"], "2,000 members"),
+    (["sweep", EXP2, "--grid", "seed=0:10000000000"], "10,000,000,000 values"),
+    (["sweep", EXP2, "--grid", "seed=0:2000", "--grid", "lr=" + ",".join(map(str, range(1, 600)))],
+     "1,198,000 combinations"),
+])
+def test_work_too_large_for_the_machine_is_refused_before_it_starts(args, expected):
+    started = time.monotonic()
+    result = cli(*args, "--no-plots") if args[0] == "train" else cli(*args)
+    assert result.exit_code == 2 and one_line(result), result.output
+    assert expected in result.stderr
+    assert time.monotonic() - started < 20 and not Path("outputs").exists()
+
+
+@pytest.mark.parametrize("damage,expected", [
+    (lambda s: s.update(params={"w": "abc", "b": [0.5]}), "summary.json: damaged (params.w"),
+    (lambda s: s.update(params=[1, 2]), "summary.json: damaged (params"),
+    (lambda s: s.update(predictions=[{"x": 4.0}]), "summary.json: damaged (predictions.0.y_pred"),
+    (lambda s: s.update(true_params={"w": "four"}), "summary.json: damaged (true_params.w"),
+])
+def test_a_damaged_summary_is_named_by_plot_compare_and_verify(damage, expected):
+    for run in ("run", "other"):
+        assert cli("train", EXP2, "--epochs", "20", "--out", run, "-q", "--no-plots").exit_code == 0
+    record = summary("run")
+    damage(record)
+    Path("run/summary.json").write_text(json.dumps(record))
+    for args in (["plot", "run"], ["compare", "run", "other", "--out", "c.png"], ["rerun", "run", "--verify"]):
+        result = cli(*args)
+        assert result.exit_code == 2 and one_line(result), (args, result.output)
+        assert expected in result.stderr
+
+
+def test_a_metrics_file_without_its_columns_is_named():
+    assert cli("train", EXP2, "--epochs", "20", "--out", "run", "-q", "--no-plots").exit_code == 0
+    Path("run/metrics.csv").write_text("a,b\n1,2\n")
+    result = cli("plot", "run")
+    assert result.exit_code == 2 and one_line(result) and "metrics.csv: has no step and loss columns" in result.stderr
+
+
+@pytest.mark.parametrize("damage", [
+    lambda p: p["trainer"].update(w=torch.zeros(3, 3)),
+    lambda p: p["trainer"].pop("b"),
+    lambda p: p.update(generator_state=torch.zeros(4, dtype=torch.uint8)),
+])
+def test_a_checkpoint_with_a_damaged_body_is_named(damage):
+    assert cli("train", EXP2, "--epochs", "20", "--out", "run", "-q", "--no-plots").exit_code == 0
+    payload = torch.load("run/checkpoint.pt", weights_only=True)
+    damage(payload)
+    torch.save(payload, "run/checkpoint.pt")
+    result = cli("train", "--resume", "run", "--epochs", "40")
+    assert result.exit_code == 2 and one_line(result), result.output
+    assert "checkpoint.pt: damaged" in result.stderr
+
+
+def test_resume_says_what_it_can_and_cannot_continue():
+    assert cli("train", EXP2, "--epochs", "1000", "--log-every", "500", "--out", "done", "-q",
+               "--no-plots").exit_code == 0
+    result = cli("train", "--resume", "done", "--epochs", "10")
+    assert result.exit_code == 2 and "more than 1000" in result.stderr
+    assert cli("sweep", EXP2, "--grid", "lr=0.1,0.2", "--epochs", "10", "--out", "s", "-q").exit_code == 0
+    result = cli("train", "--resume", "s", "--epochs", "20")
+    assert result.exit_code == 2 and one_line(result) and "sweeps cannot be resumed" in result.stderr

@@ -25,9 +25,10 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional, Union
 
 import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from bpcli.errors import RunDirError
 from bpcli.rundir.files import write_atomic
@@ -145,7 +146,10 @@ def read_run(path: str | Path) -> RunRecord:
         raise RunDirError(f"{path}: config.yaml or summary.json is corrupt ({type(exc).__name__})")
     if not isinstance(config, dict) or not isinstance(summary, dict):
         raise RunDirError(f"{path}: config.yaml or summary.json is not a mapping")
+    _check_summary(path / "summary.json", summary)
     metrics = _read_columns(path / "metrics.csv")
+    if "step" not in metrics or "loss" not in metrics:
+        raise RunDirError(f"{path}/metrics.csv: has no step and loss columns; it is not a bpcli metrics file")
     data = _read_columns(path / "data.csv")
     y = data.pop("y", None)
     if y is None or not data:
@@ -153,6 +157,43 @@ def read_run(path: str | Path) -> RunRecord:
     x = [list(row) for row in zip(*data.values())]
     curve = _read_columns(path / "curve.csv") if (path / "curve.csv").is_file() else None
     return RunRecord(path, config, summary, metrics, x, y, curve, _read_fitted(path / "predictions.csv"))
+
+
+Number = Union[float, None]  # JSON has no NaN or infinity: summary.json writes them as null
+Values = Union[list[Number], dict[str, Any]]  # every value, or {"shape", "norm"} of a large tensor
+
+
+class _Prediction(BaseModel):
+    x: Union[float, list[float]]
+    y_pred: Number
+
+
+class _Summary(BaseModel):
+    """The fields of summary.json that are read back (by plots, compare, resume), with their types."""
+
+    model_config = ConfigDict(extra="allow")
+
+    status: str = "unknown"
+    kind: str = "?"
+    params: Optional[dict[str, Values]] = None
+    initial_params: Optional[dict[str, Values]] = None
+    true_params: Optional[dict[str, Number]] = None
+    optimum: Optional[dict[str, Union[list[Number], Number]]] = None
+    predictions: Optional[list[_Prediction]] = None
+    scaling: Optional[dict[str, Any]] = None
+    r2: Optional[dict[str, Number]] = None
+
+
+def _check_summary(path: Path, summary: dict[str, Any]) -> None:
+    """A RunDirError naming the first field of summary.json that does not hold what bpcli wrote."""
+    try:
+        _Summary.model_validate(summary)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        # The path to the field, without pydantic's names for the union member it tried.
+        where = ".".join(str(part) for part in error["loc"] if "[" not in str(part))
+        raise RunDirError(f"{path}: damaged ({where}: {error['msg'].lower()}); restore it, or train the run "
+                          "again") from None
 
 
 def _read_fitted(path: Path) -> list[tuple[str, float, float]] | None:
