@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from rich import box
 from rich.console import Console
@@ -22,6 +22,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+
+from bpcli.rundir.run import MAX_LOGGED_VALUES
 
 
 def make_console() -> Console:
@@ -109,19 +111,33 @@ def print_result(console: Console, summary: dict[str, Any], run_dir: Path | None
     best = summary.get("optimum") or {}
     if best:
         table.add_column("optimum", justify="right")
-    true = summary.get("true_params") or {}
 
     def row(label: str, value: str, target: str = "", optimum: str = "") -> None:
         table.add_row(label, value, target, *([optimum] if best else []))
 
+    _param_rows(row, summary)
+    _fit_rows(row, summary)
+    row("steps", f"{summary['steps']} ({summary['epochs']} epochs)")
+    row("time", f"{summary.get('train_seconds', 0.0):.2f} s")
+    row("device", str(summary["device"]))
+    if run_dir is not None:
+        row("run directory", str(run_dir))
+    console.print(table)
+
+
+def _param_rows(row: Callable[..., None], summary: dict[str, Any]) -> None:
+    """A row per parameter value (with its feature, true value and optimum), or one with
+    the norm of a parameter too large to list, as metrics.csv logs it."""
+    true = summary.get("true_params") or {}
+    best = summary.get("optimum") or {}
+    features = summary.get("features") or []
     for name, values in (summary.get("params") or {}).items():
         if isinstance(values, dict):  # a large tensor, summarised in summary.json already
             row(f"|{name}| (norm)", _fmt(values["norm"], 8))
             continue
-        if len(values) > 12:
+        if len(values) > MAX_LOGGED_VALUES:
             row(f"|{name}| (norm of {len(values)})", _fmt(sum(v * v for v in values) ** 0.5, 8))
             continue
-        features = summary.get("features") or []
         for i, value in enumerate(values):
             label = name if len(values) == 1 else f"{name}[{i}]"
             if name == "w" and len(features) == len(values) > 1:
@@ -130,6 +146,11 @@ def print_result(console: Console, summary: dict[str, Any], run_dir: Path | None
             opt = best.get(name)
             row(label, _fmt(value, 8), _fmt(target) if target is not None else "",
                 _fmt(opt[i], 8) if opt else "")
+
+
+def _fit_rows(row: Callable[..., None], summary: dict[str, Any]) -> None:
+    """How well the run fits: loss, distance to the optimum, stable lr, predictions, R², checks."""
+    best = summary.get("optimum") or {}
     row("final loss", _fmt(summary.get("final_loss")), "", _fmt(best.get("loss"), 3) if best else "")
     if "distance_to_optimum" in summary:
         row("distance to optimum", _fmt(summary["distance_to_optimum"], 3))
@@ -148,12 +169,6 @@ def print_result(console: Console, summary: dict[str, Any], run_dir: Path | None
     if "grad_check" in summary:
         check = summary["grad_check"]
         row("grad check (manual vs autograd)", f"{check['worst_manual_vs_autograd']:.1e}")
-    row("steps", f"{summary['steps']} ({summary['epochs']} epochs)")
-    row("time", f"{summary.get('train_seconds', 0.0):.2f} s")
-    row("device", str(summary["device"]))
-    if run_dir is not None:
-        row("run directory", str(run_dir))
-    console.print(table)
 
 
 def print_verification(console: Console, report: Any) -> None:
@@ -175,6 +190,8 @@ def _values(values: list[float]) -> str:
 
 def print_grad_checks(console: Console, checks: list[Any], kind: str) -> None:
     """The table of `bpcli check`: each parameter's gradient three ways, and their errors."""
+    from bpcli.gradcheck import TOLERANCE  # imports torch, as the checks themselves did
+
     table = Table(title=f"{kind}: dL/dθ three ways, in float64", box=box.SIMPLE_HEAD, padding=(0, 1),
                   caption="|g| is the norm of a tensor's gradient; errors are relative")
     for header in ("step", "θ", "manual", "autograd", "finite diff", "err manual", "err f.d."):
@@ -182,13 +199,15 @@ def print_grad_checks(console: Console, checks: list[Any], kind: str) -> None:
     for c in checks:
         verdict = "[green]" if c.ok else "[red]"
         table.add_row(
-            str(c.step), c.name if len(c.manual) == 1 else f"{c.name} ({len(c.manual)})", _values(c.manual), _values(c.autograd), _values(c.finite_difference),
+            str(c.step), c.name if len(c.manual) == 1 else f"{c.name} ({len(c.manual)})",
+            _values(c.manual), _values(c.autograd), _values(c.finite_difference),
             f"{verdict}{c.manual_vs_autograd:.1e}", f"{c.fd_vs_autograd:.1e}",
         )
     console.print(table)
     worst = max(c.manual_vs_autograd for c in checks)
     status = "agree" if all(c.ok for c in checks) else "DISAGREE"
-    console.print(f"manual and autograd {status}: worst relative error {worst:.1e} (tolerance 1e-6); "
+    tolerance = f"{TOLERANCE:.0e}".replace("e-0", "e-")  # 1e-6, not Python's 1e-06
+    console.print(f"manual and autograd {status}: worst relative error {worst:.1e} (tolerance {tolerance}); "
                   f"finite differences agree to {max(c.fd_vs_autograd for c in checks):.1e}", soft_wrap=True)
 
 

@@ -20,8 +20,7 @@ import torch
 import torch.distributed as dist
 
 from bpcli.data.dataset import Dataset
-from bpcli.errors import DataError
-from bpcli.errors import RunFailed
+from bpcli.errors import DataError, RunFailed
 
 TIMEOUT_SECONDS = int(os.environ.get("BPCLI_DIST_TIMEOUT", "120"))
 """How long a collective waits for the other processes before failing (no hang)."""
@@ -49,8 +48,6 @@ class Group:
     world: int
     weight: float = 1.0
     """n_r / N: this rank's share of the rows, the weight of its gradient."""
-    rows: tuple[int, int] = (0, 0)
-    """The [start, end) rows of the full data this rank trains on."""
 
     def weighted_sum(self, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Σ_r (n_r/N)·t_r for each tensor, identical on every rank afterwards."""
@@ -105,7 +102,7 @@ def shard(data: Dataset, group: Group) -> tuple[Dataset, Group]:
     start = sum(sizes[: group.rank])
     end = start + sizes[group.rank]
     part = replace(data, x=data.x[start:end], y=data.y[start:end])
-    return part, replace(group, weight=sizes[group.rank] / n, rows=(start, end))
+    return part, replace(group, weight=sizes[group.rank] / n)
 
 
 def gather(value: Any, group: Group) -> list[Any]:

@@ -111,92 +111,126 @@ def _fmt(v: float) -> str:
     return f"{v:.6g}"
 
 
-def _pick(t: torch.Tensor, samples: int, sample: int | None) -> tuple[float | None, str]:
-    """A tensor's value to show: itself if it is one number, else the shown sample's element."""
-    flat_t = t.detach().reshape(-1)
-    if flat_t.numel() == 1:
-        v = float(flat_t[0])
-        return v, _fmt(v)
-    if sample is not None and flat_t.numel() == samples:
-        v = float(flat_t[sample])
-        return v, f"{_fmt(v)} [sample {sample}]"
-    return None, f"{tuple(t.shape)}, |·| = {_fmt(float(flat_t.norm()))}"
-
-
-def _build(calls: list[tuple[str, tuple[Any, ...], Any]], leaves: dict[str, tuple[str, torch.Tensor]],
-           loss: torch.Tensor, samples: int, sample: int | None, title: str) -> Graph:
-    nodes: list[Node] = []
-    tensors: list[torch.Tensor] = []
-    of: dict[int, int] = {}  # id(tensor) → node id
-
-    def add(name: str, kind: str, op: str | None, inputs: list[int], t: torch.Tensor) -> int:
-        value, text = _pick(t, samples, sample)
-        nodes.append(Node(len(nodes), name, kind, op, inputs, tuple(t.shape), value, None, text, "—"))
-        tensors.append(t)
-        of[id(t)] = len(nodes) - 1
-        return len(nodes) - 1
-
-    for tensor_name, (kind, t) in leaves.items():
-        add(tensor_name, kind, None, [], t)
-
-    counter = 0
-    transposed: set[int] = set()  # ids of tensors that are a node's values transposed
-    for name, args, out in calls:
-        inputs_t = [a for a in _tensors(args) if isinstance(a, torch.Tensor)]
-        known = [a for a in inputs_t if id(a) in of]
-        if name in SHAPE_OPS and len(known) == 1 and known[0].numel() == out.numel():
-            of[id(out)] = of[id(known[0])]  # the same values, seen through another shape
-            if name in ("transpose", "t", "T", "mT"):
-                transposed.add(id(out))
-            continue
-        inputs, operands = [], []
-        for a in _tensors(args):
-            if isinstance(a, torch.Tensor):
-                if id(a) not in of:
-                    add(_fmt(float(a.reshape(-1)[0])) if a.numel() == 1 else "const", "const", None, [], a)
-                inputs.append(of[id(a)])
-                operands.append(nodes[of[id(a)]].name + ("ᵀ" if id(a) in transposed else ""))
-            elif isinstance(a, (int, float)) and not isinstance(a, bool):
-                operands.append(_fmt(float(a)))
-        symbol = OP_SYMBOLS.get(name, name)
-        if name.startswith("__r") and len(operands) == 2:
-            operands.reverse()  # 3 * a arrives as a.__rmul__(3)
-        counter += 1
-        node_id = add(f"v{counter}", "op", symbol, inputs, out)
-        infix = symbol in ("×", "+", "−", "÷", "^", "@") and len(operands) == 2
-        nodes[node_id].expression = (f" {symbol} ".join(operands) if infix
-                                     else f"{symbol}({', '.join(operands)})")
-
-    if id(loss) not in of:
-        raise BpcliError("the loss was not computed from the recorded operations; nothing to explain")
-    loss_id = of[id(loss)]
-    nodes[loss_id].name = "L"
-
-    # The gradient arriving at every node: dL/d(node), by autograd on the recorded graph.
-    wanted = [i for i, t in enumerate(tensors) if t.requires_grad]
-    grads = torch.autograd.grad(loss, [tensors[i] for i in wanted], retain_graph=True, allow_unused=True)
-    full: dict[int, torch.Tensor] = {}
-    for i, g in zip(wanted, grads):
-        g = torch.zeros_like(tensors[i]) if g is None else g
-        full[i] = g
-        nodes[i].grad, nodes[i].grad_text = _pick(g, samples, sample)
-        if nodes[i].kind == "param":
-            nodes[i].full_grad = [float(v) for v in g.detach().reshape(-1).tolist()]
-
-    edges = []
-    for node in nodes:
-        for src in node.inputs:
-            edges.append(_edge(src, node.id, tensors, full, samples, sample))
-    return Graph(nodes, edges, loss_id, sample, samples, title)
-
-
 def _element(t: torch.Tensor, samples: int, sample: int | None) -> torch.Tensor | None:
+    """The element of `t` that is shown: itself if it is one number, else the shown sample's."""
     flat_t = t.reshape(-1)
     if flat_t.numel() == 1:
         return flat_t[0]
     if sample is not None and flat_t.numel() == samples:
         return flat_t[sample]
     return None
+
+
+def _pick(t: torch.Tensor, samples: int, sample: int | None) -> tuple[float | None, str]:
+    """A tensor's shown element and its text; its shape and norm where no element is shown."""
+    flat_t = t.detach().reshape(-1)
+    element = _element(flat_t, samples, sample)
+    if element is None:
+        return None, f"{tuple(t.shape)}, |·| = {_fmt(float(flat_t.norm()))}"
+    v = float(element)
+    return v, _fmt(v) if flat_t.numel() == 1 else f"{_fmt(v)} [sample {sample}]"
+
+
+class _Builder:
+    """A graph being built: its nodes so far, the tensor behind each, and which node a tensor's values are."""
+
+    def __init__(self, samples: int, sample: int | None) -> None:
+        self.samples, self.sample = samples, sample
+        self.nodes: list[Node] = []
+        self.tensors: list[torch.Tensor] = []
+        self.of: dict[int, int] = {}  # id(tensor) → node id
+        self.transposed: set[int] = set()  # ids of tensors that are a node's values transposed
+
+    def add(self, name: str, kind: str, op: str | None, inputs: list[int], t: torch.Tensor) -> int:
+        value, text = _pick(t, self.samples, self.sample)
+        self.nodes.append(Node(len(self.nodes), name, kind, op, inputs, tuple(t.shape), value, None, text, "—"))
+        self.tensors.append(t)
+        self.of[id(t)] = len(self.nodes) - 1
+        return len(self.nodes) - 1
+
+    def operand(self, t: torch.Tensor) -> tuple[int, str]:
+        """The node a tensor argument is, and how it is written; a tensor not seen before
+        (made inside the loss) becomes a constant."""
+        if id(t) not in self.of:
+            self.add(_fmt(float(t.reshape(-1)[0])) if t.numel() == 1 else "const", "const", None, [], t)
+        node_id = self.of[id(t)]
+        return node_id, self.nodes[node_id].name + ("ᵀ" if id(t) in self.transposed else "")
+
+
+def _build(calls: list[tuple[str, tuple[Any, ...], Any]], leaves: dict[str, tuple[str, torch.Tensor]],
+           loss: torch.Tensor, samples: int, sample: int | None, title: str) -> Graph:
+    """The graph of `loss`: the leaves, then each recorded operation as a node, with the
+    gradient at every node and the local derivative on every edge."""
+    builder = _Builder(samples, sample)
+    for tensor_name, (kind, t) in leaves.items():
+        builder.add(tensor_name, kind, None, [], t)
+    _add_operations(builder, calls)
+    if id(loss) not in builder.of:
+        raise BpcliError("the loss was not computed from the recorded operations; nothing to explain")
+    loss_id = builder.of[id(loss)]
+    builder.nodes[loss_id].name = "L"
+    full = _gradients_at_nodes(builder, loss)
+    edges = [_edge(src, node.id, builder.tensors, full, samples, sample)
+             for node in builder.nodes for src in node.inputs]
+    return Graph(builder.nodes, edges, loss_id, sample, samples, title)
+
+
+def _add_operations(builder: _Builder, calls: list[tuple[str, tuple[Any, ...], Any]]) -> None:
+    """Each recorded operation as a node v1, v2, …, except shape-only ones, which stay the
+    node whose values they show."""
+    counter = 0
+    for name, args, out in calls:
+        if _same_values(builder, name, args, out):
+            continue
+        counter += 1
+        _add_operation(builder, f"v{counter}", name, args, out)
+
+
+def _same_values(builder: _Builder, name: str, args: tuple[Any, ...], out: torch.Tensor) -> bool:
+    """Whether this is a shape-only operation on one node's values; if so its output is that node."""
+    known = [a for a in _tensors(args) if isinstance(a, torch.Tensor) and id(a) in builder.of]
+    if name not in SHAPE_OPS or len(known) != 1 or known[0].numel() != out.numel():
+        return False
+    builder.of[id(out)] = builder.of[id(known[0])]  # the same values, seen through another shape
+    if name in ("transpose", "t", "T", "mT"):
+        builder.transposed.add(id(out))
+    return True
+
+
+def _add_operation(builder: _Builder, node_name: str, name: str, args: tuple[Any, ...],
+                   out: torch.Tensor) -> None:
+    """One operation as a node, with its expression in terms of its operands, e.g. `v1 − y`."""
+    inputs, operands = [], []
+    for a in _tensors(args):
+        if isinstance(a, torch.Tensor):
+            node_id, written = builder.operand(a)
+            inputs.append(node_id)
+            operands.append(written)
+        elif isinstance(a, (int, float)) and not isinstance(a, bool):
+            operands.append(_fmt(float(a)))
+    symbol = OP_SYMBOLS.get(name, name)
+    if name.startswith("__r") and len(operands) == 2:
+        operands.reverse()  # 3 * a arrives as a.__rmul__(3)
+    node_id = builder.add(node_name, "op", symbol, inputs, out)
+    infix = symbol in ("×", "+", "−", "÷", "^", "@") and len(operands) == 2
+    builder.nodes[node_id].expression = (f" {symbol} ".join(operands) if infix
+                                         else f"{symbol}({', '.join(operands)})")
+
+
+def _gradients_at_nodes(builder: _Builder, loss: torch.Tensor) -> dict[int, torch.Tensor]:
+    """The gradient arriving at every node, dL/d(node), by autograd on the recorded graph;
+    shown on each node, and kept whole for the parameters."""
+    wanted = [i for i, t in enumerate(builder.tensors) if t.requires_grad]
+    grads = torch.autograd.grad(loss, [builder.tensors[i] for i in wanted], retain_graph=True, allow_unused=True)
+    full: dict[int, torch.Tensor] = {}
+    for i, g in zip(wanted, grads):
+        g = torch.zeros_like(builder.tensors[i]) if g is None else g
+        full[i] = g
+        node = builder.nodes[i]
+        node.grad, node.grad_text = _pick(g, builder.samples, builder.sample)
+        if node.kind == "param":
+            node.full_grad = [float(v) for v in g.detach().reshape(-1).tolist()]
+    return full
 
 
 def _edge(src: int, dst: int, tensors: list[torch.Tensor], full: dict[int, torch.Tensor],
@@ -221,8 +255,8 @@ def _edge(src: int, dst: int, tensors: list[torch.Tensor], full: dict[int, torch
 # --------------------------------------------------------------------------- training steps
 
 
-def explain_step(trainer: Any, index: int, step: int, sample: int | None, lr: float, title: str) -> Graph:
-    """The graph of the loss at one training step, then the step itself, for the update."""
+def explain_step(trainer: Any, index: int, sample: int | None, lr: float, title: str) -> Graph:
+    """The graph of the loss at the training step on batch `index`, then the step itself, for the update."""
     batch = trainer.batch(index)
     samples = batch["y"].numel()
     if sample is not None and samples > 1 and not 0 <= sample < samples:
@@ -277,7 +311,7 @@ def explain_config(config: Any, step: int | None = None, sample: int | None = No
         trainer.step((earlier - 1) % trainer.steps_per_epoch)
     index = (step - 1) % trainer.steps_per_epoch
     title = f"{config.kind}, step {step}" + (f" (sample {index})" if per_sample else "")
-    return explain_step(trainer, index, step, None if per_sample else sample, config.train.lr, title)
+    return explain_step(trainer, index, None if per_sample else sample, config.train.lr, title)
 
 
 # --------------------------------------------------------------------------- expressions
@@ -311,10 +345,30 @@ def parse_assignments(items: list[str]) -> dict[str, float]:
 
 def explain_expression(expression: str, values: dict[str, float]) -> Graph:
     """The graph of a formula such as 3*(a + b*c), or J = 3*(a + b*c), at the given values, in float64."""
-    root = "L"
+    root, expression = _split_root(expression)
+    tree = _parse_formula(expression)
+    variables = _variables(tree, values, expression)
+    leaves = {name: ("param", torch.tensor(values[name], dtype=torch.float64, requires_grad=True))
+              for name in variables}
+    with _Recorder() as recorder:
+        result = _evaluate(tree, leaves)
+    if not isinstance(result, torch.Tensor) or not result.requires_grad:
+        raise BpcliError(f"--expr {expression!r}: the formula does not depend on any variable")
+    graph = _build(recorder.calls, leaves, result, 1, None, f"{root} = {expression}")
+    graph.nodes[graph.loss].name = root
+    return graph
+
+
+def _split_root(expression: str) -> tuple[str, str]:
+    """The name of the formula's result (`J` in J = 3*(a + b*c), else L) and the formula."""
     name, sep, rest = expression.partition("=")
     if sep and name.strip().isidentifier() and not rest.startswith("="):
-        root, expression = name.strip(), rest.strip()
+        return name.strip(), rest.strip()
+    return "L", expression
+
+
+def _parse_formula(expression: str) -> ast.Expression:
+    """The formula's syntax tree, once every part of it is something _evaluate knows."""
     try:
         tree = ast.parse(expression, mode="eval")
     except SyntaxError as exc:
@@ -331,6 +385,11 @@ def explain_expression(expression: str, values: dict[str, float]) -> Graph:
                 f"--expr {expression!r}: only numbers, variables, + − × ÷ ** and "
                 f"{', '.join(_FUNCTIONS)} are allowed"
             )
+    return tree
+
+
+def _variables(tree: ast.Expression, values: dict[str, float], expression: str) -> list[str]:
+    """The formula's variables (names other than the functions called), each of which has a value."""
     called = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
     variables = sorted({n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and id(n) not in called})
     missing = [v for v in variables if v not in values]
@@ -339,36 +398,24 @@ def explain_expression(expression: str, values: dict[str, float]) -> Graph:
     unused = sorted(set(values) - set(variables))
     if unused:
         raise BpcliError(f"--at {', '.join(unused)}: not in the formula {expression!r}")
-    leaves = {name: ("param", torch.tensor(values[name], dtype=torch.float64, requires_grad=True))
-              for name in variables}
+    return variables
 
-    def evaluate(node: ast.AST) -> Any:
-        if isinstance(node, ast.Expression):
-            return evaluate(node.body)
-        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
-            return node.value
-        if isinstance(node, ast.Name) and node.id in leaves:
-            return leaves[node.id][1]
-        if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
-            return _BINARY[type(node.op)](evaluate(node.left), evaluate(node.right))
-        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
-            operand = evaluate(node.operand)
-            return -operand if isinstance(node.op, ast.USub) else operand
-        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _FUNCTIONS
-                and len(node.args) == 1 and not node.keywords):
-            argument = evaluate(node.args[0])
-            if not isinstance(argument, torch.Tensor):
-                argument = torch.tensor(float(argument), dtype=torch.float64)
-            return _FUNCTIONS[node.func.id](argument)
-        raise BpcliError(
-            f"--expr {expression!r}: only numbers, variables, + − × ÷ ** and "
-            f"{', '.join(_FUNCTIONS)} are allowed"
-        )
 
-    with _Recorder() as recorder:
-        result = evaluate(tree)
-    if not isinstance(result, torch.Tensor) or not result.requires_grad:
-        raise BpcliError(f"--expr {expression!r}: the formula does not depend on any variable")
-    graph = _build(recorder.calls, leaves, result, 1, None, f"{root} = {expression}")
-    graph.nodes[graph.loss].name = root
-    return graph
+def _evaluate(node: ast.AST, leaves: dict[str, tuple[str, torch.Tensor]]) -> Any:
+    """The value of a formula that _parse_formula accepted, computed with torch operations."""
+    if isinstance(node, ast.Expression):
+        return _evaluate(node.body, leaves)
+    if isinstance(node, ast.Constant):
+        return node.value
+    if isinstance(node, ast.Name):
+        return leaves[node.id][1]
+    if isinstance(node, ast.BinOp):
+        return _BINARY[type(node.op)](_evaluate(node.left, leaves), _evaluate(node.right, leaves))
+    if isinstance(node, ast.UnaryOp):
+        operand = _evaluate(node.operand, leaves)
+        return -operand if isinstance(node.op, ast.USub) else operand
+    # A call of one of _FUNCTIONS on one argument: the only other kind of node allowed.
+    argument = _evaluate(node.args[0], leaves)
+    if not isinstance(argument, torch.Tensor):
+        argument = torch.tensor(float(argument), dtype=torch.float64)
+    return _FUNCTIONS[node.func.id](argument)

@@ -77,18 +77,28 @@ def test_per_sample_training_refuses_torchrun():
     assert "scalar-sgd updates after every single sample" in job.stderr
 
 
-def _worker(rank):
+def _worker(rank, launcher):
+    """The pid of this rank's worker in the job `launcher` started; never another job's worker."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             environ = (entry / "environ").read_bytes().split(b"\0")
             cmdline = (entry / "cmdline").read_bytes()
+            ours = _descends_from(int(entry.name), launcher)
         except OSError:
             continue
-        if b"bpcli" in cmdline and f"RANK={rank}".encode() in environ and b"torch.distributed.run" not in cmdline:
+        if (ours and b"bpcli" in cmdline and f"RANK={rank}".encode() in environ
+                and b"torch.distributed.run" not in cmdline):
             return int(entry.name)
     return None
+
+
+def _descends_from(pid, ancestor):
+    while pid > 1 and pid != ancestor:
+        # /proc/PID/stat is "pid (name) state ppid …", and the name may hold spaces.
+        pid = int((Path("/proc") / str(pid) / "stat").read_text().rpartition(")")[2].split()[1])
+    return pid == ancestor
 
 
 def test_when_rank_0_cannot_write_the_job_ends_with_its_reason_and_no_backend_noise():
@@ -121,7 +131,7 @@ def test_a_rank_that_dies_ends_the_job_instead_of_hanging():
     victim = None
     while victim is None and time.monotonic() < deadline:
         if Path("doomed/metrics.csv").is_file():
-            victim = _worker(1)
+            victim = _worker(1, job.pid)
         time.sleep(0.2)
     assert victim is not None, "no rank 1 worker found"
     os.kill(victim, signal.SIGKILL)

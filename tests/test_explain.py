@@ -18,7 +18,7 @@ def graph_for(name, step=1, sample=None, **changes):
     for earlier in range(1, step):
         trainer.step((earlier - 1) % trainer.steps_per_epoch)
     index = (step - 1) % trainer.steps_per_epoch
-    return explain_step(trainer, index, step, sample, cfg.train.lr, name)
+    return explain_step(trainer, index, sample, cfg.train.lr, name)
 
 
 def by_name(graph):
