@@ -87,15 +87,7 @@ def train(
         others = {"CONFIG": config, "--lr": lr, "--seed": seed, "--device": device,
                   "--log-every": log_every, "--engine": engine, "--grad": grad, "--set": set_, "--out": out,
                   "--force": force or None}
-        given = [name for name, value in others.items() if value]
-        if given:
-            raise BpcliError(
-                f"--resume continues a run as it was configured; drop {', '.join(given)} "
-                "(only --epochs may change)"
-            )
-        with progress(console, f"Resuming {resume}", quiet) as observer:
-            result = lifecycle.resume(resume, epochs, plots=not no_plots, observer=observer)
-        report(result, quiet, console)
+        _resume(resume, epochs, [name for name, value in others.items() if value], quiet, no_plots, console)
         return
     if config is None:
         raise BpcliError("give a config file (bpcli train configs/exp2.yaml) or --resume RUN_DIR")
@@ -105,6 +97,20 @@ def train(
     with progress(console, f"Training {cfg.kind} ({config})", quiet) as observer:
         result = lifecycle.train(cfg, out, force=force, plots=not no_plots, observer=observer,
                                  config_file=str(config))
+    report(result, quiet, console)
+
+
+def _resume(run_dir: Path, epochs: int | None, given: list[str], quiet: bool, no_plots: bool, console: Any) -> None:
+    from bpcli import lifecycle
+    from bpcli.console import progress
+
+    if given:
+        raise BpcliError(
+            f"--resume continues a run as it was configured; drop {', '.join(given)} "
+            "(only --epochs may change)"
+        )
+    with progress(console, f"Resuming {run_dir}", quiet) as observer:
+        result = lifecycle.resume(run_dir, epochs, plots=not no_plots, observer=observer)
     report(result, quiet, console)
 
 
