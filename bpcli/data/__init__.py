@@ -84,5 +84,6 @@ def make_dataset(cfg: Any, generator: torch.Generator, dtype: torch.dtype) -> Da
     for name, tensor in (("x", data.x), ("y", data.y), ("x_val", data.x_val), ("y_val", data.y_val)):
         if tensor is not None and not bool(torch.isfinite(tensor).all()):
             count = int((~torch.isfinite(tensor)).sum())
-            raise DataError(f"data: {count} value(s) of {name} are NaN or infinite in {name_of(dtype)}; {fix(dtype)}")
+            raise DataError(f"data: {count} value(s) of {name} are NaN or infinite in {name_of(dtype)}; "
+                            f"{fix(dtype)}")
     return data

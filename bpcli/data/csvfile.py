@@ -9,7 +9,6 @@ parameters are drawn), and standardisation uses the training rows' statistics al
 from __future__ import annotations
 
 import csv
-import itertools
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TextIO
@@ -240,14 +239,17 @@ def _problems(path: Path, cfg: CsvData, names: list[str], columns: list[int],
 
 
 def _line_of(path: Path, cfg: CsvData, index: int) -> tuple[int, list[str]]:
-    """The line number and cells of the table's row `index` (blank lines hold no row)."""
+    """The line on which the table's row `index` starts, and its cells (blank lines hold no row)."""
     with _open(path, errors="surrogateescape") as fh:
         reader = csv.reader(fh, delimiter=cfg.delimiter)
-        rows = (row for row in reader if row)
-        if cfg.header:
-            next(rows, None)
-        row = next(itertools.islice(rows, index, None), [])
-        return reader.line_num, row
+        end, number = 0, -1 if cfg.header else 0  # the header is row -1
+        for row in reader:
+            line, end = end + 1, reader.line_num
+            if row:
+                if number == index:
+                    return line, row
+                number += 1
+    return end, []
 
 
 def _in_range(path: Path, cfg: CsvData, table: np.ndarray, names: list[str], columns: list[int],

@@ -44,10 +44,7 @@ def build(cfg: InlineData, generator: torch.Generator, dtype: torch.dtype) -> Da
     from bpcli.data.dataset import Dataset
     from bpcli.data.limits import check_values
 
-    check_values([*((f"data.x[{i}]", v) for i, v in enumerate(cfg.x)),
-                  *((f"data.y[{i}]", v) for i, v in enumerate(cfg.y)),
-                  *((f"data.{k}", v) for k, v in (("true_w", cfg.true_w), ("true_b", cfg.true_b)) if v is not None)],
-                 dtype)
+    check_values({"data.x": cfg.x, "data.y": cfg.y, "data.true_w": cfg.true_w, "data.true_b": cfg.true_b}, dtype)
     x = torch.tensor(cfg.x, dtype=dtype).reshape(-1, 1)
     y = torch.tensor(cfg.y, dtype=dtype)
     known = {"w": cfg.true_w, "b": cfg.true_b}

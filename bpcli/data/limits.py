@@ -10,8 +10,7 @@ that overflows is the divergence check's to report.
 
 from __future__ import annotations
 
-import math
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Any
 
 from bpcli.errors import DataError
 
@@ -41,10 +40,17 @@ def beyond(dtype: torch.dtype) -> str:
     return f"{name_of(dtype)}'s range (±{largest(dtype):.2g})"
 
 
-def check_values(named: Iterable[tuple[str, float]], dtype: torch.dtype) -> None:
-    """Raise one DataError for the values that `dtype` cannot hold: the first, and how many."""
+def check_values(fields: dict[str, Any], dtype: torch.dtype) -> None:
+    """Raise one DataError for the values that `dtype` cannot hold: the first, and how many.
+
+    `fields` maps a field's name to its value: a number, a list of numbers, or None.
+    """
     limit = largest(dtype)
-    bad = [(where, value) for where, value in named if not math.isfinite(value) or abs(value) > limit]
+    bad = []
+    for field, value in fields.items():
+        values = value if isinstance(value, list) else [value]
+        bad += [(f"{field}[{i}]" if isinstance(value, list) else field, v)
+                for i, v in enumerate(values) if v is not None and not abs(v) <= limit]
     if bad:
         where, value = bad[0]
         more = f" (and {len(bad) - 1} more value{'s' if len(bad) > 2 else ''} like it)" if len(bad) > 1 else ""

@@ -30,7 +30,7 @@ def x_range_fits(cfg: Any, dtype: torch.dtype) -> None:
     """Refuse a range (or noise) that `dtype` cannot hold, before torch draws from it."""
     from bpcli.data.limits import beyond, check_values, fix, largest
 
-    check_values([("data.x_low", cfg.x_low), ("data.x_high", cfg.x_high), ("data.noise", cfg.noise)], dtype)
+    check_values({"data.x_low": cfg.x_low, "data.x_high": cfg.x_high, "data.noise": cfg.noise}, dtype)
     # uniform_ computes x_low + (x_high − x_low)·u, so the width must fit too.
     if cfg.x_high - cfg.x_low > largest(dtype):
         raise DataError(f"data.x_high − data.x_low = {cfg.x_high - cfg.x_low:g} is beyond {beyond(dtype)}; "
@@ -82,7 +82,7 @@ def build(cfg: SyntheticData, generator: torch.Generator, dtype: torch.dtype) ->
     from bpcli.data.limits import beyond, check_values, fix, largest
 
     x_range_fits(cfg, dtype)
-    check_values([("data.true_w", cfg.true_w), ("data.true_b", cfg.true_b)], dtype)
+    check_values({"data.true_w": cfg.true_w, "data.true_b": cfg.true_b}, dtype)
     # y is largest at an end of the range; true_w·x alone must fit too, since torch
     # computes it before adding true_b.
     for end in (cfg.x_low, cfg.x_high):
