@@ -72,4 +72,18 @@ DataConfig = Annotated[
 
 def make_dataset(cfg: Any, generator: torch.Generator, dtype: torch.dtype) -> Dataset:
     """Build the configured data on the CPU, drawing from `generator` where it is random."""
-    return SOURCES[cfg.source].build(cfg, generator, dtype)
+    import torch
+
+    from bpcli.data.limits import fix, name_of
+    from bpcli.errors import DataError
+
+    data = SOURCES[cfg.source].build(cfg, generator, dtype)
+    # Each source refuses, with its own words, the values that do not fit the dtype; this is
+    # the net under them: a NaN or inf that reached the tensors would only surface later,
+    # as a diverged loss or an error from the linear-algebra library.
+    for name, tensor in (("x", data.x), ("y", data.y), ("x_val", data.x_val), ("y_val", data.y_val)):
+        if tensor is not None and not bool(torch.isfinite(tensor).all()):
+            count = int((~torch.isfinite(tensor)).sum())
+            raise DataError(f"data: {count} value(s) of {name} are NaN or infinite in {name_of(dtype)}; "
+                            f"{fix(dtype)}")
+    return data

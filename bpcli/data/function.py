@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import Field, model_validator
 
 from bpcli.section import Section
-from bpcli.data.synthetic import x_range_checked
+from bpcli.data.synthetic import x_range_checked, x_range_fits, y_finite
 
 if TYPE_CHECKING:
     import torch
@@ -47,8 +47,12 @@ def build(cfg: FunctionData, generator: torch.Generator, dtype: torch.dtype) -> 
 
     from bpcli.data.dataset import Dataset
 
+    x_range_fits(cfg, dtype)
     x = torch.empty(cfg.n, 1, dtype=dtype).uniform_(cfg.x_low, cfg.x_high, generator=generator)
     y = getattr(torch, cfg.fn)(x[:, 0])
     if cfg.noise > 0:
         y = y + cfg.noise * torch.randn(cfg.n, dtype=dtype, generator=generator)
+    noisy = cfg.noise > 0
+    y_finite(x, y, f"{cfg.fn}(x)" + (" + noise·N(0, 1)" if noisy else ""),
+             "narrow data.x_low/x_high" + (" or lower data.noise" if noisy else ""), dtype)
     return Dataset(x, y, None, cfg.fn)

@@ -42,7 +42,9 @@ def build(cfg: InlineData, generator: torch.Generator, dtype: torch.dtype) -> Da
     import torch
 
     from bpcli.data.dataset import Dataset
+    from bpcli.data.limits import check_values
 
+    check_values({"data.x": cfg.x, "data.y": cfg.y, "data.true_w": cfg.true_w, "data.true_b": cfg.true_b}, dtype)
     x = torch.tensor(cfg.x, dtype=dtype).reshape(-1, 1)
     y = torch.tensor(cfg.y, dtype=dtype)
     known = {"w": cfg.true_w, "b": cfg.true_b}
