@@ -67,7 +67,10 @@ def r2(y: torch.Tensor, predicted: torch.Tensor) -> float:
 
 def distance(values: list[float], best: Optimum) -> float:
     """The Euclidean distance from parameter values (in params order) to the optimum."""
-    return math.sqrt(sum((v - o) ** 2 for v, o in zip(values, best.flat())))
+    try:
+        return math.sqrt(sum((v - o) ** 2 for v, o in zip(values, best.flat())))
+    except OverflowError:  # squares beyond float64: math.dist scales as it goes
+        return math.dist(values, best.flat())
 
 
 @dataclass(frozen=True)

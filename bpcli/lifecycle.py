@@ -335,7 +335,13 @@ def _explain_divergence(built: Built, step: int, start: int, reason: str,
     record: dict[str, Any] = {"step": step, "reason": reason, "lr": lr}
     message = f"training diverged at step {step}: {reason}."
     largest = max(float(data.x.abs().max()), float(data.y.abs().max()))
-    if step == 1 and start == 0:
+    limit = torch.finfo(data.x.dtype).max
+    if largest > math.sqrt(limit):
+        # A squared error of such values cannot be held, whatever the learning rate.
+        cause = (f" The data's values reach {largest:.3g}, whose square is beyond what {config.dtype} holds "
+                 f"({limit:.3g}), so the loss cannot be computed whatever the learning rate; rescale the data "
+                 "(for a CSV file, data.standardize: all) or use dtype: float64.")
+    elif step == 1 and start == 0:
         # No update has happened yet: the learning rate cannot be the cause.
         cause = (f" It happened before any update, so the learning rate is not the cause: the initial parameters "
                  f"or the data (largest |value| {largest:.3g}) are too large for {config.dtype}; choose smaller "
