@@ -197,3 +197,49 @@ def test_a_written_config_reads_back_equal(tmp_path, write_config):
     config = load_config(write_config("kind: linear-gd\ndata: {source: csv, path: t.csv, target: 'yes'}\n"))
     text = dump_config(config)
     assert yaml.safe_load(text) == load_yaml(text) == config.model_dump(mode="json")
+
+
+# ------------------------------------------------------------------ numbers the dtype cannot hold
+
+@pytest.mark.parametrize(
+    "text,where",
+    [
+        ("kind: scalar-sgd\npredict: [1e39]\n", "predict[0]: 1e+39"),
+        ("kind: scalar-sgd\npredict: [1, -4e38]\n", "predict[1]: -4e+38"),
+        ("kind: linear-gd\npredict: [[1, 2], [3, 1e100]]\n", "predict[1][1]: 1e+100"),
+        ("kind: scalar-sgd\nmodel: {init_w: 1e39}\n", "model.init_w: 1e+39"),
+        ("kind: linear-gd\nmodel: {init_b: -3.5e38}\n", "model.init_b: -3.5e+38"),
+        ("kind: nn-linear\nmodel: {init_w: 1e300}\n", "model.init_w: 1e+300"),
+        ("kind: linear-gd\nmodel: {init_w: 1000000000000000000000000000000000000000}\n", "model.init_w: 1e+39"),
+    ],
+)
+def test_values_beyond_float32_are_refused_with_the_fix(write_config, text, where):
+    _one_line(cli("config", write_config(text)), where, "float32", "dtype: float64")
+
+
+def test_several_values_beyond_float32_in_one_section_are_one_line(write_config):
+    line = _one_line(cli("config", write_config("kind: linear-gd\nmodel: {init_w: 1e39, init_b: 2e39}\n")))
+    assert "model.init_w: 1e+39" in line and "so is model.init_b" in line
+
+
+def test_predict_and_model_beyond_float32_are_one_line_each(write_config):
+    result = cli("config", write_config("kind: linear-gd\nmodel: {init_w: 1e39}\npredict: [5e38]\n"))
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 2 and "predict[0]" in lines[0] and "model.init_w" in lines[1], lines
+
+
+def test_values_beyond_float32_from_set_name_the_flag():
+    result = cli("config", CONFIGS / "exp2.yaml", "--set", "model.init_w=5e38")
+    assert "(from --set model.init_w=5e38)" in _one_line(result, "model.init_w", "dtype: float64")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "kind: scalar-sgd\ndtype: float64\npredict: [1e39]\nmodel: {init_w: -1e300}\n",
+        "kind: linear-gd\npredict: [3.4028234663852886e38, -3.4028234663852886e38]\nmodel: {init_b: 3e38}\n",
+    ],
+)
+def test_values_the_dtype_holds_are_accepted(write_config, text):
+    assert cli("config", write_config(text)).exit_code == 0
