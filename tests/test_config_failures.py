@@ -2,6 +2,7 @@
 collide, the C loader with the same behaviour, values the dtype can hold, --at given once,
 and `compare` that never overwrites a figure silently."""
 
+from pathlib import Path
 
 import pytest
 import yaml
@@ -243,3 +244,16 @@ def test_values_beyond_float32_from_set_name_the_flag():
 )
 def test_values_the_dtype_holds_are_accepted(write_config, text):
     assert cli("config", write_config(text)).exit_code == 0
+
+
+# ------------------------------------------------------------------ explain --at
+
+@pytest.mark.parametrize(
+    "at,name",
+    [(["a=1", "a=2"], "a"), (["a=1", "b=2", "a=1"], "a"), (["b=2", " b = 3", "a=1"], "b"),
+     (["a=1", "c=0", "b=1", "c=1e3"], "c")],
+)
+def test_a_variable_given_twice_is_an_error_naming_it(at, name):
+    args = [arg for item in at for arg in ("--at", item)]
+    _one_line(cli("explain", "--expr", "J = a + b*c", *args, "--out", "g.png"), f"--at {name}", "twice")
+    assert not Path("g.png").exists()
