@@ -2,6 +2,7 @@
 collide, the C loader with the same behaviour, values the dtype can hold, --at given once,
 and `compare` that never overwrites a figure silently."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -257,3 +258,36 @@ def test_a_variable_given_twice_is_an_error_naming_it(at, name):
     args = [arg for item in at for arg in ("--at", item)]
     _one_line(cli("explain", "--expr", "J = a + b*c", *args, "--out", "g.png"), f"--at {name}", "twice")
     assert not Path("g.png").exists()
+
+
+# ------------------------------------------------------------------ compare --out
+
+@pytest.fixture
+def two_runs():
+    for out, lr in (("a", "0.1"), ("b", "0.3")):
+        assert cli("train", CONFIGS / "exp2.yaml", "--lr", lr, "--epochs", "20", "--out", out, "-q",
+                   "--no-plots").exit_code == 0
+    return ["a", "b"]
+
+
+@pytest.mark.parametrize("out", [None, "mine.png", "fig.svg", "sub/fig.pdf"])
+def test_compare_does_not_overwrite_a_file_without_force(two_runs, out):
+    target = Path(out or "compare.png")
+    target.parent.mkdir(exist_ok=True)
+    target.write_bytes(b"keep me")
+    before = target.stat().st_mtime_ns
+    flags = [] if out is None else ["--out", out]
+    _one_line(cli("compare", *two_runs, *flags), str(target), "already exists", "--force",
+              f"--out NEW{target.suffix}")
+    assert target.read_bytes() == b"keep me" and target.stat().st_mtime_ns == before
+
+    assert cli("compare", *two_runs, *flags, "--force").exit_code == 0
+    assert target.read_bytes() != b"keep me"
+
+
+def test_compare_writes_a_new_file_without_force(two_runs):
+    result = cli("compare", *two_runs)
+    assert result.exit_code == 0, result.output
+    assert Path("compare.png").stat().st_size > 0
+    os.remove("compare.png")
+    assert cli("compare", *two_runs, "--out", "other.png").exit_code == 0
