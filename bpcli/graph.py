@@ -332,6 +332,8 @@ def parse_assignments(items: list[str]) -> dict[str, float]:
     for item in items:
         name, sep, text = item.partition("=")
         name = name.strip()
+        if name in values:
+            raise BpcliError(f"--at {name}: given twice ({values[name]:g} and {text.strip()}); give it once")
         try:
             if not sep or not name.isidentifier():
                 raise ValueError

@@ -36,8 +36,14 @@ def compare(
     out: Annotated[Path, typer.Option("--out", help="The figure to write (.png, .svg or .pdf).")] = Path(
         "compare.png"
     ),
+    force: Annotated[bool, typer.Option("--force", help="Replace the file already at --out.")] = False,
 ) -> None:
     """Overlay the loss curves and fitted curves of several runs, labelled by what differs."""
-    from bpcli.plots import compare as draw
+    from bpcli.errors import BpcliError
+    from bpcli.plots import FORMATS, compare as draw
 
+    # A figure is never replaced silently, the default compare.png included. (A name with
+    # the wrong suffix is left to draw, which says so.)
+    if out.exists() and not force and out.suffix.lstrip(".") in FORMATS:
+        raise BpcliError(f"{out}: already exists; write to --out NEW{out.suffix}, or add --force to replace it")
     typer.echo(str(draw(run_dirs, out)))

@@ -53,6 +53,9 @@ def describe(err: dict[str, Any], cls: type[BaseModel], overrides: list[Override
     elif kind == "data_source":
         message = f"must be {SOURCE_CHOICES} (got {_short(source_of(value))})"
         where = "data.source"
+    elif kind == "dtype_range":  # the message names the value; the context, where it is
+        message = err["msg"]
+        where = err["ctx"]["where"]
     else:
         message = err["msg"]
         if message.startswith("Value error, "):

@@ -43,6 +43,8 @@ def parse_set(assignment: str) -> Override:
         )
     try:
         value = load_yaml(text) if text.strip() else None
+    except yaml.constructor.ConstructorError as exc:  # valid YAML, but not a config's (a key 1:, a tag)
+        raise ConfigError("--set", [f"{assignment!r}: {exc.problem}"]) from None
     except (yaml.YAMLError, RecursionError, ValueError):
         raise ConfigError("--set", [f"{assignment!r}: the value is not valid YAML"]) from None
     return Override(path=key, value=value, origin=f"--set {assignment}")

@@ -8,14 +8,20 @@ from the kind's DEFAULTS, which are the article's settings.
 from __future__ import annotations
 
 import copy
+import sys
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, model_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from bpcli.section import Section
 from bpcli.data import DataConfig, source_of
 
 DEVICE_PATTERN = r"^(auto|cpu|mps|cuda(:\d+)?)$"
+
+DTYPE_MAX = {"float32": 3.4028234663852886e38, "float64": sys.float_info.max}
+"""The largest finite value of each dtype, torch.finfo(dtype).max, written out so that
+validating a config does not import torch."""
 
 
 class TrainConfig(Section):
@@ -66,7 +72,8 @@ class Experiment(Section):
     device: str = Field("auto", pattern=DEVICE_PATTERN)
     """Where to train: auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps."""
     dtype: Literal["float32", "float64"] = "float32"
-    """Floating-point precision of data and parameters (the article uses float32)."""
+    """Floating-point precision of data and parameters (the article uses float32). float32
+    holds numbers up to ±3.4e38; a `predict` or `model` value beyond that needs float64."""
     data: DataConfig
     """The training data."""
     train: TrainConfig
@@ -84,6 +91,51 @@ class Experiment(Section):
     @classmethod
     def _fill_defaults(cls, raw: Any) -> Any:
         return merge_defaults(raw, cls.DEFAULTS) if isinstance(raw, dict) else raw
+
+    # A number beyond the dtype's range becomes inf when the tensors are made, and the run
+    # fails far from its cause; refuse it here. The model section is each kind's own, so
+    # every float in it is checked, whatever its fields are called.
+    @field_validator("predict")
+    @classmethod
+    def _predict_fits_dtype(cls, predict: Any, info: ValidationInfo) -> Any:
+        _fits_dtype(predict, "predict", info.data.get("dtype"))
+        return predict
+
+    @field_validator("model", check_fields=False)
+    @classmethod
+    def _model_fits_dtype(cls, model: Any, info: ValidationInfo) -> Any:
+        _fits_dtype(model, "model", info.data.get("dtype"))
+        return model
+
+
+def _floats(value: Any, where: str) -> list[tuple[str, float]]:
+    """Every float inside a value (a section, a list, a number), with its dotted location."""
+    if isinstance(value, float):
+        return [(where, value)]
+    if isinstance(value, BaseModel):
+        return [f for name, v in value for f in _floats(v, f"{where}.{name}")]
+    if isinstance(value, (list, tuple)):
+        return [f for i, v in enumerate(value) for f in _floats(v, f"{where}[{i}]")]
+    return []
+
+
+def _fits_dtype(value: Any, where: str, dtype: str | None) -> None:
+    """Raise a `dtype_range` error naming the first float in value that dtype cannot hold."""
+    if dtype not in DTYPE_MAX:
+        return  # the dtype itself is wrong, and reported as such
+    limit = DTYPE_MAX[dtype]
+    too_big = [(w, v) for w, v in _floats(value, where) if abs(v) > limit]
+    if too_big:
+        (first, number), others = too_big[0], [w for w, _ in too_big[1:]]
+        also = ""
+        if others:
+            named = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+            also = f"; so {'is' if len(others) == 1 else 'are'} {named}"
+        message = (
+            f"{number!r} is outside {dtype}'s range (±{limit!r}){also}; "
+            "set dtype: float64, or use a smaller value"
+        )
+        raise PydanticCustomError("dtype_range", message, {"where": first})
 
 
 def merge_defaults(raw: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:

@@ -10,11 +10,10 @@ import copy
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 import bpcli.kinds
-from bpcli.config.loading import read_yaml
+from bpcli.config.loading import dump_yaml, read_yaml
 from bpcli.config.messages import describe, unknown_kind
 from bpcli.config.overrides import Override, apply
 from bpcli.config.schema import SECTION_ORDER, Experiment
@@ -37,7 +36,10 @@ def validate_config(
     raw: dict[str, Any], overrides: list[Override] | None = None, source: str = "<config>"
 ) -> Experiment:
     """Validate a raw config mapping after applying overrides; raise one ConfigError."""
-    raw = copy.deepcopy(raw)
+    try:
+        raw = copy.deepcopy(raw)
+    except RecursionError:  # libyaml reads up to 1000 levels; Python's recursion stops sooner
+        raise ConfigError(source, ["nested too deeply to be a config"]) from None
     problems = [p for o in overrides or [] if (p := apply(raw, o)) is not None]
     if problems:
         raise ConfigError(source, problems)
@@ -63,4 +65,4 @@ def dump_config(config: Experiment) -> str:
     """The config as YAML, sections in reading order, ready to be saved or printed."""
     raw = config.model_dump(mode="json")
     ordered = {key: raw[key] for key in SECTION_ORDER if key in raw}
-    return yaml.safe_dump(ordered, sort_keys=False, allow_unicode=True)
+    return dump_yaml(ordered)
