@@ -140,7 +140,9 @@ def read_run(path: str | Path) -> RunRecord:
             "give a directory written by `bpcli train`"
         )
     try:
-        config = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8"))
+        # libyaml's loader when PyYAML has it: a run made from a large config reads back fast.
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        config = yaml.load((path / "config.yaml").read_text(encoding="utf-8"), Loader=loader)
         summary = json.loads((path / "summary.json").read_text(encoding="utf-8"))
     except (yaml.YAMLError, json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise RunDirError(f"{path}: config.yaml or summary.json is corrupt ({type(exc).__name__})")
