@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from bpcli.data.function import CURVES
 from bpcli.plots.common import figure, finish, positive, span, title
 from bpcli.rundir.run import RunRecord, read_run
 
@@ -128,8 +127,13 @@ def _fit_plot(record: RunRecord) -> tuple[str, Any]:
         label = f"true: y = {true['w']:g}·x" + (f" + {tb:g}" if tb else "")
         ax.plot(grid, true["w"] * grid + tb, "k--", linewidth=1, label=label)
     function = summary.get("true_function")
-    if function in CURVES:
-        ax.plot(grid, getattr(np, function)(grid), "k--", linewidth=1, label=f"true: y = {function}(x)")
+    if function is not None:
+        # Only a function source's runs name one: the data package, whose config schema costs
+        # a noticeable part of `bpcli plot`'s start, is imported for them alone.
+        from bpcli.data.function import CURVES
+
+        if function in CURVES:
+            ax.plot(grid, getattr(np, function)(grid), "k--", linewidth=1, label=f"true: y = {function}(x)")
     for p in summary.get("predictions") or []:
         if p.get("y_pred") is None or isinstance(p["x"], list) or summary.get("scaling"):
             continue  # marked only where the plot's axes are the inputs' own units
