@@ -1,4 +1,4 @@
-"""What every figure shares: a figure made without a display, titles, log-scale helpers."""
+"""What every figure shares: a figure made without a display, labels and grid, titles, log-scale helpers."""
 
 from __future__ import annotations
 
@@ -28,6 +28,19 @@ def figure(rows: int = 1, cols: int = 1, size: tuple[float, float] = (7, 4.5),
     return fig, axes
 
 
+def finish(ax: Any, xlabel: str, ylabel: str, heading: str, *, log: bool = False) -> None:
+    """Name a panel's axes, title it and draw the light grid every figure shares.
+
+    `log`: an axis is logarithmic, so its minor ticks (2×, 3×, … within each decade) get
+    grid lines too. The legend is left to each figure: where it goes, and whether there is
+    one, depends on what that figure draws.
+    """
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(heading)
+    ax.grid(True, which="both" if log else "major", alpha=0.3)
+
+
 def title(record: RunRecord, what: str) -> str:
     s = record.summary
     return f"{what} — {s.get('kind')} (lr={s.get('lr')}, seed={s.get('seed')}, {s.get('status')})"
@@ -37,7 +50,6 @@ def positive(steps: list[float], values: list[float]) -> tuple[list[float], list
     # A log scale cannot show 0, NaN or infinity: those points are skipped.
     kept = [(s, v) for s, v in zip(steps, values) if 0 < v < float("inf")]
     return ([s for s, _ in kept], [v for _, v in kept]) if kept else ([], [])
-
 
 
 def span(values: Any) -> tuple[float, float]:

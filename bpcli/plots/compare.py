@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from bpcli.errors import BpcliError
-from bpcli.plots.common import FORMATS, figure, positive
+from bpcli.plots.common import FORMATS, figure, finish, positive
 from bpcli.rundir.run import RunRecord, read_run
 
 
@@ -45,10 +45,7 @@ def compare(run_dirs: list[Path], out: Path) -> Path:
         ax.plot(*positive(record.metrics.get("step", []), record.metrics.get("loss", [])),
                 linewidth=1.3, label=label)
     ax.set_yscale("log")
-    ax.set_xlabel("step")
-    ax.set_ylabel("training loss")
-    ax.set_title("Loss")
-    ax.grid(True, which="both", alpha=0.3)
+    finish(ax, "step", "training loss", "Loss", log=True)
     ax.legend(fontsize="small")
     if comparable_fit:
         ax = axes[0][1]
@@ -60,10 +57,7 @@ def compare(run_dirs: list[Path], out: Path) -> Path:
             if not same_data:
                 ax.scatter([row[0] for row in record.data_x], record.data_y, s=6, alpha=0.4)
             ax.plot(record.curve["x"], record.curve["y_pred"], linewidth=1.5, label=label)  # type: ignore[index]
-        ax.set_xlabel("x")
-        ax.set_ylabel("y")
-        ax.set_title("Fit" + ("" if same_data else " (each run on its own data)"))
-        ax.grid(True, alpha=0.3)
+        finish(ax, "x", "y", "Fit" + ("" if same_data else " (each run on its own data)"))
         ax.legend(fontsize="small")
     try:
         fig.savefig(out)

@@ -8,10 +8,9 @@ with numpy (which matplotlib brings), so it too needs nothing but the run direct
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from bpcli.data.function import CURVES
-from bpcli.plots.common import figure, positive, span, title
+from bpcli.plots.common import figure, finish, positive, span, title
 from bpcli.rundir.run import RunRecord, read_run
 
 
@@ -57,10 +56,7 @@ def _loss_plot(record: RunRecord) -> tuple[str, Any]:
         if best is not None and best > 0:
             ax.axhline(best, color="green", linestyle=":", label=f"optimum's loss {best:.3g}")
         ax.legend(loc="upper right")
-    ax.set_xlabel("step (parameter update)")
-    ax.set_ylabel("loss (squared error)")
-    ax.set_title(title(record, "Loss"))
-    ax.grid(True, which="both", alpha=0.3)
+    finish(ax, "step (parameter update)", "loss (squared error)", title(record, "Loss"), log=bool(xs))
     return "loss", fig
 
 
@@ -92,10 +88,8 @@ def _predicted_vs_actual(record: RunRecord) -> tuple[str, Any]:
     if values:
         ax.plot([min(values), max(values)], [min(values), max(values)], "k--", linewidth=1, label="ŷ = y")
     units = " (standardised)" if (record.summary.get("scaling") or {}).get("y_std", 1.0) != 1.0 else ""
-    ax.set_xlabel(f"actual {record.summary.get('target', 'y')}{units}")
-    ax.set_ylabel(f"predicted{units}")
-    ax.set_title(title(record, "Predicted vs actual"))
-    ax.grid(True, alpha=0.3)
+    finish(ax, f"actual {record.summary.get('target', 'y')}{units}", f"predicted{units}",
+           title(record, "Predicted vs actual"))
     ax.legend(loc="best")
     return "fit", fig
 
@@ -108,10 +102,7 @@ def _residuals_plot(record: RunRecord) -> tuple[str, Any]:
     for split, colour, ys, ps in _splits(record):
         ax.scatter(ps, [y - p for y, p in zip(ys, ps)], s=12, alpha=0.7, color=colour, label=split)
     ax.axhline(0.0, color="black", linewidth=1)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("residual y − ŷ")
-    ax.set_title(title(record, "Residuals"))
-    ax.grid(True, alpha=0.3)
+    finish(ax, "predicted", "residual y − ŷ", title(record, "Residuals"))
     ax.legend(loc="best")
     return "residuals", fig
 
@@ -136,18 +127,20 @@ def _fit_plot(record: RunRecord) -> tuple[str, Any]:
         label = f"true: y = {true['w']:g}·x" + (f" + {tb:g}" if tb else "")
         ax.plot(grid, true["w"] * grid + tb, "k--", linewidth=1, label=label)
     function = summary.get("true_function")
-    if function in CURVES:
-        ax.plot(grid, getattr(np, function)(grid), "k--", linewidth=1, label=f"true: y = {function}(x)")
+    if function is not None:
+        # Only a function source's runs name one: the data package, whose config schema costs
+        # a noticeable part of `bpcli plot`'s start, is imported for them alone.
+        from bpcli.data.function import CURVES
+
+        if function in CURVES:
+            ax.plot(grid, getattr(np, function)(grid), "k--", linewidth=1, label=f"true: y = {function}(x)")
     for p in summary.get("predictions") or []:
         if p.get("y_pred") is None or isinstance(p["x"], list) or summary.get("scaling"):
             continue  # marked only where the plot's axes are the inputs' own units
         ax.scatter([p["x"]], [p["y_pred"]], marker="x", s=60, color="tab:green", zorder=4)
         ax.annotate(f"ŷ({p['x']:g}) = {p['y_pred']:.8g}", (p["x"], p["y_pred"]),
                     textcoords="offset points", xytext=(-8, 8), ha="right")
-    ax.set_xlabel("x")
-    ax.set_ylabel("y")
-    ax.set_title(title(record, "Fit"))
-    ax.grid(True, alpha=0.3)
+    finish(ax, "x", "y", title(record, "Fit"))
     ax.legend(loc="best")
     return "fit", fig
 
@@ -204,63 +197,99 @@ def _params_plot(record: RunRecord) -> tuple[str, Any]:
 
 def _landscape_plot(record: RunRecord) -> tuple[str, Any]:
     """The loss over (w, b), or over w alone, with the path gradient descent took."""
+    names = _line_params(record)
+    if not names:
+        return "landscape", None
+    path, optimum = _descent(record, names)
+    loss = _line_loss(record)
+    fig, axes = figure()
+    ax = axes[0][0]
+    if names == ["w"]:
+        _loss_curve(ax, loss, path[0], optimum[0])
+    else:
+        _loss_contours(ax, loss, path, optimum)
+    ax.set_title(title(record, "Loss landscape"))
+    ax.legend(loc="best", fontsize="small")
+    ax.grid(True, alpha=0.2)
+    return "landscape", fig
+
+
+def _line_params(record: RunRecord) -> list[str]:
+    """["w", "b"] or ["w"] for a line ŷ = w·x (+ b) of one input with a known optimum; else []."""
     summary = record.summary
     params, best = summary.get("params") or {}, summary.get("optimum")
     names = [n for n in ("w", "b") if n in params]
     one_value = all(isinstance(params[n], list) and len(params[n]) == 1 for n in names)
     if not best or not names or set(params) != set(names) or not one_value or len(record.data_x[0]) != 1:
-        return "landscape", None
+        return []
+    return names
+
+
+def _descent(record: RunRecord, names: list[str]) -> tuple[list[Any], list[float]]:
+    """Each parameter's values along the descent (from its initial value, where recorded),
+    and its optimum."""
     import numpy as np
 
-    x = np.array([row[0] for row in record.data_x])
-    y = np.array(record.data_y)
+    summary = record.summary
     start = [(summary.get("initial_params") or {}).get(n, [None])[0] for n in names]
     path = [list(record.metrics[n]) for n in names]
     if None not in start:
         path = [[s, *p] for s, p in zip(start, path)]
-    opt = [best[n][0] for n in names]
-    fig, axes = figure()
-    ax = axes[0][0]
+    return [np.array(p) for p in path], [summary["optimum"][n][0] for n in names]
+
+
+def _line_loss(record: RunRecord) -> Callable[[Any, Any], Any]:
+    """L(w, b), the mean squared error of the line ŷ = w·x + b on the run's data."""
+    import numpy as np
+
+    x = np.array([row[0] for row in record.data_x])
+    y = np.array(record.data_y)
     # The mean squared error of a line needs only five sums of the data:
     # mean((w·x + b − y)²) = w²·⟨x²⟩ + 2wb·⟨x⟩ + b² − 2w·⟨xy⟩ − 2b·⟨y⟩ + ⟨y²⟩,
     # so the surface costs nothing however many samples there are.
     sxx, sx, sxy, sy, syy = (x * x).mean(), x.mean(), (x * y).mean(), y.mean(), (y * y).mean()
 
-    def surface(w: Any, b: Any) -> Any:
+    def loss(w: Any, b: Any) -> Any:
         return np.maximum(w * w * sxx + 2 * w * b * sx + b * b - 2 * w * sxy - 2 * b * sy + syy, 0.0)
 
-    if names == ["w"]:
-        w_path = np.array(path[0])
-        lo, hi = span(np.append(w_path, opt[0]))
-        ws = np.linspace(lo, hi, 400)
-        # L(w) = mean over the samples of (w·x − y)²: the loss one epoch descends.
-        ax.plot(ws, surface(ws, 0.0), color="tab:blue", label="L(w) = mean((w·x − y)²)")
-        losses = surface(w_path, 0.0)
-        ax.plot(w_path, losses, ".-", color="tab:orange", markersize=4, linewidth=0.8, label="path of w")
-        ax.scatter([w_path[0]], [losses[0]], color="green", s=60, zorder=5, label="start")
-        ax.scatter([w_path[-1]], [losses[-1]], color="red", s=60, zorder=5, label="end")
-        ax.scatter([opt[0]], [surface(opt[0], 0.0)], marker="*", s=200, color="gold",
-                   edgecolor="black", zorder=6, label=f"optimum w* = {opt[0]:.6g}")
-        ax.set_xlabel("w")
-        ax.set_ylabel("loss")
-        ax.set_yscale("symlog", linthresh=1e-3)
-    else:
-        w_path, b_path = np.array(path[0]), np.array(path[1])
-        w_lo, w_hi = span(np.append(w_path, opt[0]))
-        b_lo, b_hi = span(np.append(b_path, opt[1]))
-        W, B = np.meshgrid(np.linspace(w_lo, w_hi, 200), np.linspace(b_lo, b_hi, 200))
-        L = surface(W, B)  # a bowl: contours at logarithmic levels
-        levels = np.geomspace(max(L.min(), 1e-8), L.max(), 20)
-        contours = ax.contour(W, B, L, levels=levels, cmap="viridis", linewidths=0.8)
-        fig.colorbar(contours, ax=ax, label="loss", format="%.0e")
-        ax.plot(w_path, b_path, ".-", color="tab:orange", markersize=4, linewidth=1, label="path of (w, b)")
-        ax.scatter([w_path[0]], [b_path[0]], color="green", s=60, zorder=5, label="start")
-        ax.scatter([w_path[-1]], [b_path[-1]], color="red", s=60, zorder=5, label="end")
-        ax.scatter([opt[0]], [opt[1]], marker="*", s=200, color="gold", edgecolor="black", zorder=6,
-                   label=f"optimum ({opt[0]:.4g}, {opt[1]:.4g})")
-        ax.set_xlabel("w")
-        ax.set_ylabel("b")
-    ax.set_title(title(record, "Loss landscape"))
-    ax.legend(loc="best", fontsize="small")
-    ax.grid(True, alpha=0.2)
-    return "landscape", fig
+    return loss
+
+
+def _loss_curve(ax: Any, loss: Callable[[Any, Any], Any], w_path: Any, w_opt: float) -> None:
+    """A line through the origin, ŷ = w·x: the loss curve L(w) and the steps taken along it."""
+    import numpy as np
+
+    lo, hi = span(np.append(w_path, w_opt))
+    ws = np.linspace(lo, hi, 400)
+    # L(w) = mean over the samples of (w·x − y)²: the loss one epoch descends.
+    ax.plot(ws, loss(ws, 0.0), color="tab:blue", label="L(w) = mean((w·x − y)²)")
+    losses = loss(w_path, 0.0)
+    ax.plot(w_path, losses, ".-", color="tab:orange", markersize=4, linewidth=0.8, label="path of w")
+    ax.scatter([w_path[0]], [losses[0]], color="green", s=60, zorder=5, label="start")
+    ax.scatter([w_path[-1]], [losses[-1]], color="red", s=60, zorder=5, label="end")
+    ax.scatter([w_opt], [loss(w_opt, 0.0)], marker="*", s=200, color="gold",
+               edgecolor="black", zorder=6, label=f"optimum w* = {w_opt:.6g}")
+    ax.set_xlabel("w")
+    ax.set_ylabel("loss")
+    ax.set_yscale("symlog", linthresh=1e-3)
+
+
+def _loss_contours(ax: Any, loss: Callable[[Any, Any], Any], path: list[Any], opt: list[float]) -> None:
+    """A line with a bias, ŷ = w·x + b: contours of L(w, b) and the path (w, b) took across them."""
+    import numpy as np
+
+    w_path, b_path = path
+    w_lo, w_hi = span(np.append(w_path, opt[0]))
+    b_lo, b_hi = span(np.append(b_path, opt[1]))
+    W, B = np.meshgrid(np.linspace(w_lo, w_hi, 200), np.linspace(b_lo, b_hi, 200))
+    L = loss(W, B)  # a bowl: contours at logarithmic levels
+    levels = np.geomspace(max(L.min(), 1e-8), L.max(), 20)
+    contours = ax.contour(W, B, L, levels=levels, cmap="viridis", linewidths=0.8)
+    ax.figure.colorbar(contours, ax=ax, label="loss", format="%.0e")
+    ax.plot(w_path, b_path, ".-", color="tab:orange", markersize=4, linewidth=1, label="path of (w, b)")
+    ax.scatter([w_path[0]], [b_path[0]], color="green", s=60, zorder=5, label="start")
+    ax.scatter([w_path[-1]], [b_path[-1]], color="red", s=60, zorder=5, label="end")
+    ax.scatter([opt[0]], [opt[1]], marker="*", s=200, color="gold", edgecolor="black", zorder=6,
+               label=f"optimum ({opt[0]:.4g}, {opt[1]:.4g})")
+    ax.set_xlabel("w")
+    ax.set_ylabel("b")

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from bpcli.errors import RunDirError
-from bpcli.plots.common import figure
+from bpcli.plots.common import figure, finish
 from bpcli.rundir.sweep import SweepRecord, read_losses, read_sweep
 
 SWEEP_LINES = 200
@@ -59,12 +59,11 @@ def _losses_figure(record: SweepRecord, steps: Any, losses: Any, fmt: str) -> Pa
         label = f"{colour_key.split('.')[-1]}={level}" if colour_key else None
         _draw_members(ax, steps, losses[:, chosen], colour, label, every)
     ax.autoscale_view()
-    if np.isfinite(losses).any():  # a log scale needs one positive value; all-diverged has none
+    log = bool(np.isfinite(losses).any())  # a log scale needs one positive value; all-diverged has none
+    if log:
         ax.set_yscale("log")
-    ax.set_xlabel("step")
-    ax.set_ylabel("training loss")
-    ax.set_title(f"Sweep: {info['members']} {info['kind']} runs trained as one batch")
-    ax.grid(True, which="both", alpha=0.3)
+    finish(ax, "step", "training loss", f"Sweep: {info['members']} {info['kind']} runs trained as one batch",
+           log=log)
     if colour_key or not every:
         ax.legend(fontsize="small", loc="lower left")  # loss curves fall: that corner stays clear
     path = record.path / f"losses.{fmt}"
@@ -111,10 +110,8 @@ def _lr_figure(record: SweepRecord, fmt: str) -> Path:
     ax.set_xscale("log")
     if any(0 < p[1] < math.inf for points in groups.values() for p in points):
         ax.set_yscale("log")
-    ax.set_xlabel("learning rate")
-    ax.set_ylabel("final training loss")
-    ax.set_title("Final loss against learning rate (red: every seed diverged)")
-    ax.grid(True, which="both", alpha=0.3)
+    finish(ax, "learning rate", "final training loss",
+           "Final loss against learning rate (red: every seed diverged)", log=True)
     ax.legend(fontsize="small")
     path = record.path / f"lr.{fmt}"
     fig.savefig(path)
