@@ -10,13 +10,7 @@ Importing bpcli is cheap; torch is imported on the first call to `train`.
 
 from __future__ import annotations
 
-from importlib import metadata
 from typing import TYPE_CHECKING, Any
-
-try:
-    __version__ = metadata.version("bpcli")
-except metadata.PackageNotFoundError:  # a source tree that was never installed
-    __version__ = "unknown"
 
 if TYPE_CHECKING:
     from bpcli.config import Experiment, Override
@@ -35,6 +29,16 @@ def train(config: Experiment, out: Any = None, **options: Any) -> TrainResult:
     from bpcli.lifecycle import train as run
 
     return run(config, out, **options)
+
+
+def __getattr__(name: str) -> Any:
+    # bpcli.__version__, from the package metadata, read when asked for: importing
+    # importlib.metadata costs every command's start a tenth of a second.
+    if name == "__version__":
+        from bpcli.rundir.files import bpcli_version
+
+        return bpcli_version()
+    raise AttributeError(f"module 'bpcli' has no attribute {name!r}")
 
 
 __all__ = ["__version__", "load_config", "train"]

@@ -90,6 +90,8 @@ def stable_lr(data: Dataset, fit: LeastSquares) -> StableLR:
     # θ ← θ − lr·H·(θ − θ*), which shrinks every direction iff |1 − lr·λ| < 1 for every
     # eigenvalue λ of H, that is iff lr < 2/λ_max.
     hessian = (2 / len(a)) * a.T @ a
+    if not bool(torch.isfinite(hessian).all()):
+        return _overflowing(float(a.abs().max()))
     top = float(torch.linalg.eigvalsh(hessian).max())
     bound = 2 / top
     return StableLR(
@@ -107,6 +109,9 @@ def _per_sample_bound(data: Dataset) -> StableLR:
     # is the first lr > 0 where |c(lr)| climbs back to 1.
     x = data.x[:, 0].to(torch.float64)
     squares = (x * x)[x != 0]
+    if not bool(torch.isfinite(squares).all()):
+        return _overflowing(float(x.abs().max()))
+    squares = squares[squares > 0]  # an x so small that its square is 0 never changes w
     if squares.numel() == 0:
         return StableLR(math.inf, "every x is 0, so the updates never change w")
     biggest, smallest = float(squares.max()), float(squares.min())
@@ -141,3 +146,9 @@ def _per_sample_bound(data: Dataset) -> StableLR:
         f"of these factors exceeds 1 in size (every factor stays below 1 for lr < "
         f"1/max xᵢ² = {1 / biggest:.6g})",
     )
+
+
+def _overflowing(largest: float) -> StableLR:
+    """The bound when the data's squares are beyond float64: no learning rate will do."""
+    return StableLR(0.0, f"the squares of the data (largest |x| = {largest:.3g}) are beyond what float64 "
+                         "holds, so no learning rate makes gradient descent converge")

@@ -336,20 +336,21 @@ def _explain_divergence(built: Built, step: int, start: int, reason: str,
     message = f"training diverged at step {step}: {reason}."
     largest = max(float(data.x.abs().max()), float(data.y.abs().max()))
     limit = torch.finfo(data.x.dtype).max
+    wider = config.dtype != "float64"  # whether a wider dtype is left to suggest
     if largest > math.sqrt(limit):
         # A squared error of such values cannot be held, whatever the learning rate.
         cause = (f" The data's values reach {largest:.3g}, whose square is beyond what {config.dtype} holds "
                  f"({limit:.3g}), so the loss cannot be computed whatever the learning rate; rescale the data "
-                 "(for a CSV file, data.standardize: all) or use dtype: float64.")
+                 "(for a CSV file, data.standardize: all)" + (" or use dtype: float64." if wider else "."))
     elif step == 1 and start == 0:
         # No update has happened yet: the learning rate cannot be the cause.
         cause = (f" It happened before any update, so the learning rate is not the cause: the initial parameters "
                  f"or the data (largest |value| {largest:.3g}) are too large for {config.dtype}; choose smaller "
-                 "model.init_* values, rescale the data, or use dtype: float64.")
+                 "model.init_* values or rescale the data" + (", or use dtype: float64." if wider else "."))
     elif bound is not None and lr < bound.lr:
         cause = (f" The learning rate {lr:g} is below the stable bound {bound.lr:.6g}, so it is not the cause: "
                  f"the values outgrew {config.dtype} (largest |value| in the data {largest:.3g}); rescale the data "
-                 "or the initial parameters, or use dtype: float64.")
+                 "or the initial parameters" + (", or use dtype: float64." if wider else "."))
     elif bound is not None and bound.lr < 1e-8:
         cause = (f" The data's scale (largest |value| {largest:.3g}) makes the stable learning rate tiny: "
                  f"{bound.explanation}. Rescale the data (for a CSV file, data.standardize: all) rather than "

@@ -47,8 +47,9 @@ def title(record: RunRecord, what: str) -> str:
 
 
 def positive(steps: list[float], values: list[float]) -> tuple[list[float], list[float]]:
-    # A log scale cannot show 0, NaN or infinity: those points are skipped.
-    kept = [(s, v) for s, v in zip(steps, values) if 0 < v < float("inf")]
+    # A log scale cannot show 0, NaN or infinity: those points are skipped, and so are
+    # values so far out that the axis's margins would overflow (see DRAWABLE).
+    kept = [(s, v) for s, v in zip(steps, values) if 1 / DRAWABLE < v < DRAWABLE]
     return ([s for s, _ in kept], [v for _, v in kept]) if kept else ([], [])
 
 
@@ -56,3 +57,32 @@ def span(values: Any) -> tuple[float, float]:
     lo, hi = float(values.min()), float(values.max())
     pad = max(hi - lo, 1e-3) * 0.15
     return lo - pad, hi + pad
+
+
+DRAWABLE = 1e200
+"""Values beyond this size (or, on a log scale, below its inverse) are not drawn: the
+margins matplotlib adds around them, in decades on a log axis, would overflow float64.
+NaN and infinities are never drawn."""
+
+
+def drawable(*columns: Any) -> list[list[float]]:
+    """The columns with only the rows in which every value is a finite number matplotlib
+    can place (a diverged run's NaN, inf and huge values are left out)."""
+    def ok(v: Any) -> bool:
+        return isinstance(v, (int, float)) and abs(v) < DRAWABLE  # False for NaN, inf and None
+
+    rows = [row for row in zip(*columns) if all(ok(v) for v in row)]
+    return [list(column) for column in zip(*rows)] if rows else [[] for _ in columns]
+
+
+def number(value: Any, digits: int = 4) -> str:
+    """A value for a legend: a few significant digits, a true minus sign, '—' when unknown."""
+    if not isinstance(value, (int, float)) or value != value or abs(value) == float("inf"):
+        return "—"
+    return f"{value:.{digits}g}".replace("-", "−")
+
+
+def plus(value: float, digits: int = 4) -> str:
+    """A term added to an expression: ' + 0.6' or ' − 0.3'."""
+    text = number(value, digits)
+    return f" − {text[1:]}" if text.startswith("−") else f" + {text}"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from bpcli.plots.common import figure, finish, positive, span, title
+from bpcli.plots.common import drawable, figure, finish, number, plus, positive, span, title
 from bpcli.rundir.run import RunRecord, read_run
 
 
@@ -55,6 +55,10 @@ def _loss_plot(record: RunRecord) -> tuple[str, Any]:
         best = (record.summary.get("optimum") or {}).get("loss")
         if best is not None and best > 0:
             ax.axhline(best, color="green", linestyle=":", label=f"optimum's loss {best:.3g}")
+    diverged = (record.summary.get("divergence") or {}).get("step")
+    if diverged is not None:
+        ax.axvline(diverged, color="red", linestyle="--", linewidth=1.2, label=f"diverged at step {diverged}")
+    if xs or diverged is not None:
         ax.legend(loc="upper right")
     finish(ax, "step (parameter update)", "loss (squared error)", title(record, "Loss"), log=bool(xs))
     return "loss", fig
@@ -62,18 +66,18 @@ def _loss_plot(record: RunRecord) -> tuple[str, Any]:
 
 def _line_label(params: dict[str, Any]) -> str | None:
     w, b = params.get("w"), params.get("b")
-    if not isinstance(w, list) or len(w) != 1:
+    if not isinstance(w, list) or len(w) != 1 or number(w[0]) == "—":
         return None
-    return f"fit: ŷ = {w[0]:.4f}·x" + (f" + {b[0]:.4f}" if isinstance(b, list) else "")
+    return f"fit: ŷ = {number(w[0])}·x" + (plus(b[0]) if isinstance(b, list) else "")
 
 
 def _splits(record: RunRecord) -> list[tuple[str, str, list[float], list[float]]]:
     """(split, colour, targets, predictions) for the training and validation rows present."""
     out = []
     for split, colour in (("train", "tab:blue"), ("val", "tab:orange")):
-        rows = [(y, p) for s, y, p in record.fitted or [] if s == split]
-        if rows:
-            out.append((split, colour, [y for y, _ in rows], [p for _, p in rows]))
+        ys, ps = drawable(*zip(*[(y, p) for s, y, p in record.fitted or [] if s == split] or [((), ())]))
+        if ys:
+            out.append((split, colour, ys, ps))
     return out
 
 
@@ -82,9 +86,9 @@ def _predicted_vs_actual(record: RunRecord) -> tuple[str, Any]:
     ax = axes[0][0]
     for split, colour, ys, ps in _splits(record):
         r2 = (record.summary.get("r2") or {}).get(split)
-        label = f"{split} ({len(ys)})" + (f", R² = {r2:.4f}" if r2 is not None else "")
+        label = f"{split} ({len(ys)})" + (f", R² = {number(r2)}" if number(r2) != "—" else "")
         ax.scatter(ys, ps, s=12, alpha=0.7, color=colour, label=label)
-    values = [v for _, y, p in record.fitted or [] for v in (y, p)]
+    values = [v for _, _, ys, ps in _splits(record) for v in (*ys, *ps)]
     if values:
         ax.plot([min(values), max(values)], [min(values), max(values)], "k--", linewidth=1, label="ŷ = y")
     units = " (standardised)" if (record.summary.get("scaling") or {}).get("y_std", 1.0) != 1.0 else ""
@@ -100,7 +104,7 @@ def _residuals_plot(record: RunRecord) -> tuple[str, Any]:
     fig, axes = figure()
     ax = axes[0][0]
     for split, colour, ys, ps in _splits(record):
-        ax.scatter(ps, [y - p for y, p in zip(ys, ps)], s=12, alpha=0.7, color=colour, label=split)
+        ax.scatter(*drawable(ps, [y - p for y, p in zip(ys, ps)]), s=12, alpha=0.7, color=colour, label=split)
     ax.axhline(0.0, color="black", linewidth=1)
     finish(ax, "predicted", "residual y − ŷ", title(record, "Residuals"))
     ax.legend(loc="best")
@@ -113,19 +117,20 @@ def _fit_plot(record: RunRecord) -> tuple[str, Any]:
     import numpy as np
 
     summary = record.summary
-    xs = [row[0] for row in record.data_x]
+    xs, ys = drawable([row[0] for row in record.data_x], record.data_y)
     fig, axes = figure()
     ax = axes[0][0]
-    ax.scatter(xs, record.data_y, c="red", s=18, label=f"data ({len(xs)} points)", zorder=3)
+    ax.scatter(xs, ys, c="red", s=18, label=f"data ({len(xs)} points)", zorder=3)
     if record.curve is not None:
         label = _line_label(summary.get("params") or {}) or f"fit: the trained {summary.get('kind')}"
-        ax.plot(record.curve["x"], record.curve["y_pred"], color="tab:blue", linewidth=2, label=label)
-    grid = np.array(record.curve["x"] if record.curve else sorted(xs))
+        ax.plot(*drawable(record.curve["x"], record.curve["y_pred"]), color="tab:blue", linewidth=2, label=label)
+    grid = np.array(drawable(record.curve["x"])[0] if record.curve else sorted(xs))
     true = summary.get("true_params") or {}
-    if "w" in true:
+    if number(true.get("w")) != "—":
         tb = true.get("b", 0.0) or 0.0
-        label = f"true: y = {true['w']:g}·x" + (f" + {tb:g}" if tb else "")
-        ax.plot(grid, true["w"] * grid + tb, "k--", linewidth=1, label=label)
+        label = f"true: y = {number(true['w'])}·x" + (plus(tb) if tb else "")
+        with np.errstate(over="ignore", invalid="ignore"):
+            ax.plot(*drawable(list(grid), list(true["w"] * grid + tb)), "k--", linewidth=1, label=label)
     function = summary.get("true_function")
     if function is not None:
         # Only a function source's runs name one: the data package, whose config schema costs
@@ -135,10 +140,10 @@ def _fit_plot(record: RunRecord) -> tuple[str, Any]:
         if function in CURVES:
             ax.plot(grid, getattr(np, function)(grid), "k--", linewidth=1, label=f"true: y = {function}(x)")
     for p in summary.get("predictions") or []:
-        if p.get("y_pred") is None or isinstance(p["x"], list) or summary.get("scaling"):
-            continue  # marked only where the plot's axes are the inputs' own units
+        if isinstance(p["x"], list) or summary.get("scaling") or not drawable([p["x"]], [p.get("y_pred")])[0]:
+            continue  # marked only where the plot's axes are the inputs' own units, and can be
         ax.scatter([p["x"]], [p["y_pred"]], marker="x", s=60, color="tab:green", zorder=4)
-        ax.annotate(f"ŷ({p['x']:g}) = {p['y_pred']:.8g}", (p["x"], p["y_pred"]),
+        ax.annotate(f"ŷ({number(p['x'], 6)}) = {number(p['y_pred'], 8)}", (p["x"], p["y_pred"]),
                     textcoords="offset points", xytext=(-8, 8), ha="right")
     finish(ax, "x", "y", title(record, "Fit"))
     ax.legend(loc="best")
@@ -178,13 +183,13 @@ def _params_plot(record: RunRecord) -> tuple[str, Any]:
         ax.set_visible(False)
     steps = record.metrics["step"]
     for ax, column in zip(panels, columns):
-        ax.plot(steps, record.metrics[column], color="tab:blue", linewidth=1.5, label=column)
+        ax.plot(*drawable(steps, record.metrics[column]), color="tab:blue", linewidth=1.5, label=column)
         true = _reference(record.summary, column, "true_params")
         best = _reference(record.summary, column, "optimum")
-        if true is not None:
-            ax.axhline(true, color="black", linestyle="--", linewidth=1, label=f"true {true:g}")
-        if best is not None:
-            ax.axhline(best, color="green", linestyle=":", linewidth=1.5, label=f"optimum {best:.6g}")
+        if drawable([true])[0]:
+            ax.axhline(true, color="black", linestyle="--", linewidth=1, label=f"true {number(true, 6)}")
+        if drawable([best])[0]:
+            ax.axhline(best, color="green", linestyle=":", linewidth=1.5, label=f"optimum {number(best, 6)}")
         ax.set_ylabel(column)
         ax.grid(True, alpha=0.3)
         ax.legend(loc="best", fontsize="small")
@@ -202,6 +207,8 @@ def _landscape_plot(record: RunRecord) -> tuple[str, Any]:
         return "landscape", None
     path, optimum = _descent(record, names)
     loss = _line_loss(record)
+    if not _landscape_drawable(loss, path, optimum):
+        return "landscape", None  # a diverged path or data too large to draw a surface over
     fig, axes = figure()
     ax = axes[0][0]
     if names == ["w"]:
@@ -212,6 +219,16 @@ def _landscape_plot(record: RunRecord) -> tuple[str, Any]:
     ax.legend(loc="best", fontsize="small")
     ax.grid(True, alpha=0.2)
     return "landscape", fig
+
+
+def _landscape_drawable(loss: Callable[[Any, Any], Any], path: list[Any], optimum: list[float]) -> bool:
+    import numpy as np
+
+    points = [*path, np.array(optimum)]
+    with np.errstate(over="ignore", invalid="ignore"):
+        values = loss(path[0], path[1] if len(path) > 1 else 0.0)
+        return all(len(drawable(list(p))[0]) == len(p) for p in points) and bool(np.isfinite(values).all()) \
+            and float(np.max(values)) < 1e300
 
 
 def _line_params(record: RunRecord) -> list[str]:
@@ -247,10 +264,12 @@ def _line_loss(record: RunRecord) -> Callable[[Any, Any], Any]:
     # The mean squared error of a line needs only five sums of the data:
     # mean((w·x + b − y)²) = w²·⟨x²⟩ + 2wb·⟨x⟩ + b² − 2w·⟨xy⟩ − 2b·⟨y⟩ + ⟨y²⟩,
     # so the surface costs nothing however many samples there are.
-    sxx, sx, sxy, sy, syy = (x * x).mean(), x.mean(), (x * y).mean(), y.mean(), (y * y).mean()
+    with np.errstate(over="ignore", invalid="ignore"):  # data too large for a surface: checked by the caller
+        sxx, sx, sxy, sy, syy = (x * x).mean(), x.mean(), (x * y).mean(), y.mean(), (y * y).mean()
 
     def loss(w: Any, b: Any) -> Any:
-        return np.maximum(w * w * sxx + 2 * w * b * sx + b * b - 2 * w * sxy - 2 * b * sy + syy, 0.0)
+        with np.errstate(over="ignore", invalid="ignore"):
+            return np.maximum(w * w * sxx + 2 * w * b * sx + b * b - 2 * w * sxy - 2 * b * sy + syy, 0.0)
 
     return loss
 

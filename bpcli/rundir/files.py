@@ -8,7 +8,6 @@ import re
 import shutil
 import uuid
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 
 from bpcli.errors import RunDirError
@@ -152,6 +151,8 @@ def write_atomic(path: Path, text: str) -> None:
 
 def bpcli_version() -> str:
     """The installed bpcli's version, from the package metadata."""
+    from importlib import metadata
+
     try:
         return metadata.version("bpcli")
     except metadata.PackageNotFoundError:  # run from a source tree that was never installed
