@@ -10,17 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from bpcli import load_config
-from bpcli.config import Override
 from bpcli.lifecycle import resume, train
-from conftest import CONFIGS, InterruptAt, cli
-
-
-def config(name, **changes):
-    overrides = [Override(path=k.replace("__", "."), value=v, origin="test") for k, v in changes.items()]
-    return load_config(CONFIGS / name, [Override(path="device", value="cpu", origin="test"), *overrides])
-
-
+from conftest import CONFIGS, InterruptAt, cli, config
 
 
 def files(run):
