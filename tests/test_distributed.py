@@ -1,5 +1,6 @@
 """torchrun: data-parallel training on CPU (gloo) equals the single-process run."""
 
+import contextlib
 import json
 import os
 import signal
@@ -78,20 +79,6 @@ def test_per_sample_training_refuses_torchrun():
     assert "scalar-sgd updates after every single sample" in job.stderr
 
 
-def _worker(rank):
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            environ = (entry / "environ").read_bytes().split(b"\0")
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if b"bpcli" in cmdline and f"RANK={rank}".encode() in environ and b"torch.distributed.run" not in cmdline:
-            return int(entry.name)
-    return None
-
-
 def test_when_rank_0_cannot_write_the_job_ends_with_its_reason_and_no_backend_noise():
     Path("taken").mkdir()
     Path("taken/notes.txt").write_text("not a sweep")
@@ -112,24 +99,55 @@ def test_a_failed_collective_is_reported_as_a_lost_process():
             raise RuntimeError("[gloo/transport/tcp/pair.cc:553] Connection closed by peer")
 
 
+def _children(pid):
+    """The processes whose parent is `pid` (read from /proc/<child>/stat, whose fourth field is the ppid)."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # The second field, the command in parentheses, may itself hold spaces or ')'.
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:  # the process ended while we looked
+            continue
+        if int(fields[1]) == pid:
+            children.append(int(stat.parent.name))
+    return children
+
+
+def _rank_of(pid):
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    ranks = [int(v.partition(b"=")[2]) for v in environ if v.startswith(b"RANK=")]
+    return ranks[0] if ranks else None
+
+
 def test_a_rank_that_dies_ends_the_job_instead_of_hanging():
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "bpcli",
                "train", str(CONFIGS / "exp3.yaml"), "--device", "cpu", "--epochs", "10000000", "--log-every",
                "1000", "--no-plots", "--out", "doomed"]
     env = dict(os.environ, BPCLI_DIST_TIMEOUT="30", OMP_NUM_THREADS="1")
-    job = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    deadline = time.monotonic() + 60
-    victim = None
-    while victim is None and time.monotonic() < deadline:
-        if Path("doomed/metrics.csv").is_file():
-            victim = _worker(1)
-        time.sleep(0.2)
-    assert victim is not None, "no rank 1 worker found"
-    os.kill(victim, signal.SIGKILL)
+    job = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     try:
+        # Rank 1 is the worker that torchrun (our own child, job.pid) started with RANK=1;
+        # no other process on the machine is looked at beyond its parent id.
+        deadline = time.monotonic() + 60
+        victim = None
+        while victim is None and time.monotonic() < deadline:
+            if Path("doomed/metrics.csv").is_file():  # both ranks are training
+                victim = next((pid for pid in _children(job.pid) if _rank_of(pid) == 1), None)
+            if victim is None:
+                time.sleep(0.2)
+        assert victim is not None, "torchrun started no worker with RANK=1"
+        os.kill(victim, signal.SIGKILL)
         job.wait(timeout=120)
     finally:
-        job.kill()
+        if job.poll() is None:  # the test failed: end its workers, then torchrun
+            for pid in _children(job.pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            job.kill()
+            job.wait()
     assert job.returncode != 0
 
 
