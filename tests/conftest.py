@@ -1,5 +1,12 @@
+import os
 import signal
 from pathlib import Path
+
+# One intra-op thread, for this process and the bpcli processes the tests start: the test
+# models hold a few hundred numbers, where a second thread only adds synchronisation, and
+# on a busy two-core machine its spin-waits make a small MLP's step fifty times slower.
+# Set before torch is imported; a value the caller chose is kept.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest
 from typer.testing import CliRunner
