@@ -53,21 +53,25 @@ def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
 def _central_differences(trainer: Trainer, params: Tensors, batch: Tensors) -> Tensors:
     # dL/dθ_j ≈ (L(θ + h·e_j) − L(θ − h·e_j)) / 2h, with h scaled to θ_j; in float64 the
     # error is about h² from truncation plus 1e-16/h from rounding, near 1e-10 here.
+    # The values are read once and the losses kept on the device, then read back in one
+    # copy: one synchronisation per tensor instead of three per value.
     grads: Tensors = {}
     with torch.no_grad():
         for name, p in params.items():
             values = p.view(-1)
-            g = torch.full((values.numel(),), float("nan"), dtype=torch.float64)
-            for j in range(min(values.numel(), MAX_FD_VALUES)):
-                original = values[j].item()
-                h = 1e-6 * max(1.0, abs(original))
+            originals = values[:MAX_FD_VALUES].tolist()
+            steps = [1e-6 * max(1.0, abs(original)) for original in originals]
+            losses = []
+            for j, (original, h) in enumerate(zip(originals, steps)):
                 values[j] = original + h
-                plus = trainer.loss(params, batch).sum().item()
+                losses.append(trainer.loss(params, batch).sum())
                 values[j] = original - h
-                minus = trainer.loss(params, batch).sum().item()
+                losses.append(trainer.loss(params, batch).sum())
                 values[j] = original
-                g[j] = (plus - minus) / (2 * h)
-            grads[name] = g.reshape(p.shape)
+            read = torch.stack(losses).tolist() if losses else []
+            g = [(plus - minus) / (2 * h) for plus, minus, h in zip(read[0::2], read[1::2], steps)]
+            g += [float("nan")] * (values.numel() - len(g))  # beyond MAX_FD_VALUES: not measured
+            grads[name] = torch.tensor(g, dtype=torch.float64).reshape(p.shape)
     return grads
 
 

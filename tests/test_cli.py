@@ -10,6 +10,7 @@ import pytest
 import torch
 import yaml
 
+from bpcli.devices import resolve_device
 from conftest import CONFIGS, cli
 
 EXP2 = CONFIGS / "exp2.yaml"
@@ -43,7 +44,8 @@ def test_train_writes_a_complete_run_directory():
     assert summary["final_loss"] == float(rows[-1]["loss"])
     assert summary["params"]["w"] == [float(rows[-1]["w"])]
     config = yaml.safe_load((run / "config.yaml").read_text())
-    assert config["train"]["epochs"] == 50 and config["device"] == "cpu" and config["seed"] == 0
+    assert config["train"]["epochs"] == 50 and config["seed"] == 0
+    assert config["device"] == summary["device"] == str(resolve_device("auto"))  # the device used, not "auto"
     data = list(csv.reader(open(run / "data.csv")))
     assert data[0] == ["x", "y"] and len(data) == 101
 

@@ -6,15 +6,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bpcli import load_config
-from bpcli.config import Override
 from bpcli.lifecycle import train
-from conftest import CONFIGS, cli
+from conftest import cli, config
 
 
 def test_the_diabetes_example_reaches_the_closed_form_optimum(tmp_path):
-    cfg = load_config(CONFIGS / "diabetes.yaml", [Override(path="device", value="cpu", origin="t")])
-    result = train(cfg, tmp_path / "run")
+    result = train(config("diabetes.yaml"), tmp_path / "run")
     summary = result.summary
     assert summary["samples"] == {"train": 354, "val": 88}
     for split in ("train", "val"):
@@ -28,8 +25,7 @@ def test_the_diabetes_example_reaches_the_closed_form_optimum(tmp_path):
 
 
 def test_parameters_in_original_units_predict_like_the_model(tmp_path):
-    cfg = load_config(CONFIGS / "diabetes.yaml", [Override(path="device", value="cpu", origin="t")])
-    summary = train(cfg, tmp_path / "run", plots=False).summary
+    summary = train(config("diabetes.yaml"), tmp_path / "run", plots=False).summary
     original = summary["params_original_units"]
     point = summary["predictions"][0]
     by_hand = sum(w * x for w, x in zip(original["w"], point["x"])) + original["b"][0]

@@ -1,5 +1,6 @@
 """torchrun: data-parallel training on CPU (gloo) equals the single-process run."""
 
+import contextlib
 import json
 import os
 import signal
@@ -53,10 +54,11 @@ def test_two_processes_give_the_single_process_result(name, settings):
 
 
 def test_a_sweep_splits_its_members_across_processes():
-    grid = ["--grid", "lr=0.001,0.01,0.1", "--grid", "seed=0:3"]
-    job = torchrun("sweep", CONFIGS / "exp2.yaml", *grid, "--epochs", "300", "--out", "two", "-q")
+    args = [CONFIGS / "exp2.yaml", "--grid", "lr=0.001,0.01,0.1", "--grid", "seed=0:3", "--device", "cpu",
+            "--epochs", "300"]
+    job = torchrun("sweep", *args, "--out", "two", "-q")
     assert job.returncode == 0, job.stderr[-2000:]
-    assert cli("sweep", CONFIGS / "exp2.yaml", *grid, "--epochs", "300", "--out", "one", "-q").exit_code == 0
+    assert cli("sweep", *args, "--out", "one", "-q").exit_code == 0
     assert Path("two/summary.csv").read_text() == Path("one/summary.csv").read_text()
     assert json.loads(Path("two/sweep.json").read_text())["processes"] == 2
 
@@ -75,30 +77,6 @@ def test_per_sample_training_refuses_torchrun():
     job = torchrun("train", CONFIGS / "exp1.yaml", "--device", "cpu", timeout=120)
     assert job.returncode != 0
     assert "scalar-sgd updates after every single sample" in job.stderr
-
-
-def _worker(rank, launcher):
-    """The pid of this rank's worker in the job `launcher` started; never another job's worker."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            environ = (entry / "environ").read_bytes().split(b"\0")
-            cmdline = (entry / "cmdline").read_bytes()
-            ours = _descends_from(int(entry.name), launcher)
-        except OSError:
-            continue
-        if (ours and b"bpcli" in cmdline and f"RANK={rank}".encode() in environ
-                and b"torch.distributed.run" not in cmdline):
-            return int(entry.name)
-    return None
-
-
-def _descends_from(pid, ancestor):
-    while pid > 1 and pid != ancestor:
-        # /proc/PID/stat is "pid (name) state ppid …", and the name may hold spaces.
-        pid = int((Path("/proc") / str(pid) / "stat").read_text().rpartition(")")[2].split()[1])
-    return pid == ancestor
 
 
 def test_when_rank_0_cannot_write_the_job_ends_with_its_reason_and_no_backend_noise():
@@ -121,24 +99,55 @@ def test_a_failed_collective_is_reported_as_a_lost_process():
             raise RuntimeError("[gloo/transport/tcp/pair.cc:553] Connection closed by peer")
 
 
+def _children(pid):
+    """The processes whose parent is `pid` (read from /proc/<child>/stat, whose fourth field is the ppid)."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # The second field, the command in parentheses, may itself hold spaces or ')'.
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:  # the process ended while we looked
+            continue
+        if int(fields[1]) == pid:
+            children.append(int(stat.parent.name))
+    return children
+
+
+def _rank_of(pid):
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    ranks = [int(v.partition(b"=")[2]) for v in environ if v.startswith(b"RANK=")]
+    return ranks[0] if ranks else None
+
+
 def test_a_rank_that_dies_ends_the_job_instead_of_hanging():
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "bpcli",
                "train", str(CONFIGS / "exp3.yaml"), "--device", "cpu", "--epochs", "10000000", "--log-every",
                "1000", "--no-plots", "--out", "doomed"]
     env = dict(os.environ, BPCLI_DIST_TIMEOUT="30", OMP_NUM_THREADS="1")
-    job = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    deadline = time.monotonic() + 60
-    victim = None
-    while victim is None and time.monotonic() < deadline:
-        if Path("doomed/metrics.csv").is_file():
-            victim = _worker(1, job.pid)
-        time.sleep(0.2)
-    assert victim is not None, "no rank 1 worker found"
-    os.kill(victim, signal.SIGKILL)
+    job = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     try:
+        # Rank 1 is the worker that torchrun (our own child, job.pid) started with RANK=1;
+        # no other process on the machine is looked at beyond its parent id.
+        deadline = time.monotonic() + 60
+        victim = None
+        while victim is None and time.monotonic() < deadline:
+            if Path("doomed/metrics.csv").is_file():  # both ranks are training
+                victim = next((pid for pid in _children(job.pid) if _rank_of(pid) == 1), None)
+            if victim is None:
+                time.sleep(0.2)
+        assert victim is not None, "torchrun started no worker with RANK=1"
+        os.kill(victim, signal.SIGKILL)
         job.wait(timeout=120)
     finally:
-        job.kill()
+        if job.poll() is None:  # the test failed: end its workers, then torchrun
+            for pid in _children(job.pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            job.kill()
+            job.wait()
     assert job.returncode != 0
 
 

@@ -4,16 +4,13 @@ from pathlib import Path
 
 import pytest
 
-from bpcli import load_config
-from bpcli.config import Override
 from bpcli.graph import explain_expression, explain_step
 from bpcli.lifecycle import build
-from conftest import CONFIGS, cli
+from conftest import CONFIGS, cli, config
 
 
 def graph_for(name, step=1, sample=None, **changes):
-    overrides = [Override(path=k.replace("__", "."), value=v, origin="t") for k, v in changes.items()]
-    cfg = load_config(CONFIGS / name, [Override(path="device", value="cpu", origin="t"), *overrides])
+    cfg = config(name, **changes)
     trainer = build(cfg).trainer
     for earlier in range(1, step):
         trainer.step((earlier - 1) % trainer.steps_per_epoch)

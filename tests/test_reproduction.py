@@ -3,15 +3,12 @@
 import pytest
 
 import article
-from bpcli import load_config, train
-from bpcli.config import Override
-from conftest import CONFIGS
+from bpcli import train
+from conftest import config
 
 
 def run(name, **changes):
-    overrides = [Override(path=k.replace("__", "."), value=v, origin="test") for k, v in changes.items()]
-    cfg = load_config(CONFIGS / name, [Override(path="device", value="cpu", origin="test"), *overrides])
-    return train(cfg, save=False)
+    return train(config(name, **changes), save=False)
 
 
 @pytest.mark.parametrize("grad", ["manual", "autograd"])
@@ -85,10 +82,8 @@ def test_exp3_equals_the_article_loop_under_overrides(seed, lr, epochs, grad):
 
 def test_fixed_initial_values_leave_the_data_unchanged(tmp_path):
     # A fixed init_w still consumes its random draw, so the data stay the article's.
-    cfg = load_config(CONFIGS / "exp2.yaml", [Override(path="train.epochs", value=1, origin="t")])
-    fixed = cfg.model_copy(update={"model": cfg.model.model_copy(update={"init_w": 1.0})})
-    drawn_run = train(cfg, tmp_path / "drawn", plots=False)
-    fixed_run = train(fixed, tmp_path / "fixed", plots=False)
+    drawn_run = train(config("exp2.yaml", train__epochs=1), tmp_path / "drawn", plots=False)
+    fixed_run = train(config("exp2.yaml", train__epochs=1, model__init_w=1.0), tmp_path / "fixed", plots=False)
     assert (tmp_path / "drawn/data.csv").read_bytes() == (tmp_path / "fixed/data.csv").read_bytes()
     assert fixed_run.history[0]["w"] != drawn_run.history[0]["w"]
     first = fixed_run.history[0]  # logged after the first update: w = 1 − lr·dL/dw

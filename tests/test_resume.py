@@ -10,17 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from bpcli import load_config
-from bpcli.config import Override
 from bpcli.lifecycle import resume, train
-from conftest import CONFIGS, InterruptAt, cli
-
-
-def config(name, **changes):
-    overrides = [Override(path=k.replace("__", "."), value=v, origin="test") for k, v in changes.items()]
-    return load_config(CONFIGS / name, [Override(path="device", value="cpu", origin="test"), *overrides])
-
-
+from conftest import CONFIGS, InterruptAt, cli, config
 
 
 def files(run):
@@ -65,14 +56,15 @@ def test_resume_can_extend_the_epochs(tmp_path):
 def test_periodic_checkpoints_survive_a_hard_kill(tmp_path):
     args = [sys.executable, "-m", "bpcli", "train", CONFIGS / "exp3.yaml", "--device", "cpu", "--epochs",
             "3000000", "--log-every", "10", "--set", "train.checkpoint_every=250", "--no-plots", "--out", "killed"]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     checkpoint = Path("killed/checkpoint.pt")
-    deadline = time.monotonic() + 60
-    while not checkpoint.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.3)
-    proc.kill()  # SIGKILL: no handler runs, rows after the checkpoint are left behind
-    proc.wait()
+    try:
+        # The first checkpoint is at step 250, the 26th logged row (steps 1, 10, …, 250):
+        # wait for it and for rows after it, which the resume must drop and log again.
+        _wait_until(lambda: checkpoint.exists() and _rows(Path("killed/metrics.csv")) > 26)
+    finally:
+        proc.kill()  # SIGKILL: no handler runs, rows after the checkpoint are left behind
+        proc.wait()
     assert json.loads(Path("killed/summary.json").read_text())["status"] == "running"
     saved = torch.load(checkpoint, weights_only=True)["step"]
     assert saved % 250 == 0
@@ -96,18 +88,28 @@ def _start_long_run(out):
     )
 
 
-def _wait_for_rows(path, rows=5):
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if path.is_file() and len(path.read_text().splitlines()) > rows:
-            return
+def _rows(path):
+    """The data rows a metrics.csv holds so far (0 before it exists)."""
+    return max(len(path.read_text().splitlines()) - 1, 0) if path.is_file() else 0
+
+
+def _wait_until(condition, timeout=60):
+    """Poll `condition` until it holds; fail the test if it does not within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"waited {timeout} s for a training subprocess that never got there")
         time.sleep(0.02)
 
 
 @pytest.mark.parametrize("signum,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_signal_at_a_random_moment_then_resume_gives_the_uninterrupted_result(signum, code):
     proc = _start_long_run("cut")
-    _wait_for_rows(Path("cut/metrics.csv"))
+    try:
+        _wait_until(lambda: _rows(Path("cut/metrics.csv")) >= 5)
+    except BaseException:
+        proc.kill()
+        raise
     proc.send_signal(signum)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == code, err

@@ -1,17 +1,12 @@
 """The fast paths give the same numbers as the plain ones (their speed is in bench/, not here)."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
-from bpcli import load_config
-from bpcli.config import Override
 from bpcli.lifecycle import build, train
-from conftest import CONFIGS
-
-
-def config(name, **changes):
-    overrides = [Override(path=k.replace("__", "."), value=v, origin="t") for k, v in changes.items()]
-    return load_config(CONFIGS / name, [Override(path="device", value="cpu", origin="t"), *overrides])
+from conftest import CONFIGS, cli, config
 
 
 @pytest.mark.parametrize("seed,lr,epochs,n", [(0, 0.01, 3000, 100), (4, 0.5, 300, 1000), (9, 0.001, 2000, 50)])
@@ -74,9 +69,7 @@ def test_graph_engine_choice_follows_the_device_and_the_kind():
 
 
 def test_asking_for_graphs_without_cuda_is_a_clear_error():
-    from conftest import cli
-
     result = cli("train", CONFIGS / "exp3.yaml", "--set", "train.engine=graph", "--device", "cpu")
     assert result.exit_code == 2
     assert "train.engine: graph needs a CUDA device" in result.stderr
-    assert not __import__("pathlib").Path("outputs").exists()
+    assert not Path("outputs").exists()

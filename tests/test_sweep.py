@@ -10,18 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from bpcli import load_config
-from bpcli.config import Override
-from bpcli.config import with_overrides
+from bpcli.config import Override, with_overrides
 from bpcli.errors import ConfigError
 from bpcli.sweep import expand, parse_grid, run_sweep
 from bpcli.lifecycle import train
-from conftest import CONFIGS, InterruptAt, cli
-
-
-def config(name, **changes):
-    overrides = [Override(path=k.replace("__", "."), value=v, origin="t") for k, v in changes.items()]
-    return load_config(CONFIGS / name, [Override(path="device", value="cpu", origin="t"), *overrides])
+from conftest import CONFIGS, InterruptAt, cli, config
 
 
 @pytest.mark.parametrize(

@@ -6,20 +6,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bpcli import load_config
 from bpcli.analysis import optimum, stable_lr
-from bpcli.config import Override
 from bpcli.kinds.linear_gd import LinearGD
 from bpcli.gradcheck import check_steps
 from bpcli.lifecycle import build, train
-from conftest import CONFIGS, cli
+from conftest import CONFIGS, cli, config
 
 SHIPPED = sorted(p.name for p in CONFIGS.glob("*.yaml"))
-
-
-def config(name, **changes):
-    overrides = [Override(path=k.replace("__", "."), value=v, origin="test") for k, v in changes.items()]
-    return load_config(CONFIGS / name, [Override(path="device", value="cpu", origin="test"), *overrides])
 
 
 @pytest.mark.parametrize("name", SHIPPED)
