@@ -8,6 +8,7 @@ or handed a file that is not the run's.
 import errno
 import json
 import math
+import os
 import signal
 import subprocess
 import sys
@@ -397,3 +398,42 @@ def test_resume_says_what_it_can_and_cannot_continue():
     assert cli("sweep", EXP2, "--grid", "lr=0.1,0.2", "--epochs", "10", "--out", "s", "-q").exit_code == 0
     result = cli("train", "--resume", "s", "--epochs", "20")
     assert result.exit_code == 2 and one_line(result) and "sweeps cannot be resumed" in result.stderr
+
+
+# --------------------------------------------------------------------------- terminals and file systems
+
+
+@pytest.mark.parametrize("encoding", ["latin-1", "ascii"])
+def test_a_terminal_that_cannot_show_symbols_gets_them_spelled_out(encoding):
+    env = dict(os.environ, PYTHONIOENCODING=encoding)
+    job = subprocess.run([sys.executable, "-m", "bpcli", "train", str(EXP2), "--device", "cpu", "--lr", "3",
+                          "--out", "d", "--no-plots"], capture_output=True, env=env)
+    assert job.returncode == 1
+    out, err = job.stdout.decode(encoding), job.stderr.decode(encoding)
+    assert "->" in out and "Traceback" not in err and "unexpected" not in err
+    assert len(err.strip().splitlines()) == 1 and "lambda_max" in err
+    job = subprocess.run([sys.executable, "-m", "bpcli", "explain", "--expr", "J = 3*(a + b*c)", "--at", "a=1",
+                          "--at", "b=2", "--at", "c=3", "--out", "g.png"], capture_output=True, env=env)
+    assert job.returncode == 0 and b"Traceback" not in job.stderr
+
+
+def test_a_figure_that_cannot_be_written_is_one_line(monkeypatch):
+    from matplotlib.figure import Figure
+
+    assert cli("train", EXP2, "--epochs", "20", "--out", "run", "-q", "--no-plots").exit_code == 0
+
+    def refuse(self, path, *args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    monkeypatch.setattr(Figure, "savefig", refuse)
+    result = cli("plot", "run")
+    assert result.exit_code == 2 and one_line(result), result.output
+    assert "run/loss.png: cannot be written (Permission denied)" in result.stderr
+
+
+def test_plot_and_compare_draw_a_diverged_run():
+    assert cli("train", EXP2, "--lr", "1.5", "--out", "d", "-q", "--no-plots").exit_code == 1
+    assert cli("train", EXP2, "--out", "ok", "-q", "--no-plots").exit_code == 0
+    assert cli("plot", "d").exit_code == 0
+    assert {"loss.png", "fit.png", "params.png"} <= {p.name for p in Path("d").iterdir()}
+    assert cli("compare", "ok", "d", "--out", "both.png").exit_code == 0

@@ -23,10 +23,29 @@ def _debug() -> bool:
     return os.environ.get("BPCLI_DEBUG", "") not in ("", "0")
 
 
+# How the symbols bpcli prints read on a terminal that cannot show them (latin-1, ASCII).
+_PLAIN = str.maketrans({
+    "·": "*", "−": "-", "×": "x", "÷": "/", "→": "->", "←": "<-", "⟵": "<-", "…": "...", "—": "-", "–": "-",
+    "≈": "~", "±": "+/-", "√": "sqrt", "²": "^2", "¹": "^1", "⁻": "^-", "ᵀ": "^T", "ᵢ": "_i", "ŷ": "y_hat",
+    "θ": "theta", "λ": "lambda", "σ": "sigma", "μ": "mu", "µ": "mu", "Σ": "sum", "Π": "prod", "∂": "d",
+    "∇": "grad", "⟨": "<", "⟩": ">",
+})
+
+
+def plain(text: str, encoding: str | None) -> str:
+    """`text` as a stream in `encoding` can write it: symbols it cannot hold spelled in ASCII."""
+    encoding = encoding or "utf-8"
+    try:
+        text.encode(encoding)
+        return text
+    except (UnicodeEncodeError, LookupError):
+        return text.translate(_PLAIN).encode(encoding, errors="replace").decode(encoding)
+
+
 def _error(line: str) -> None:
     # Under torchrun every rank reports its own failure, so say which one speaks.
     rank = f"[rank {os.environ.get('RANK')}] " if int(os.environ.get("WORLD_SIZE", "1")) > 1 else ""
-    sys.stderr.write(f"error: {rank}{line}\n")
+    sys.stderr.write(plain(f"error: {rank}{line}\n", getattr(sys.stderr, "encoding", None)))
     sys.stderr.flush()
 
 
@@ -109,14 +128,15 @@ app.command()(plot.compare)
 
 class _Stdout:
     """sys.stdout that goes quiet when its reader leaves (`bpcli train … | head`): the run
-    goes on to its end and records the truth, and nothing more is printed, as with `git log | head`."""
+    goes on to its end and records the truth, and nothing more is printed, as with `git log | head`.
+    On a terminal that cannot show a symbol (latin-1, ASCII), the symbol is spelled in ASCII."""
 
     def __init__(self, stream: Any) -> None:
         self._stream = stream
 
     def write(self, text: str) -> int:
         try:
-            return self._stream.write(text)
+            return self._stream.write(plain(text, getattr(self._stream, "encoding", None)))
         except BrokenPipeError:
             self._silence()
             return len(text)

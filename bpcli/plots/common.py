@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from bpcli.rundir.run import RunRecord
@@ -26,6 +27,18 @@ def figure(rows: int = 1, cols: int = 1, size: tuple[float, float] = (7, 4.5),
     if rows > 1:
         fig.subplots_adjust(top=1 - 0.45 / size[1], bottom=0.55 / size[1], hspace=0.2 if sharex else 0.35)
     return fig, axes
+
+
+def save(fig: Any, path: Path) -> Path:
+    """Write a figure; a RunDirError, in one line, when the file cannot be written."""
+    from bpcli.errors import RunDirError
+
+    try:
+        fig.savefig(path)
+    except OSError as exc:
+        raise RunDirError(f"{path}: cannot be written ({exc.strerror or exc}); make its folder writable "
+                          "(or free some space), or copy the run directory elsewhere") from None
+    return path
 
 
 def finish(ax: Any, xlabel: str, ylabel: str, heading: str, *, log: bool = False) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from bpcli.errors import BpcliError
-from bpcli.plots.common import FORMATS, figure, finish, positive
+from bpcli.plots.common import FORMATS, drawable, figure, finish, positive, save
 from bpcli.rundir.run import RunRecord, read_run
 
 
@@ -42,8 +42,12 @@ def compare(run_dirs: list[Path], out: Path) -> Path:
     fig, axes = figure(1, 2 if comparable_fit else 1, size=(12 if comparable_fit else 7, 4.5))
     ax = axes[0][0]
     for record, label in zip(records, labels):
-        ax.plot(*positive(record.metrics.get("step", []), record.metrics.get("loss", [])),
-                linewidth=1.3, label=label)
+        steps, losses = positive(record.metrics.get("step", []), record.metrics.get("loss", []))
+        line, = ax.plot(steps, losses, linewidth=1.3, label=label)
+        diverged = (record.summary.get("divergence") or {}).get("step")
+        if diverged is not None and steps:  # where a diverged run stopped: its last drawable loss
+            ax.scatter([steps[-1]], [losses[-1]], marker="X", s=70, color=line.get_color(), zorder=4,
+                       label=f"{label}: diverged at step {diverged}")
     ax.set_yscale("log")
     finish(ax, "step", "training loss", "Loss", log=True)
     ax.legend(fontsize="small")
@@ -51,16 +55,13 @@ def compare(run_dirs: list[Path], out: Path) -> Path:
         ax = axes[0][1]
         same_data = all(r.data_x == records[0].data_x and r.data_y == records[0].data_y for r in records)
         if same_data:
-            ax.scatter([row[0] for row in records[0].data_x], records[0].data_y, c="red", s=12,
+            ax.scatter(*drawable([row[0] for row in records[0].data_x], records[0].data_y), c="red", s=12,
                        label="data", zorder=3)
         for record, label in zip(records, labels):
             if not same_data:
-                ax.scatter([row[0] for row in record.data_x], record.data_y, s=6, alpha=0.4)
-            ax.plot(record.curve["x"], record.curve["y_pred"], linewidth=1.5, label=label)  # type: ignore[index]
+                ax.scatter(*drawable([row[0] for row in record.data_x], record.data_y), s=6, alpha=0.4)
+            curve = record.curve or {}
+            ax.plot(*drawable(curve["x"], curve["y_pred"]), linewidth=1.5, label=label)
         finish(ax, "x", "y", "Fit" + ("" if same_data else " (each run on its own data)"))
         ax.legend(fontsize="small")
-    try:
-        fig.savefig(out)
-    except OSError as exc:
-        raise BpcliError(f"{out}: cannot write it ({exc.strerror}); choose another --out") from None
-    return out
+    return save(fig, out)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from bpcli.plots.common import drawable, figure, finish, number, plus, positive, span, title
+from bpcli.plots.common import drawable, figure, finish, number, plus, positive, save, span, title
 from bpcli.rundir.run import RunRecord, read_run
 
 
@@ -26,8 +26,7 @@ def _draw(record: RunRecord, makers: list[Any], fmt: str) -> list[Path]:
         name, fig = maker(record)
         if fig is not None:
             path = record.path / f"{name}.{fmt}"
-            fig.savefig(path)
-            written.append(path)
+            written.append(save(fig, path))
     return written
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from bpcli.errors import RunDirError
-from bpcli.plots.common import figure, finish
+from bpcli.plots.common import figure, finish, save
 from bpcli.rundir.sweep import SweepRecord, read_losses, read_sweep
 
 SWEEP_LINES = 200
@@ -67,8 +67,7 @@ def _losses_figure(record: SweepRecord, steps: Any, losses: Any, fmt: str) -> Pa
     if colour_key or not every:
         ax.legend(fontsize="small", loc="lower left")  # loss curves fall: that corner stays clear
     path = record.path / f"losses.{fmt}"
-    fig.savefig(path)
-    return path
+    return save(fig, path)
 
 
 def _draw_members(ax: Any, steps: Any, curves: Any, colour: Any, label: str | None, every: bool) -> None:
@@ -114,5 +113,4 @@ def _lr_figure(record: SweepRecord, fmt: str) -> Path:
            "Final loss against learning rate (red: every seed diverged)", log=True)
     ax.legend(fontsize="small")
     path = record.path / f"lr.{fmt}"
-    fig.savefig(path)
-    return path
+    return save(fig, path)
