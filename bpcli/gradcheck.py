@@ -43,11 +43,17 @@ class ParamCheck:
 
 
 def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
-    """max |a − b| / max(|a|, |b|, FLOOR), elementwise, over two tensors of equal shape."""
+    """max |a − b| / max(|a|, |b|, FLOOR), elementwise, over two tensors of equal shape.
+
+    Values that are the same (equal infinities, NaN beside NaN) agree exactly; an infinity
+    or a NaN beside anything else is a relative error of 1, the largest there is.
+    """
     if a.numel() == 0:
         return 0.0
     scale = torch.maximum(torch.maximum(a.abs(), b.abs()), torch.full_like(a, FLOOR))
-    return float(((a - b).abs() / scale).max().item())
+    same = (a == b) | (a.isnan() & b.isnan())
+    ratio = torch.where(same, torch.zeros_like(a), ((a - b).abs() / scale).nan_to_num(nan=1.0))
+    return float(ratio.max().item())
 
 
 def _central_differences(trainer: Trainer, params: Tensors, batch: Tensors) -> Tensors:
