@@ -276,7 +276,9 @@ def _train(built: Built, config: Experiment, run_dir: Path | None, summary: dict
     divergence = StopAtDivergence(config.train.diverge_factor, trainer, start, first)
     checkpoints = Checkpoints(run_dir, trainer, built, config)
     grad_checks = GradChecks(config.train.check_grad_every)
-    callbacks = [grad_checks, divergence, log, checkpoints]
+    # The callbacks this run needs, in the order they see a step.
+    callbacks = [c for c, needed in ((grad_checks, grad_checks.every), (divergence, True), (log, True),
+                                     (checkpoints, checkpoints.every)) if needed]
     if observer is not None:
         callbacks.append(Progress(observer, total))
         observer.on_start(total, run_dir, str(built.device), start)
