@@ -177,7 +177,12 @@ def print_verification(console: Console, report: Any) -> None:
     console.print(f"{report.run_dir}: {mark} ({report.rows} logged losses compared, with every other "
                   "recorded column)", soft_wrap=True)
     first = report.mismatch
-    if first is not None:
+    if first is None:
+        return
+    if first.recorded is None or first.now is None:
+        where = "metrics.csv lacks it" if first.recorded is None else "the re-run does not log it"
+        console.print(f"  first difference at step {first.step}: {where}", soft_wrap=True)
+    else:
         console.print(f"  first difference at step {first.step} ({first.column}): recorded {first.recorded!r}, "
                       f"now {first.now!r}", soft_wrap=True)
 

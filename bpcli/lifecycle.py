@@ -516,6 +516,10 @@ def verify_run(run_dir: str | Path, steps: int | None = None) -> Verification:
     total = config.train.epochs * built.trainer.steps_per_epoch
     _check_steps(run_dir, [row.get("step", math.nan) for row in recorded], total)
     last = int(recorded[-1]["step"])
+    ended = record.summary.get("steps")
+    if steps is None and record.summary.get("status") in ("completed", "diverged") and isinstance(ended, int) \
+            and last < ended <= total:
+        last = ended  # a run that ended logged its last step: rows missing at the end are differences too
     epochs = -(-last // built.trainer.steps_per_epoch)  # just enough epochs to reach it
     short = config.model_copy(update={"train": config.train.model_copy(update={"epochs": epochs})})
     result = _train(built, short, None, {}, [], False, None)

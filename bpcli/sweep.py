@@ -13,7 +13,7 @@ import math
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import torch
 from pydantic import ValidationError
@@ -34,10 +34,11 @@ from bpcli.rundir.files import bpcli_version, create_run_dir, release
 # numbers (data, initial values, learning rate), never the shapes or the schedule.
 GRID_KEYS = {
     "lr": "train.lr", "train.lr": "train.lr", "seed": "seed",
-    "model.init_w": "model.init_w", "model.init_b": "model.init_b",
     "data.noise": "data.noise", "data.true_w": "data.true_w", "data.true_b": "data.true_b",
     "data.x_low": "data.x_low", "data.x_high": "data.x_high", "data.fn": "data.fn",
 }
+"""Besides these, any number in a kind's `model` section (an initial value such as
+model.init_w) may vary; its sizes (model.hidden) may not."""
 MAX_MEMBERS = 1_000_000
 
 
@@ -49,13 +50,13 @@ def parse_grid(items: list[str]) -> dict[str, list[Any]]:
         key = key.strip()
         if not sep or not text.strip():
             raise BpcliError(f"--grid {item!r}: write key=v1,v2,… or key=start:stop, e.g. --grid lr=0.01,0.1")
-        if key not in GRID_KEYS:
+        if key not in GRID_KEYS and not key.startswith("model."):
             raise BpcliError(
                 f"--grid {key}: cannot vary inside one batched sweep (it would change shapes or the "
-                f"schedule); vary one of {', '.join(sorted(set(GRID_KEYS) - {'train.lr'}))}, "
-                "or run separate sweeps"
+                f"schedule); vary one of {', '.join(sorted(set(GRID_KEYS) - {'train.lr'}))} or a number "
+                "in the model section (such as model.init_w), or run separate sweeps"
             )
-        path = GRID_KEYS[key]
+        path = GRID_KEYS.get(key, key)
         if path in grid:
             raise BpcliError(f"--grid {key}: given twice; list all its values in one --grid")
         start, colon, stop = text.partition(":")
@@ -79,6 +80,13 @@ def parse_grid(items: list[str]) -> dict[str, list[Any]]:
 
 def expand(config: Experiment, grid: dict[str, list[Any]]) -> list[tuple[dict[str, Any], Experiment]]:
     """Every combination of the grid, each as (its settings, its validated config)."""
+    model = type(config).model_fields["model"].annotation
+    for path in (p for p in grid if p.startswith("model.")):
+        field = model.model_fields.get(path.split(".", 1)[1])
+        if field is None or field.annotation not in (float, Optional[float]):
+            valid = [f"model.{n}" for n, f in model.model_fields.items() if f.annotation in (float, Optional[float])]
+            raise BpcliError(f"--grid {path}: not a number of this kind's model section that a batched sweep can "
+                             f"vary; vary {', '.join(valid) or 'the learning rate or the seed'} instead")
     count = math.prod(len(values) for values in grid.values())
     if count > MAX_MEMBERS:  # refused before the combinations are built
         raise BpcliError(f"the grid has {count:,} combinations; at most {MAX_MEMBERS:,} fit in one sweep")

@@ -45,8 +45,11 @@ def plain(text: str, encoding: str | None) -> str:
 def _error(line: str) -> None:
     # Under torchrun every rank reports its own failure, so say which one speaks.
     rank = f"[rank {os.environ.get('RANK')}] " if int(os.environ.get("WORLD_SIZE", "1")) > 1 else ""
-    sys.stderr.write(plain(f"error: {rank}{line}\n", getattr(sys.stderr, "encoding", None)))
-    sys.stderr.flush()
+    try:
+        sys.stderr.write(plain(f"error: {rank}{line}\n", getattr(sys.stderr, "encoding", None)))
+        sys.stderr.flush()
+    except BrokenPipeError:  # nobody reads stderr any more: the exit code still tells
+        pass
 
 
 def _is_cli_signal(exc: BaseException) -> bool:
@@ -72,6 +75,13 @@ class _Group(TyperGroup):
                 traceback.print_exc()
             sys.stderr.write("interrupted\n")
             raise typer.Exit(EXIT_INTERRUPTED)
+        except OSError as exc:
+            # A file that cannot be written or read outside a run (a full disk while resuming).
+            if _debug():
+                traceback.print_exc()
+            where = f"{exc.filename}: " if exc.filename else ""
+            _error(f"{where}{exc.strerror or exc}; free some space or fix the permissions, then run it again")
+            raise typer.Exit(EXIT_RUN_FAILED)
         except Exception as exc:
             if _is_cli_signal(exc):
                 raise  # usage errors, --help and exits belong to Typer

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import re
@@ -111,6 +113,20 @@ def create_run_dir(out: Path | None, force: bool = False, root: Path = DEFAULT_R
     return path
 
 
+# What bpcli writes in a run or sweep directory; --force clears these and nothing else.
+_WRITTEN = re.compile(
+    r"(config\.yaml|summary\.json|metrics\.csv|data\.csv|curve\.csv|predictions\.csv|preprocessing\.json"
+    r"|checkpoint\.pt|sweep\.json|summary\.csv|aggregates\.csv|tensorboard|events\.out\.tfevents\..*"
+    r"|(loss|fit|params|landscape|residuals|losses|lr)\.(png|svg|pdf)|\..*\.tmp)"
+)
+
+
+def _foreign(path: Path) -> list[str]:
+    """The names in a bpcli directory that bpcli did not write there."""
+    return sorted(e.name + ("/" if e.is_dir() else "") for e in path.iterdir()
+                  if e.name != MARKER and not _WRITTEN.fullmatch(e.name))
+
+
 def _check_replaceable(path: Path, force: bool) -> None:
     if not force:
         raise RunDirError(
@@ -122,6 +138,11 @@ def _check_replaceable(path: Path, force: bool) -> None:
             f"{path}: holds files that are not a bpcli run (no {MARKER} marker); --force only replaces "
             "directories bpcli made, so choose another --out"
         )
+    foreign = _foreign(path)
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise RunDirError(f"{path}: also holds files bpcli did not write ({shown}); --force will not delete "
+                          "them, so move them out or choose another --out")
     here = Path.cwd().resolve()
     if here == path.resolve() or path.resolve() in here.parents:
         raise RunDirError(f"{path}: is the current directory or holds it; --force will not clear it, "
@@ -140,13 +161,25 @@ def _clear(path: Path) -> None:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write text to path through a temporary file and a rename."""
+    """Write text to path through a temporary file and a rename.
+
+    On a full disk the temporary file cannot be written, and none is left behind; a file
+    that exists already is then rewritten in place, in the space it frees (so a run's last
+    summary.json still says how it ended), and the error is raised all the same.
+    """
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8", newline="") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if exc.errno == errno.ENOSPC and path.is_file():
+            with contextlib.suppress(OSError), open(path, "w", encoding="utf-8", newline="") as fh:
+                fh.write(text)
+        raise
 
 
 def bpcli_version() -> str:

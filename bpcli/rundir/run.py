@@ -19,10 +19,13 @@ so an interrupted run never leaves half a file behind.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import errno
 import io
 import json
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -86,23 +89,37 @@ def write_predictions(run_dir: Path, rows: list[tuple[str, list[float], list[flo
 
 
 class MetricsWriter:
-    """Appends logged steps to metrics.csv, flushed after each row so none is lost."""
+    """Appends logged steps to metrics.csv, each row in one write, so none is lost or torn."""
 
     def __init__(self, path: Path, columns: list[str], append: bool = False) -> None:
+        self.path = path
         self.columns = columns
-        self._file = open(path, "a" if append else "w", encoding="utf-8", newline="")
-        self._writer = csv.writer(self._file, lineterminator="\n")
+        flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
+        self._fd = os.open(path, flags, 0o644)
         if not append:
-            self._writer.writerow(columns)
-            self._file.flush()
+            self._append(columns)
 
     def write(self, row: dict[str, Any]) -> None:
         """Append one row; floats are written in full (repr), so they read back exactly."""
-        self._writer.writerow([_cell(row[c]) for c in self.columns])
-        self._file.flush()
+        self._append([_cell(row[c]) for c in self.columns])
+
+    def _append(self, cells: list[str]) -> None:
+        line = io.StringIO()
+        csv.writer(line, lineterminator="\n").writerow(cells)
+        data = line.getvalue().encode("utf-8")
+        end = os.lseek(self._fd, 0, os.SEEK_END)
+        try:
+            if os.write(self._fd, data) != len(data):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.path))
+        except OSError:
+            # A row that could not be written whole (a full disk) is taken back: the file
+            # keeps whole rows only.
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, end)
+            raise
 
     def close(self) -> None:
-        self._file.close()
+        os.close(self._fd)
 
 
 def _cell(value: Any) -> str:
@@ -211,17 +228,22 @@ def _read_fitted(path: Path) -> list[tuple[str, float, float]] | None:
 
 def _read_columns(path: Path) -> dict[str, list[float]]:
     try:
-        with open(path, encoding="utf-8", newline="") as fh:
-            rows = list(csv.reader(fh))
+        text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise RunDirError(f"{path}: cannot be read ({exc})")
+        raise RunDirError(f"{path}: cannot be read ({exc})") from None
+    if text and not text.endswith("\n"):
+        text = text[: text.rfind("\n") + 1]  # a row torn by a hard kill or a full disk: left out
+    rows = list(csv.reader(io.StringIO(text)))
     if not rows:
         raise RunDirError(f"{path}: is empty; the run wrote nothing")
     header, body = rows[0], rows[1:]
     try:
+        if any(len(row) != len(header) for row in body):
+            raise ValueError
         columns = [[float(row[i]) for row in body] for i in range(len(header))]
-    except (ValueError, IndexError):
-        raise RunDirError(f"{path}: is corrupt (a row is short or not numeric)")
+    except ValueError:
+        raise RunDirError(f"{path}: is corrupt (a row has more or fewer cells than the header, or a cell "
+                          "is not a number)") from None
     return dict(zip(header, columns))
 
 
