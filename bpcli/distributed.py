@@ -72,7 +72,8 @@ def join(device: torch.device) -> tuple[Group, torch.device]:
         torch.cuda.set_device(device)
     if not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
-        dist.init_process_group(backend, timeout=timedelta(seconds=TIMEOUT_SECONDS))
+        with collective():  # a partner that stops while the job forms is a lost process too
+            dist.init_process_group(backend, timeout=timedelta(seconds=TIMEOUT_SECONDS))
     return Group(dist.get_rank(), dist.get_world_size()), device
 
 

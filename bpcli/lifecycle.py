@@ -407,6 +407,10 @@ def resume(
     overrides = [Override(path="train.epochs", value=epochs, origin=f"--epochs {epochs}")] if epochs else []
     config = _recorded_config(run_dir, overrides)
     summary = files.read_summary(run_dir)
+    divergence = summary.get("divergence")
+    if summary.get("status") == "diverged" and isinstance(divergence, dict):
+        raise RunDirError(f"{run_dir}: diverged at step {divergence.get('step')}, so resuming would diverge "
+                          "again; train it anew with a smaller learning rate (--lr)")
     built = build(config, join=distributed.launched())
     with _membership(built):
         if not built.writes:  # other ranks of a torchrun job train alongside rank 0 and write nothing

@@ -9,6 +9,7 @@ writes when it ends.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -101,7 +102,10 @@ def _logged(values: torch.Tensor) -> list[float]:
     # Small tensors are logged value by value, large ones (MLP layers) by their L2 norm.
     if values.numel() <= files.MAX_LOGGED_VALUES:
         return [float(v) for v in values.tolist()]
-    return [float(values.norm().item())]
+    norm = float(values.norm().item())
+    if not math.isfinite(norm):  # finite values whose squares overflow the dtype: measure in float64
+        norm = float(values.double().norm().item())
+    return [norm]
 
 
 def _to_tensorboard(board: Any, row: dict[str, float], lr: float) -> None:

@@ -106,8 +106,14 @@ def _unknown_key(loc: list[Any], cls: type[BaseModel]) -> str:
     close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
     if close:
         return f"unknown key (did you mean '{close[0]}'?)"
+    here = _dotted(_clean_loc(tuple(loc)))
+    if loc[:1] == ["data"] and len(loc) >= 2:
+        owners = [name for name, source in SOURCES.items() if key in source.config.model_fields]
+        if owners:  # a key of another data source: say which, rather than suggest the key itself
+            return (f"not a key of this data source; it belongs to source: {' or '.join(owners)} "
+                    f"(set data.source, or remove {here})")
     elsewhere = _where_else(key, cls)
-    if elsewhere:
+    if elsewhere and elsewhere != here:
         return f"unknown key here (did you mean '{elsewhere}'?)"
     return "unknown key; valid keys here: " + ", ".join(valid)
 
