@@ -5,19 +5,43 @@ recorder that notes every torch operation, then asks autograd for the gradient a
 at every node and the local derivative on every edge. `explain_expression` does the same
 for a formula such as 3*(a + b*c). The result is plain numbers and strings, ready for the
 terminal or for bpcli.plots.draw_graph.
+
+Both stay bounded whatever they are given. A graph is shown at the level of the torch
+operations the loss calls (a matrix product is one node, however wide), tensors are shown
+by their shape and norm, and only a parameter's first SHOWN_VALUES values are listed; a
+graph of more than MAX_OPERATIONS operations is refused, since nobody can read it. A
+formula is checked before anything is computed: its length, its number of operations, and
+every constant part of it, in float64 (so 9**9**9 is refused as beyond float64 at once
+rather than computed as a Python integer). A formula whose value, or whose derivative, is
+infinite or NaN at the given values is refused with the operation named, e.g.
+"1/0: division by zero". A training step's graph, on the other hand, is shown as training
+computed it, NaN and infinity included: that is what a diverged step looks like.
+
+torch is imported only where a graph is computed, so a formula's mistakes are reported
+without waiting for it.
 """
 
 from __future__ import annotations
 
 import ast
 import math
+import sys
 from dataclasses import dataclass, field
-from typing import Any, Callable
-
-import torch
-from torch.overrides import TorchFunctionMode
+from typing import TYPE_CHECKING, Any, Callable
 
 from bpcli.errors import BpcliError
+
+if TYPE_CHECKING:
+    import torch
+
+MAX_OPERATIONS = 200
+"""The most operations a graph may have: a graph of more than that cannot be read, in the
+tables or the picture."""
+MAX_FORMULA_LENGTH = 2000
+"""The longest --expr formula, in characters; checked before the formula is parsed."""
+SHOWN_VALUES = 16
+"""How many of a parameter's values its gradient and its update list; the rest are
+summarised by the tensor's norm."""
 
 # How recorded operations are shown. Shape-only operations (indexing, views) are not
 # nodes of their own: their output is the same values as their input.
@@ -52,7 +76,8 @@ class Node:
     expression: str = ""
     """How the node is computed from its operands, e.g. `v1 − y`."""
     full_grad: list[float] | None = None
-    """The whole gradient, for parameters."""
+    """For parameters, the gradient's values: all of them, or the first SHOWN_VALUES of a
+    larger tensor (grad_text gives its norm)."""
 
 
 @dataclass
@@ -78,23 +103,40 @@ class Graph:
     samples: int
     title: str
     update: list[dict[str, Any]] = field(default_factory=list)
-    """For a training step: each parameter's w ← w − lr·dL/dw with before/after values."""
+    """For a training step: w ← w − lr·dL/dw with before/after values, for each parameter's
+    first SHOWN_VALUES values."""
 
 
-class _Recorder(TorchFunctionMode):
-    """Notes every torch function called while active, with its arguments and result."""
+def _recorder() -> Any:
+    """A torch function mode that notes, while it is active, every torch function whose
+    result is differentiable, with its arguments and result (`.calls`).
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.calls: list[tuple[str, tuple[Any, ...], Any]] = []
+    It stops the computation with a BpcliError once it has seen more than MAX_OPERATIONS
+    operations other than shape-only ones, so a loss too large to show is never recorded whole.
+    """
+    import torch
+    from torch.overrides import TorchFunctionMode
 
-    def __torch_function__(self, func: Callable[..., Any], types: Any, args: tuple[Any, ...] = (),
-                           kwargs: dict[str, Any] | None = None) -> Any:
-        out = func(*args, **(kwargs or {}))
-        name = getattr(func, "__name__", str(func))
-        if isinstance(out, torch.Tensor) and out.requires_grad:
-            self.calls.append((name, tuple(args) + tuple((kwargs or {}).values()), out))
-        return out
+    class Recorder(TorchFunctionMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.calls: list[tuple[str, tuple[Any, ...], Any]] = []
+            self.operations = 0
+
+        def __torch_function__(self, func: Callable[..., Any], types: Any, args: tuple[Any, ...] = (),
+                               kwargs: dict[str, Any] | None = None) -> Any:
+            out = func(*args, **(kwargs or {}))
+            name = getattr(func, "__name__", str(func))
+            if isinstance(out, torch.Tensor) and out.requires_grad:
+                self.calls.append((name, tuple(args) + tuple((kwargs or {}).values()), out))
+                self.operations += name not in SHAPE_OPS
+                if self.operations > MAX_OPERATIONS:
+                    raise BpcliError(f"the loss takes more than {MAX_OPERATIONS} operations; explain shows "
+                                     f"graphs of at most {MAX_OPERATIONS} (a larger one cannot be read): "
+                                     "explain a smaller model")
+            return out
+
+    return Recorder()
 
 
 def _tensors(values: tuple[Any, ...]) -> list[Any]:
@@ -113,22 +155,36 @@ def _fmt(v: float) -> str:
 
 def _element(t: torch.Tensor, samples: int, sample: int | None) -> torch.Tensor | None:
     """The element of `t` that is shown: itself if it is one number, else the shown sample's."""
-    flat_t = t.reshape(-1)
-    if flat_t.numel() == 1:
-        return flat_t[0]
-    if sample is not None and flat_t.numel() == samples:
-        return flat_t[sample]
+    # numel() first: reshaping a large tensor that is a transposed view would copy it.
+    if t.numel() == 1:
+        return t.reshape(-1)[0]
+    if sample is not None and t.numel() == samples:
+        return t.reshape(-1)[sample]
     return None
 
 
 def _pick(t: torch.Tensor, samples: int, sample: int | None) -> tuple[float | None, str]:
     """A tensor's shown element and its text; its shape and norm where no element is shown."""
-    flat_t = t.detach().reshape(-1)
-    element = _element(flat_t, samples, sample)
+    t = t.detach()
+    element = _element(t, samples, sample)
     if element is None:
-        return None, f"{tuple(t.shape)}, |·| = {_fmt(float(flat_t.norm()))}"
+        return None, f"{tuple(t.shape)}, |·| = {_fmt(float(t.norm()))}"
     v = float(element)
-    return v, _fmt(v) if flat_t.numel() == 1 else f"{_fmt(v)} [sample {sample}]"
+    return v, _fmt(v) if t.numel() == 1 else f"{_fmt(v)} [sample {sample}]"
+
+
+def _first_values(t: torch.Tensor, count: int = SHOWN_VALUES) -> list[float]:
+    """A tensor's first `count` values, in row-major order, as numbers."""
+    # Row by row: flattening a transposed view (a weight's gradient) would copy all of it.
+    t = t.detach()
+    if t.dim() <= 1:
+        return [float(v) for v in t.reshape(-1)[:count].tolist()]
+    values: list[float] = []
+    for row in t:
+        values += _first_values(row, count - len(values))
+        if len(values) == count:
+            break
+    return values
 
 
 class _Builder:
@@ -158,9 +214,10 @@ class _Builder:
 
 
 def _build(calls: list[tuple[str, tuple[Any, ...], Any]], leaves: dict[str, tuple[str, torch.Tensor]],
-           loss: torch.Tensor, samples: int, sample: int | None, title: str) -> Graph:
+           loss: torch.Tensor, samples: int, sample: int | None, title: str) -> tuple[Graph, dict[int, torch.Tensor]]:
     """The graph of `loss`: the leaves, then each recorded operation as a node, with the
-    gradient at every node and the local derivative on every edge."""
+    gradient at every node and the local derivative on every edge; and each node's whole
+    gradient, by node id (the leaves come first, in the order given)."""
     builder = _Builder(samples, sample)
     for tensor_name, (kind, t) in leaves.items():
         builder.add(tensor_name, kind, None, [], t)
@@ -172,7 +229,7 @@ def _build(calls: list[tuple[str, tuple[Any, ...], Any]], leaves: dict[str, tupl
     full = _gradients_at_nodes(builder, loss)
     edges = [_edge(src, node.id, builder.tensors, full, samples, sample)
              for node in builder.nodes for src in node.inputs]
-    return Graph(builder.nodes, edges, loss_id, sample, samples, title)
+    return Graph(builder.nodes, edges, loss_id, sample, samples, title), full
 
 
 def _add_operations(builder: _Builder, calls: list[tuple[str, tuple[Any, ...], Any]]) -> None:
@@ -188,6 +245,8 @@ def _add_operations(builder: _Builder, calls: list[tuple[str, tuple[Any, ...], A
 
 def _same_values(builder: _Builder, name: str, args: tuple[Any, ...], out: torch.Tensor) -> bool:
     """Whether this is a shape-only operation on one node's values; if so its output is that node."""
+    import torch
+
     known = [a for a in _tensors(args) if isinstance(a, torch.Tensor) and id(a) in builder.of]
     if name not in SHAPE_OPS or len(known) != 1 or known[0].numel() != out.numel():
         return False
@@ -200,6 +259,8 @@ def _same_values(builder: _Builder, name: str, args: tuple[Any, ...], out: torch
 def _add_operation(builder: _Builder, node_name: str, name: str, args: tuple[Any, ...],
                    out: torch.Tensor) -> None:
     """One operation as a node, with its expression in terms of its operands, e.g. `v1 − y`."""
+    import torch
+
     inputs, operands = [], []
     for a in _tensors(args):
         if isinstance(a, torch.Tensor):
@@ -220,6 +281,8 @@ def _add_operation(builder: _Builder, node_name: str, name: str, args: tuple[Any
 def _gradients_at_nodes(builder: _Builder, loss: torch.Tensor) -> dict[int, torch.Tensor]:
     """The gradient arriving at every node, dL/d(node), by autograd on the recorded graph;
     shown on each node, and kept whole for the parameters."""
+    import torch
+
     wanted = [i for i, t in enumerate(builder.tensors) if t.requires_grad]
     grads = torch.autograd.grad(loss, [builder.tensors[i] for i in wanted], retain_graph=True, allow_unused=True)
     full: dict[int, torch.Tensor] = {}
@@ -229,13 +292,15 @@ def _gradients_at_nodes(builder: _Builder, loss: torch.Tensor) -> dict[int, torc
         node = builder.nodes[i]
         node.grad, node.grad_text = _pick(g, builder.samples, builder.sample)
         if node.kind == "param":
-            node.full_grad = [float(v) for v in g.detach().reshape(-1).tolist()]
+            node.full_grad = _first_values(g)
     return full
 
 
 def _edge(src: int, dst: int, tensors: list[torch.Tensor], full: dict[int, torch.Tensor],
           samples: int, sample: int | None) -> Edge:
     """The local derivative ∂dst/∂src at the shown element, where both are single numbers there."""
+    import torch
+
     s, d = tensors[src], tensors[dst]
     if not s.requires_grad:
         return Edge(src, dst, None, "", None)
@@ -267,22 +332,24 @@ def explain_step(trainer: Any, index: int, sample: int | None, lr: float, title:
     params = {name: p.detach().clone().requires_grad_(True) for name, p in trainer.params().items()}
     leaves: dict[str, tuple[str, torch.Tensor]] = {name: ("param", p) for name, p in params.items()}
     leaves.update({name: ("input", t) for name, t in batch.items()})
-    with _Recorder() as recorder:
+    with _recorder() as recorder:
         loss = trainer.loss(params, batch)
-    total = loss.sum()  # one member: the sum is the loss itself
-    graph = _build(recorder.calls, leaves, loss, samples, shown, title)
-    before = {name: p.detach().reshape(-1).tolist() for name, p in params.items()}
-    grads = dict(zip(params, torch.autograd.grad(total, list(params.values()))))
+    graph, full = _build(recorder.calls, leaves, loss, samples, shown, title)
+    # The parameters are the first leaves: their gradients are the ones the update uses
+    # (one member, so the loss is one number). Only the first SHOWN_VALUES of each are
+    # listed, and the recorded computation is let go before the step allocates its own.
+    grads = {name: _first_values(full[i]) for i, name in enumerate(params)}
+    before = {name: _first_values(p) for name, p in params.items()}
+    sizes = {name: p.numel() for name, p in params.items()}
+    del recorder, loss, full, leaves, params
     trainer.step(index)
-    after = {name: p.detach().reshape(-1).tolist() for name, p in trainer.params().items()}
-    used = {name: g.detach().reshape(-1).tolist() for name, g in trainer.gradients().items()}
-    for name in params:
-        for i, (b, a) in enumerate(zip(before[name], after[name])):
-            g = grads[name].reshape(-1)[i].item()
+    after = {name: _first_values(p) for name, p in trainer.params().items()}
+    used = {name: _first_values(g) for name, g in trainer.gradients().items()}
+    for name, size in sizes.items():
+        for i, (b, g, a, t) in enumerate(zip(before[name], grads[name], after[name], used[name])):
             graph.update.append({
-                "param": name if len(before[name]) == 1 else f"{name}[{i}]",
-                "before": b, "grad": g, "lr": lr, "after": a,
-                "training_grad": used[name][i],
+                "param": name if size == 1 else f"{name}[{i}]",
+                "before": b, "grad": g, "lr": lr, "after": a, "training_grad": t,
             })
     return graph
 
@@ -316,14 +383,13 @@ def explain_config(config: Any, step: int | None = None, sample: int | None = No
 
 # --------------------------------------------------------------------------- expressions
 
-_FUNCTIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "sin": torch.sin, "cos": torch.cos, "tanh": torch.tanh, "exp": torch.exp, "log": torch.log,
-    "sqrt": torch.sqrt, "abs": torch.abs, "sigmoid": torch.sigmoid, "relu": torch.relu,
+_FUNCTIONS = ("sin", "cos", "tanh", "exp", "log", "sqrt", "abs", "sigmoid", "relu")
+"""The functions a formula may call, on one argument each: torch's functions of these names."""
+_BINARY: dict[type, tuple[str, Callable[[Any, Any], Any]]] = {
+    ast.Add: ("+", lambda a, b: a + b), ast.Sub: ("-", lambda a, b: a - b), ast.Mult: ("*", lambda a, b: a * b),
+    ast.Div: ("/", lambda a, b: a / b), ast.Pow: ("**", lambda a, b: a ** b),
 }
-_BINARY: dict[type, Callable[[Any, Any], Any]] = {
-    ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult: lambda a, b: a * b,
-    ast.Div: lambda a, b: a / b, ast.Pow: lambda a, b: a ** b,
-}
+_BEYOND_FLOAT64 = "beyond float64's range (±1.8e308)"
 
 
 def parse_assignments(items: list[str]) -> dict[str, float]:
@@ -346,19 +412,43 @@ def parse_assignments(items: list[str]) -> dict[str, float]:
 
 
 def explain_expression(expression: str, values: dict[str, float]) -> Graph:
-    """The graph of a formula such as 3*(a + b*c), or J = 3*(a + b*c), at the given values, in float64."""
+    """The graph of a formula such as 3*(a + b*c), or J = 3*(a + b*c), at the given values, in float64.
+
+    Before anything is computed the formula's size is bounded (MAX_FORMULA_LENGTH characters,
+    MAX_OPERATIONS operations) and its constant parts are computed in float64, each checked.
+    Then, at the given values, every operation must give a finite number with a finite
+    derivative: the first that does not is named in the error.
+    """
+    if len(expression) > MAX_FORMULA_LENGTH:
+        raise BpcliError(f"--expr: the formula has {len(expression):,} characters; explain takes at most "
+                         f"{MAX_FORMULA_LENGTH:,} (and {MAX_OPERATIONS} operations: a larger graph cannot be "
+                         "read); explain a part of it")
     root, expression = _split_root(expression)
     tree = _parse_formula(expression)
+    folded: dict[int, float] = {}
+    _fold(tree, expression, folded)
     variables = _variables(tree, values, expression)
+    if not variables:
+        raise BpcliError(f"--expr {_shown(expression)}: the formula does not depend on any variable")
+
+    import torch
+
     leaves = {name: ("param", torch.tensor(values[name], dtype=torch.float64, requires_grad=True))
               for name in variables}
-    with _Recorder() as recorder:
-        result = _evaluate(tree, leaves)
-    if not isinstance(result, torch.Tensor) or not result.requires_grad:
-        raise BpcliError(f"--expr {expression!r}: the formula does not depend on any variable")
-    graph = _build(recorder.calls, leaves, result, 1, None, f"{root} = {expression}")
+    steps: list[_Step] = []
+    with _recorder() as recorder:
+        result = _evaluate(tree, leaves, folded, steps, expression)
+    at = " at " + ", ".join(f"{name}={values[name]:g}" for name in leaves)
+    _check_values(steps, at, expression)
+    _check_gradients(steps, result, leaves, at, expression, root)
+    graph, _ = _build(recorder.calls, leaves, result, 1, None, f"{root} = {expression}")
     graph.nodes[graph.loss].name = root
     return graph
+
+
+def _shown(expression: str) -> str:
+    """The formula as an error message quotes it: whole if it is short, else its beginning."""
+    return repr(expression if len(expression) <= 60 else expression[:57] + "…")
 
 
 def _split_root(expression: str) -> tuple[str, str]:
@@ -370,13 +460,16 @@ def _split_root(expression: str) -> tuple[str, str]:
 
 
 def _parse_formula(expression: str) -> ast.Expression:
-    """The formula's syntax tree, once every part of it is something _evaluate knows."""
+    """The formula's syntax tree, once every part of it is something _evaluate knows and
+    it has at most MAX_OPERATIONS operations."""
     try:
         tree = ast.parse(expression, mode="eval")
-    except SyntaxError as exc:
-        raise BpcliError(f"--expr {expression!r}: not a formula ({exc.msg}); write e.g. '3*(a + b*c)'") from None
+    except (SyntaxError, ValueError) as exc:  # Python 3.11 and older raise ValueError for a null byte
+        message = exc.msg if isinstance(exc, SyntaxError) else str(exc)
+        raise BpcliError(f"--expr {_shown(expression)}: not a formula ({message}); write e.g. '3*(a + b*c)'") from None
     allowed = (ast.Expression, ast.BinOp, ast.UnaryOp, ast.Name, ast.Constant, ast.Call, ast.Load,
                ast.USub, ast.UAdd, *_BINARY)
+    operations = 0
     for n in ast.walk(tree):
         bad_call = isinstance(n, ast.Call) and not (
             isinstance(n.func, ast.Name) and n.func.id in _FUNCTIONS and len(n.args) == 1 and not n.keywords)
@@ -384,9 +477,13 @@ def _parse_formula(expression: str) -> ast.Expression:
             not isinstance(n.value, (int, float)) or isinstance(n.value, bool))
         if not isinstance(n, allowed) or bad_call or bad_constant:
             raise BpcliError(
-                f"--expr {expression!r}: only numbers, variables, + − × ÷ ** and "
+                f"--expr {_shown(expression)}: only numbers, variables, + − × ÷ ** and "
                 f"{', '.join(_FUNCTIONS)} are allowed"
             )
+        operations += isinstance(n, (ast.BinOp, ast.UnaryOp, ast.Call))
+    if operations > MAX_OPERATIONS:
+        raise BpcliError(f"--expr: the formula has {operations:,} operations; explain shows at most "
+                         f"{MAX_OPERATIONS} (a larger graph cannot be read); explain a part of it")
     return tree
 
 
@@ -399,25 +496,167 @@ def _variables(tree: ast.Expression, values: dict[str, float], expression: str) 
         raise BpcliError(f"--expr: no value for {', '.join(missing)}; add " + " ".join(f"--at {m}=..." for m in missing))
     unused = sorted(set(values) - set(variables))
     if unused:
-        raise BpcliError(f"--at {', '.join(unused)}: not in the formula {expression!r}")
+        raise BpcliError(f"--at {', '.join(unused)}: not in the formula {_shown(expression)}")
     return variables
 
 
-def _evaluate(node: ast.AST, leaves: dict[str, tuple[str, torch.Tensor]]) -> Any:
-    """The value of a formula that _parse_formula accepted, computed with torch operations."""
+def _fold(node: ast.AST, expression: str, folded: dict[int, float]) -> float | None:
+    """The value of a part of the formula made of numbers, + − × ÷ and ** alone, in float64
+    (kept in `folded` by id of the part), or None for a part with a variable or a function.
+
+    Numbers are floats from the start, so 9**9**9 is 9.0**387420489.0, refused at once as
+    beyond float64 rather than computed digit by digit as a Python integer. Functions of
+    numbers are left to torch, like the rest of the formula.
+    """
+    value: float | None = None
     if isinstance(node, ast.Expression):
-        return _evaluate(node.body, leaves)
+        return _fold(node.body, expression, folded)
     if isinstance(node, ast.Constant):
-        return node.value
+        value = _number(node, expression)
+    elif isinstance(node, ast.BinOp):
+        left, right = _fold(node.left, expression, folded), _fold(node.right, expression, folded)
+        if left is not None and right is not None:
+            value = _constant_operation(node, left, right, expression)
+    elif isinstance(node, ast.UnaryOp):
+        operand = _fold(node.operand, expression, folded)
+        if operand is not None:
+            value = -operand if isinstance(node.op, ast.USub) else operand
+    elif isinstance(node, ast.Call):
+        _fold(node.args[0], expression, folded)
+    if value is not None:
+        folded[id(node)] = value
+    return value
+
+
+def _number(node: ast.Constant, expression: str) -> float:
+    """A number written in the formula, as a float64; one that does not fit is refused."""
+    try:
+        value = float(node.value)
+    except OverflowError:  # an integer with more than 308 digits
+        value = math.inf
+    if not math.isfinite(value):
+        text = ast.get_source_segment(expression, node) or str(node.value)
+        raise BpcliError(f"--expr {_shown(expression)}: the number {text[:20]}{'…' if len(text) > 20 else ''} "
+                         f"is {_BEYOND_FLOAT64}")
+    return value
+
+
+def _constant_operation(node: ast.BinOp, left: float, right: float, expression: str) -> float:
+    """left (op) right for two numbers, in float64, or a one-line error naming the operation."""
+    symbol, operation = _BINARY[type(node.op)]
+    problem, value = "", math.nan
+    size = right * math.log10(abs(left)) if symbol == "**" and left != 0 else 0.0
+    if size > math.log10(sys.float_info.max):  # |left|**right = 10**size: bounded before computing it
+        problem = (f"about 10^{size:.0f} in size, " if size < 1e15 else "") + _BEYOND_FLOAT64
+    else:
+        try:
+            value = operation(left, right)
+        except ZeroDivisionError:  # x/0, and 0 to a negative power
+            problem = "division by zero"
+        except OverflowError:
+            problem = _BEYOND_FLOAT64
+        else:
+            if isinstance(value, complex):  # a negative number to a fractional power
+                problem = "not a real number"
+            elif not math.isfinite(value):
+                problem = _BEYOND_FLOAT64
+    if problem:
+        text = ast.get_source_segment(expression, node) or ast.unparse(node)
+        raise BpcliError(f"--expr {_shown(expression)}: {text}: {problem}")
+    return value
+
+
+@dataclass
+class _Step:
+    """One operation of a formula as torch computed it, kept to check its value and derivative."""
+
+    text: str
+    """The part of the formula, as written, e.g. `a/b`."""
+    op: str
+    """+, -, *, /, **, neg, or a function's name."""
+    operands: list[Any]
+    """Numbers or tensors."""
+    operand_texts: list[str]
+    out: torch.Tensor
+
+
+def _evaluate(node: ast.AST, leaves: dict[str, tuple[str, torch.Tensor]], folded: dict[int, float],
+              steps: list[_Step], expression: str) -> Any:
+    """The value of a formula that _parse_formula accepted, its constant parts taken from
+    `folded` and the rest computed with torch operations, each noted in `steps`."""
+    import torch
+
+    if id(node) in folded:
+        return folded[id(node)]
+    if isinstance(node, ast.Expression):
+        return _evaluate(node.body, leaves, folded, steps, expression)
     if isinstance(node, ast.Name):
         return leaves[node.id][1]
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.UAdd):
+        return _evaluate(node.operand, leaves, folded, steps, expression)
     if isinstance(node, ast.BinOp):
-        return _BINARY[type(node.op)](_evaluate(node.left, leaves), _evaluate(node.right, leaves))
-    if isinstance(node, ast.UnaryOp):
-        operand = _evaluate(node.operand, leaves)
-        return -operand if isinstance(node.op, ast.USub) else operand
-    # A call of one of _FUNCTIONS on one argument: the only other kind of node allowed.
-    argument = _evaluate(node.args[0], leaves)
-    if not isinstance(argument, torch.Tensor):
-        argument = torch.tensor(float(argument), dtype=torch.float64)
-    return _FUNCTIONS[node.func.id](argument)
+        parts = [node.left, node.right]
+        op, operation = _BINARY[type(node.op)]
+        operands = [_evaluate(part, leaves, folded, steps, expression) for part in parts]
+        out = operation(*operands)
+    elif isinstance(node, ast.UnaryOp):  # minus
+        parts, op = [node.operand], "neg"
+        operands = [_evaluate(node.operand, leaves, folded, steps, expression)]
+        out = -operands[0]
+    else:  # a call of one of _FUNCTIONS on one argument: the only other kind of node allowed
+        parts, op = list(node.args), node.func.id
+        operands = [_evaluate(node.args[0], leaves, folded, steps, expression)]
+        argument = operands[0]
+        if not isinstance(argument, torch.Tensor):
+            argument = torch.tensor(float(argument), dtype=torch.float64)
+        out = getattr(torch, op)(argument)
+    texts = [ast.get_source_segment(expression, part) or ast.unparse(part) for part in parts]
+    steps.append(_Step(ast.get_source_segment(expression, node) or ast.unparse(node), op, operands, texts, out))
+    return out
+
+
+def _check_values(steps: list[_Step], at: str, expression: str) -> None:
+    """Refuse a formula with an infinite or NaN value at the given values (`at`), naming the
+    first operation, in the order they are computed, that gives one."""
+    for step in steps:
+        value = float(step.out.detach())
+        if not math.isfinite(value):
+            where = at if step.out.requires_grad else ""
+            raise BpcliError(f"--expr {_shown(expression)}: {step.text}: {_why(step, value)}{where}")
+
+
+def _check_gradients(steps: list[_Step], result: torch.Tensor, leaves: dict[str, tuple[str, torch.Tensor]],
+                     at: str, expression: str, root: str) -> None:
+    """Refuse a formula whose gradient is infinite or NaN at the given values (`at`), naming
+    the first operation whose own derivative is, or else the variable."""
+    import torch
+
+    tensors = [t for _, t in leaves.values()]
+    grads = torch.autograd.grad(result, tensors, retain_graph=True, allow_unused=True)
+    if all(g is None or math.isfinite(float(g)) for g in grads):
+        return
+    # Every value is finite, so some operation's own derivative is not (sqrt at 0), or the
+    # chain rule's product of finite ones overflows.
+    for step in steps:
+        for operand, text in zip(step.operands, step.operand_texts):
+            if isinstance(operand, torch.Tensor) and operand.requires_grad:
+                (local,) = torch.autograd.grad(step.out, operand, retain_graph=True)
+                if not math.isfinite(float(local)):
+                    raise BpcliError(f"--expr {_shown(expression)}: {step.text}: its derivative with respect to "
+                                     f"{text} is {float(local)}{at}; explain it where it is differentiable")
+    name = next(n for n, g in zip(leaves, grads) if g is not None and not math.isfinite(float(g)))
+    raise BpcliError(f"--expr {_shown(expression)}: d{root}/d{name} is {_BEYOND_FLOAT64}{at}")
+
+
+def _why(step: _Step, value: float) -> str:
+    """Why an operation whose operands are finite numbers gives `value`, infinite or NaN."""
+    numbers = [float(x.detach()) if hasattr(x, "detach") else float(x) for x in step.operands]
+    if step.op == "/" and numbers[1] == 0:
+        return "division by zero"
+    if step.op == "**" and numbers[0] == 0 and numbers[1] < 0:
+        return "0 to a negative power: division by zero"
+    if step.op == "log" and numbers[0] == 0:
+        return "the log of 0 is −infinity"
+    if math.isnan(value):
+        return "not a real number (NaN)"
+    return _BEYOND_FLOAT64

@@ -9,6 +9,7 @@ import typer
 
 from bpcli.cli.options import Device, Lr, OptionalConfigArg, Seed, Set
 from bpcli.errors import BpcliError
+from bpcli.graph import MAX_FORMULA_LENGTH, MAX_OPERATIONS  # no torch: it is imported when a graph is computed
 
 
 def explain(
@@ -20,7 +21,9 @@ def explain(
                                              "for per-sample kinds, the step that trains on sample I."),
     ] = None,
     expr: Annotated[
-        Optional[str], typer.Option("--expr", help="Explain a formula instead, e.g. '3*(a + b*c)'.")
+        Optional[str],
+        typer.Option("--expr", help=f"Explain a formula instead, e.g. '3*(a + b*c)': at most {MAX_OPERATIONS} "
+                                    f"operations and {MAX_FORMULA_LENGTH:,} characters, computed in float64."),
     ] = None,
     at: Annotated[
         Optional[list[str]],
@@ -35,6 +38,10 @@ def explain(
     set_: Set = None,
 ) -> None:
     """Show back-propagation at one step: every node's value, the chain rule with the numbers, the update.
+
+    A training step's graph has a node per torch operation (a layer's matrix product is one
+    node, shown by its shape and norm). A formula whose value or derivative is infinite or
+    NaN (1/0, 10.0**400, sqrt(a) at a=0) is refused, naming the operation.
 
     Examples: bpcli explain configs/exp1.yaml;  bpcli explain --expr '3*(a + b*c)' --at a=1 --at b=2 --at c=3
     """
