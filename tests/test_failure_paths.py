@@ -136,7 +136,7 @@ def test_a_full_disk_stops_the_run_as_failed_and_the_checkpoint_resumes_it(monke
 
     def write(self, row):
         if len(written) == 7:
-            raise OSError(errno.ENOSPC, "No space left on device", str(self._file.name))
+            raise OSError(errno.ENOSPC, "No space left on device", str(self.path))
         written.append(row)
         original(self, row)
 
