@@ -369,8 +369,6 @@ def _explain_divergence(built: Built, step: int, start: int, reason: str,
 
 def tensorboard_writer_class() -> Any:
     """torch.utils.tensorboard.SummaryWriter, or a clear error if tensorboard is not installed."""
-    from bpcli.errors import BpcliError
-
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:

@@ -217,33 +217,35 @@ class StopAtDivergence(Divergence):
 
     def on_log(self, loop: Loop, step: int, losses: torch.Tensor) -> None:
         bad = bool(self.check(step, losses)[0])  # reads the device, as the step's row does
-        if not bad and self._finite_params():
+        if not bad and finite(self.trainer.params()):
             self.good = (step, copy.deepcopy(self.trainer.state_dict()))
             return
         loop.step, self.losses, self.reason = self._first_bad_step(loop)
         loop.halt("diverged")
 
-    def _finite_params(self) -> bool:
-        return all(bool(torch.isfinite(p).all()) for p in self.trainer.params().values())
-
     def _first_bad_step(self, loop: Loop) -> tuple[int, torch.Tensor, str]:
         """Take the steps since the last good state again, one by one, up to the first that
         breaks the rule: its step, its losses, and why."""
         start, state = self.good
-        self.trainer.load_state_dict(copy.deepcopy(state))
+        self.trainer.load_state_dict(state)  # copied into the parameters: `state` stays as it was
         first = float(self.first[0]) if self.first is not None else math.inf
         for step in range(start + 1, loop.total + 1):
             before = copy.deepcopy(self.trainer.state_dict())
             losses = self.trainer.step((step - 1) % self.trainer.steps_per_epoch, True).reshape(-1).clone()
             loss = float(losses[0])
-            if not math.isfinite(loss) or not self._finite_params():
+            if not math.isfinite(loss) or not finite(self.trainer.params()):
                 self.trainer.load_state_dict(before)  # the last finite parameters
-                why = f"the loss became {loss}" if not math.isfinite(loss) else (
-                    "the update made the parameters infinite or NaN")
+                why = (divergence_reason(loss, first, self.factor) if not math.isfinite(loss)
+                       else "the update made the parameters infinite or NaN")
                 return step, losses, why
             if first > 0 and loss > self.factor * first:
                 return step, losses, divergence_reason(loss, first, self.factor)
         raise AssertionError("the steps taken again kept to the rule; they were not the same steps")
+
+
+def finite(tensors: dict[str, torch.Tensor]) -> bool:
+    """Whether every value of every tensor is a finite number (reads the device)."""
+    return all(bool(torch.isfinite(t).all()) for t in tensors.values())
 
 
 def divergence_reason(loss: float, first: float, factor: float) -> str:

@@ -18,7 +18,7 @@ import torch
 from bpcli import analysis
 from bpcli.data.dataset import original_linear_params, to_model_units, to_original_units
 from bpcli.kinds.base import flat
-from bpcli.loop import Callback, Loop, Reporter
+from bpcli.loop import Callback, Loop, Reporter, finite
 from bpcli.rundir import run as files
 from bpcli.rundir.checkpoint import data_hash, save_checkpoint
 from bpcli.rundir.files import timestamp
@@ -141,11 +141,8 @@ class Checkpoints(Callback):
 
     def after_step(self, loop: Loop, step: int) -> None:
         # Never a state that is no longer finite: the last good checkpoint stays.
-        if self.every and step % self.every == 0 and step != loop.total and self._finite():
+        if self.every and step % self.every == 0 and step != loop.total and finite(self.trainer.params()):
             self.save(step)
-
-    def _finite(self) -> bool:
-        return all(bool(torch.isfinite(p).all()) for p in self.trainer.params().values())
 
     def save(self, step: int, state: dict[str, Any] | None = None) -> None:
         """Write checkpoint.pt for the state after `step`: the trainer's, or `state` if given
