@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from bpcli.data.dataset import Dataset
+from bpcli.data.dataset import Dataset, model_linear_params
 from bpcli.kinds.base import LeastSquares
 
 
@@ -64,19 +64,23 @@ def solve(x: torch.Tensor, y: torch.Tensor, bias: bool) -> tuple[list[float], fl
     rank of the design [x, 1] (or [x]) and the condition number κ the solve worked with.
 
     With an intercept the columns of x and y are centred first, which takes the intercept's
-    column out of the problem (b = ȳ − x̄·w); every column is then scaled to unit length.
+    column out of the problem (b = ȳ − x̄·w); every column is then scaled to at most 1.
     Both change the conditioning, not the solution, and are what lets float64 solve tables
-    such as Longley's to 11 or more significant digits. Columns that float64 cannot tell
+    such as Longley's to 11 or more significant digits (y is scaled too, so that values near
+    float64's limit do not overflow on the way). Columns that float64 cannot tell
     apart (singular values below max(N, F)·ε·σ_max) are dropped, giving the minimum-norm
     solution among the many optima of a rank-deficient design.
     """
     x, y = x.to(torch.float64), y.to(torch.float64)
-    if bias:
-        x_mean, y_mean = x.mean(0), y.mean()
+    if bias:  # means as sums of x/N, which cannot overflow where every value fits
+        x_mean, y_mean = (x / len(x)).sum(0), (y / len(y)).sum()
         x, y = x - x_mean, y - y_mean
-    norms = x.norm(dim=0)
+    # Each column scaled by its largest |value| (not its length, whose square may overflow).
+    norms = x.abs().amax(dim=0)
     norms = torch.where(norms > 0, norms, torch.ones_like(norms))  # a zero column stays zero
     z = x / norms
+    y_scale = float(y.abs().max()) or 1.0
+    y = y / y_scale
     tall = len(z) > 1_000_000  # then the normal equations ZᵀZ·c = Zᵀy, only F numbers wide
     gram = z.T @ z if tall else None
     singular = torch.linalg.eigvalsh(gram).clamp(min=0).sqrt().flip(0) if tall else torch.linalg.svdvals(z)
@@ -91,7 +95,7 @@ def solve(x: torch.Tensor, y: torch.Tensor, bias: bool) -> tuple[list[float], fl
         found = torch.linalg.lstsq(z, y[:, None], driver="gelsd").solution[:, 0]
     else:
         found = torch.linalg.pinv(z, atol=tolerance) @ y
-    w = found / norms
+    w = found * y_scale / norms
     b = float(y_mean - x_mean @ w) if bias else 0.0
     return w.tolist(), b, rank + (1 if bias else 0), condition
 
@@ -99,8 +103,6 @@ def solve(x: torch.Tensor, y: torch.Tensor, bias: bool) -> tuple[list[float], fl
 def optimum(data: Dataset, fit: LeastSquares) -> Optimum:
     """The closed-form optimum (least squares, float64) of a linear kind's training loss,
     solved from the training rows as read (see Dataset.as_read)."""
-    from bpcli.data.dataset import model_linear_params
-
     x, y = data.as_read()
     w, b, rank, condition = solve(x, y, fit.bias)
     original = {"w": w, **({"b": [b]} if fit.bias else {})}

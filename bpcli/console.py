@@ -108,7 +108,7 @@ def print_result(console: Console, summary: dict[str, Any], run_dir: Path | None
     table = Table(title=f"{summary['kind']}: {summary['status']}", show_header=True,
                   caption=_caption(summary), caption_justify="left")
     # Standardised data: the model's own numbers say so, and the original units stand beside them.
-    scaled = bool(summary.get("params_original_units"))
+    scaled = bool(summary.get("scaling"))
     units = " (standardised)" if scaled else ""
     table.add_column("")
     table.add_column(f"value{units}", justify="right")
@@ -179,7 +179,11 @@ def _param_rows(row: Callable[..., None], summary: dict[str, Any]) -> None:
 def _fit_rows(row: Callable[..., None], summary: dict[str, Any]) -> None:
     """How well the run fits: loss, distance to the optimum, stable lr, predictions, R², checks."""
     best = summary.get("optimum") or {}
-    row("final loss", _fmt(summary.get("final_loss")), "", _fmt(best.get("loss"), 3) if best else "")
+    scaling = summary.get("scaling") or {}
+    loss = [_fmt(summary.get("final_loss")), "", _fmt(best.get("loss"), 3) if best else ""]
+    if scaling and scaling.get("y_std") == 1.0 and scaling.get("y_mean") == 0.0:
+        loss = ["", "", "", loss[0], loss[2]]  # only x was standardised: the loss is in y's own units
+    row("final loss", *loss)
     if "distance_to_optimum" in summary:
         row("distance to optimum", _fmt(summary["distance_to_optimum"], 3))
     if "stable_lr" in summary:
@@ -188,7 +192,7 @@ def _fit_rows(row: Callable[..., None], summary: dict[str, Any]) -> None:
         x = p["x"]
         at = f"{x:g}" if not isinstance(x, list) else (
             "(" + ", ".join(f"{v:g}" for v in x[:3]) + (", …)" if len(x) > 3 else ")"))
-        if summary.get("params_original_units"):  # asked and answered in the original units
+        if scaling:  # asked and answered in the original units
             row(f"ŷ at x = {at}", "", "", "", _fmt(p["y_pred"], 8))
         else:
             row(f"ŷ at x = {at}", _fmt(p["y_pred"], 8))

@@ -196,6 +196,8 @@ def write_outputs(built: Built, trainer: Any, config: Experiment, run_dir: Path 
         values = [v for t in flat(trainer.params()).values() for v in t[0].tolist()]
         summary["distance_to_optimum"] = analysis.distance(values, log.best)
     summary.update(_fit_quality(built, log.best, summary["params"]))
+    if built.data.scaling is not None:
+        summary["units"] = _units(built.data, summary)
     if checks:
         from bpcli.gradcheck import worst
 
@@ -225,20 +227,26 @@ def _about_the_optimum(built: Built, best: analysis.Optimum) -> dict[str, Any]:
     return about
 
 
-def _units(data: Any) -> dict[str, list[str]] | None:
-    """Which of a run's numbers are in standardised units and which in the original ones."""
-    if data.scaling is None:
-        return None
-    standardised = ["params", "initial_params", "optimum", "distance_to_optimum", "stable_lr",
-                    "metrics.csv", "data.csv"]
+def _units(data: Any, summary: dict[str, Any]) -> dict[str, list[str]]:
+    """Which of a run's numbers (those it has) are in standardised units, which in the original ones."""
+    loss = ["final_loss", "optimum.loss"]
+    standardised = ["params", "initial_params", "optimum", "distance_to_optimum", "stable_lr"]
     original = ["params_original_units", "optimum_original_units", "predictions"]
     if target_scaled(data):
-        standardised[2:2] = ["final_loss"]
-        standardised += ["predictions.csv y_standardised, y_pred_standardised"]
-        original += ["predictions.csv y, y_pred"]
+        standardised += loss
     else:
-        original += ["final_loss", "predictions.csv"]
-    return {"standardised": standardised, "original": original}
+        original += loss
+    files: tuple[list[str], list[str]] = (["metrics.csv", "data.csv"], [])
+    if data.x.shape[1] == 1:  # one feature: the fitted curve instead of predictions.csv
+        files[0].append("curve.csv")
+    elif target_scaled(data):
+        files[0].append("predictions.csv y_standardised, y_pred_standardised")
+        files[1].append("predictions.csv y, y_pred")
+    else:
+        files[1].append("predictions.csv")
+    present = [name for name in standardised + original if name.split(".")[0] in summary]
+    return {"standardised": [n for n in standardised if n in present] + files[0],
+            "original": [n for n in original if n in present] + files[1]}
 
 
 def _fit_quality(built: Built, best: analysis.Optimum | None, params: dict[str, Any]) -> dict[str, Any]:
@@ -256,9 +264,6 @@ def _fit_quality(built: Built, best: analysis.Optimum | None, params: dict[str, 
     original = original_linear_params(built.data, params)
     if original is not None:
         quality["params_original_units"] = original
-    units = _units(built.data)
-    if units is not None:
-        quality["units"] = units
     return quality
 
 
