@@ -152,8 +152,8 @@ def test_combinations_that_would_fit_another_model_are_refused(write_config, tex
 
 def test_scalar_sgd_trains_on_an_unstandardised_table_and_reports_uncentred_r2(write_config):
     Path("t.csv").write_text("x,y\n1,2\n2,4\n3,6.5\n", encoding="utf-8")
-    scalar = cli("train", write_config("kind: scalar-sgd\ndata: {source: csv, path: t.csv, target: y, features: [x]}\n"), "-q",
-                 "--no-plots")
+    text = "kind: scalar-sgd\ndata: {source: csv, path: t.csv, target: y, features: [x]}\n"
+    scalar = cli("train", write_config(text), "-q", "--no-plots")
     assert scalar.exit_code == 0, scalar.output
     summary = json.loads(Path(scalar.stdout.strip(), "summary.json").read_text())
     # y = w·x has no intercept: its R² is the uncentred one, as for model.bias: false
@@ -331,3 +331,22 @@ def test_a_column_that_is_constant_is_rank_deficient_beside_the_intercept(tmp_pa
     # This optimum still fits the data as well as any other: y ≈ 0.8·a + 1.5.
     w, b = summary["optimum"]["w"], summary["optimum"]["b"][0]
     assert w[0] == pytest.approx(0.8) and w[1] * 5 + b == pytest.approx(1.5)
+
+
+def test_the_optimum_of_a_table_near_float64s_limit_is_the_small_tables_scaled(tmp_path):
+    # Rescaling a column by 10²⁹⁰ rescales its weight by 10⁻²⁹⁰ and changes nothing else,
+    # though the squares of such values are far beyond float64.
+    rng = np.random.default_rng(11)
+    a, c = rng.uniform(1, 2, 25), rng.uniform(-1, 1, 25)
+    y = 2 * a - 0.5 * c + 0.1 * rng.standard_normal(25)
+    optima = []
+    for scale in (1.0, 1e290):
+        rows = "".join(f"{p:.17g},{q:.17g},{r:.17g}\n" for p, q, r in zip(a * scale, c, y))
+        Path("t.csv").write_text("a,c,y\n" + rows, encoding="utf-8")
+        raw = {"kind": "linear-gd", "dtype": "float64", "device": "cpu",
+               "data": {"source": "csv", "path": "t.csv", "target": "y"}, "train": {"lr": 1e-300, "epochs": 1}}
+        optima.append(run(raw).summary["optimum"])
+    small, huge = optima
+    assert huge["w"][0] * 1e290 == pytest.approx(small["w"][0], rel=1e-12)
+    assert huge["w"][1] == pytest.approx(small["w"][1], rel=1e-12)
+    assert huge["b"][0] == pytest.approx(small["b"][0], rel=1e-12)
