@@ -81,20 +81,19 @@ def solve(x: torch.Tensor, y: torch.Tensor, bias: bool) -> tuple[list[float], fl
     z = x / norms
     y_scale = float(y.abs().max()) or 1.0
     y = y / y_scale
-    tall = len(z) > 1_000_000  # then the normal equations ZᵀZ·c = Zᵀy, only F numbers wide
-    gram = z.T @ z if tall else None
-    singular = torch.linalg.eigvalsh(gram).clamp(min=0).sqrt().flip(0) if tall else torch.linalg.svdvals(z)
+    # Z = QR: R (F × F) has Z's singular values and turns the solve into R·c = Qᵀy, whatever
+    # the number of rows.
+    q, r = torch.linalg.qr(z)
+    singular = torch.linalg.svdvals(r)
     tolerance = max(z.shape) * torch.finfo(torch.float64).eps * float(singular[0]) if len(singular) else 0.0
     rank = int((singular > tolerance).sum())
     smallest = float(singular[-1]) if len(singular) else 0.0
     condition = float(singular[0]) / smallest if smallest > 0 else math.inf
-    # The minimum-norm solution, with the singular values float64 cannot resolve left out.
-    if tall:
-        found = torch.linalg.pinv(gram, atol=tolerance**2, hermitian=True) @ (z.T @ y)
-    elif rank == len(singular):
-        found = torch.linalg.lstsq(z, y[:, None], driver="gelsd").solution[:, 0]
-    else:
-        found = torch.linalg.pinv(z, atol=tolerance) @ y
+    rhs = q.T @ y
+    if rank == len(singular):
+        found = torch.linalg.solve_triangular(r, rhs[:, None], upper=True)[:, 0]
+    else:  # the minimum-norm solution, without the singular values float64 cannot resolve
+        found = torch.linalg.pinv(r, atol=tolerance) @ rhs
     w = found * y_scale / norms
     b = float(y_mean - x_mean @ w) if bias else 0.0
     return w.tolist(), b, rank + (1 if bias else 0), condition
