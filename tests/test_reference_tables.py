@@ -350,3 +350,26 @@ def test_the_optimum_of_a_table_near_float64s_limit_is_the_small_tables_scaled(t
     assert huge["w"][0] * 1e290 == pytest.approx(small["w"][0], rel=1e-12)
     assert huge["w"][1] == pytest.approx(small["w"][1], rel=1e-12)
     assert huge["b"][0] == pytest.approx(small["b"][0], rel=1e-12)
+
+
+def test_units_list_only_what_a_run_has(tmp_path):
+    raw = diabetes(tmp_path)
+    raw.update(kind="mlp", model={"hidden": [4]}, predict=[])
+    raw["train"] = {"lr": 0.05, "epochs": 20, "log_every": 10}
+    summary = run(raw, tmp_path / "run").summary
+    units = summary["units"]
+    named = units["standardised"] + units["original"]
+    assert "optimum" not in named and "params_original_units" not in named  # an MLP has neither
+    assert "params" in units["standardised"] and "final_loss" in units["standardised"]
+    assert (tmp_path / "run/predictions.csv").read_text().startswith("split,y_standardised,y_pred_standardised,y,y_pred")
+
+
+def test_with_only_the_features_standardised_the_table_shows_the_loss_in_ys_units(tmp_path, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "220")
+    path = tmp_path / "d.yaml"
+    path.write_text(yaml.safe_dump(diabetes(tmp_path, standardize="features")), encoding="utf-8")
+    result = cli("train", path, "--set", "train.lr=0.2", "--out", "run", "--no-plots")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(Path("run/summary.json").read_text())
+    cells = [c.strip() for c in next(line for line in result.stdout.splitlines() if "final loss" in line).split("│")]
+    assert cells[2] == "" and cells[5] == f"{summary['final_loss']:.6g}"  # under "value (original units)"
