@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Any, ClassVar, Literal
 
 import torch
+from pydantic import model_validator
 
 from bpcli.config.schema import Experiment
 from bpcli.data.dataset import Dataset
-from pydantic import model_validator
-
 from bpcli.kinds.base import (HandWrittenSGD, Kind, LeastSquares, LinearModel, Tensors,
                               refuse_standardising_without_intercept, uniform)
 

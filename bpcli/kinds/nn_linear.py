@@ -9,11 +9,10 @@ from typing import Any, ClassVar, Literal
 import torch
 import torch.nn.functional as F
 from torch import nn, optim
+from pydantic import model_validator
 
 from bpcli.config.schema import Experiment
 from bpcli.data.dataset import Dataset
-from pydantic import model_validator
-
 from bpcli.kinds.base import (HandWrittenSGD, Kind, LeastSquares, LinearModel, Tensors,
                               refuse_standardising_without_intercept)
 
