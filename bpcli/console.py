@@ -104,16 +104,28 @@ def progress(console: Console, title: str, quiet: bool = False) -> Iterator[Cons
 
 def print_result(console: Console, summary: dict[str, Any], run_dir: Path | None) -> None:
     """The end-of-run table: parameters against the truth, loss, predictions, where it went."""
-    table = Table(title=f"{summary['kind']}: {summary['status']}", show_header=True)
-    table.add_column("")
-    table.add_column("value", justify="right")
-    table.add_column("true", justify="right")
     best = summary.get("optimum") or {}
+    table = Table(title=f"{summary['kind']}: {summary['status']}", show_header=True,
+                  caption=_caption(summary), caption_justify="left")
+    # Standardised data: the model's own numbers say so, and the original units stand beside them.
+    scaled = bool(summary.get("scaling"))
+    units = " (standardised)" if scaled else ""
+    table.add_column("")
+    table.add_column(f"value{units}", justify="right")
+    table.add_column("true", justify="right")
     if best:
-        table.add_column("optimum", justify="right")
+        table.add_column(f"optimum{units}", justify="right")
+    if scaled:
+        table.add_column("value (original units)", justify="right")
+        if best:
+            table.add_column("optimum (original units)", justify="right")
 
-    def row(label: str, value: str, target: str = "", optimum: str = "") -> None:
-        table.add_row(label, value, target, *([optimum] if best else []))
+    def row(label: str, value: str, target: str = "", optimum: str = "", value_original: str = "",
+            optimum_original: str = "") -> None:
+        cells = [value, target, *([optimum] if best else [])]
+        if scaled:
+            cells += [value_original, *([optimum_original] if best else [])]
+        table.add_row(label, *cells)
 
     _param_rows(row, summary)
     _fit_rows(row, summary)
@@ -123,6 +135,19 @@ def print_result(console: Console, summary: dict[str, Any], run_dir: Path | None
     if run_dir is not None:
         row("run directory", str(run_dir))
     console.print(table)
+    for warning in summary.get("warnings") or []:
+        console.print(f"warning: {warning}", soft_wrap=True)
+
+
+def _caption(summary: dict[str, Any]) -> str | None:
+    """Below the table: which data the optimum solves, and which R² is reported."""
+    lines = []
+    solved = summary.get("optimum_solved") or {}
+    if solved.get("from"):
+        lines.append(f"optimum: the least-squares solution of {solved['from']}")
+    if summary.get("r2_definition") and summary.get("r2"):
+        lines.append(f"R² {summary['r2_definition']}")
+    return "\n".join(lines) or None
 
 
 def _param_rows(row: Callable[..., None], summary: dict[str, Any]) -> None:
@@ -131,6 +156,8 @@ def _param_rows(row: Callable[..., None], summary: dict[str, Any]) -> None:
     true = summary.get("true_params") or {}
     best = summary.get("optimum") or {}
     features = summary.get("features") or []
+    original = summary.get("params_original_units") or {}
+    best_original = summary.get("optimum_original_units") or {}
     for name, values in (summary.get("params") or {}).items():
         if isinstance(values, dict):  # a large tensor, summarised in summary.json already
             row(f"|{name}| (norm)", _fmt(values["norm"], 8))
@@ -144,14 +171,19 @@ def _param_rows(row: Callable[..., None], summary: dict[str, Any]) -> None:
                 label += f" ({features[i]})"
             target = true.get(name) if len(values) == 1 else None
             opt = best.get(name)
+            in_units = [_fmt(source[name][i], 8) if source.get(name) else "" for source in (original, best_original)]
             row(label, _fmt(value, 8), _fmt(target) if target is not None else "",
-                _fmt(opt[i], 8) if opt else "")
+                _fmt(opt[i], 8) if opt else "", *in_units)
 
 
 def _fit_rows(row: Callable[..., None], summary: dict[str, Any]) -> None:
     """How well the run fits: loss, distance to the optimum, stable lr, predictions, R², checks."""
     best = summary.get("optimum") or {}
-    row("final loss", _fmt(summary.get("final_loss")), "", _fmt(best.get("loss"), 3) if best else "")
+    scaling = summary.get("scaling") or {}
+    loss = [_fmt(summary.get("final_loss")), "", _fmt(best.get("loss"), 3) if best else ""]
+    if scaling and scaling.get("y_std") == 1.0 and scaling.get("y_mean") == 0.0:
+        loss = ["", "", "", loss[0], loss[2]]  # only x was standardised: the loss is in y's own units
+    row("final loss", *loss)
     if "distance_to_optimum" in summary:
         row("distance to optimum", _fmt(summary["distance_to_optimum"], 3))
     if "stable_lr" in summary:
@@ -160,10 +192,14 @@ def _fit_rows(row: Callable[..., None], summary: dict[str, Any]) -> None:
         x = p["x"]
         at = f"{x:g}" if not isinstance(x, list) else (
             "(" + ", ".join(f"{v:g}" for v in x[:3]) + (", …)" if len(x) > 3 else ")"))
-        row(f"ŷ at x = {at}", _fmt(p["y_pred"], 8))
+        if scaling:  # asked and answered in the original units
+            row(f"ŷ at x = {at}", "", "", "", _fmt(p["y_pred"], 8))
+        else:
+            row(f"ŷ at x = {at}", _fmt(p["y_pred"], 8))
     r2, best_r2 = summary.get("r2") or {}, summary.get("optimum_r2") or {}
+    uncentred = ", uncentred" if (summary.get("r2_definition") or "").startswith("uncentred") else ""
     for split, value in r2.items():
-        row(f"R² ({split})", _fmt(value, 5), "", _fmt(best_r2.get(split), 5) if split in best_r2 else "")
+        row(f"R² ({split}{uncentred})", _fmt(value, 5), "", _fmt(best_r2.get(split), 5) if split in best_r2 else "")
     for note in summary.get("data_notes") or []:
         row("data", note)
     if "grad_check" in summary:
