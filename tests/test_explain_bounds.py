@@ -94,9 +94,9 @@ def test_finite_formulas_near_the_edges_are_still_explained():
     nodes = {n.name: n for n in graph.nodes}
     assert nodes["J"].value == pytest.approx(3.0)
     assert (nodes["a"].grad, nodes["b"].grad, nodes["c"].grad) == pytest.approx((0.25, 0.0, 1e300))
-    # Integers are read as float64: 2**3 is 8, written as 8 in the graph.
+    # Integers are read as float64: 2**3 is 8, written as 8 in the graph, where it was written.
     graph = explain_expression("2**3*a", {"a": 1.0})
-    assert graph.nodes[graph.loss].value == 8.0 and graph.nodes[graph.loss].expression == "a × 8"
+    assert graph.nodes[graph.loss].value == 8.0 and graph.nodes[graph.loss].expression == "8 × a"
 
 
 def test_a_formula_at_the_limit_is_drawn_within_a_bounded_picture():
@@ -142,7 +142,8 @@ def test_a_wide_mlp_is_explained_layer_by_layer_in_seconds(write_config):
     result = cli("explain", wide, "--out", "wide.png")
     assert time.monotonic() - start < 60  # about 3 s on two loaded cores; it used to take over 5 minutes
     assert result.exit_code == 0, result.output
-    assert "v3 @ W2ᵀ" in result.stdout and "(1, 200, 1024), |·| = " in result.stdout
+    # Shapes as the reader thinks of them: 200 samples by 1024 units, no member dimension.
+    assert "v3 @ W2ᵀ" in result.stdout and "200×1024, norm " in result.stdout and "(1, " not in result.stdout
     assert "dL/dW2 = " in result.stdout and "W1[15]" in result.stdout and "W1[16]" not in result.stdout
     assert png_size("wide.png") == png_size_of_shipped_mlp()  # the same graph as for [16, 16]
 
