@@ -629,6 +629,10 @@ def _check_names(statements: list[_Statement], values: dict[str, float]) -> list
     defined: dict[str, int] = {}  # a step's name → its number
     later = {s.name: s.number for s in reversed(statements) if s.name}
     read: set[str] = set()
+    last = statements[-1]
+    if last.name is None and ("L" in later or "L" in values or "L" in last.uses()):
+        raise BpcliError(f"--expr {last.label}: a last step without a name has its result called L, and the "
+                         f"program already uses L; name the result, e.g. 'J = {last.source}'")
     for s in statements:
         used = s.uses()
         for name in used:

@@ -115,7 +115,6 @@ def test_an_existing_file_is_replaced_only_with_force():
 def test_out_may_name_a_new_folder_but_not_a_folder_itself():
     assert cli("explain", CONFIGS / "exp1.yaml", "--out", "figs/step1.svg").exit_code == 0
     assert Path("figs/step1.svg").read_text().lstrip().startswith("<?xml")
-    result = cli("explain", CONFIGS / "exp1.yaml", "--out", "figs.png/")
     Path("dir.png").mkdir()
     result = cli("explain", CONFIGS / "exp1.yaml", "--out", "dir.png", "--force")
     assert result.exit_code == 2 and "dir.png: is a directory; give a file in it" in result.stderr
@@ -135,3 +134,16 @@ def test_a_drawing_that_fails_leaves_no_file_behind(monkeypatch):
     result = cli("explain", CONFIGS / "exp1.yaml", "--out", "old.png", "--force")
     assert result.exit_code == 2 and Path("old.png").read_bytes() == b"kept"
     assert sorted(p.name for p in Path(".").iterdir() if p.suffix == ".png") == ["old.png"]
+
+
+def test_outputs_that_is_a_file_is_one_line_before_anything_is_computed():
+    Path("outputs").write_text("not a folder")
+    result = cli("explain", CONFIGS / "exp1.yaml")
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr.strip() == ("error: outputs: is a file, not a folder, so graphs cannot go there; "
+                                     "give a file with --out")
+
+
+def test_the_suffix_may_be_upper_case():
+    assert cli("explain", CONFIGS / "exp1.yaml", "--out", "G.PNG").exit_code == 0
+    assert Path("G.PNG").read_bytes()[:4] == b"\x89PNG"

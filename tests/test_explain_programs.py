@@ -205,6 +205,8 @@ def test_the_command_prints_the_programs_names_and_the_sums_of_shares():
         ("v = b*c; J = v/(b - 2)", ["b=2", "c=3"], "step 2 'J = v/(b - 2)': v/(b - 2): division by zero at b=2, c=3"),
         ("v = 1e999*b; J = v", ["b=2"], "step 1 'v = 1e999*b': the number 1e999 is beyond float64"),
         ("v = b*c; J = 3*v", ["b=2", "c=3", "d=4"], "--at d: not in the program"),
+        ("L = a*b; L*2", ["a=1", "b=2"], "step 2 'L*2': a last step without a name has its result called L"),
+        ("L*2", ["L=3"], "'L*2': a last step without a name has its result called L, and the program already"),
     ],
 )
 def test_a_bad_program_is_one_clear_line(program, at, expected):
@@ -227,3 +229,11 @@ def test_a_programs_operations_are_bounded_in_all():
 def test_a_trailing_semicolon_is_allowed():
     graph = explain_expression(ARTICLE + ";", {"a": 1.0, "b": 2.0, "c": 3.0})
     assert graph.nodes[graph.loss].name == "J" and graph.nodes[graph.loss].value == 21.0
+
+
+@pytest.mark.parametrize("flag", [["--step", "2"], ["--sample", "0"], ["--lr", "0.1"], ["--seed", "3"],
+                                  ["--device", "cpu"], ["--set", "data.n=3"]])
+def test_a_config_flag_with_expr_is_refused_not_ignored(flag):
+    result = cli("explain", "--expr", ARTICLE, "--at", "a=1", "--at", "b=2", "--at", "c=3", *flag)
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr.strip() == f"error: {flag[0]}: for a config's training step; --expr takes its values from --at"

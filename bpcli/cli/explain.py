@@ -64,9 +64,15 @@ def explain(
 
     if out is not None:
         _check_out(out, force)
+    elif GRAPHS.exists() and not GRAPHS.is_dir():
+        raise BpcliError(f"{GRAPHS}: is a file, not a folder, so graphs cannot go there; give a file with --out")
     if expr is not None:
         if config is not None:
             raise BpcliError("give either a config or --expr, not both")
+        given = [flag for flag, value in (("--step", step), ("--sample", sample), ("--lr", lr), ("--seed", seed),
+                                          ("--device", device), ("--set", set_)) if value not in (None, [])]
+        if given:
+            raise BpcliError(f"{', '.join(given)}: for a config's training step; --expr takes its values from --at")
         graph = explain_expression(expr, parse_assignments(at or []))
     else:
         if config is None:
@@ -90,7 +96,7 @@ def _check_out(out: Path, force: bool) -> None:
     before anything is computed."""
     from bpcli.plots import FORMATS
 
-    if out.suffix.lstrip(".") not in FORMATS:
+    if out.suffix.lstrip(".").lower() not in FORMATS:
         raise BpcliError(f"--out {out}: give a file ending in .png, .svg or .pdf")
     if out.is_dir():
         raise BpcliError(f"--out {out}: is a directory; give a file in it, e.g. --out {out / 'graph.png'}")
@@ -129,6 +135,8 @@ def _claim() -> Path:
             taken = [int(m.group(1)) for p in GRAPHS.iterdir() if (m := re.fullmatch(r"graph(\d+)\.\w+", p.name))]
         except FileNotFoundError:
             taken = []
+        except OSError as exc:
+            raise BpcliError(f"{GRAPHS}: cannot list it ({exc.strerror or exc}); give a file with --out") from None
         path = GRAPHS / f"graph{max(taken, default=0) + 1}.png"
         try:
             GRAPHS.mkdir(parents=True, exist_ok=True)

@@ -93,7 +93,7 @@ class _Layout:
 def draw_graph(graph: Any, out: Path) -> Path:
     """Draw a computational graph (bpcli.graph.Graph) to `out` (.png, .svg or .pdf)."""
     out = Path(out)
-    graph_figure(graph).savefig(out, format=out.suffix.lstrip(".") or None)
+    graph_figure(graph).savefig(out, format=out.suffix.lstrip(".").lower() or None)
     return out
 
 
