@@ -674,8 +674,8 @@ def _check_names(statements: list[_Statement], values: dict[str, float]) -> list
         raise BpcliError(f"--expr: no value for {', '.join(missing)}; add " + " ".join(f"--at {m}=..." for m in missing))
     unused = sorted(set(values) - set(variables))
     if unused:
-        quoted = statements[0].label if len(statements) == 1 else "the program"
-        raise BpcliError(f"--at {', '.join(unused)}: not in {'the formula ' if len(statements) == 1 else ''}{quoted}")
+        where = f"the formula {statements[0].label}" if len(statements) == 1 else "the program"
+        raise BpcliError(f"--at {', '.join(unused)}: not in {where}")
     return variables
 
 

@@ -180,13 +180,13 @@ def _box_text(graph: Any, node: Any, root: str) -> str:
     if node.op is not None:
         name = f"{node.name} = {node.expression}"
     else:
-        name = node.name if graph.formula or node.kind == "const" else f"{node.name} ({ROLES[node.kind]})"
+        name = node.name if graph.formula and node.kind == "param" else f"{node.name} ({ROLES[node.kind]})"
     value = node.value_text
     marker = f" [sample {graph.sample}]"
-    if value.endswith(marker):  # the title says whose values these are
+    if value.endswith(marker):  # one of the node's values: say whose
         value = f"sample {graph.sample}: {value[: -len(marker)]}"
-    if node.grad_text == "—":
-        grad = "(no gradient: data)"
+    if node.grad_text == "—":  # not differentiated: the data, a number inside the loss
+        grad = "(no gradient)"
     elif node.grad is None:
         grad = f"d{root}/d{node.name}: {node.grad_text}"
     else:
