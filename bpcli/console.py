@@ -246,11 +246,12 @@ def print_graph(console: Console, graph: Any) -> None:
     for node in sorted((n for n in nodes if shares[n.id]), key=lambda n: (-shares[n.id][-1].dst, -n.id)):
         for edge in shares[node.id]:
             dst = nodes[edge.dst]
-            if edge.contribution is None:
-                backward.add_row(f"d{root}/d{node.name} ⟵ via {dst.name}", edge.local_text, node.grad_text)
+            chain = f"d{root}/d{node.name} ⟵ d{root}/d{dst.name} · ∂{dst.name}/∂{node.name}"
+            if edge.contribution is None:  # a tensor's gradient: the local derivative is a matrix or a vector
+                partial = edge.local_text.replace("∂", f"∂{dst.name}/∂{node.name}", 1)
+                backward.add_row(chain, partial, node.grad_text)
             else:
-                backward.add_row(f"d{root}/d{node.name} ⟵ d{root}/d{dst.name} · ∂{dst.name}/∂{node.name}",
-                                 f"{_number(dst.grad)} × {_number(edge.local)}", _number(edge.contribution))
+                backward.add_row(chain, f"{_number(dst.grad)} × {_number(edge.local)}", _number(edge.contribution))
         if len(shares[node.id]) > 1:  # a node used more than once: its gradient adds up every use's share
             parts = [e.contribution for e in shares[node.id]]
             total = "" if None in parts else _sum(parts)

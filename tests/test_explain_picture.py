@@ -76,6 +76,8 @@ def test_shapes_in_the_picture_and_the_table_leave_out_the_member_dimension():
     assert "(1, " not in text
     result = cli("explain", CONFIGS / "mlp.yaml", "--set", "model.hidden=[12,7]", "--out", "m.png")
     assert "200×12, norm" in result.stdout and "7×12, norm" in result.stdout and "(1, " not in result.stdout
+    # A tensor's row of the chain rule reads like a number's, the local derivative named.
+    assert "dL/dW2 ⟵ dL/dv4 · ∂v4/∂W2     ∂v4/∂W2 is a matrix" in result.stdout
 
 
 def test_a_deep_mlp_folds_into_bands_that_each_fit_the_width():
