@@ -254,34 +254,45 @@ def print_grad_checks(console: Console, checks: list[Any], kind: str) -> None:
 
 def print_graph(console: Console, graph: Any) -> None:
     """`bpcli explain`: the forward pass, the chain rule with numbers, and the update."""
+    from rich.markup import escape
+    from rich.text import Text
+
+    def heading(text: str) -> None:  # a line of its own: a table's title would wrap with its width
+        console.print(Text(text, style="bold"), soft_wrap=True)
+
     nodes = graph.nodes
     root = nodes[graph.loss].name
-    forward = Table(title=f"Forward pass: {graph.title}", box=box.SIMPLE_HEAD)
+    leaf_words = {"param": "variable" if graph.formula else "parameter", "input": "data", "const": "constant"}
+    heading(f"Forward pass: {graph.title}")
+    forward = Table(box=box.SIMPLE_HEAD)
     for header in ("node", "operation", "value", f"d{root}/d(node)"):
         forward.add_column(header, justify="left" if header in ("node", "operation") else "right")
     for node in nodes:
-        if node.op is None:
-            operation = {"param": "parameter", "input": "data", "const": "constant"}[node.kind]
-        else:
-            operation = node.expression
-        forward.add_row(node.name, operation, node.value_text, node.grad_text)
+        forward.add_row(node.name, node.expression if node.op is not None else leaf_words[node.kind],
+                        escape(node.value_text), node.grad_text)  # "[sample 0]" is not markup
     console.print(forward)
 
-    backward = Table(title=f"Backward pass: the chain rule, from {root} back to the parameters",
-                     box=box.SIMPLE_HEAD)
+    heading(f"Backward pass: the chain rule, from {root} back to the {'variables' if graph.formula else 'parameters'}")
+    backward = Table(box=box.SIMPLE_HEAD)
     for header in ("gradient", "= upstream × local", "= value"):
         backward.add_column(header, justify="left" if header == "gradient" else "right")
-    for edge in sorted(graph.edges, key=lambda e: -e.dst):
-        src, dst = nodes[edge.src], nodes[edge.dst]
-        if edge.local is None or dst.grad is None:
-            if edge.local_text:
-                backward.add_row(f"d{root}/d{src.name} ⟵ via {dst.name}", edge.local_text, src.grad_text)
-            continue
-        backward.add_row(
-            f"d{root}/d{src.name} ⟵ d{root}/d{dst.name} · ∂{dst.name}/∂{src.name}",
-            f"{dst.grad:.6g} × {edge.local:.6g}",
-            f"{edge.contribution:.6g}",
-        )
+    # From the loss back, each node once its gradient is complete: after its earliest use.
+    shares = {n.id: sorted((e for e in graph.edges if e.src == n.id and e.local_text), key=lambda e: -e.dst)
+              for n in nodes}
+    for node in sorted((n for n in nodes if shares[n.id]), key=lambda n: (-shares[n.id][-1].dst, -n.id)):
+        for edge in shares[node.id]:
+            dst = nodes[edge.dst]
+            chain = f"d{root}/d{node.name} ⟵ d{root}/d{dst.name} · ∂{dst.name}/∂{node.name}"
+            if edge.contribution is None:  # a tensor's gradient: the local derivative is a matrix or a vector
+                partial = edge.local_text.replace("∂", f"∂{dst.name}/∂{node.name}", 1)
+                backward.add_row(chain, partial, node.grad_text)
+            else:
+                backward.add_row(chain, f"{_number(dst.grad)} × {_number(edge.local)}", _number(edge.contribution))
+        if len(shares[node.id]) > 1:  # a node used more than once: its gradient adds up every use's share
+            parts = [e.contribution for e in shares[node.id]]
+            total = "" if None in parts else _sum(parts)
+            backward.add_row(f"d{root}/d{node.name} = the sum of its {len(parts)} shares", total,
+                             node.grad_text, style="bold")
     console.print(backward)
     if graph.sample is not None:
         console.print(f"Per-sample values are shown for sample {graph.sample} of {graph.samples}; a "
@@ -289,16 +300,30 @@ def print_graph(console: Console, graph: Any) -> None:
     params = [n for n in nodes if n.kind == "param"]
     for node in params:
         values = node.full_grad or []
-        shown = ", ".join(f"{v:.6g}" for v in values[:4]) + (" …" if len(values) > 4 else "")
+        shown = ", ".join(_number(v) for v in values[:4]) + (" …" if len(values) > 4 else "")
         console.print(f"d{root}/d{node.name} = {shown}", soft_wrap=True)
     if graph.update:
-        update = Table(title="Update: θ ← θ − lr·dL/dθ", box=box.SIMPLE_HEAD)
+        heading("Update: θ ← θ − lr·dL/dθ")
+        update = Table(box=box.SIMPLE_HEAD)
         for header in ("θ", "before", "dL/dθ", "lr", "after", "training gave"):
             update.add_column(header, justify="left" if header == "θ" else "right")
         for u in graph.update[:16]:
             update.add_row(u["param"], f"{u['before']:.8g}", f"{u['grad']:.8g}", f"{u['lr']:g}",
                            f"{u['before'] - u['lr'] * u['grad']:.8g}", f"{u['after']:.8g}")
         console.print(update)
+
+
+def _number(value: float) -> str:
+    """A number of the explain tables: 6 significant digits, and 0 rather than -0."""
+    return f"{value + 0.0:.6g}"
+
+
+def _sum(parts: list[float]) -> str:
+    """Shares written as a sum, `40 + 30 − 8 − 16`."""
+    text = _number(parts[0])
+    for part in parts[1:]:
+        text += f" − {_number(-part)}" if part < 0 else f" + {_number(part)}"
+    return text
 
 
 def print_sweep(console: Console, result: Any) -> None:
