@@ -302,7 +302,15 @@ def print_graph(console: Console, graph: Any) -> None:
         values = node.full_grad or []
         shown = ", ".join(_number(v) for v in values[:4]) + (" …" if len(values) > 4 else "")
         console.print(f"d{root}/d{node.name} = {shown}", soft_wrap=True)
-    if graph.update:
+    if graph.update and graph.rule:  # momentum, Adam, weight decay: the optimizer's own step
+        heading(f"Update, {graph.rule}")
+        update = Table(box=box.SIMPLE_HEAD)
+        for header in ("θ", "before", "dL/dθ", "lr", "after"):
+            update.add_column(header, justify="left" if header == "θ" else "right")
+        for u in graph.update[:16]:
+            update.add_row(u["param"], f"{u['before']:.8g}", f"{u['grad']:.8g}", f"{u['lr']:g}", f"{u['after']:.8g}")
+        console.print(update)
+    elif graph.update:
         heading("Update: θ ← θ − lr·dL/dθ")
         update = Table(box=box.SIMPLE_HEAD)
         for header in ("θ", "before", "dL/dθ", "lr", "after", "training gave"):

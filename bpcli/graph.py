@@ -109,6 +109,8 @@ class Graph:
     update: list[dict[str, Any]] = field(default_factory=list)
     """For a training step: w ← w − lr·dL/dw with before/after values, for each parameter's
     first SHOWN_VALUES values."""
+    rule: str = ""
+    """The update rule of that step, when it is not plain gradient descent (e.g. momentum)."""
     formula: bool = False
     """Whether this is the graph of an --expr formula, whose leaves are its variables."""
 
@@ -430,7 +432,8 @@ def explain_config(config: Any, step: int | None = None, sample: int | None = No
     from bpcli.lifecycle import build
 
     trainer = build(config).trainer
-    per_sample = trainer.steps_per_epoch > 1
+    per_sample = trainer.batch(0)["y"].numel() == 1  # one sample per step
+    mini_batches = not per_sample and trainer.steps_per_epoch > 1
     if per_sample and sample is not None:
         if sample >= trainer.steps_per_epoch:
             raise BpcliError(f"--sample {sample} is out of range: this data has samples 0 to "
@@ -445,7 +448,26 @@ def explain_config(config: Any, step: int | None = None, sample: int | None = No
         trainer.step(batch_index(trainer, earlier))
     index = batch_index(trainer, step)
     title = f"{config.kind}, step {step}" + (f" (sample {index})" if per_sample else "")
-    return explain_step(trainer, index, None if per_sample else sample, config.train.lr, title)
+    if mini_batches:
+        title += f" (batch {index + 1} of {trainer.steps_per_epoch} in epoch {(step - 1) // trainer.steps_per_epoch + 1})"
+    graph = explain_step(trainer, index, None if per_sample else sample, config.train.lr, title)
+    graph.rule = _update_rule(config.train)
+    return graph
+
+
+def _update_rule(train: Any) -> str:
+    """The update of a step in symbols, when it is more than θ ← θ − lr·dL/dθ."""
+    decay = f"g = dL/dθ + {train.weight_decay:g}·θ; " if train.weight_decay else ""
+    g = "g" if decay else "dL/dθ"
+    if train.optimizer == "adam":
+        b1, b2 = train.betas
+        square = "g²" if decay else "(dL/dθ)²"
+        return (f"adam: {decay}m ← {b1:g}·m + {1 - b1:g}·{g}, v ← {b2:g}·v + {1 - b2:g}·{square}, "
+                f"θ ← θ − lr·m̂/(√v̂ + {train.eps:g}) with m̂, v̂ corrected for their start at 0")
+    if train.momentum:
+        step = f"θ ← θ − lr·({g} + {train.momentum:g}·v)" if train.nesterov else "θ ← θ − lr·v"
+        return f"sgd with {'Nesterov ' if train.nesterov else ''}momentum: {decay}v ← {train.momentum:g}·v + {g}, {step}"
+    return f"sgd with weight decay: {decay}θ ← θ − lr·g" if decay else ""
 
 
 # --------------------------------------------------------------------------- formulas and programs

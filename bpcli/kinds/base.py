@@ -191,6 +191,8 @@ class Batches:
         low, high = index * self.size, min(self.samples, (index + 1) * self.size)
         if not self.shuffle:
             return {"x": self.x[:, low:high], "y": self.y[:, low:high]}
+        if self.epoch == 0:  # asked for a batch before any epoch began: the first epoch's
+            self.start_epoch(1)
         chosen = self.order[:, low:high]  # (K, B): the samples of this batch, per member
         return {"x": _take(self.x, chosen), "y": _take(self.y, chosen)}
 
