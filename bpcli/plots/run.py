@@ -289,7 +289,7 @@ def _landscape_plot(record: RunRecord) -> tuple[str, Any]:
     """The loss over (w, b), or over w alone, with the path gradient descent took."""
     surface = landscape(record)
     path = descent(record, "tab:red") if surface else None
-    if surface is None or path is None or not _drawable(surface, [path]):
+    if surface is None or path is None or not landscape_drawable(surface, [path]):
         return "landscape", None  # no closed form, a diverged path or data too large to draw a surface over
     fig, axes = figure()
     ax = axes[0][0]
@@ -361,8 +361,10 @@ def draw_landscape(ax: Any, surface: Surface, paths: list[Descent],
         ys = path.points[1] if len(path.points) > 1 else surface.loss(xs, 0.0)
         xs, ys = _thin(xs), _thin(ys)
         many = len(xs) > 400
-        ax.plot(xs, ys, "-" if many else ".-", color=path.colour, markersize=3.5, linewidth=1.3,
-                path_effects=edge, zorder=4, label=path.label)
+        # A diverged path is dashed: its steps jump across (and out of) the panel.
+        ax.plot(xs, ys, marker=None if many else ".", color=path.colour, markersize=3.5, linewidth=1.3,
+                linestyle="--" if path.diverged is not None else "-", path_effects=edge, zorder=4,
+                label=path.label)
         ax.scatter([xs[0]], [ys[0]], s=55, facecolor="white", edgecolor=path.colour, linewidth=1.8, zorder=5)
         ax.scatter([xs[-1]], [ys[-1]], s=70 if path.diverged is not None else 45, color=path.colour,
                    marker="X" if path.diverged is not None else "o", edgecolor="white", linewidth=0.8, zorder=5)
@@ -403,7 +405,8 @@ def _thin(values: Any, most: int = 2000) -> Any:
     return values[np.unique(np.linspace(0, len(values) - 1, most).round().astype(int))]
 
 
-def _drawable(surface: Surface, paths: list[Descent]) -> bool:
+def landscape_drawable(surface: Surface, paths: list[Descent]) -> bool:
+    """Whether every path, the optimum and the loss along the paths are finite numbers a figure can place."""
     import numpy as np
 
     points = [*(v for p in paths for v in p.points), np.array(surface.optimum)]
@@ -430,6 +433,7 @@ REPLAYED_STEPS = 200_000
 
 def descent(record: RunRecord, colour: Any, label: str | None = None) -> Descent | None:
     """The path a run's parameters took, from their initial values on; None if not a line's.
+    `label` names it in a legend (default: "path of (w, b), every step" or "…, logged steps").
 
     metrics.csv holds the logged steps only (every 500th in exp2). Between two logged
     steps, plain gradient descent on data.csv is replayed in float64, one step at a time:
@@ -448,14 +452,14 @@ def descent(record: RunRecord, colour: Any, label: str | None = None) -> Descent
     steps = record.metrics["step"]
     logged = [np.array(record.metrics[n], dtype=float) for n in names]
     diverged = (summary.get("divergence") or {}).get("step")
-    label = label or ("path of " + (", ".join(names) if len(names) == 1 else f"({', '.join(names)})"))
+    path = "path of " + (names[0] if len(names) == 1 else f"({', '.join(names)})")
     if None in start:
-        return Descent(label + ", logged steps", logged, False, colour, diverged)
+        return Descent(label or f"{path}, logged steps", logged, False, colour, diverged)
     points = [np.concatenate([[s], v]) for s, v in zip(start, logged)]
     replayed = _replay(record, names, [0, *steps], np.array(points).T)
     if replayed is None:
-        return Descent(label + ", logged steps", points, False, colour, diverged)
-    return Descent(label + ", every step", list(replayed.T), True, colour, diverged)
+        return Descent(label or f"{path}, logged steps", points, False, colour, diverged)
+    return Descent(label or f"{path}, every step", list(replayed.T), True, colour, diverged)
 
 
 def _replay(record: RunRecord, names: list[str], steps: list[float], logged: Any) -> Any:

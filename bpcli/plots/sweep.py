@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from bpcli.errors import RunDirError
-from bpcli.plots.common import figure, finish, save
+from bpcli.plots.common import figure, finish, readable_log_axis, save
 from bpcli.rundir.sweep import SweepRecord, read_losses, read_sweep
 
 SWEEP_LINES = 200
@@ -64,6 +64,8 @@ def _losses_figure(record: SweepRecord, steps: Any, losses: Any, fmt: str) -> Pa
         ax.set_yscale("log")
     finish(ax, "step", "training loss", f"Sweep: {info['members']} {info['kind']} runs trained as one batch",
            log=log)
+    if log:
+        readable_log_axis(ax)
     if colour_key or not every:
         ax.legend(fontsize="small", loc="lower left")  # loss curves fall: that corner stays clear
     path = record.path / f"losses.{fmt}"
@@ -98,19 +100,22 @@ def _lr_figure(record: SweepRecord, fmt: str) -> Path:
         std = float(a["final_loss_std"]) if a["final_loss_std"] else 0.0
         name = ", ".join(f"{k.split('.')[-1]}={a[k]}" for k in others) or "mean ± std over seeds"
         groups.setdefault(name, []).append((float(a["train.lr"]), mean, std))
+    lost = sorted({p[0] for points in groups.values() for p in points if not math.isfinite(p[1])})
     for name, points in groups.items():
         points.sort()
         xs = [p[0] for p in points if math.isfinite(p[1])]
         ax.errorbar(xs, [p[1] for p in points if math.isfinite(p[1])],
                     yerr=[p[2] for p in points if math.isfinite(p[1])], marker="o", capsize=3, label=name)
-        for lr, mean, _ in points:
-            if not math.isfinite(mean):
-                ax.axvline(lr, color="red", linestyle=":", linewidth=1)
+    for i, lr in enumerate(lost):  # a learning rate at which every seed diverged has no mean to draw
+        ax.axvline(lr, color="red", linestyle=":", linewidth=1.2,
+                   label="every seed diverged" if i == 0 else None)
     ax.set_xscale("log")
-    if any(0 < p[1] < math.inf for points in groups.values() for p in points):
+    log = any(0 < p[1] < math.inf for points in groups.values() for p in points)
+    if log:
         ax.set_yscale("log")
-    finish(ax, "learning rate", "final training loss",
-           "Final loss against learning rate (red: every seed diverged)", log=True)
-    ax.legend(fontsize="small")
+    finish(ax, "learning rate", "final training loss", "Final loss against learning rate", log=True)
+    if log:
+        readable_log_axis(ax)
+    ax.legend(fontsize="small", loc="best")
     path = record.path / f"lr.{fmt}"
     return save(fig, path)
