@@ -20,17 +20,13 @@ from bpcli.rundir.run import RunRecord, read_run
 def draw_plots(run_dir: str | Path, fmt: str = "png") -> list[Path]:
     """Draw every plot a run supports into its directory; return the files written."""
     record = read_run(run_dir)
-    return _draw(record, [_loss_plot, _fit_plot, _params_plot, _landscape_plot, _residuals_plot], fmt)
+    return [save(fig, record.path / f"{name}.{fmt}") for name, fig in figures(record)]
 
 
-def _draw(record: RunRecord, makers: list[Any], fmt: str) -> list[Path]:
-    written = []
-    for maker in makers:
-        name, fig = maker(record)
-        if fig is not None:
-            path = record.path / f"{name}.{fmt}"
-            written.append(save(fig, path))
-    return written
+def figures(record: RunRecord) -> list[tuple[str, Any]]:
+    """Every figure a run supports, by name (loss, fit, params, landscape, residuals), drawn, not saved."""
+    made = [maker(record) for maker in (_loss_plot, _fit_plot, _params_plot, _landscape_plot, _residuals_plot)]
+    return [(name, fig) for name, fig in made if fig is not None]
 
 
 def _loss_plot(record: RunRecord) -> tuple[str, Any]:

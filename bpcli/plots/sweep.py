@@ -24,6 +24,12 @@ def draw_sweep(directory: str | Path, fmt: str = "png",
     `history` is what metrics.csv holds, [(step, [loss of each member])]: a sweep that has
     just trained passes it instead of having its file read back.
     """
+    return [save(fig, Path(directory) / f"{name}.{fmt}") for name, fig in sweep_figures(directory, history)]
+
+
+def sweep_figures(directory: str | Path,
+                  history: list[tuple[int, list[float]]] | None = None) -> list[tuple[str, Any]]:
+    """A sweep's figures by name ("losses", and "lr" when lr varies), drawn, not saved."""
     import numpy as np
 
     record = read_sweep(directory)
@@ -32,15 +38,15 @@ def draw_sweep(directory: str | Path, fmt: str = "png",
     else:
         steps, losses = np.array([s for s, _ in history], float), np.array([v for _, v in history], float)
     try:
-        written = [_losses_figure(record, steps, losses, fmt)]
+        made = [("losses", _losses_figure(record, steps, losses))]
         if "train.lr" in record.info["grid"]:
-            written.append(_lr_figure(record, fmt))
+            made.append(("lr", _lr_figure(record)))
     except (KeyError, ValueError, TypeError) as exc:  # a file that parsed but does not hold a sweep
         raise RunDirError(f"{record.path}: a sweep file is corrupt ({type(exc).__name__}: {exc})") from None
-    return written
+    return made
 
 
-def _losses_figure(record: SweepRecord, steps: Any, losses: Any, fmt: str) -> Path:
+def _losses_figure(record: SweepRecord, steps: Any, losses: Any) -> Any:
     import numpy as np
     from matplotlib import colormaps
 
@@ -68,8 +74,7 @@ def _losses_figure(record: SweepRecord, steps: Any, losses: Any, fmt: str) -> Pa
         readable_log_axis(ax)
     if colour_key or not every:
         ax.legend(fontsize="small", loc="lower left")  # loss curves fall: that corner stays clear
-    path = record.path / f"losses.{fmt}"
-    return save(fig, path)
+    return fig
 
 
 def _draw_members(ax: Any, steps: Any, curves: Any, colour: Any, label: str | None, every: bool) -> None:
@@ -90,7 +95,7 @@ def _draw_members(ax: Any, steps: Any, curves: Any, colour: Any, label: str | No
             label=f"{label + ': ' if label else ''}median of {curves.shape[1]}, band 5–95 %")
 
 
-def _lr_figure(record: SweepRecord, fmt: str) -> Path:
+def _lr_figure(record: SweepRecord) -> Any:
     fig, axes = figure()
     ax = axes[0][0]
     others = [k for k in record.info["grid"] if k not in ("seed", "train.lr")]
@@ -117,5 +122,4 @@ def _lr_figure(record: SweepRecord, fmt: str) -> Path:
     if log:
         readable_log_axis(ax)
     ax.legend(fontsize="small", loc="best")
-    path = record.path / f"lr.{fmt}"
-    return save(fig, path)
+    return fig
