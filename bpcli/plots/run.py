@@ -466,37 +466,37 @@ def _replay(record: RunRecord, names: list[str], steps: list[float], logged: Any
     lr, epochs = record.summary.get("lr"), record.metrics.get("epoch", [])
     if not isinstance(lr, (int, float)) or not epochs or steps[-1] > REPLAYED_STEPS or steps[-1] < 1:
         return None
-    x = np.array([row[0] for row in record.data_x], dtype=float)
-    y = np.array(record.data_y, dtype=float)
+    # Plain Python floats: a step is a few multiplications, which numpy would make slower.
+    x, y, n = [row[0] for row in record.data_x], list(record.data_y), len(record.data_y)
+    bias = 1.0 if len(names) == 2 else 0.0
     if all(s == e for s, e in zip(steps[1:], epochs)):
         # Full batch: dL/dw = 2·mean((w·x + b − y)·x), dL/db = 2·mean(w·x + b − y).
-        sxx, sx, sxy, sy = (x * x).mean(), x.mean(), (x * y).mean(), y.mean()
-        bias = 1.0 if len(names) == 2 else 0.0
+        sxx, sx = math.fsum(v * v for v in x) / n, math.fsum(x) / n
+        sxy, sy = math.fsum(u * v for u, v in zip(x, y)) / n, math.fsum(y) / n
 
-        def step(theta: Any, _: int) -> Any:
-            w, b = theta[0], theta[1] if len(theta) > 1 else 0.0
-            grad = [2 * (w * sxx + b * sx - sxy), 2 * bias * (w * sx + b - sy)]
-            return theta - lr * np.array(grad[:len(theta)])
-    elif names == ["w"] and all(math.ceil(s / len(x)) == e for s, e in zip(steps[1:], epochs)):
+        def step(w: float, b: float, _: int) -> tuple[float, float]:
+            return w - lr * 2 * (w * sxx + b * sx - sxy), b - lr * 2 * bias * (w * sx + b - sy)
+    elif names == ["w"] and all(math.ceil(s / n) == e for s, e in zip(steps[1:], epochs)):
         # One sample per step, in data order: dL/dw = 2·x_i·(w·x_i − y_i).
-        def step(theta: Any, s: int) -> Any:
-            xi, yi = x[(s - 1) % len(x)], y[(s - 1) % len(x)]
-            return theta - lr * 2 * xi * (theta * xi - yi)
+        def step(w: float, b: float, s: int) -> tuple[float, float]:
+            xi, yi = x[(s - 1) % n], y[(s - 1) % n]
+            return w - lr * 2 * xi * (w * xi - yi), b
     else:
         return None
-    rows = [logged[0]]
-    with np.errstate(over="ignore", invalid="ignore"):
-        for (a, start), (b, end) in zip(zip(steps, logged), zip(steps[1:], logged[1:])):
-            theta = start
-            for s in range(int(a) + 1, int(b) + 1):
-                theta = step(theta, s)
-                rows.append(theta)
-            # The run trained in float32 (or float64): a stretch that replays the same
-            # updates ends within rounding of the logged values, far closer than it moved.
-            moved, missed = np.abs(end - start).max(), np.abs(theta - end).max()
-            if not missed <= 1e-3 * moved + 1e-5 * (1 + np.abs(end).max()):
-                return None
-    return np.array(rows)
+    rows = [(float(logged[0][0]), float(logged[0][1]) if bias else 0.0)]
+    for (a, begin), (b_step, end) in zip(zip(steps, logged), zip(steps[1:], logged[1:])):
+        w, b = float(begin[0]), float(begin[1]) if bias else 0.0
+        for s in range(int(a) + 1, int(b_step) + 1):
+            w, b = step(w, b, s)
+            rows.append((w, b))
+        # The run trained in float32 (or float64): a stretch that replays the same
+        # updates ends within rounding of the logged values, far closer than it moved.
+        reached = np.array([w, b][:len(names)])
+        with np.errstate(over="ignore", invalid="ignore"):
+            moved, missed = np.abs(end - begin).max(), np.abs(reached - end).max()
+        if not missed <= 1e-3 * moved + 1e-5 * (1 + np.abs(end).max()):
+            return None
+    return np.array(rows)[:, :len(names)]
 
 
 def _line_loss(record: RunRecord) -> Callable[[Any, Any], Any]:
