@@ -147,6 +147,8 @@ def _shared_landscape(records: list[RunRecord], labels: list[str], colours: list
     if any(r.data_x != records[0].data_x or r.data_y != records[0].data_y for r in records):
         return None, [], "the runs were trained on different data, so on different loss surfaces"
     paths = [descent(r, colour, label) for r, colour, label in zip(records, colours, labels)]
+    for i, path in enumerate(paths):  # runs that take the same path (only lr differs) stay visible
+        path.width = 1.3 + 1.6 * (len(paths) - 1 - i)
     if not landscape_drawable(surfaces[0], paths):
         return None, [], "a path or the surface holds values too large to draw"
     return surfaces[0], paths, None

@@ -324,6 +324,8 @@ class Descent:
     colour: Any
     diverged: int | None = None
     """The step at which the run diverged, if it did: its path ends there."""
+    width: float = 1.3
+    """The line's width: paths that coincide stay visible when the earlier are drawn wider."""
 
 
 def landscape(record: RunRecord) -> Surface | None:
@@ -351,14 +353,14 @@ def draw_landscape(ax: Any, surface: Surface, paths: list[Descent],
     else:
         _loss_contours(ax, surface, limits)
     # A white edge keeps a path readable on every colour of the surface beneath it.
-    edge = [patheffects.withStroke(linewidth=3, foreground="white")]
     for path in paths:
+        edge = [patheffects.withStroke(linewidth=path.width + 1.7, foreground="white")]
         xs = path.points[0]
         ys = path.points[1] if len(path.points) > 1 else surface.loss(xs, 0.0)
         xs, ys = _thin(xs), _thin(ys)
         many = len(xs) > 400
         # A diverged path is dashed: its steps jump across (and out of) the panel.
-        ax.plot(xs, ys, marker=None if many else ".", color=path.colour, markersize=3.5, linewidth=1.3,
+        ax.plot(xs, ys, marker=None if many else ".", color=path.colour, markersize=3.5, linewidth=path.width,
                 linestyle="--" if path.diverged is not None else "-", path_effects=edge, zorder=4,
                 label=path.label)
         ax.scatter([xs[0]], [ys[0]], s=55, facecolor="white", edgecolor=path.colour, linewidth=1.8, zorder=5)
