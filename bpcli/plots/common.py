@@ -29,15 +29,16 @@ def figure(rows: int = 1, cols: int = 1, size: tuple[float, float] = (7, 4.5),
     return fig, axes
 
 
-def save(fig: Any, path: Path) -> Path:
-    """Write a figure; a RunDirError, in one line, when the file cannot be written."""
+def save(fig: Any, path: Path, elsewhere: str = "copy the run directory elsewhere") -> Path:
+    """Write a figure; a RunDirError, in one line, when the file cannot be written
+    (`elsewhere`: the last way out the message offers)."""
     from bpcli.errors import RunDirError
 
     try:
         fig.savefig(path)
     except OSError as exc:
         raise RunDirError(f"{path}: cannot be written ({exc.strerror or exc}); make its folder writable "
-                          "(or free some space), or copy the run directory elsewhere") from None
+                          f"(or free some space), or {elsewhere}") from None
     return path
 
 

@@ -36,7 +36,7 @@ def compare(run_dirs: list[Path], out: Path) -> tuple[Path, list[str]]:
     if out.suffix.lstrip(".") not in FORMATS:
         raise BpcliError(f"{out}: give a file ending in .png, .svg or .pdf")
     fig, notes = compare_figure([read_run(d) for d in run_dirs])
-    return save(fig, out), notes
+    return save(fig, out, elsewhere="choose another --out"), notes
 
 
 def compare_figure(records: list[RunRecord]) -> tuple[Any, list[str]]:
@@ -68,7 +68,10 @@ def compare_figure(records: list[RunRecord]) -> tuple[Any, list[str]]:
     if surface is not None:
         ax = axes.pop(0)
         draw_landscape(ax, surface, paths)
-        ax.set_title("Descent paths" + ("" if all(p.every_step for p in paths) else " (· logged steps only)"))
+        ax.set_title("Descent paths")
+        joined = [r.path.name for r, p in zip(records, paths) if not p.every_step]
+        if joined:
+            notes.append(f"descent paths drawn through the logged steps only: {', '.join(joined)}")
     if extra:
         fig.axes[0].add_line(Line2D([], [], linestyle="", marker="X", color="black", label="where it diverged"))
     handles: dict[str, Any] = {}

@@ -92,6 +92,8 @@ def _draw_loss(ax: Any, record: RunRecord, best: float | None, gap: bool) -> Non
         ax.axvline(diverged, color="red", linestyle="--", linewidth=1.2, label=f"diverged at step {diverged}")
     if xs or diverged is not None:
         ax.legend(loc="best")
+    else:
+        ax.text(0.5, 0.5, "no finite, positive loss logged", transform=ax.transAxes, ha="center", va="center")
     finish(ax, "", "loss (squared error)", "", log=bool(xs))
     if xs:
         readable_log_axis(ax)
