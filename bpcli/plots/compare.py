@@ -41,12 +41,15 @@ def compare(run_dirs: list[Path], out: Path) -> tuple[Path, list[str]]:
 
 def compare_figure(records: list[RunRecord]) -> tuple[Any, list[str]]:
     """The figure of `bpcli compare`, and its notes on the panels left out."""
+    from matplotlib import colormaps
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
     labels = _labels(records)
-    colours = [f"C{i % 10}" for i in range(len(records))]
+    # Ten distinct colours; up to twenty from a palette of pairs; beyond that they repeat.
+    palette = colormaps["tab10" if len(records) <= 10 else "tab20"]
+    colours = [palette(i % palette.N) for i in range(len(records))]
     notes: list[str] = []
     fit_skipped = _fit_skipped(records)
     if fit_skipped:

@@ -528,7 +528,10 @@ def _loss_curve(ax: Any, surface: Surface, limits: tuple[float, float]) -> None:
 
     ws = np.linspace(*limits, 400)
     # L(w) = mean over the samples of (w·x − y)²: the loss one epoch descends.
-    ax.plot(ws, surface.loss(ws, 0.0), color="tab:blue", linewidth=1.5, label="L(w) = mean((w·x − y)²)")
+    curve = surface.loss(ws, 0.0)
+    ax.plot(ws, curve, color="0.25", linewidth=1.5, label="L(w) = mean((w·x − y)²)")
+    top = float(curve.max()) or 1.0  # 0 only where every point of the data is (0, 0)
+    ax.set_ylim(-0.05 * top, 1.08 * top)  # the curve's own range: a diverged path leaves the panel
     ax.set_xlabel("w")
     ax.set_ylabel("loss")
 
