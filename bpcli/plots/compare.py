@@ -155,6 +155,9 @@ def _shared_landscape(records: list[RunRecord], labels: list[str], colours: list
     paths = [descent(r, colour, label) for r, colour, label in zip(records, colours, labels)]
     for i, path in enumerate(paths):  # runs that take the same path (only lr differs) stay visible
         path.width = 1.3 + 1.6 * (len(paths) - 1 - i)
+    empty = [r.path.name for r, p in zip(records, paths) if not len(p.points[0])]
+    if empty:
+        return None, [], f"no step of {', '.join(empty)} was logged"
     if not landscape_drawable(surfaces[0], paths):
         return None, [], "a path or the surface holds values too large to draw"
     return surfaces[0], paths, None

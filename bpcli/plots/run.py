@@ -36,7 +36,7 @@ def _loss_plot(record: RunRecord) -> tuple[str, Any]:
     gap = best is not None and _gap_matters(record, best)
     fig, axes = figure(2 if gap else 1, 1, size=(7, 7 if gap else 4.5), sharex=True)
     ax = axes[0][0]
-    _draw_loss(ax, record, best, gap)
+    _draw_loss(ax, record, best)
     ax.set_title(title(record, "Loss"))
     if gap:
         _draw_gap(axes[1][0], record, best)
@@ -59,7 +59,7 @@ def _gap_matters(record: RunRecord, best: float) -> bool:
     return bool(losses) and bool(gaps) and best >= 1e-3 * min(losses)
 
 
-def _draw_loss(ax: Any, record: RunRecord, best: float | None, gap: bool) -> None:
+def _draw_loss(ax: Any, record: RunRecord, best: float | None) -> None:
     """The training (and validation) loss on a log axis, L* beside it, where the run diverged."""
     steps, losses = record.metrics.get("step", []), record.metrics.get("loss", [])
     xs, ys = positive(steps, losses)
@@ -409,6 +409,8 @@ def landscape_drawable(surface: Surface, paths: list[Descent]) -> bool:
     """Whether every path, the optimum and the loss along the paths are finite numbers a figure can place."""
     import numpy as np
 
+    if not all(len(p.points[0]) for p in paths):
+        return False  # nothing logged and no initial values: no path
     points = [*(v for p in paths for v in p.points), np.array(surface.optimum)]
     with np.errstate(over="ignore", invalid="ignore"):
         values = [surface.loss(p.points[0], p.points[1] if len(p.points) > 1 else 0.0) for p in paths]

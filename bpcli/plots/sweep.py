@@ -60,7 +60,8 @@ def _losses_figure(record: SweepRecord, steps: Any, losses: Any) -> Any:
     cmap = colormaps["viridis"]
     every = len(members) <= SWEEP_LINES
     for i, level in enumerate(levels):
-        colour = cmap(i / max(len(levels) - 1, 1)) if colour_key else "tab:blue"
+        # viridis up to 0.85: its last, palest yellow hardly shows on white
+        colour = cmap(0.85 * i / max(len(levels) - 1, 1)) if colour_key else "tab:blue"
         chosen = [k for k, m in enumerate(members) if colour_key is None or m[colour_key] == level]
         label = f"{colour_key.split('.')[-1]}={level}" if colour_key else None
         _draw_members(ax, steps, losses[:, chosen], colour, label, every)
