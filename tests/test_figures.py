@@ -40,6 +40,7 @@ EXPECTED = {
     "mlp.yaml": {"loss", "fit", "params"},
     "diabetes.yaml": {"loss", "fit", "params", "residuals"},
     "diverged": {"loss", "fit", "params", "landscape"},
+    "noisy": {"loss", "fit", "params", "landscape"},  # a gap panel, a shallow bowl
 }
 
 

@@ -557,7 +557,12 @@ def _loss_contours(ax: Any, surface: Surface, limits: list[tuple[float, float]])
     filled = ax.contourf(W, B, L, levels=levels, cmap="viridis", norm=norm, extend="min")
     ax.contour(W, B, L, levels=levels[::3], colors="white", linewidths=0.5, alpha=0.5)
     bar = ax.figure.colorbar(filled, ax=ax, label="loss L(w, b)")
-    powers = range(math.ceil(math.log10(low)), math.floor(math.log10(top)) + 1)
-    bar.set_ticks([10.0 ** k for k in powers], labels=["10" + str(k).translate(SUPERSCRIPT) for k in powers])
+    powers = range(math.floor(math.log10(low)), math.floor(math.log10(top)) + 1)
+    if top / low >= 1e3:  # 10ᵏ at every power
+        bar.set_ticks([10.0 ** k for k in powers if low <= 10.0 ** k <= top],
+                      labels=["10" + str(k).translate(SUPERSCRIPT) for k in powers if low <= 10.0 ** k <= top])
+    else:  # a shallow bowl (noisy data): 1, 2 and 5 in each decade, as plain numbers
+        ticks = [m * 10.0 ** k for k in powers for m in (1, 2, 5) if low <= m * 10.0 ** k <= top]
+        bar.set_ticks(ticks, labels=[sci(t, 2) for t in ticks])
     ax.set_xlabel("w")
     ax.set_ylabel("b")
