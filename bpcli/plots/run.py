@@ -3,6 +3,11 @@
 Figures are built with matplotlib's object API and saved through the Agg canvas, so no
 display or GUI backend is ever needed. The loss landscape is recomputed from data.csv
 with numpy (which matplotlib brings), so it too needs nothing but the run directory.
+
+`figures(record)` gives every figure unsaved. A landscape is drawn onto any Axes by
+`draw_landscape(ax, landscape(record), [descent(record, colour), …])`, which `bpcli
+compare` uses to overlay several runs' paths and an animation can call frame by frame
+(with fixed `limits`).
 """
 
 from __future__ import annotations
