@@ -409,3 +409,18 @@ def test_the_lr_figure_mentions_divergence_only_when_some_lr_diverged(swept):
     for fig in (some, none):
         assert "diverged" not in fig.axes[0].get_title()
     assert not any("diverged" in t for t in legend_texts(none))
+
+
+def test_long_feature_names_are_cut_in_the_middle_and_stay_apart(tmp_path, write_config):
+    from bpcli.config import Override, load_config
+
+    names = [f"blood_pressure_measured_at_visit_{i}" for i in range(3)]
+    rows = [",".join(names + ["y"])] + [f"{i},{i % 3},{i % 5},{2 * i}" for i in range(12)]
+    (tmp_path / "table.csv").write_text("\n".join(rows) + "\n")
+    path = write_config("kind: linear-gd\ndata: {source: csv, path: table.csv, target: y, standardize: features}\n"
+                        "train: {lr: 0.1, epochs: 20, log_every: 5}\n")
+    train(load_config(path, [Override(path="device", value="cpu", origin="test")]), tmp_path / "run", plots=False)
+    fig = dict(figures(read_run(tmp_path / "run")))["params"]
+    labels = [ax.get_ylabel() for ax in fig.axes if ax.get_visible() and ax.get_ylabel() != "b"]
+    assert labels == [f"w[blood_p…_visit_{i}]" for i in range(3)]
+    assert_readable(fig, "long names/params")

@@ -284,8 +284,17 @@ def _display_names(record: RunRecord, columns: list[str]) -> dict[str, str]:
         name, _, index = column.partition("[")
         i = int(index.rstrip("]")) if index.rstrip("]").isdigit() else (0 if not index else None)
         by_feature = csv and name == "w" and i is not None and i < len(features)
-        names[column] = f"w[{features[i]}]" if by_feature else column
+        feature = str(features[i]) if by_feature else ""
+        # A long column name is cut in its middle, where names of one table tend to agree:
+        # the label runs along a panel less than two inches tall.
+        half = FEATURE_NAME // 2
+        feature = feature if len(feature) <= FEATURE_NAME else f"{feature[:half - 1]}…{feature[-half:]}"
+        names[column] = f"w[{feature}]" if by_feature else column
     return names
+
+
+FEATURE_NAME = 16
+"""The most characters of a feature's name params.png writes (w[blood_p…_at_rest])."""
 
 
 def _landscape_plot(record: RunRecord) -> tuple[str, Any]:
