@@ -206,7 +206,25 @@ def test_a_narrow_log_axis_is_labelled_with_plain_numbers(drawn):
     labels = [t.get_text() for t in top.get_yticklabels() if t.get_text() and low <= t.get_position()[1] <= high]
     assert len(labels) >= 3
     for label in labels:
-        float(label)  # 0.5, 0.6, …: no 9×10⁻¹
+        float(label.replace("$\\mathdefault{", "").replace("}$", ""))  # 0.5, 0.6, …: no 9×10⁻¹
+    assert len(set(labels)) == len(labels)
+
+
+@pytest.mark.parametrize("low,high", [(0.47901, 0.47906), (3.1e-7, 3.4e-7), (2.0, 9.0)])
+def test_a_nearly_flat_loss_gets_ticks_that_tell_apart(low, high):
+    # A run that starts at its optimum: the loss moves in its fifth digit.
+    from bpcli.plots.common import figure, readable_log_axis
+
+    fig, axes = figure()
+    ax = axes[0][0]
+    ax.plot([1, 2, 3], [high, (low + high) / 2, low])
+    ax.set_yscale("log")
+    readable_log_axis(ax)
+    fig.canvas.draw()
+    shown = [t.get_text() for t in ax.get_yticklabels()
+             if t.get_text() and low <= t.get_position()[1] <= high]
+    assert len(shown) >= 3 and len(set(shown)) == len(shown)
+    assert_readable(fig, "flat loss")
 
 
 # --------------------------------------------------------------------------- fit.png

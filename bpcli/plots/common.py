@@ -126,7 +126,7 @@ def readable_log_axis(ax: Any) -> None:
     """
     import math
 
-    from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
+    from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter, ScalarFormatter
 
     lo, hi = ax.get_ylim()
     if not (0 < lo < hi < math.inf):
@@ -134,9 +134,13 @@ def readable_log_axis(ax: Any) -> None:
     decades = math.log10(hi / lo)
     if decades >= 3:
         return  # 10⁻³, 10⁻², … read well
-    locator = MaxNLocator(nbins=6) if decades < 1 else LogLocator(subs=(1.0, 2.0, 5.0))
-    ax.yaxis.set_major_locator(locator)
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: sci(v, 3) if v > 0 else ""))
+    if decades < 1:
+        # Evenly spaced ticks, with as many digits as tell them apart (0.47901, 0.47902, …).
+        ax.yaxis.set_major_locator(MaxNLocator(nbins=6))
+        ax.yaxis.set_major_formatter(ScalarFormatter(useOffset=False, useMathText=True))
+    else:
+        ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: sci(v, 3) if v > 0 else ""))
     ax.yaxis.set_minor_formatter(NullFormatter())
     ax.set_ylim(lo, hi)
 
