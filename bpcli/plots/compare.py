@@ -122,9 +122,11 @@ def _fit_panel(ax: Any, records: list[RunRecord], labels: list[str], colours: li
         ax.plot(*drawable(curve["x"], curve["y_pred"]), linewidth=1.5, color=colour, label=label)
     # The panel spans the data and the runs that did not diverge: a diverged run's line,
     # hundreds of units off, would flatten everything else; it leaves the panel instead.
+    # When every run diverged, the panel spans them all.
+    converged = [r for r in records if not r.summary.get("divergence")]
     kept = [v for r in records for v in drawable(r.data_y)[0]]
-    kept += [v for r in records if not r.summary.get("divergence") for v in drawable((r.curve or {})["y_pred"])[0]]
-    if kept:
+    kept += [v for r in converged for v in drawable((r.curve or {})["y_pred"])[0]]
+    if converged and kept:
         low, high = min(kept), max(kept)
         margin = max(high - low, 1e-9 * max(abs(low), abs(high)), 1e-12) * 0.08
         ax.set_ylim(low - margin, high + margin)
