@@ -31,6 +31,7 @@ RUNS = {
     "noisy": ("exp2.yaml", {"train__epochs": 600, "data__noise": 0.3, "data__true_b": -0.3}),
     "exp2-fast": ("exp2.yaml", {"train__epochs": 600, "train__lr": 0.05}),
     "exp2-start": ("exp2.yaml", {"train__epochs": 600, "model__init_w": 6.0, "model__init_b": -1.0}),
+    "exp1-sparse": ("exp1.yaml", {"train__epochs": 20, "train__log_every": 7}),
 }
 
 EXPECTED = {
@@ -315,9 +316,18 @@ def test_a_path_that_cannot_be_replayed_is_drawn_through_its_logged_steps(runs, 
 
 
 def test_per_sample_paths_are_replayed_too(runs):
-    record = read_run(runs / "exp1.yaml")
+    record = read_run(runs / "exp1-sparse")  # one update per sample, logged every 7th, across epochs
+    assert record.metrics["step"][:3] == [1, 7, 14]
     path = descent(record, "red")
-    assert path.every_step and len(path.points[0]) == 1 + 3 * EPOCHS
+    assert path.every_step and len(path.points[0]) == 1 + 3 * 20
+    for step, w in zip(record.metrics["step"], record.metrics["w"]):
+        assert path.points[0][int(step)] == pytest.approx(w, abs=1e-6)
+
+
+def test_a_run_logged_at_every_step_is_drawn_from_its_rows(runs):
+    record = read_run(runs / "exp1.yaml")  # log_every: 1
+    path = descent(record, "red")
+    assert path.every_step and list(path.points[0][1:]) == record.metrics["w"]
 
 
 def test_the_landscape_is_coloured_by_log_loss(drawn):

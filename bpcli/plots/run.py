@@ -472,6 +472,8 @@ def descent(record: RunRecord, colour: Any, label: str | None = None) -> Descent
     if None in start:
         return Descent(label or f"{path}, logged steps", logged, False, colour, diverged)
     points = [np.concatenate([[s], v]) for s, v in zip(start, logged)]
+    if all(b - a == 1 for a, b in zip([0, *steps], steps)):  # every step was logged
+        return Descent(label or f"{path}, every step", points, True, colour, diverged)
     replayed = _replay(record, names, [0, *steps], np.array(points).T)
     if replayed is None:
         return Descent(label or f"{path}, logged steps", points, False, colour, diverged)
@@ -503,18 +505,18 @@ def _replay(record: RunRecord, names: list[str], steps: list[float], logged: Any
             return w - lr * 2 * xi * (w * xi - yi), b
     else:
         return None
-    rows = [(float(logged[0][0]), float(logged[0][1]) if bias else 0.0)]
+    logged = [[float(v) for v in row] + [0.0] * (2 - len(row)) for row in logged]  # (w, b), b = 0 without one
+    rows = [tuple(logged[0])]
     for (a, begin), (b_step, end) in zip(zip(steps, logged), zip(steps[1:], logged[1:])):
-        w, b = float(begin[0]), float(begin[1]) if bias else 0.0
+        w, b = begin
         for s in range(int(a) + 1, int(b_step) + 1):
             w, b = step(w, b, s)
             rows.append((w, b))
         # The run trained in float32 (or float64): a stretch that replays the same
         # updates ends within rounding of the logged values, far closer than it moved.
-        reached = np.array([w, b][:len(names)])
-        with np.errstate(over="ignore", invalid="ignore"):
-            moved, missed = np.abs(end - begin).max(), np.abs(reached - end).max()
-        if not missed <= 1e-3 * moved + 1e-5 * (1 + np.abs(end).max()):
+        moved = max(abs(end[0] - begin[0]), abs(end[1] - begin[1]))
+        missed = max(abs(w - end[0]), abs(b - end[1]))
+        if not missed <= 1e-3 * moved + 1e-5 * (1 + max(abs(end[0]), abs(end[1]))):
             return None
     return np.array(rows)[:, :len(names)]
 
