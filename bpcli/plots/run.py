@@ -373,7 +373,7 @@ def draw_landscape(ax: Any, surface: Surface, paths: list[Descent],
         edge = [patheffects.withStroke(linewidth=path.width + 1.7, foreground="white")]
         xs = path.points[0]
         ys = path.points[1] if len(path.points) > 1 else surface.loss(xs, 0.0)
-        xs, ys = _thin(xs), _thin(ys)
+        xs, ys = _thin(np.asarray(xs), np.asarray(ys))
         many = len(xs) > 400
         # A diverged path is dashed: its steps jump across (and out of) the panel.
         ax.plot(xs, ys, marker=None if many else ".", color=path.colour, markersize=3.5, linewidth=path.width,
@@ -410,13 +410,20 @@ def landscape_limits(surface: Surface, paths: list[Descent]) -> list[tuple[float
             for i in range(len(surface.names))]
 
 
-def _thin(values: Any, most: int = 2000) -> Any:
-    """At most `most` points of a long path, evenly spaced, the first and the last kept."""
+def _thin(xs: Any, ys: Any, most: int = 2000) -> tuple[Any, Any]:
+    """At most about `most` points of a long path, evenly spaced along its length (where
+    it moves fast, many; where it creeps, few), the first and the last kept."""
     import numpy as np
 
-    if len(values) <= most:
-        return values
-    return values[np.unique(np.linspace(0, len(values) - 1, most).round().astype(int))]
+    if len(xs) <= most:
+        return xs, ys
+    with np.errstate(invalid="ignore", divide="ignore"):
+        # Distances in each axis's own units: w and b may differ in scale.
+        scale = [np.ptp(v) or 1.0 for v in (xs, ys)]
+        length = np.concatenate([[0.0], np.cumsum(np.hypot(np.diff(xs) / scale[0], np.diff(ys) / scale[1]))])
+    keep = np.unique(np.concatenate([[0, len(xs) - 1],
+                                     np.searchsorted(length, np.linspace(0, length[-1], most)).clip(0, len(xs) - 1)]))
+    return xs[keep], ys[keep]
 
 
 def landscape_drawable(surface: Surface, paths: list[Descent]) -> bool:
