@@ -31,7 +31,7 @@ LABEL_LENGTH = 60
 
 
 def compare(run_dirs: list[Path], out: Path) -> tuple[Path, list[str]]:
-    """Draw several runs on one figure; return the file written and a note for each panel left out."""
+    """Draw several runs on one figure; return the file written and its notes (see compare_figure)."""
     out = Path(out)
     if out.suffix.lstrip(".") not in FORMATS:
         raise BpcliError(f"{out}: give a file ending in .png, .svg or .pdf")
@@ -40,7 +40,8 @@ def compare(run_dirs: list[Path], out: Path) -> tuple[Path, list[str]]:
 
 
 def compare_figure(records: list[RunRecord]) -> tuple[Any, list[str]]:
-    """The figure of `bpcli compare`, and its notes on the panels left out."""
+    """The figure of `bpcli compare`, and its notes: the panels left out, and why; the runs
+    whose descent path joins only their logged steps."""
     from matplotlib import colormaps
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -65,7 +66,7 @@ def compare_figure(records: list[RunRecord]) -> tuple[Any, list[str]]:
     fig = Figure(figsize=(width, 5.2), dpi=110, layout="constrained")
     FigureCanvasAgg(fig)
     axes = list(fig.subplots(1, panels, squeeze=False)[0])
-    extra = _loss_panel(axes.pop(0), records, labels, colours)
+    diverged = _loss_panel(axes.pop(0), records, labels, colours)
     if not fit_skipped:
         _fit_panel(axes.pop(0), records, labels, colours)
     if surface is not None:
@@ -75,7 +76,7 @@ def compare_figure(records: list[RunRecord]) -> tuple[Any, list[str]]:
         joined = [r.path.name for r, p in zip(records, paths) if not p.every_step]
         if joined:
             notes.append(f"descent paths drawn through the logged steps only: {', '.join(joined)}")
-    if extra:
+    if diverged:
         fig.axes[0].add_line(Line2D([], [], linestyle="", marker="X", color="black", label="where it diverged"))
     handles: dict[str, Any] = {}
     for ax in fig.axes:
