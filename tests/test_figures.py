@@ -452,3 +452,16 @@ def test_long_feature_names_are_cut_in_the_middle_and_stay_apart(tmp_path, write
     labels = [ax.get_ylabel() for ax in fig.axes if ax.get_visible() and ax.get_ylabel() != "b"]
     assert labels == [f"w[blood_p…_visit_{i}]" for i in range(3)]
     assert_readable(fig, "long names/params")
+
+
+def test_the_losses_figure_marks_members_that_diverged(swept):
+    import csv
+
+    members = list(csv.DictReader((swept / "some" / "summary.csv").open()))
+    diverged = [m for m in members if m["status"] == "diverged"]
+    assert diverged and len(diverged) < len(members)
+    fig = dict(sweep_figures(swept / "some"))["losses"]
+    crosses = [c for c in fig.axes[0].collections if c.get_offsets().shape[0] and type(c).__name__ == "PathCollection"]
+    assert sum(len(c.get_offsets()) for c in crosses) == len(diverged)
+    assert "diverged (its last loss)" in legend_texts(fig)
+    assert "diverged (its last loss)" not in legend_texts(dict(sweep_figures(swept / "none"))["losses"])

@@ -49,6 +49,8 @@ def sweep_figures(directory: str | Path,
 def _losses_figure(record: SweepRecord, steps: Any, losses: Any) -> Any:
     import numpy as np
     from matplotlib import colormaps
+    from matplotlib.collections import LineCollection
+    from matplotlib.lines import Line2D
 
     info, members = record.info, record.members
     losses[~((losses > 0) & np.isfinite(losses))] = np.nan  # a log scale cannot show them
@@ -65,6 +67,9 @@ def _losses_figure(record: SweepRecord, steps: Any, losses: Any) -> Any:
         chosen = [k for k, m in enumerate(members) if colour_key is None or m[colour_key] == level]
         label = f"{colour_key.split('.')[-1]}={level}" if colour_key else None
         _draw_members(ax, steps, losses[:, chosen], colour, label, every)
+        if every:
+            _mark_diverged(ax, steps, losses, [k for k in chosen if members[k].get("status") == "diverged"],
+                           colour)
     ax.autoscale_view()
     log = bool(np.isfinite(losses).any())  # a log scale needs one positive value; all-diverged has none
     if log:
@@ -73,9 +78,29 @@ def _losses_figure(record: SweepRecord, steps: Any, losses: Any) -> Any:
            log=log)
     if log:
         readable_log_axis(ax)
-    if colour_key or not every:
-        ax.legend(fontsize="small", loc="lower left")  # loss curves fall: that corner stays clear
+    crosses = bool(ax.collections) and any(len(c.get_offsets()) and not isinstance(c, LineCollection)
+                                           for c in ax.collections)
+    if crosses:
+        ax.add_line(Line2D([], [], linestyle="", marker="X", color="black", label="diverged (its last loss)"))
+    if colour_key or not every or crosses:
+        # Loss curves fall: the lower left corner stays clear, unless crosses mark members
+        # that diverged at once; then the legend finds the emptiest corner.
+        ax.legend(fontsize="small", loc="best" if crosses else "lower left")
     return fig
+
+
+def _mark_diverged(ax: Any, steps: Any, losses: Any, diverged: list[int], colour: Any) -> None:
+    """A cross at the last drawable loss of each diverged member: a member whose loss
+    became NaN right after its first logged step has no line to show."""
+    import numpy as np
+
+    points = []
+    for k in diverged:
+        finite = np.flatnonzero(np.isfinite(losses[:, k]))
+        if finite.size:
+            points.append((steps[finite[-1]], losses[finite[-1], k]))
+    if points:
+        ax.scatter(*zip(*points), marker="X", s=50, color=colour, edgecolor="white", linewidth=0.6, zorder=4)
 
 
 def _draw_members(ax: Any, steps: Any, curves: Any, colour: Any, label: str | None, every: bool) -> None:
