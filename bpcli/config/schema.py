@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import sys
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
@@ -35,6 +35,27 @@ class TrainConfig(Section):
     log_every: int = Field(ge=1)
     """Record loss, parameters and gradients every this many steps (the first and last
     steps are always recorded)."""
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    """The update rule, with torch.optim's meaning: `sgd` (p ← p − lr·g, plus momentum,
+    nesterov and weight_decay when set) or `adam` (betas, eps, weight_decay)."""
+    momentum: float = Field(0.0, ge=0.0, lt=1.0)
+    """sgd only: heavy-ball momentum μ; the velocity v ← μ·v + g replaces g in the update."""
+    nesterov: bool = False
+    """sgd only: Nesterov's look-ahead, the update uses g + μ·v (needs momentum > 0)."""
+    weight_decay: float = Field(0.0, ge=0.0)
+    """L2 penalty λ added to every gradient as g + λ·p (sgd and adam)."""
+    betas: list[Annotated[float, Field(ge=0.0, lt=1.0)]] = Field(default_factory=lambda: [0.9, 0.999],
+                                                                  min_length=2, max_length=2)
+    """adam only: decay rates [β1, β2] of the running averages of g and g²."""
+    eps: float = Field(1e-8, gt=0.0)
+    """adam only: added to √v̂ in the denominator, for numerical stability."""
+    batch_size: int | None = Field(None, ge=1)
+    """Samples per update: 1 is per-sample SGD, the number of samples is full-batch
+    gradient descent, anything between is mini-batch SGD (the last batch of an epoch may be
+    smaller). null: the kind's own (1 for scalar-sgd, the full batch for the others)."""
+    shuffle: bool | None = None
+    """Visit the samples in a new seeded random order every epoch. null: true when
+    batch_size is set smaller than the data, false otherwise (the article's order)."""
     grad: Literal["manual", "autograd"]
     """How gradients are computed: `manual` by bpcli's hand-derived formulas, `autograd`
     by loss.backward()."""
@@ -50,6 +71,25 @@ class TrainConfig(Section):
     checkpoint_every: int = Field(0, ge=0)
     """Write checkpoint.pt every this many steps (0: only when the run ends or is
     interrupted). A run with a checkpoint can be resumed with `bpcli train --resume`."""
+
+
+    @model_validator(mode="after")
+    def _settings_of_the_optimizer(self) -> TrainConfig:
+        # A resolved config lists every setting, so only a value other than the default
+        # is a mistake.
+        own = {"sgd": ("momentum", "nesterov"), "adam": ("betas", "eps")}
+        other = "adam" if self.optimizer == "sgd" else "sgd"
+        fields = type(self).model_fields
+        misplaced = [name for name in own[other] if getattr(self, name) != fields[name].get_default(call_default_factory=True)]
+        if misplaced:
+            raise ValueError(
+                f"train.{misplaced[0]} is a setting of optimizer {other}, and this run uses "
+                f"{self.optimizer}: remove it, or set train.optimizer: {other}"
+            )
+        if self.nesterov and self.momentum == 0:
+            raise ValueError("train.nesterov needs momentum: set train.momentum above 0 (e.g. 0.9), "
+                             "or nesterov: false")
+        return self
 
 
 class LogConfig(Section):
