@@ -32,6 +32,8 @@ RUNS = {
     "exp2-fast": ("exp2.yaml", {"train__epochs": 600, "train__lr": 0.05}),
     "exp2-start": ("exp2.yaml", {"train__epochs": 600, "model__init_w": 6.0, "model__init_b": -1.0}),
     "exp1-sparse": ("exp1.yaml", {"train__epochs": 20, "train__log_every": 7}),
+    "adam": ("exp2.yaml", {"train__epochs": 600, "train__lr": 0.05, "train__optimizer": "adam"}),
+    "momentum": ("exp2.yaml", {"train__epochs": 600, "train__lr": 0.05, "train__momentum": 0.9}),
 }
 
 EXPECTED = {
@@ -365,15 +367,31 @@ def test_compare_labels_runs_by_the_settings_that_matter(runs, tmp_path):
     assert_readable(fig, "compare exp2 lr")
 
 
-def test_compare_names_a_new_optimizer_and_reads_older_runs_without_one(runs, tmp_path):
-    copy = tmp_path / "adam"
-    shutil.copytree(runs / "exp2.yaml", copy)
-    written = yaml.safe_load((copy / "config.yaml").read_text())
-    written["train"]["optimizer"] = "adam"
-    (copy / "config.yaml").write_text(yaml.safe_dump(written))
-    fig, _ = compare_figure([read_run(runs / "exp2.yaml"), read_run(copy)])
+def test_compare_of_optimizers_labels_them_and_overlays_their_paths(runs):
+    fig, notes = compare_figure(records(runs, "exp2-fast", "adam", "momentum"))
     texts = legend_texts(fig)
-    assert "exp2.yaml · optimizer=sgd" in texts and "adam · optimizer=adam" in texts
+    # lr is the same for all three: not in the labels; momentum only where it is on.
+    assert {"exp2-fast · optimizer=sgd", "adam · optimizer=adam", "momentum · optimizer=sgd, momentum=0.9"} <= set(texts)
+    # Plain gradient descent is replayed step by step; Adam and momentum are not: their
+    # paths join their logged steps, and a note says so.
+    assert notes == ["descent paths drawn through the logged steps only: adam, momentum"]
+    landscape = next(ax for ax in fig.axes if ax.get_title() == "Descent paths")
+    lines = {line.get_label().split(" · ")[0]: line for line in landscape.get_lines()}
+    assert len(lines["exp2-fast"].get_xdata()) == 601
+    assert len(lines["adam"].get_xdata()) == 1 + len(read_run(runs / "adam").metrics["step"])
+    assert_readable(fig, "compare optimizers")
+
+
+def test_compare_reads_runs_from_before_optimizers_as_plain_sgd(runs, tmp_path):
+    copy = tmp_path / "old"
+    shutil.copytree(runs / "exp2-fast", copy)
+    written = yaml.safe_load((copy / "config.yaml").read_text())
+    for key in ("optimizer", "momentum", "nesterov", "weight_decay", "betas", "eps", "batch_size", "shuffle"):
+        written["train"].pop(key, None)
+    (copy / "config.yaml").write_text(yaml.safe_dump(written))
+    fig, _ = compare_figure([read_run(copy), read_run(runs / "adam")])
+    texts = legend_texts(fig)
+    assert "old · optimizer=sgd" in texts and "adam · optimizer=adam" in texts
 
 
 def test_compare_puts_its_legend_outside_the_panels(runs):

@@ -22,6 +22,9 @@ KEY_SETTINGS = ("kind", "train.optimizer", "train.lr", "train.momentum", "train.
 DEFAULTS = {"train.optimizer": "sgd", "train.momentum": 0.0}
 """What a run whose config predates a key trained with (plain SGD, no momentum)."""
 
+UNUSED = {"train.momentum": 0.0}
+"""Values that mean a setting is off: left out of a run's label (no `momentum=0` beside adam)."""
+
 NEVER_LABELS = ("predict", "device", "train.log_every", "train.engine", "train.checkpoint_every",
                 "train.check_grad_every", "train.diverge_factor", "log.")
 """Settings that do not change what a run learns (or are too long to read in a legend)."""
@@ -157,7 +160,7 @@ def _shared_landscape(records: list[RunRecord], labels: list[str], colours: list
         return None, [], "the runs were trained on different data, so on different loss surfaces"
     paths = [descent(r, colour, label) for r, colour, label in zip(records, colours, labels)]
     for i, path in enumerate(paths):  # runs that take the same path (only lr differs) stay visible
-        path.width = 1.3 + 1.6 * (len(paths) - 1 - i)
+        path.width = 1.3 + min(3.0, 3.0 * (len(paths) - 1 - i) / max(len(paths) - 1, 1))
     empty = [r.path.name for r, p in zip(records, paths) if not len(p.points[0])]
     if empty:
         return None, [], f"no step of {', '.join(empty)} was logged"
@@ -210,7 +213,8 @@ def _labels(records: list[RunRecord]) -> list[str]:
                  and all(not isinstance(f.get(k), (list, dict)) for f in flats)]
     labels = []
     for record, flat in zip(records, flats):
-        parts = [f"{k.split('.')[-1]}={setting(flat[k])}" for k in keys if flat.get(k) is not None]
+        parts = [f"{k.split('.')[-1]}={setting(flat[k])}" for k in keys
+                 if flat.get(k) is not None and (k not in UNUSED or flat[k] != UNUSED[k])]
         label = " · ".join([record.path.name or str(record.path), ", ".join(parts)]) if parts else str(record.path)
         label = label if len(label) <= LABEL_LENGTH else label[:LABEL_LENGTH - 1] + "…"
         diverged = (record.summary.get("divergence") or {}).get("step")

@@ -374,7 +374,7 @@ def draw_landscape(ax: Any, surface: Surface, paths: list[Descent],
         xs = path.points[0]
         ys = path.points[1] if len(path.points) > 1 else surface.loss(xs, 0.0)
         xs, ys = _thin(np.asarray(xs), np.asarray(ys))
-        many = len(xs) > 400
+        many = len(xs) > 100  # a dot at each step while they can be told apart
         # A diverged path is dashed: its steps jump across (and out of) the panel.
         ax.plot(xs, ys, marker=None if many else ".", color=path.colour, markersize=3.5, linewidth=path.width,
                 linestyle="--" if path.diverged is not None else "-", path_effects=edge, zorder=4,
