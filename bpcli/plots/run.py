@@ -41,7 +41,7 @@ def _loss_plot(record: RunRecord) -> tuple[str, Any]:
     gap = best is not None and _gap_matters(record, best)
     fig, axes = figure(2 if gap else 1, 1, size=(7, 7 if gap else 4.5), sharex=True)
     ax = axes[0][0]
-    _draw_loss(ax, record, best)
+    _draw_loss(ax, record, best, gap)
     ax.set_title(title(record, "Loss"))
     if gap:
         _draw_gap(axes[1][0], record, best)
@@ -56,16 +56,19 @@ def _optimum_loss(record: RunRecord) -> float | None:
 
 
 def _gap_matters(record: RunRecord, best: float) -> bool:
-    # On noise-free data L* is ~1e-15 (rounding): L − L* is L itself, and a second panel
-    # would repeat the first. On noisy or real data L* is where the loss levels off, and
-    # L − L* shows the convergence the loss axis hides.
+    # On noise-free data L* is rounding, some 1e-15 of the data's scale ⟨y²⟩ (the loss of
+    # ŷ = 0): L − L* is L itself, and a second panel would repeat the first. On noisy or
+    # real data L* is where the loss levels off, and L − L* shows the convergence the
+    # loss axis hides. 1e-10 of ⟨y²⟩ lies far from both.
     _, losses = positive(record.metrics.get("step", []), record.metrics.get("loss", []))
-    gaps = [v - best for v in losses if v - best > 0]
-    return bool(losses) and bool(gaps) and best >= 1e-3 * min(losses)
+    ys = drawable(record.data_y)[0]
+    scale = sum(y * y for y in ys) / len(ys) if ys else 0.0
+    return any(v > best for v in losses) and best > 1e-10 * scale
 
 
-def _draw_loss(ax: Any, record: RunRecord, best: float | None) -> None:
-    """The training (and validation) loss on a log axis, L* beside it, where the run diverged."""
+def _draw_loss(ax: Any, record: RunRecord, best: float | None, gap: bool) -> None:
+    """The training (and validation) loss on a log axis, L* (a line where `gap`, the gap
+    panel, says it matters), where the run diverged."""
     steps, losses = record.metrics.get("step", []), record.metrics.get("loss", [])
     xs, ys = positive(steps, losses)
     if xs:
@@ -85,13 +88,14 @@ def _draw_loss(ax: Any, record: RunRecord, best: float | None) -> None:
             ax.plot(*positive(steps, record.metrics["val_loss"]), color="tab:red", linewidth=1.5,
                     label="validation loss")
         if best is not None:
-            # The optimum's loss is drawn only where it does not set the axis: on noise-free
-            # data it is rounding (1e-15, 1e-30), decades below anything the run reaches.
+            # The optimum's loss is drawn only where it is where the loss levels off (noisy
+            # or real data); on noise-free data it is rounding (1e-15, 1e-30), below
+            # anything the run reaches, and is only named, so that it does not set the axis.
             label = f"optimum's loss L* = {sci(best, 3)}"
-            if best >= min(ys) / 10:
+            if gap:
                 ax.axhline(best, color="green", linestyle=":", label=label)
             else:
-                ax.plot([], [], " ", label=f"{label} (far below)")
+                ax.plot([], [], " ", label=f"{label} (rounding, below the axis)")
     diverged = (record.summary.get("divergence") or {}).get("step")
     if diverged is not None:
         ax.axvline(diverged, color="red", linestyle="--", linewidth=1.2, label=f"diverged at step {diverged}")
