@@ -34,6 +34,11 @@ RUNS = {
     "exp1-sparse": ("exp1.yaml", {"train__epochs": 20, "train__log_every": 7}),
     "adam": ("exp2.yaml", {"train__epochs": 600, "train__lr": 0.05, "train__optimizer": "adam"}),
     "momentum": ("exp2.yaml", {"train__epochs": 600, "train__lr": 0.05, "train__momentum": 0.9}),
+    # Settings that make long titles
+    "minibatch": ("exp2.yaml", {"train__epochs": 20, "train__momentum": 0.9, "train__batch_size": 10,
+                                "train__log_every": 5}),
+    "csv-adam": ("diabetes.yaml", {"train__epochs": 5, "train__optimizer": "adam", "train__lr": 0.01,
+                                   "train__batch_size": 32}),
 }
 
 EXPECTED = {
@@ -44,6 +49,8 @@ EXPECTED = {
     "diabetes.yaml": {"loss", "fit", "params", "residuals"},
     "diverged": {"loss", "fit", "params", "landscape"},
     "noisy": {"loss", "fit", "params", "landscape"},  # a gap panel, a shallow bowl
+    "minibatch": {"loss", "fit", "params", "landscape"},
+    "csv-adam": {"loss", "fit", "params", "residuals"},
 }
 
 

@@ -51,13 +51,29 @@ def finish(ax: Any, xlabel: str, ylabel: str, heading: str, *, log: bool = False
     """
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.set_title(heading)
+    ax.set_title(heading, fontsize=title_size(heading, ax.figure.get_figwidth()))
     ax.grid(True, which="both" if log else "major", alpha=0.3)
 
 
 def title(record: RunRecord, what: str) -> str:
-    s = record.summary
-    return f"{what} — {s.get('kind')} (lr={setting(s.get('lr'))}, seed={s.get('seed')}, {s.get('status')})"
+    """A figure's title: what it shows, the kind, and the settings that shape the descent."""
+    s, train = record.summary, record.config.get("train") or {}
+    rule = [train["optimizer"]] if train.get("optimizer", "sgd") != "sgd" else []  # plain SGD goes unsaid
+    rule += [f"momentum={setting(train['momentum'])}"] if train.get("momentum") else []
+    rule += [f"batch_size={train['batch_size']}"] if train.get("batch_size") else []
+    settings = ", ".join([*rule, f"lr={setting(s.get('lr'))}", f"seed={s.get('seed')}", str(s.get("status"))])
+    return f"{what} — {s.get('kind')} ({settings})"
+
+
+def title_size(text: str, width: float) -> str:
+    """The largest font in which a title fits across a figure `width` inches wide (a
+    character of a large font is about 0.085 inch wide, of a medium one 0.071): a run's
+    settings (optimizer, momentum, batch size) can make its title long."""
+    longest = max((len(line) for line in text.splitlines()), default=0)
+    for size, inches in (("large", 0.085), ("medium", 0.071)):
+        if longest * inches <= 0.92 * width:
+            return size
+    return "small"
 
 
 def setting(value: Any) -> str:

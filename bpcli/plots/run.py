@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from bpcli.plots.common import (SUPERSCRIPT, drawable, figure, finish, number, plus, positive, readable_log_axis,
-                                save, sci, span, title)
+                                save, sci, span, title, title_size)
 from bpcli.rundir.run import RunRecord, read_run
 
 
@@ -42,7 +42,8 @@ def _loss_plot(record: RunRecord) -> tuple[str, Any]:
     fig, axes = figure(2 if gap else 1, 1, size=(7, 7 if gap else 4.5), sharex=True)
     ax = axes[0][0]
     _draw_loss(ax, record, best, gap)
-    ax.set_title(title(record, "Loss"))
+    heading = title(record, "Loss")
+    ax.set_title(heading, fontsize=title_size(heading, fig.get_figwidth()))
     if gap:
         _draw_gap(axes[1][0], record, best)
     axes[-1][0].set_xlabel("step (parameter update)")
@@ -275,7 +276,8 @@ def _params_plot(record: RunRecord) -> tuple[str, Any]:
         ax.set_xlabel("step")
         ax.xaxis.set_tick_params(labelbottom=True)
     units = " (standardised units)" if record.summary.get("scaling") else ""
-    fig.suptitle(title(record, "Parameters" + units), y=1 - 0.12 / fig.get_figheight())
+    heading = title(record, "Parameters" + units)
+    fig.suptitle(heading, y=1 - 0.12 / fig.get_figheight(), fontsize=title_size(heading, fig.get_figwidth()))
     return "params", fig
 
 
@@ -310,7 +312,8 @@ def _landscape_plot(record: RunRecord) -> tuple[str, Any]:
     fig, axes = figure()
     ax = axes[0][0]
     draw_landscape(ax, surface, [path])
-    ax.set_title(title(record, "Loss landscape"))
+    heading = title(record, "Loss landscape")
+    ax.set_title(heading, fontsize=title_size(heading, fig.get_figwidth()))
     ax.legend(loc="best", fontsize="small")
     return "landscape", fig
 
