@@ -64,4 +64,6 @@ def test_params_plot_draws_every_parameter_of_a_many_feature_run():
     assert cli("train", CONFIGS / "diabetes.yaml", "--epochs", "20", "--no-plots").exit_code == 0
     name, fig = plots._params_plot(read_run("outputs/run1"))
     drawn = sorted(ax.get_ylabel() for ax in fig.axes if ax.get_visible())
-    assert drawn == sorted([f"w[{i}]" for i in range(10)] + ["b"])  # ten weights and the bias, no val_loss
+    # ten weights, each named by its column of the CSV file, and the bias; no val_loss
+    features = ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
+    assert drawn == sorted([f"w[{name}]" for name in features] + ["b"])

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -32,18 +33,36 @@ def plot(
 
 
 def compare(
-    run_dirs: Annotated[list[Path], typer.Argument(help="Two or more run directories.", show_default=False)],
-    out: Annotated[Path, typer.Option("--out", help="The figure to write (.png, .svg or .pdf).")] = Path(
-        "compare.png"
-    ),
+    run_dirs: Annotated[list[Path], typer.Argument(help="The run directories to draw together (two or more to compare).", show_default=False)],
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", help="The figure to write (.png, .svg or .pdf); default: outputs/compare<N>.png, the next "
+        "free N.", show_default=False)] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace the file already at --out.")] = False,
 ) -> None:
-    """Overlay the loss curves and fitted curves of several runs, labelled by what differs."""
+    """Overlay several runs' losses, fitted curves and, for runs on the same data, their
+    descent paths on one loss landscape; each run is labelled by the settings that differ."""
     from bpcli.errors import BpcliError
     from bpcli.plots import FORMATS, compare as draw
 
-    # A figure is never replaced silently, the default compare.png included. (A name with
-    # the wrong suffix is left to draw, which says so.)
-    if out.exists() and not force and out.suffix.lstrip(".") in FORMATS:
+    if out is None:
+        out = _next_compare()
+    # A figure is never replaced silently. (A name with the wrong suffix is left to draw,
+    # which says so.)
+    elif out.exists() and not force and out.suffix.lstrip(".") in FORMATS:
         raise BpcliError(f"{out}: already exists; write to --out NEW{out.suffix}, or add --force to replace it")
-    typer.echo(str(draw(run_dirs, out)))
+    if out.suffix.lstrip(".") in FORMATS:
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise BpcliError(f"{out.parent}: cannot create it ({exc.strerror}); choose another --out") from None
+    path, notes = draw(run_dirs, out)
+    typer.echo(str(path))
+    for note in notes:
+        typer.echo(f"note: {note}", err=True)
+
+
+def _next_compare(root: Path = Path("outputs")) -> Path:
+    """outputs/compare<N>.png, with N above that of every compare figure already there."""
+    taken = [int(m.group(1)) for p in (root.iterdir() if root.is_dir() else [])
+             if (m := re.fullmatch(r"compare(\d+)\.(png|svg|pdf)", p.name))]
+    return root / f"compare{max(taken, default=0) + 1}.png"

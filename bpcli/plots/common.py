@@ -14,30 +14,31 @@ FORMATS = ("png", "svg", "pdf")
 def figure(rows: int = 1, cols: int = 1, size: tuple[float, float] = (7, 4.5),
             sharex: bool = False):  # type: ignore[no-untyped-def]
     # Fixed margins rather than a layout engine: constrained layout measured every text
-    # and doubled the time `bpcli plot` spends drawing. The left margin, in inches, fits
-    # the longest tick labels a log axis writes (3.4×10⁻¹) beside the axis label; stacked
-    # panels (rows > 1) get their top and bottom in inches too, so a tall figure wastes none.
+    # and doubled the time `bpcli plot` spends drawing. The margins are in inches, so a
+    # short or a tall figure keeps room for its title, its tick labels and its axis labels:
+    # the left one fits the longest tick labels a log axis writes (3.4×10⁻¹) beside the
+    # axis label, the bottom one the tick labels and the x label under the lowest panel.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=size, dpi=110)
     FigureCanvasAgg(fig)
     axes = fig.subplots(rows, cols, squeeze=False, sharex=sharex)
-    fig.subplots_adjust(left=1.15 / size[0])
-    if rows > 1:
-        fig.subplots_adjust(top=1 - 0.45 / size[1], bottom=0.55 / size[1], hspace=0.2 if sharex else 0.35)
+    fig.subplots_adjust(left=1.15 / size[0], top=1 - 0.45 / size[1], bottom=0.6 / size[1],
+                        hspace=(0.2 if sharex else 0.35) if rows > 1 else None)
     return fig, axes
 
 
-def save(fig: Any, path: Path) -> Path:
-    """Write a figure; a RunDirError, in one line, when the file cannot be written."""
+def save(fig: Any, path: Path, elsewhere: str = "copy the run directory elsewhere") -> Path:
+    """Write a figure; a RunDirError, in one line, when the file cannot be written
+    (`elsewhere`: the last way out the message offers)."""
     from bpcli.errors import RunDirError
 
     try:
         fig.savefig(path)
     except OSError as exc:
         raise RunDirError(f"{path}: cannot be written ({exc.strerror or exc}); make its folder writable "
-                          "(or free some space), or copy the run directory elsewhere") from None
+                          f"(or free some space), or {elsewhere}") from None
     return path
 
 
@@ -50,13 +51,36 @@ def finish(ax: Any, xlabel: str, ylabel: str, heading: str, *, log: bool = False
     """
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.set_title(heading)
+    ax.set_title(heading, fontsize=title_size(heading, ax.figure.get_figwidth()))
     ax.grid(True, which="both" if log else "major", alpha=0.3)
 
 
 def title(record: RunRecord, what: str) -> str:
-    s = record.summary
-    return f"{what} — {s.get('kind')} (lr={s.get('lr')}, seed={s.get('seed')}, {s.get('status')})"
+    """A figure's title: what it shows, the kind, and the settings that shape the descent."""
+    s, train = record.summary, record.config.get("train") or {}
+    rule = [train["optimizer"]] if train.get("optimizer", "sgd") != "sgd" else []  # plain SGD goes unsaid
+    rule += [f"momentum={setting(train['momentum'])}"] if train.get("momentum") else []
+    rule += [f"batch_size={train['batch_size']}"] if train.get("batch_size") else []
+    settings = ", ".join([*rule, f"lr={setting(s.get('lr'))}", f"seed={s.get('seed')}", str(s.get("status"))])
+    return f"{what} — {s.get('kind')} ({settings})"
+
+
+def title_size(text: str, width: float) -> str:
+    """The largest font in which a title fits across a figure `width` inches wide (a
+    character of a large font is about 0.085 inch wide, of a medium one 0.071): a run's
+    settings (optimizer, momentum, batch size) can make its title long."""
+    longest = max((len(line) for line in text.splitlines()), default=0)
+    for size, inches in (("large", 0.085), ("medium", 0.071)):
+        if longest * inches <= 0.92 * width:
+            return size
+    return "small"
+
+
+def setting(value: Any) -> str:
+    """A config value as a label shows it: numbers to 6 significant digits, text as it is."""
+    if isinstance(value, float):
+        return number(value, 6)
+    return str(value)
 
 
 def positive(steps: list[float], values: list[float]) -> tuple[list[float], list[float]]:
@@ -93,6 +117,48 @@ def number(value: Any, digits: int = 4) -> str:
     if not isinstance(value, (int, float)) or value != value or abs(value) == float("inf"):
         return "—"
     return f"{value:.{digits}g}".replace("-", "−")
+
+
+SUPERSCRIPT = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
+"""Digits and the minus sign as superscripts: "10" + str(k).translate(SUPERSCRIPT) writes 10ᵏ."""
+
+
+def sci(value: Any, digits: int = 2) -> str:
+    """A value that may be tiny or huge, as a reader writes it: 0.479, 1.8×10⁻³⁰, '—' when unknown."""
+    text = number(value, digits)
+    if text == "—" or value == 0 or (1e-3 <= abs(value) < 1e5 and "e" not in text):
+        return text
+    mantissa, exponent = f"{value:.{digits - 1}e}".split("e")
+    power = "10" + str(int(exponent)).translate(SUPERSCRIPT)
+    mantissa = mantissa.rstrip("0").rstrip(".").replace("-", "−")
+    return power if mantissa == "1" else ("−" + power if mantissa == "−1" else f"{mantissa}×{power}")
+
+
+def readable_log_axis(ax: Any) -> None:
+    """Tick labels of a logarithmic y axis that read as numbers (0.5, 0.6, … or 0.01, 0.02,
+    0.05, …) where it spans fewer than three decades; matplotlib would write 9×10⁻¹.
+
+    Call it once the panel holds everything it draws: the ticks follow its limits.
+    """
+    import math
+
+    from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter, ScalarFormatter
+
+    lo, hi = ax.get_ylim()
+    if not (0 < lo < hi < math.inf):
+        return
+    decades = math.log10(hi / lo)
+    if decades >= 3:
+        return  # 10⁻³, 10⁻², … read well
+    if decades < 1:
+        # Evenly spaced ticks, with as many digits as tell them apart (0.47901, 0.47902, …).
+        ax.yaxis.set_major_locator(MaxNLocator(nbins=6))
+        ax.yaxis.set_major_formatter(ScalarFormatter(useOffset=False, useMathText=True))
+    else:
+        ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: sci(v, 3) if v > 0 else ""))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.set_ylim(lo, hi)
 
 
 def plus(value: float, digits: int = 4) -> str:

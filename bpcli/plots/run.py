@@ -3,36 +3,73 @@
 Figures are built with matplotlib's object API and saved through the Agg canvas, so no
 display or GUI backend is ever needed. The loss landscape is recomputed from data.csv
 with numpy (which matplotlib brings), so it too needs nothing but the run directory.
+
+`figures(record)` gives every figure unsaved. A landscape is drawn onto any Axes by
+`draw_landscape(ax, landscape(record), [descent(record, colour), …])`, which `bpcli
+compare` uses to overlay several runs' paths and an animation can call frame by frame
+(with fixed `limits`).
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from bpcli.plots.common import drawable, figure, finish, number, plus, positive, save, span, title
+from bpcli.plots.common import (SUPERSCRIPT, drawable, figure, finish, number, plus, positive, readable_log_axis,
+                                save, sci, span, title, title_size)
 from bpcli.rundir.run import RunRecord, read_run
 
 
 def draw_plots(run_dir: str | Path, fmt: str = "png") -> list[Path]:
     """Draw every plot a run supports into its directory; return the files written."""
     record = read_run(run_dir)
-    return _draw(record, [_loss_plot, _fit_plot, _params_plot, _landscape_plot, _residuals_plot], fmt)
+    return [save(fig, record.path / f"{name}.{fmt}") for name, fig in figures(record)]
 
 
-def _draw(record: RunRecord, makers: list[Any], fmt: str) -> list[Path]:
-    written = []
-    for maker in makers:
-        name, fig = maker(record)
-        if fig is not None:
-            path = record.path / f"{name}.{fmt}"
-            written.append(save(fig, path))
-    return written
+def figures(record: RunRecord) -> list[tuple[str, Any]]:
+    """Every figure a run supports, by name (loss, fit, params, landscape, residuals), drawn, not saved."""
+    made = [maker(record) for maker in (_loss_plot, _fit_plot, _params_plot, _landscape_plot, _residuals_plot)]
+    return [(name, fig) for name, fig in made if fig is not None]
 
 
 def _loss_plot(record: RunRecord) -> tuple[str, Any]:
-    fig, axes = figure()
+    """The loss of each logged step; where the optimum's loss is not negligible next to
+    it, a second panel with the gap to the optimum, L − L*, the part that can still go."""
+    best = _optimum_loss(record)
+    gap = best is not None and _gap_matters(record, best)
+    fig, axes = figure(2 if gap else 1, 1, size=(7, 7 if gap else 4.5), sharex=True)
     ax = axes[0][0]
+    _draw_loss(ax, record, best, gap)
+    heading = title(record, "Loss")
+    ax.set_title(heading, fontsize=title_size(heading, fig.get_figwidth()))
+    if gap:
+        _draw_gap(axes[1][0], record, best)
+    axes[-1][0].set_xlabel("step (parameter update)")
+    return "loss", fig
+
+
+def _optimum_loss(record: RunRecord) -> float | None:
+    """L*, the loss of the closed-form optimum (linear kinds), when known and finite."""
+    best = (record.summary.get("optimum") or {}).get("loss")
+    return float(best) if drawable([best])[0] and best >= 0 else None
+
+
+def _gap_matters(record: RunRecord, best: float) -> bool:
+    # On noise-free data L* is rounding, some 1e-15 of the data's scale ⟨y²⟩ (the loss of
+    # ŷ = 0): L − L* is L itself, and a second panel would repeat the first. On noisy or
+    # real data L* is where the loss levels off, and L − L* shows the convergence the
+    # loss axis hides. 1e-10 of ⟨y²⟩ lies far from both.
+    _, losses = positive(record.metrics.get("step", []), record.metrics.get("loss", []))
+    ys = drawable(record.data_y)[0]
+    scale = sum(y * y for y in ys) / len(ys) if ys else 0.0
+    return any(v > best for v in losses) and best > 1e-10 * scale
+
+
+def _draw_loss(ax: Any, record: RunRecord, best: float | None, gap: bool) -> None:
+    """The training (and validation) loss on a log axis, L* (a line where `gap`, the gap
+    panel, says it matters), where the run diverged."""
     steps, losses = record.metrics.get("step", []), record.metrics.get("loss", [])
     xs, ys = positive(steps, losses)
     if xs:
@@ -51,16 +88,37 @@ def _loss_plot(record: RunRecord) -> tuple[str, Any]:
         if "val_loss" in record.metrics:
             ax.plot(*positive(steps, record.metrics["val_loss"]), color="tab:red", linewidth=1.5,
                     label="validation loss")
-        best = (record.summary.get("optimum") or {}).get("loss")
-        if best is not None and best > 0:
-            ax.axhline(best, color="green", linestyle=":", label=f"optimum's loss {best:.3g}")
+        if best is not None:
+            # The optimum's loss is drawn only where it is where the loss levels off (noisy
+            # or real data); on noise-free data it is rounding (1e-15, 1e-30), below
+            # anything the run reaches, and is only named, so that it does not set the axis.
+            label = f"optimum's loss L* = {sci(best, 3)}"
+            if gap:
+                ax.axhline(best, color="green", linestyle=":", label=label)
+            else:
+                ax.plot([], [], " ", label=f"{label} (rounding, below the axis)")
     diverged = (record.summary.get("divergence") or {}).get("step")
     if diverged is not None:
         ax.axvline(diverged, color="red", linestyle="--", linewidth=1.2, label=f"diverged at step {diverged}")
     if xs or diverged is not None:
-        ax.legend(loc="upper right")
-    finish(ax, "step (parameter update)", "loss (squared error)", title(record, "Loss"), log=bool(xs))
-    return "loss", fig
+        ax.legend(loc="best")
+    else:
+        ax.text(0.5, 0.5, "no finite, positive loss logged", transform=ax.transAxes, ha="center", va="center")
+    finish(ax, "", "loss (squared error)", "", log=bool(xs))
+    if xs:
+        readable_log_axis(ax)
+
+
+def _draw_gap(ax: Any, record: RunRecord, best: float) -> None:
+    """The gap to the optimum, L − L*, on a log axis: what the training loss can still lose."""
+    steps, losses = record.metrics.get("step", []), record.metrics.get("loss", [])
+    xs, gaps = positive(steps, [v - best for v in losses])  # NaN and infinities stay out
+    ax.plot(xs, gaps, color="tab:blue", linewidth=1.2, marker="o" if len(xs) <= 20 else None,
+            label="training loss − optimum's loss")
+    ax.set_yscale("log")
+    ax.legend(loc="best")
+    finish(ax, "", "L − L*", "", log=True)
+    readable_log_axis(ax)
 
 
 def _line_label(params: dict[str, Any]) -> str | None:
@@ -110,6 +168,10 @@ def _residuals_plot(record: RunRecord) -> tuple[str, Any]:
     return "residuals", fig
 
 
+PREDICTION_LABELS = 4
+"""fit.png's legend names up to this many predictions; more are marked but only counted."""
+
+
 def _fit_plot(record: RunRecord) -> tuple[str, Any]:
     if record.data_x and len(record.data_x[0]) != 1:
         return _predicted_vs_actual(record) if record.fitted else ("fit", None)
@@ -138,12 +200,14 @@ def _fit_plot(record: RunRecord) -> tuple[str, Any]:
 
         if function in CURVES:
             ax.plot(grid, getattr(np, function)(grid), "k--", linewidth=1, label=f"true: y = {function}(x)")
-    for p in summary.get("predictions") or []:
-        if isinstance(p["x"], list) or summary.get("scaling") or not drawable([p["x"]], [p.get("y_pred")])[0]:
-            continue  # marked only where the plot's axes are the inputs' own units, and can be
-        ax.scatter([p["x"]], [p["y_pred"]], marker="x", s=60, color="tab:green", zorder=4)
-        ax.annotate(f"ŷ({number(p['x'], 6)}) = {number(p['y_pred'], 8)}", (p["x"], p["y_pred"]),
-                    textcoords="offset points", xytext=(-8, 8), ha="right")
+    # Predictions are marked only where the plot's axes are the inputs' own units, and can
+    # be; their values go in the legend, where no text can land on the title or the data.
+    marked = [p for p in summary.get("predictions") or [] if not isinstance(p["x"], list)
+              and not summary.get("scaling") and drawable([p["x"]], [p.get("y_pred")])[0]]
+    for i, p in enumerate(marked):
+        label = f"ŷ({number(p['x'], 6)}) = {number(p['y_pred'], 8)}" if len(marked) <= PREDICTION_LABELS else (
+            f"predictions at {len(marked)} inputs (summary.json)" if i == 0 else None)
+        ax.scatter([p["x"]], [p["y_pred"]], marker="x", s=60, color="tab:green", zorder=4, label=label)
     finish(ax, "x", "y", title(record, "Fit"))
     ax.legend(loc="best")
     return "fit", fig
@@ -176,58 +240,210 @@ def _params_plot(record: RunRecord) -> tuple[str, Any]:
         return "params", None
     cols = 1 if len(columns) <= 6 else 2
     rows = -(-len(columns) // cols)
-    fig, axes = figure(rows, cols, size=(7 * cols, 1.0 + 1.8 * rows), sharex=True)
+    fig, axes = figure(rows, cols, size=(7 * cols, 1.2 + 1.8 * rows), sharex=True)
     panels = [ax for row in axes for ax in row]
     for ax in panels[len(columns):]:
         ax.set_visible(False)
     steps = record.metrics["step"]
+    names = _display_names(record, columns)
+    # A panel spans at least a thousandth of the run's largest parameter: a value that
+    # only wanders by rounding (1e-7) is drawn as the flat line it is, its legend says by
+    # how much it moves, instead of rounding noise filling the panel.
+    floor = 1e-3 * max((abs(v) for c in columns for v in drawable(record.metrics[c])[0]), default=0.0)
     for ax, column in zip(panels, columns):
-        ax.plot(*drawable(steps, record.metrics[column]), color="tab:blue", linewidth=1.5, label=column)
+        values = drawable(steps, record.metrics[column])
+        moved = max(values[1]) - min(values[1]) if values[1] else 0.0
+        small = 0 < moved < floor
+        label = names[column] + (f" (moves only {sci(moved)})" if small else "")
+        ax.plot(*values, color="tab:blue", linewidth=1.5, label=label)
+        shown = list(values[1])
         true = _reference(record.summary, column, "true_params")
         best = _reference(record.summary, column, "optimum")
         if drawable([true])[0]:
-            ax.axhline(true, color="black", linestyle="--", linewidth=1, label=f"true {number(true, 6)}")
+            ax.axhline(true, color="black", linestyle="--", linewidth=1, label=f"true {sci(true, 6)}")
+            shown.append(true)
         if drawable([best])[0]:
-            ax.axhline(best, color="green", linestyle=":", linewidth=1.5, label=f"optimum {number(best, 6)}")
-        ax.set_ylabel(column)
+            ax.axhline(best, color="green", linestyle=":", linewidth=1.5, label=f"optimum {sci(best, 6)}")
+            shown.append(best)
+        if floor > 0 and shown and max(shown) - min(shown) < floor:
+            middle = (max(shown) + min(shown)) / 2
+            ax.set_ylim(middle - floor / 2, middle + floor / 2)
+        ax.ticklabel_format(axis="y", useOffset=False, useMathText=True)
+        ax.set_ylabel(names[column])
         ax.grid(True, alpha=0.3)
         ax.legend(loc="best", fontsize="small")
     for ax in panels[len(columns) - cols:len(columns)]:  # the lowest panel of each column
         ax.set_xlabel("step")
         ax.xaxis.set_tick_params(labelbottom=True)
-    fig.suptitle(title(record, "Parameters"), y=1 - 0.12 / fig.get_figheight())
+    units = " (standardised units)" if record.summary.get("scaling") else ""
+    heading = title(record, "Parameters" + units)
+    fig.suptitle(heading, y=1 - 0.12 / fig.get_figheight(), fontsize=title_size(heading, fig.get_figwidth()))
     return "params", fig
+
+
+def _display_names(record: RunRecord, columns: list[str]) -> dict[str, str]:
+    """Each column's name on its panel: a weight of CSV data by its feature (w[bmi], not w[2])."""
+    features = record.summary.get("features") or []
+    csv = (record.config.get("data") or {}).get("source") == "csv"
+    names = {}
+    for column in columns:
+        name, _, index = column.partition("[")
+        i = int(index.rstrip("]")) if index.rstrip("]").isdigit() else (0 if not index else None)
+        by_feature = csv and name == "w" and i is not None and i < len(features)
+        feature = str(features[i]) if by_feature else ""
+        # A long column name is cut in its middle, where names of one table tend to agree:
+        # the label runs along a panel less than two inches tall.
+        half = FEATURE_NAME // 2
+        feature = feature if len(feature) <= FEATURE_NAME else f"{feature[:half - 1]}…{feature[-half:]}"
+        names[column] = f"w[{feature}]" if by_feature else column
+    return names
+
+
+FEATURE_NAME = 16
+"""The most characters of a feature's name params.png writes (w[blood_p…_at_rest])."""
 
 
 def _landscape_plot(record: RunRecord) -> tuple[str, Any]:
     """The loss over (w, b), or over w alone, with the path gradient descent took."""
-    names = _line_params(record)
-    if not names:
-        return "landscape", None
-    path, optimum = _descent(record, names)
-    loss = _line_loss(record)
-    if not _landscape_drawable(loss, path, optimum):
-        return "landscape", None  # a diverged path or data too large to draw a surface over
+    surface = landscape(record)
+    path = descent(record, "tab:red") if surface else None
+    if surface is None or path is None or not landscape_drawable(surface, [path]):
+        return "landscape", None  # no closed form, a diverged path or data too large to draw a surface over
     fig, axes = figure()
     ax = axes[0][0]
-    if names == ["w"]:
-        _loss_curve(ax, loss, path[0], optimum[0])
-    else:
-        _loss_contours(ax, loss, path, optimum)
-    ax.set_title(title(record, "Loss landscape"))
+    draw_landscape(ax, surface, [path])
+    heading = title(record, "Loss landscape")
+    ax.set_title(heading, fontsize=title_size(heading, fig.get_figwidth()))
     ax.legend(loc="best", fontsize="small")
-    ax.grid(True, alpha=0.2)
     return "landscape", fig
 
 
-def _landscape_drawable(loss: Callable[[Any, Any], Any], path: list[Any], optimum: list[float]) -> bool:
+# --------------------------------------------------------------------------- landscape
+# Drawn onto any Axes, so that `bpcli compare` overlays several runs' paths on one
+# surface and an animation can draw it frame by frame.
+
+
+@dataclass
+class Surface:
+    """The loss of a line ŷ = w·x (+ b) on a run's data, as a function of its parameters."""
+
+    names: list[str]
+    """["w", "b"], or ["w"] for a line through the origin."""
+    loss: Callable[[Any, Any], Any]
+    """L(w, b) on numpy arrays (b is 0.0 for a line through the origin)."""
+    optimum: list[float]
+    """The closed-form least-squares optimum, one value per name."""
+
+
+@dataclass
+class Descent:
+    """One run's path across a Surface: its parameters' values, step by step."""
+
+    label: str
+    points: list[Any]
+    """One numpy array per name of the Surface, from the initial value on."""
+    every_step: bool
+    """True when `points` holds every step; False when only the logged ones."""
+    colour: Any
+    diverged: int | None = None
+    """The step at which the run diverged, if it did: its path ends there."""
+    width: float = 1.3
+    """The line's width: paths that coincide stay visible when the earlier are drawn wider."""
+
+
+def landscape(record: RunRecord) -> Surface | None:
+    """The run's loss surface, or None when its model is not a line of one input with a known optimum."""
+    names = _line_params(record)
+    if not names:
+        return None
+    optimum = [record.summary["optimum"][n][0] for n in names]
+    return Surface(names, _line_loss(record), optimum)
+
+
+def draw_landscape(ax: Any, surface: Surface, paths: list[Descent],
+                   limits: list[tuple[float, float]] | None = None) -> None:
+    """Draw the loss surface (a curve over w, or filled contours over (w, b)) and each
+    path across it: its steps, a hollow circle at its start, a dot at its end (a cross
+    where it diverged), the optimum as a star. `limits`, the range of each parameter
+    (default: the paths and the optimum, with a margin), keeps frames of an animation alike."""
+    import numpy as np
+    from matplotlib import patheffects
+    from matplotlib.lines import Line2D
+
+    limits = limits or landscape_limits(surface, paths)
+    if surface.names == ["w"]:
+        _loss_curve(ax, surface, limits[0])
+    else:
+        _loss_contours(ax, surface, limits)
+    # A white edge keeps a path readable on every colour of the surface beneath it.
+    for path in paths:
+        edge = [patheffects.withStroke(linewidth=path.width + 1.7, foreground="white")]
+        xs = path.points[0]
+        ys = path.points[1] if len(path.points) > 1 else surface.loss(xs, 0.0)
+        xs, ys = _thin(np.asarray(xs), np.asarray(ys))
+        many = len(xs) > 100  # a dot at each step while they can be told apart
+        # A diverged path is dashed: its steps jump across (and out of) the panel.
+        ax.plot(xs, ys, marker=None if many else ".", color=path.colour, markersize=3.5, linewidth=path.width,
+                linestyle="--" if path.diverged is not None else "-", path_effects=edge, zorder=4,
+                label=path.label)
+        ax.scatter([xs[0]], [ys[0]], s=55, facecolor="white", edgecolor=path.colour, linewidth=1.8, zorder=5)
+        ax.scatter([xs[-1]], [ys[-1]], s=70 if path.diverged is not None else 45, color=path.colour,
+                   marker="X" if path.diverged is not None else "o", edgecolor="white", linewidth=0.8, zorder=5)
+    opt_y = surface.optimum[1] if len(surface.optimum) > 1 else surface.loss(np.array(surface.optimum[0]), 0.0)
+    where = ", ".join(number(v, 4) for v in surface.optimum)
+    ax.scatter([surface.optimum[0]], [opt_y], marker="*", s=220, color="gold", edgecolor="black", zorder=6,
+               label=f"optimum ({where})" if len(surface.optimum) > 1 else f"optimum w* = {where}")
+    markers = [Line2D([], [], linestyle="", marker="o", markerfacecolor="white", markeredgecolor="black",
+                      label="start")]
+    if any(p.diverged is None for p in paths):
+        markers.append(Line2D([], [], linestyle="", marker="o", color="black", label="end"))
+    if any(p.diverged is not None for p in paths):
+        markers.append(Line2D([], [], linestyle="", marker="X", color="black", label="where it diverged"))
+    for marker in markers:
+        ax.add_line(marker)  # empty: seen only in the legend
+    ax.set_xlim(*limits[0])
+    if len(limits) > 1:
+        ax.set_ylim(*limits[1])
+    ax.grid(True, alpha=0.2)
+
+
+def landscape_limits(surface: Surface, paths: list[Descent]) -> list[tuple[float, float]]:
+    """The range of each parameter a landscape shows: the paths that did not diverge (all
+    of them if none converged) and the optimum, with a margin; a diverged path leaves it."""
     import numpy as np
 
-    points = [*path, np.array(optimum)]
+    kept = [p for p in paths if p.diverged is None] or paths
+    return [span(np.concatenate([*(p.points[i] for p in kept), [surface.optimum[i]]]))
+            for i in range(len(surface.names))]
+
+
+def _thin(xs: Any, ys: Any, most: int = 2000) -> tuple[Any, Any]:
+    """At most about `most` points of a long path, evenly spaced along its length (where
+    it moves fast, many; where it creeps, few), the first and the last kept."""
+    import numpy as np
+
+    if len(xs) <= most:
+        return xs, ys
+    with np.errstate(invalid="ignore", divide="ignore"):
+        # Distances in each axis's own units: w and b may differ in scale.
+        scale = [np.ptp(v) or 1.0 for v in (xs, ys)]
+        length = np.concatenate([[0.0], np.cumsum(np.hypot(np.diff(xs) / scale[0], np.diff(ys) / scale[1]))])
+    keep = np.unique(np.concatenate([[0, len(xs) - 1],
+                                     np.searchsorted(length, np.linspace(0, length[-1], most)).clip(0, len(xs) - 1)]))
+    return xs[keep], ys[keep]
+
+
+def landscape_drawable(surface: Surface, paths: list[Descent]) -> bool:
+    """Whether every path, the optimum and the loss along the paths are finite numbers a figure can place."""
+    import numpy as np
+
+    if not all(len(p.points[0]) for p in paths):
+        return False  # nothing logged and no initial values: no path
+    points = [*(v for p in paths for v in p.points), np.array(surface.optimum)]
     with np.errstate(over="ignore", invalid="ignore"):
-        values = loss(path[0], path[1] if len(path) > 1 else 0.0)
-        return all(len(drawable(list(p))[0]) == len(p) for p in points) and bool(np.isfinite(values).all()) \
-            and float(np.max(values)) < 1e300
+        values = [surface.loss(p.points[0], p.points[1] if len(p.points) > 1 else 0.0) for p in paths]
+        return all(len(drawable(list(v))[0]) == len(v) for v in points) \
+            and all(bool(np.isfinite(v).all()) and float(np.max(v)) < 1e300 for v in values)
 
 
 def _line_params(record: RunRecord) -> list[str]:
@@ -241,17 +457,82 @@ def _line_params(record: RunRecord) -> list[str]:
     return names
 
 
-def _descent(record: RunRecord, names: list[str]) -> tuple[list[Any], list[float]]:
-    """Each parameter's values along the descent (from its initial value, where recorded),
-    and its optimum."""
+REPLAYED_STEPS = 200_000
+"""The longest run whose path is drawn step by step (see `descent`); longer ones through their logged steps."""
+
+
+def descent(record: RunRecord, colour: Any, label: str | None = None) -> Descent | None:
+    """The path a run's parameters took, from their initial values on; None if not a line's.
+    `label` names it in a legend (default: "path of (w, b), every step" or "…, logged steps").
+
+    metrics.csv holds the logged steps only (every 500th in exp2). Between two logged
+    steps, plain gradient descent on data.csv is replayed in float64, one step at a time:
+    full-batch when the run made one update per epoch, per sample in data order when it
+    made one per sample. Where every replayed stretch ends on the next logged values, the
+    path is drawn through every step; where one does not (another optimizer, mini-batches,
+    momentum), or a value is missing, it is drawn through the logged steps alone.
+    """
     import numpy as np
 
+    names = _line_params(record)
+    if not names:
+        return None
     summary = record.summary
-    start = [(summary.get("initial_params") or {}).get(n, [None])[0] for n in names]
-    path = [list(record.metrics[n]) for n in names]
-    if None not in start:
-        path = [[s, *p] for s, p in zip(start, path)]
-    return [np.array(p) for p in path], [summary["optimum"][n][0] for n in names]
+    start = [((summary.get("initial_params") or {}).get(n) or [None])[0] for n in names]
+    steps = record.metrics["step"]
+    logged = [np.array(record.metrics[n], dtype=float) for n in names]
+    diverged = (summary.get("divergence") or {}).get("step")
+    path = "path of " + (names[0] if len(names) == 1 else f"({', '.join(names)})")
+    if None in start:
+        return Descent(label or f"{path}, logged steps", logged, False, colour, diverged)
+    points = [np.concatenate([[s], v]) for s, v in zip(start, logged)]
+    if all(b - a == 1 for a, b in zip([0, *steps], steps)):  # every step was logged
+        return Descent(label or f"{path}, every step", points, True, colour, diverged)
+    replayed = _replay(record, names, [0, *steps], np.array(points).T)
+    if replayed is None:
+        return Descent(label or f"{path}, logged steps", points, False, colour, diverged)
+    return Descent(label or f"{path}, every step", list(replayed.T), True, colour, diverged)
+
+
+def _replay(record: RunRecord, names: list[str], steps: list[float], logged: Any) -> Any:
+    """Every step's parameters (one row per step, from step 0), replayed from each logged
+    step to the next; None unless every stretch ends on the next logged values."""
+    import numpy as np
+
+    lr, epochs = record.summary.get("lr"), record.metrics.get("epoch", [])
+    if not isinstance(lr, (int, float)) or not epochs or steps[-1] > REPLAYED_STEPS or steps[-1] < 1:
+        return None
+    # Plain Python floats: a step is a few multiplications, which numpy would make slower.
+    x, y, n = [row[0] for row in record.data_x], list(record.data_y), len(record.data_y)
+    bias = 1.0 if len(names) == 2 else 0.0
+    if all(s == e for s, e in zip(steps[1:], epochs)):
+        # Full batch: dL/dw = 2·mean((w·x + b − y)·x), dL/db = 2·mean(w·x + b − y).
+        sxx, sx = math.fsum(v * v for v in x) / n, math.fsum(x) / n
+        sxy, sy = math.fsum(u * v for u, v in zip(x, y)) / n, math.fsum(y) / n
+
+        def step(w: float, b: float, _: int) -> tuple[float, float]:
+            return w - lr * 2 * (w * sxx + b * sx - sxy), b - lr * 2 * bias * (w * sx + b - sy)
+    elif names == ["w"] and all(math.ceil(s / n) == e for s, e in zip(steps[1:], epochs)):
+        # One sample per step, in data order: dL/dw = 2·x_i·(w·x_i − y_i).
+        def step(w: float, b: float, s: int) -> tuple[float, float]:
+            xi, yi = x[(s - 1) % n], y[(s - 1) % n]
+            return w - lr * 2 * xi * (w * xi - yi), b
+    else:
+        return None
+    logged = [[float(v) for v in row] + [0.0] * (2 - len(row)) for row in logged]  # (w, b), b = 0 without one
+    rows = [tuple(logged[0])]
+    for (a, begin), (b_step, end) in zip(zip(steps, logged), zip(steps[1:], logged[1:])):
+        w, b = begin
+        for s in range(int(a) + 1, int(b_step) + 1):
+            w, b = step(w, b, s)
+            rows.append((w, b))
+        # The run trained in float32 (or float64): a stretch that replays the same
+        # updates ends within rounding of the logged values, far closer than it moved.
+        moved = max(abs(end[0] - begin[0]), abs(end[1] - begin[1]))
+        missed = max(abs(w - end[0]), abs(b - end[1]))
+        if not missed <= 1e-3 * moved + 1e-5 * (1 + max(abs(end[0]), abs(end[1]))):
+            return None
+    return np.array(rows)[:, :len(names)]
 
 
 def _line_loss(record: RunRecord) -> Callable[[Any, Any], Any]:
@@ -273,41 +554,45 @@ def _line_loss(record: RunRecord) -> Callable[[Any, Any], Any]:
     return loss
 
 
-def _loss_curve(ax: Any, loss: Callable[[Any, Any], Any], w_path: Any, w_opt: float) -> None:
-    """A line through the origin, ŷ = w·x: the loss curve L(w) and the steps taken along it."""
+def _loss_curve(ax: Any, surface: Surface, limits: tuple[float, float]) -> None:
+    """A line through the origin, ŷ = w·x: the loss curve L(w), a parabola, on a linear axis."""
     import numpy as np
 
-    lo, hi = span(np.append(w_path, w_opt))
-    ws = np.linspace(lo, hi, 400)
+    ws = np.linspace(*limits, 400)
     # L(w) = mean over the samples of (w·x − y)²: the loss one epoch descends.
-    ax.plot(ws, loss(ws, 0.0), color="tab:blue", label="L(w) = mean((w·x − y)²)")
-    losses = loss(w_path, 0.0)
-    ax.plot(w_path, losses, ".-", color="tab:orange", markersize=4, linewidth=0.8, label="path of w")
-    ax.scatter([w_path[0]], [losses[0]], color="green", s=60, zorder=5, label="start")
-    ax.scatter([w_path[-1]], [losses[-1]], color="red", s=60, zorder=5, label="end")
-    ax.scatter([w_opt], [loss(w_opt, 0.0)], marker="*", s=200, color="gold",
-               edgecolor="black", zorder=6, label=f"optimum w* = {w_opt:.6g}")
+    curve = surface.loss(ws, 0.0)
+    ax.plot(ws, curve, color="0.25", linewidth=1.5, label="L(w) = mean((w·x − y)²)")
+    top = float(curve.max()) or 1.0  # 0 only where every point of the data is (0, 0)
+    ax.set_ylim(-0.05 * top, 1.08 * top)  # the curve's own range: a diverged path leaves the panel
     ax.set_xlabel("w")
     ax.set_ylabel("loss")
-    ax.set_yscale("symlog", linthresh=1e-3)
 
 
-def _loss_contours(ax: Any, loss: Callable[[Any, Any], Any], path: list[Any], opt: list[float]) -> None:
-    """A line with a bias, ŷ = w·x + b: contours of L(w, b) and the path (w, b) took across them."""
+def _loss_contours(ax: Any, surface: Surface, limits: list[tuple[float, float]]) -> None:
+    """A line with a bias, ŷ = w·x + b: the loss L(w, b) as filled contours."""
     import numpy as np
+    from matplotlib.colors import LogNorm
 
-    w_path, b_path = path
-    w_lo, w_hi = span(np.append(w_path, opt[0]))
-    b_lo, b_hi = span(np.append(b_path, opt[1]))
-    W, B = np.meshgrid(np.linspace(w_lo, w_hi, 200), np.linspace(b_lo, b_hi, 200))
-    L = loss(W, B)  # a bowl: contours at logarithmic levels
-    levels = np.geomspace(max(L.min(), 1e-8), L.max(), 20)
-    contours = ax.contour(W, B, L, levels=levels, cmap="viridis", linewidths=0.8)
-    ax.figure.colorbar(contours, ax=ax, label="loss", format="%.0e")
-    ax.plot(w_path, b_path, ".-", color="tab:orange", markersize=4, linewidth=1, label="path of (w, b)")
-    ax.scatter([w_path[0]], [b_path[0]], color="green", s=60, zorder=5, label="start")
-    ax.scatter([w_path[-1]], [b_path[-1]], color="red", s=60, zorder=5, label="end")
-    ax.scatter([opt[0]], [opt[1]], marker="*", s=200, color="gold", edgecolor="black", zorder=6,
-               label=f"optimum ({opt[0]:.4g}, {opt[1]:.4g})")
+    W, B = np.meshgrid(np.linspace(*limits[0], 200), np.linspace(*limits[1], 200))
+    L = surface.loss(W, B)
+    # A bowl whose floor is many decades below its rim: levels spaced evenly in log(L)
+    # over six decades below the highest, coloured by log(L) with viridis (perceptually
+    # uniform, dark in the valley), so every ring of the valley gets its own colour.
+    top = float(L.max())
+    low = max(float(L.min()), top * 1e-6)
+    levels = np.geomspace(low, top, 19) if top > low > 0 else None
+    if levels is None:
+        return
+    norm = LogNorm(low, top)
+    filled = ax.contourf(W, B, L, levels=levels, cmap="viridis", norm=norm, extend="min")
+    ax.contour(W, B, L, levels=levels[::3], colors="white", linewidths=0.5, alpha=0.5)
+    bar = ax.figure.colorbar(filled, ax=ax, label="loss L(w, b)")
+    powers = range(math.floor(math.log10(low)), math.floor(math.log10(top)) + 1)
+    if top / low >= 1e3:  # 10ᵏ at every power
+        bar.set_ticks([10.0 ** k for k in powers if low <= 10.0 ** k <= top],
+                      labels=["10" + str(k).translate(SUPERSCRIPT) for k in powers if low <= 10.0 ** k <= top])
+    else:  # a shallow bowl (noisy data): 1, 2 and 5 in each decade, as plain numbers
+        ticks = [m * 10.0 ** k for k in powers for m in (1, 2, 5) if low <= m * 10.0 ** k <= top]
+        bar.set_ticks(ticks, labels=[sci(t, 2) for t in ticks])
     ax.set_xlabel("w")
     ax.set_ylabel("b")

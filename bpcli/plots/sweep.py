@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from bpcli.errors import RunDirError
-from bpcli.plots.common import figure, finish, save
+from bpcli.plots.common import figure, finish, readable_log_axis, save
 from bpcli.rundir.sweep import SweepRecord, read_losses, read_sweep
 
 SWEEP_LINES = 200
@@ -24,6 +24,12 @@ def draw_sweep(directory: str | Path, fmt: str = "png",
     `history` is what metrics.csv holds, [(step, [loss of each member])]: a sweep that has
     just trained passes it instead of having its file read back.
     """
+    return [save(fig, Path(directory) / f"{name}.{fmt}") for name, fig in sweep_figures(directory, history)]
+
+
+def sweep_figures(directory: str | Path,
+                  history: list[tuple[int, list[float]]] | None = None) -> list[tuple[str, Any]]:
+    """A sweep's figures by name ("losses", and "lr" when lr varies), drawn, not saved."""
     import numpy as np
 
     record = read_sweep(directory)
@@ -32,12 +38,12 @@ def draw_sweep(directory: str | Path, fmt: str = "png",
     else:
         steps, losses = np.array([s for s, _ in history], float), np.array([v for _, v in history], float)
     try:
-        written = [_losses_figure(record, steps, losses, fmt)]
+        made = [("losses", _losses_figure(record, steps, losses))]
         if "train.lr" in record.info["grid"]:
-            written.append(_lr_figure(record, fmt))
+            made.append(("lr", _lr_figure(record)))
     except (KeyError, ValueError, TypeError) as exc:  # a file that parsed but does not hold a sweep
         raise RunDirError(f"{record.path}: a sweep file is corrupt ({type(exc).__name__}: {exc})") from None
-    return written
+    return made
 
 
 def _in_order(value: str) -> tuple[int, float, str]:
@@ -48,9 +54,11 @@ def _in_order(value: str) -> tuple[int, float, str]:
         return 1, 0.0, value
 
 
-def _losses_figure(record: SweepRecord, steps: Any, losses: Any, fmt: str) -> Path:
+def _losses_figure(record: SweepRecord, steps: Any, losses: Any) -> Any:
     import numpy as np
     from matplotlib import colormaps
+    from matplotlib.collections import LineCollection
+    from matplotlib.lines import Line2D
 
     info, members = record.info, record.members
     losses[~((losses > 0) & np.isfinite(losses))] = np.nan  # a log scale cannot show them
@@ -62,20 +70,45 @@ def _losses_figure(record: SweepRecord, steps: Any, losses: Any, fmt: str) -> Pa
     cmap = colormaps["viridis"]
     every = len(members) <= SWEEP_LINES
     for i, level in enumerate(levels):
-        colour = cmap(i / max(len(levels) - 1, 1)) if colour_key else "tab:blue"
+        # viridis up to 0.85: its last, palest yellow hardly shows on white
+        colour = cmap(0.85 * i / max(len(levels) - 1, 1)) if colour_key else "tab:blue"
         chosen = [k for k, m in enumerate(members) if colour_key is None or m[colour_key] == level]
         label = f"{colour_key.split('.')[-1]}={level}" if colour_key else None
         _draw_members(ax, steps, losses[:, chosen], colour, label, every)
+        if every:
+            _mark_diverged(ax, steps, losses, [k for k in chosen if members[k].get("status") == "diverged"],
+                           colour)
     ax.autoscale_view()
     log = bool(np.isfinite(losses).any())  # a log scale needs one positive value; all-diverged has none
     if log:
         ax.set_yscale("log")
     finish(ax, "step", "training loss", f"Sweep: {info['members']} {info['kind']} runs trained as one batch",
            log=log)
-    if colour_key or not every:
-        ax.legend(fontsize="small", loc="lower left")  # loss curves fall: that corner stays clear
-    path = record.path / f"losses.{fmt}"
-    return save(fig, path)
+    if log:
+        readable_log_axis(ax)
+    crosses = bool(ax.collections) and any(len(c.get_offsets()) and not isinstance(c, LineCollection)
+                                           for c in ax.collections)
+    if crosses:
+        ax.add_line(Line2D([], [], linestyle="", marker="X", color="black", label="diverged (its last loss)"))
+    if colour_key or not every or crosses:
+        # Loss curves fall: the lower left corner stays clear, unless crosses mark members
+        # that diverged at once; then the legend finds the emptiest corner.
+        ax.legend(fontsize="small", loc="best" if crosses else "lower left")
+    return fig
+
+
+def _mark_diverged(ax: Any, steps: Any, losses: Any, diverged: list[int], colour: Any) -> None:
+    """A cross at the last drawable loss of each diverged member: a member whose loss
+    became NaN right after its first logged step has no line to show."""
+    import numpy as np
+
+    points = []
+    for k in diverged:
+        finite = np.flatnonzero(np.isfinite(losses[:, k]))
+        if finite.size:
+            points.append((steps[finite[-1]], losses[finite[-1], k]))
+    if points:
+        ax.scatter(*zip(*points), marker="X", s=50, color=colour, edgecolor="white", linewidth=0.6, zorder=4)
 
 
 def _draw_members(ax: Any, steps: Any, curves: Any, colour: Any, label: str | None, every: bool) -> None:
@@ -96,7 +129,7 @@ def _draw_members(ax: Any, steps: Any, curves: Any, colour: Any, label: str | No
             label=f"{label + ': ' if label else ''}median of {curves.shape[1]}, band 5–95 %")
 
 
-def _lr_figure(record: SweepRecord, fmt: str) -> Path:
+def _lr_figure(record: SweepRecord) -> Any:
     fig, axes = figure()
     ax = axes[0][0]
     others = [k for k in record.info["grid"] if k not in ("seed", "train.lr")]
@@ -106,19 +139,21 @@ def _lr_figure(record: SweepRecord, fmt: str) -> Path:
         std = float(a["final_loss_std"]) if a["final_loss_std"] else 0.0
         name = ", ".join(f"{k.split('.')[-1]}={a[k]}" for k in others) or "mean ± std over seeds"
         groups.setdefault(name, []).append((float(a["train.lr"]), mean, std))
+    lost = sorted({p[0] for points in groups.values() for p in points if not math.isfinite(p[1])})
     for name, points in groups.items():
         points.sort()
         xs = [p[0] for p in points if math.isfinite(p[1])]
         ax.errorbar(xs, [p[1] for p in points if math.isfinite(p[1])],
                     yerr=[p[2] for p in points if math.isfinite(p[1])], marker="o", capsize=3, label=name)
-        for lr, mean, _ in points:
-            if not math.isfinite(mean):
-                ax.axvline(lr, color="red", linestyle=":", linewidth=1)
+    for i, lr in enumerate(lost):  # a learning rate at which every seed diverged has no mean to draw
+        ax.axvline(lr, color="red", linestyle=":", linewidth=1.2,
+                   label="every seed diverged" if i == 0 else None)
     ax.set_xscale("log")
-    if any(0 < p[1] < math.inf for points in groups.values() for p in points):
+    log = any(0 < p[1] < math.inf for points in groups.values() for p in points)
+    if log:
         ax.set_yscale("log")
-    finish(ax, "learning rate", "final training loss",
-           "Final loss against learning rate (red: every seed diverged)", log=True)
-    ax.legend(fontsize="small")
-    path = record.path / f"lr.{fmt}"
-    return save(fig, path)
+    finish(ax, "learning rate", "final training loss", "Final loss against learning rate", log=True)
+    if log:
+        readable_log_axis(ax)
+    ax.legend(fontsize="small", loc="best")
+    return fig
