@@ -32,8 +32,8 @@ FPS = 12
 MAX_FPS = 50  # GIF delays are in hundredths of a second, and viewers slow down anything faster
 HOLD_LAST = 2.0
 """Seconds the last frame stays on screen before the GIF starts over."""
-SIZE = (10.0, 4.2)  # inches: two panels side by side
-DPI = 80  # 800 × 336 pixels: small files, text still readable
+SIZE = (10.0, 5.0)  # inches: two panels side by side, the landscape's legend below its panel
+DPI = 80  # 800 × 400 pixels: small files, text still readable
 
 _NOT_PARAMS = {"step", "epoch", "loss", "val_loss", "distance_to_optimum"}
 
@@ -179,14 +179,14 @@ def _render(record: RunRecord, states: list[dict[str, float]], chosen: list[dict
 
     fig, axes = figure(1, 2, size=SIZE)
     fig.set_dpi(DPI)
-    fig.subplots_adjust(left=0.07, right=0.97, bottom=0.14, top=0.8, wspace=0.3)
+    fig.subplots_adjust(left=0.07, right=0.97, bottom=0.22, top=0.83, wspace=0.3)
     fit_ax, descent_ax = axes[0]
     columns = _shape(record)
     fit = _LineFit(fit_ax, record) if len(columns) <= 2 and columns[0] == "w" else _PredictedFit(fit_ax, record)
     missing = _Landscape.missing(record, columns, states)
     descent = _LossCurve(descent_ax, record, missing) if missing else _Landscape(descent_ax, record, columns, states)
     fig.suptitle(_heading(record), y=0.97)
-    status = fig.text(0.5, 0.875, "", ha="center", fontsize="medium")
+    status = fig.text(0.5, 0.9, "", ha="center", fontsize="medium")
     moving = [*fit.moving, *descent.moving, status]
     for artist in moving:
         artist.set_animated(True)
@@ -342,7 +342,8 @@ class _Landscape:
         (self.trail,) = ax.plot([], [], color="black", linewidth=1.8, zorder=7, label="path so far")
         (self.now,) = ax.plot([], [], "o", color="black", markerfacecolor="white", markersize=9,
                               markeredgewidth=2, zorder=8, label="now")
-        ax.legend(loc="best", fontsize="x-small")
+        # Below the panel: inside, it would hide part of the path.
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3, fontsize="x-small", frameon=False)
         self.path, self.steps = path, [s["step"] for s in states]
         self.moving = [self.trail, self.now]
 
