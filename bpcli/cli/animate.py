@@ -28,8 +28,10 @@ def animate(
     fps: Annotated[float, typer.Option("--fps", help=f"Frames per second (at most {MAX_FPS}).")] = FPS,
     force: Annotated[bool, typer.Option("--force", help="Replace the GIF already at --out.")] = False,
 ) -> None:
-    """Animate a run: the fitted line moving over the data beside the parameters moving
-    over the loss landscape, one frame per logged step (scalar-sgd, linear-gd, nn-linear).
+    """Animate a run's descent into a GIF: the fit over the data, the parameters over the loss landscape.
+
+    One frame per logged step (sampled down to --frames), read from the run directory alone.
+    Draws scalar-sgd, linear-gd and nn-linear runs; with several inputs, predictions beside the loss.
 
     Example: bpcli animate outputs/run1 --frames 80 --fps 15
     """

@@ -9,7 +9,7 @@ as the run's logging (train.log_every).
 
 Frames are rendered with matplotlib's Agg canvas and written as a GIF with Pillow, which
 matplotlib already needs. All frames share one palette, so Pillow stores each frame as
-the small rectangle that changed since the previous one.
+the rectangle that changed since the previous one.
 """
 
 from __future__ import annotations
@@ -61,10 +61,11 @@ def animate(run_dir: str | Path, out: str | Path | None = None, frames: int = FR
     record = read_run(run_dir)
     path = Path(out) if out is not None else record.path / "descent.gif"
     _check_out(path, force)
-    states, notes = _states(record)
+    columns = _shape(record)
+    states, notes = _states(record, columns)
     chosen = [states[i] for i in pick_frames(len(states), frames)]
     notes += _logging_hint(record, len(states), frames)
-    images = _render(record, states, chosen)
+    images = _render(record, columns, states, chosen)
     _write_gif(images, path, fps)
     return Animation(path, len(images), int(chosen[0]["step"]), int(chosen[-1]["step"]), notes)
 
@@ -117,16 +118,15 @@ def _shape(record: RunRecord) -> list[str]:
     )
 
 
-def _states(record: RunRecord) -> tuple[list[dict[str, float]], list[str]]:
+def _states(record: RunRecord, columns: list[str]) -> tuple[list[dict[str, float]], list[str]]:
     """Every drawable state of the run in step order: the initial parameters (step 0, where
     recorded), then each logged row up to the last one whose values are finite."""
-    columns = _shape(record)
+    if not record.metrics["step"]:
+        raise RunDirError(f"{record.path}: metrics.csv holds no logged step yet; wait for the run to log one")
     rows = [dict(zip(record.metrics, values)) for values in zip(*record.metrics.values())]
     initial = _initial(record, columns)
     if initial is not None:
         rows.insert(0, {"step": 0.0, "epoch": 0.0, **initial})
-    if not record.metrics["step"]:
-        raise RunDirError(f"{record.path}: metrics.csv holds no logged step yet; wait for the run to log one")
     states = []
     for row in rows:
         if not all(isinstance(row[c], float) and abs(row[c]) < DRAWABLE for c in columns):
@@ -146,7 +146,7 @@ def _states(record: RunRecord) -> tuple[list[dict[str, float]], list[str]]:
         notes.append(f"the run is still running (or was killed before it could record its end); animated the "
                      f"{len(states)} states logged so far, up to step {int(states[-1]['step'])}")
     elif status != "completed":
-        notes.append(f"the run is {status}; animated up to step {int(states[-1]['step'])}")
+        notes.append(f"the run stopped early ({status}); the animation ends at step {int(states[-1]['step'])}")
     return states, notes
 
 
@@ -171,7 +171,8 @@ def _logging_hint(record: RunRecord, count: int, frames: int) -> list[str]:
 # --------------------------------------------------------------------------- the frames
 
 
-def _render(record: RunRecord, states: list[dict[str, float]], chosen: list[dict[str, float]]) -> list[Any]:
+def _render(record: RunRecord, columns: list[str], states: list[dict[str, float]],
+            chosen: list[dict[str, float]]) -> list[Any]:
     """One image per chosen state. Everything that stays put (axes, data, contours, legends)
     is drawn once; each frame redraws only what moves over a copy of it (blitting), which
     makes a frame about ten times cheaper than drawing the whole figure."""
@@ -181,7 +182,6 @@ def _render(record: RunRecord, states: list[dict[str, float]], chosen: list[dict
     fig.set_dpi(DPI)
     fig.subplots_adjust(left=0.07, right=0.97, bottom=0.22, top=0.83, wspace=0.3)
     fit_ax, descent_ax = axes[0]
-    columns = _shape(record)
     fit = _LineFit(fit_ax, record) if len(columns) <= 2 and columns[0] == "w" else _PredictedFit(fit_ax, record)
     missing = _Landscape.missing(record, columns, states)
     descent = _LossCurve(descent_ax, record, missing) if missing else _Landscape(descent_ax, record, columns, states)
