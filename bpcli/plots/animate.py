@@ -238,7 +238,9 @@ def _sample(count: int) -> Any:
     return np.linspace(0, count - 1, min(count, POINTS)).round().astype(int)
 
 
-def _points(what: str, shown: int, count: int) -> str:
+def _points(record: RunRecord, what: str, shown: int) -> str:
+    # data.csv keeps an even sample of very large data: say how many points the run had.
+    count = (record.summary.get("data_csv_rows") or {}).get("of") or len(record.data_y)
     return f"{what} ({count} points)" if shown == count else f"{what} ({shown} of {count} points)"
 
 
@@ -256,7 +258,8 @@ class _LineFit:
         xs = np.array([row[0] for row in record.data_x])
         ys = np.array(record.data_y)
         shown = _sample(len(ys))
-        ax.scatter(xs[shown], ys[shown], c="red", s=14, label=_points("data", len(shown), len(ys)), zorder=3)
+        ax.scatter(xs[shown], ys[shown], c="red", s=14 if len(shown) <= 200 else 3,
+                   label=_points(record, "data", len(shown)), zorder=3)
         self.grid = np.array(span(xs))
         true = record.summary.get("true_params") or {}
         lo, hi = span(ys)
@@ -295,7 +298,7 @@ class _PredictedFit:
         lo, hi = span(self.y)
         ax.plot([lo, hi], [lo, hi], "k--", linewidth=1, label="ŷ = y")
         self.points = ax.scatter(self.y, self.y, s=10, alpha=0.6, color="tab:blue",
-                                 label=_points("samples", len(self.y), len(record.data_y)))
+                                 label=_points(record, "samples", len(self.y)))
         self.moving = [self.points]
         ax.set_xlim(lo, hi)
         ax.set_ylim(lo, hi)
