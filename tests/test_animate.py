@@ -237,6 +237,7 @@ def test_a_run_that_has_logged_nothing_yet(runs):
     ({"optimizer": "sgd", "momentum": 0.9}, "sgd, momentum 0.9"),
     ({"optimizer": "sgd", "momentum": 0.5, "nesterov": True}, "momentum 0.5 (nesterov)"),
     ({"optimizer": "adam", "momentum": 0.0}, "adam, seed"),
+    ({"optimizer": "sgd", "momentum": 0.0, "batch_size": 16}, "sgd, momentum 0, batches of 16, seed 3"),
     ({}, "lr 0.05, seed 3"),
 ])
 def test_the_title_names_the_optimizer(runs, train_section, named):
@@ -244,7 +245,7 @@ def test_the_title_names_the_optimizer(runs, train_section, named):
 
     run = copy(runs, "exp2")
     cfg = yaml.safe_load((run / "config.yaml").read_text())
-    for key in ("optimizer", "momentum", "nesterov"):
+    for key in ("optimizer", "momentum", "nesterov", "batch_size"):
         cfg["train"].pop(key, None)
     cfg["train"].update(train_section)
     (run / "config.yaml").write_text(yaml.safe_dump(cfg))

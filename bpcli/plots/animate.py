@@ -209,7 +209,8 @@ def _render(record: RunRecord, columns: list[str], states: list[dict[str, float]
 
 
 def _heading(record: RunRecord) -> str:
-    """What was trained and how: the kind, the learning rate, the optimizer where the config names one."""
+    """What was trained and how: the kind, the learning rate, the optimizer and the batch size
+    where the config names them, the seed."""
     s, train = record.summary, record.config.get("train") or {}
     parts = [f"lr {number(s.get('lr'))}"]
     optimizer = train.get("optimizer")
@@ -219,6 +220,8 @@ def _heading(record: RunRecord) -> str:
             parts.append(f"momentum {number(train['momentum'])}" + (" (nesterov)" if train.get("nesterov") else ""))
         if train.get("weight_decay"):
             parts.append(f"weight decay {number(train['weight_decay'])}")
+    if train.get("batch_size"):
+        parts.append(f"batches of {train['batch_size']}")
     parts.append(f"seed {s.get('seed')}")
     return f"Gradient descent — {s.get('kind')}, " + ", ".join(parts)
 
@@ -416,7 +419,7 @@ def _write_gif(images: list[Any], path: Path, fps: float) -> None:
     frames = [image.quantize(palette=palette, dither=Image.Dither.NONE) for image in images]
     delay = round(1000 / fps)
     durations = [delay] * (len(frames) - 1) + [max(delay, int(HOLD_LAST * 1000))]
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # two processes never share one
     try:
         frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:], duration=durations,
                        loop=0, disposal=1)
