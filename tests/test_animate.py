@@ -182,6 +182,17 @@ def test_a_one_column_csv_run(write_config, tmp_path):
     assert len(frames("csv/descent.gif")[0]) == 40
 
 
+@pytest.mark.parametrize("name,why", [("exp2", ""), ("exp1", ""), ("exp3", ""), ("diverged", ""),
+                                      ("diabetes", "no landscape over several inputs")])
+def test_the_landscape_is_drawn_for_a_line_of_one_input(runs, name, why):
+    from bpcli.rundir.run import read_run
+
+    record = read_run(runs / name)
+    columns = animate_lib._shape(record)
+    states, _ = animate_lib._states(record, columns)
+    assert animate_lib._Landscape.missing(record, columns, states) == why
+
+
 def test_the_mlp_is_refused_in_one_line(runs):
     result = cli("animate", runs / "mlp", "--out", "m.gif")
     assert result.exit_code == 2
