@@ -15,7 +15,7 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from bpcli.cli import check, explain, plot, sweep, train
+from bpcli.cli import animate, check, explain, plot, sweep, train
 from bpcli.errors import EXIT_INTERRUPTED, EXIT_RUN_FAILED, BpcliError
 
 
@@ -134,6 +134,7 @@ app.command()(check.check)
 app.command()(explain.explain)
 app.command()(plot.plot)
 app.command()(plot.compare)
+app.command()(animate.animate)
 
 
 class _Stdout:

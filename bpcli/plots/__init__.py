@@ -5,6 +5,7 @@
     compare   several runs on one figure
     sweep     a sweep's losses and lr figures
     graph     the computational graph of `bpcli explain`
+    animate   a run's descent as a GIF, frame by frame (`bpcli animate`)
 
 Importing this package is cheap; matplotlib is imported when a figure is drawn.
 """

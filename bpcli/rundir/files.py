@@ -117,7 +117,7 @@ def create_run_dir(out: Path | None, force: bool = False, root: Path = DEFAULT_R
 _WRITTEN = re.compile(
     r"(config\.yaml|summary\.json|metrics\.csv|data\.csv|curve\.csv|predictions\.csv|preprocessing\.json"
     r"|checkpoint\.pt|sweep\.json|summary\.csv|aggregates\.csv|tensorboard|events\.out\.tfevents\..*"
-    r"|(loss|fit|params|landscape|residuals|losses|lr)\.(png|svg|pdf)|\..*\.tmp)"
+    r"|(loss|fit|params|landscape|residuals|losses|lr)\.(png|svg|pdf)|descent\.gif|\..*\.tmp)"
 )
 
 

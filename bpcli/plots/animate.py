@@ -1,0 +1,430 @@
+"""descent.gif: a run's descent, frame by frame, drawn from its run directory alone (no torch).
+
+Each frame shows the state after one logged step: on the left the fitted line over the
+data, on the right the parameters on the loss landscape (contours of L(w, b), or the
+curve L(w) for y = w·x) with the path taken so far. A linear model of several features
+has no landscape to draw: its frames show predicted against actual values beside the
+loss against the step. The parameters come from metrics.csv, so the animation is as fine
+as the run's logging (train.log_every).
+
+Frames are rendered with matplotlib's Agg canvas and written as a GIF with Pillow, which
+matplotlib already needs. All frames share one palette, so Pillow stores each frame as
+the rectangle that changed since the previous one.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bpcli.errors import RunDirError
+from bpcli.plots import run as run_plots
+from bpcli.plots.common import DRAWABLE, figure, number, plus, positive, span
+from bpcli.rundir.run import RunRecord, read_run
+
+FRAMES = 60
+"""Default number of frames; a run logged more often is sampled (see pick_frames)."""
+MAX_FRAMES = 300
+FPS = 12
+"""Default frames per second."""
+MAX_FPS = 50  # GIF delays are in hundredths of a second, and viewers slow down anything faster
+HOLD_LAST = 2.0
+"""Seconds the last frame stays on screen before the GIF starts over."""
+SIZE = (10.0, 5.0)  # inches: two panels side by side, the landscape's legend below its panel
+DPI = 80  # 800 × 400 pixels: small files, text still readable
+
+_NOT_PARAMS = {"step", "epoch", "loss", "val_loss", "distance_to_optimum"}
+
+
+@dataclass
+class Animation:
+    """What `animate` wrote: the file, how many frames it holds, the last step they show,
+    and notes for the user (a diverged or unfinished run, sparse logging)."""
+
+    path: Path
+    frames: int
+    first_step: int
+    """0 when the first frame shows the initial parameters."""
+    last_step: int
+    notes: list[str] = field(default_factory=list)
+
+
+def animate(run_dir: str | Path, out: str | Path | None = None, frames: int = FRAMES, fps: float = FPS,
+            force: bool = False) -> Animation:
+    """Write the run's descent as an animated GIF (default: RUN_DIR/descent.gif)."""
+    if not 2 <= frames <= MAX_FRAMES:
+        raise RunDirError(f"--frames {frames}: must be between 2 and {MAX_FRAMES}")
+    if not 0 < fps <= MAX_FPS:
+        raise RunDirError(f"--fps {number(fps)}: must be above 0 and at most {MAX_FPS}")
+    record = read_run(run_dir)
+    path = Path(out) if out is not None else record.path / "descent.gif"
+    _check_out(path, force)
+    columns = _shape(record)
+    states, notes = _states(record, columns)
+    chosen = [states[i] for i in pick_frames(len(states), frames)]
+    notes += _logging_hint(record, len(states), frames)
+    images = _render(record, columns, states, chosen)
+    _write_gif(images, path, fps)
+    return Animation(path, len(images), int(chosen[0]["step"]), int(chosen[-1]["step"]), notes)
+
+
+def pick_frames(count: int, frames: int) -> list[int]:
+    """Indices of `min(count, frames)` of `count` states, first and last included, spaced
+    logarithmically: descent moves fastest at the start, so early states get more frames."""
+    if count <= frames:
+        return list(range(count))
+    picked: list[int] = []
+    for k in range(frames):
+        target = round(count ** (k / (frames - 1))) - 1  # 0 … count−1, geometric over 1 … count
+        lowest = picked[-1] + 1 if picked else 0  # every frame a new state …
+        highest = count - (frames - k)  # … leaving one for each frame still to come
+        picked.append(min(max(target, lowest), highest))
+    return picked
+
+
+def _check_out(path: Path, force: bool) -> None:
+    if path.suffix.lower() != ".gif":
+        raise RunDirError(f"{path}: the animation is a GIF; give --out a name ending in .gif")
+    if path.is_dir():
+        raise RunDirError(f"{path}: is a directory; give --out a file name ending in .gif")
+    if not path.parent.is_dir():
+        raise RunDirError(f"{path.parent}: no such folder; create it, or choose another --out")
+    if path.exists() and not force:
+        raise RunDirError(f"{path}: already exists; add --force to replace it, or write to --out NEW.gif")
+
+
+# --------------------------------------------------------------------------- the states
+
+
+def _param_columns(record: RunRecord) -> list[str]:
+    return [c for c in record.metrics if c not in _NOT_PARAMS and not c.startswith("grad_")]
+
+
+def _shape(record: RunRecord) -> list[str]:
+    """The parameter columns of a line ŷ = w·x (+ b): ["w"], ["w", "b"], or one weight per
+    feature then "b"; a RunDirError, in one line, for any other model."""
+    columns = _param_columns(record)
+    features = len(record.data_x[0]) if record.data_x else 0
+    weights = ["w"] if features == 1 else [f"w[{i}]" for i in range(features)]
+    if columns in (weights, weights + ["b"]) and features:
+        return columns
+    kind = record.summary.get("kind", "?")
+    names = ", ".join(columns[:4]) + (", …" if len(columns) > 4 else "")
+    raise RunDirError(
+        f"{record.path}: animate redraws a line y = w·x (+ b) from its logged weights (scalar-sgd, linear-gd, "
+        f"nn-linear runs), and this {kind} run logs {names}; see its loss.png instead"
+    )
+
+
+def _states(record: RunRecord, columns: list[str]) -> tuple[list[dict[str, float]], list[str]]:
+    """Every drawable state of the run in step order: the initial parameters (step 0, where
+    recorded), then each logged row up to the last one whose values are finite."""
+    if not record.metrics["step"]:
+        raise RunDirError(f"{record.path}: metrics.csv holds no logged step yet; wait for the run to log one")
+    rows = [dict(zip(record.metrics, values)) for values in zip(*record.metrics.values())]
+    initial = _initial(record, columns)
+    if initial is not None:
+        rows.insert(0, {"step": 0.0, "epoch": 0.0, **initial})
+    states = []
+    for row in rows:
+        if not all(isinstance(row[c], float) and abs(row[c]) < DRAWABLE for c in columns):
+            break  # NaN, infinite or beyond any axis: the run diverged here
+        states.append(row)
+    status = record.summary.get("status")
+    if not states:
+        raise RunDirError(f"{record.path}: no logged step has finite parameters, so there is nothing to draw; "
+                          "train it again with a smaller learning rate")
+    notes = []
+    diverged = (record.summary.get("divergence") or {}).get("step")
+    if status == "diverged" or len(states) < len(rows):
+        where = f" at step {diverged}" if diverged is not None else ""
+        notes.append(f"the run diverged{where}; the animation ends at step {int(states[-1]['step'])}, "
+                     "the last one whose parameters are finite")
+    elif status == "running":
+        notes.append(f"the run is still running (or was killed before it could record its end); animated the "
+                     f"{len(states)} states logged so far, up to step {int(states[-1]['step'])}")
+    elif status != "completed":
+        notes.append(f"the run stopped early ({status}); the animation ends at step {int(states[-1]['step'])}")
+    return states, notes
+
+
+def _initial(record: RunRecord, columns: list[str]) -> dict[str, float] | None:
+    """The parameters before the first update, from summary.json, under their column names."""
+    initial = record.summary.get("initial_params") or {}
+    values = [*(initial.get("w") or []), *(initial.get("b") or [])]
+    if len(values) != len(columns) or not all(isinstance(v, (int, float)) for v in values):
+        return None
+    return {c: float(v) for c, v in zip(columns, values)}
+
+
+def _logging_hint(record: RunRecord, count: int, frames: int) -> list[str]:
+    steps = int(record.metrics["step"][-1])
+    if 2 * count >= frames or steps < 2 * count or record.summary.get("status") == "running":
+        return []
+    every = max(1, steps // 1000)
+    return [f"only {count} states were logged over {steps} steps, so the animation is coarse; "
+            f"for a smoother one train again with --log-every {every}"]
+
+
+# --------------------------------------------------------------------------- the frames
+
+
+def _render(record: RunRecord, columns: list[str], states: list[dict[str, float]],
+            chosen: list[dict[str, float]]) -> list[Any]:
+    """One image per chosen state. Everything that stays put (axes, data, contours, legends)
+    is drawn once; each frame redraws only what moves over a copy of it (blitting), which
+    makes a frame about ten times cheaper than drawing the whole figure."""
+    from PIL import Image
+
+    fig, axes = figure(1, 2, size=SIZE)
+    fig.set_dpi(DPI)
+    fig.subplots_adjust(left=0.07, right=0.97, bottom=0.22, top=0.83, wspace=0.3)
+    fit_ax, descent_ax = axes[0]
+    fit = _LineFit(fit_ax, record) if len(columns) <= 2 and columns[0] == "w" else _PredictedFit(fit_ax, record)
+    missing = _Landscape.missing(record, columns, states)
+    descent = _LossCurve(descent_ax, record, missing) if missing else _Landscape(descent_ax, record, columns, states)
+    fig.suptitle(_heading(record), y=0.97)
+    status = fig.text(0.5, 0.9, "", ha="center", fontsize="medium")
+    moving = [*fit.moving, *descent.moving, status]
+    for artist in moving:
+        artist.set_animated(True)
+    canvas = fig.canvas
+    canvas.draw()
+    background = canvas.copy_from_bbox(fig.bbox)
+    diverged = (record.summary.get("divergence") or {}).get("step")
+    images = []
+    for i, state in enumerate(chosen):
+        canvas.restore_region(background)
+        fit.show(state)
+        status.set_text(descent.show(state))
+        if i == len(chosen) - 1 and diverged is not None:
+            status.set_text(f"{status.get_text()}   diverged at step {diverged}")
+            status.set_color("red")
+        for artist in moving:
+            fig.draw_artist(artist)
+        images.append(Image.frombuffer("RGBA", canvas.get_width_height(), canvas.buffer_rgba()).convert("RGB"))
+    return images
+
+
+def _heading(record: RunRecord) -> str:
+    """What was trained and how: the kind, the learning rate, the optimizer and the batch size
+    where the config names them, the seed."""
+    s, train = record.summary, record.config.get("train") or {}
+    parts = [f"lr {number(s.get('lr'))}"]
+    optimizer = train.get("optimizer")
+    if optimizer:
+        parts.append(str(optimizer))
+        if optimizer == "sgd" and "momentum" in train:
+            parts.append(f"momentum {number(train['momentum'])}" + (" (nesterov)" if train.get("nesterov") else ""))
+        if train.get("weight_decay"):
+            parts.append(f"weight decay {number(train['weight_decay'])}")
+    if train.get("batch_size"):
+        parts.append(f"batches of {train['batch_size']}")
+    parts.append(f"seed {s.get('seed')}")
+    return f"Gradient descent — {s.get('kind')}, " + ", ".join(parts)
+
+
+def _step_text(state: dict[str, float]) -> str:
+    step = int(state["step"])
+    return "start (before the first update)" if step == 0 else f"step {step} (epoch {int(state['epoch'])})"
+
+
+POINTS = 2000
+"""The most samples a frame draws (an even selection of them); more only blur together."""
+
+
+def _sample(count: int) -> Any:
+    import numpy as np
+
+    return np.linspace(0, count - 1, min(count, POINTS)).round().astype(int)
+
+
+def _points(record: RunRecord, what: str, shown: int) -> str:
+    # data.csv keeps an even sample of very large data: say how many points the run had.
+    count = (record.summary.get("data_csv_rows") or {}).get("of") or len(record.data_y)
+    return f"{what} ({count} points)" if shown == count else f"{what} ({shown} of {count} points)"
+
+
+def _scaled(record: RunRecord, key: str) -> str:
+    """' (standardised)' for the data standardised before training (so are the axes)."""
+    return " (standardised)" if (record.summary.get("scaling") or {}).get(key, 1.0) != 1.0 else ""
+
+
+class _LineFit:
+    """One input: the data, the true line, and the fitted line ŷ = w·x (+ b) of the frame's step."""
+
+    def __init__(self, ax: Any, record: RunRecord) -> None:
+        import numpy as np
+
+        xs = np.array([row[0] for row in record.data_x])
+        ys = np.array(record.data_y)
+        shown = _sample(len(ys))
+        ax.scatter(xs[shown], ys[shown], c="red", s=14 if len(shown) <= 200 else 3,
+                   label=_points(record, "data", len(shown)), zorder=3)
+        self.grid = np.array(span(xs))
+        true = record.summary.get("true_params") or {}
+        lo, hi = span(ys)
+        if number(true.get("w")) != "—":
+            tb = true.get("b") or 0.0
+            ax.plot(self.grid, true["w"] * self.grid + tb, "k--", linewidth=1,
+                    label=f"true: y = {number(true['w'])}·x" + (plus(tb) if tb else ""))
+        ax.set_xlim(*self.grid)
+        ax.set_ylim(lo - 0.25 * (hi - lo), hi + 0.25 * (hi - lo))
+        (self.line,) = ax.plot([], [], color="tab:blue", linewidth=2, label="fit")
+        ax.legend(loc="upper left", fontsize="small")
+        ax.set_title(" ", fontsize="medium")
+        self.equation = ax.title
+        self.moving = [self.line, self.equation]
+        (feature,), target = record.summary.get("features") or ["x"], record.summary.get("target") or "y"
+        ax.set_xlabel(f"{feature}{_scaled(record, 'x_std')}")
+        ax.set_ylabel(f"{target}{_scaled(record, 'y_std')}")
+        ax.grid(True, alpha=0.3)
+
+    def show(self, state: dict[str, float]) -> None:
+        w, b = state["w"], state.get("b", 0.0)
+        self.line.set_data(self.grid, w * self.grid + b)
+        self.equation.set_text(f"fit: ŷ = {number(w)}·x" + (plus(b) if "b" in state else ""))
+
+
+class _PredictedFit:
+    """Several inputs: each sample's prediction X·w + b against its target, with ŷ = y."""
+
+    def __init__(self, ax: Any, record: RunRecord) -> None:
+        import numpy as np
+
+        shown = _sample(len(record.data_y))
+        self.x = np.array(record.data_x)[shown]
+        self.y = np.array(record.data_y)[shown]
+        self.weights = [f"w[{i}]" for i in range(self.x.shape[1])]
+        lo, hi = span(self.y)
+        ax.plot([lo, hi], [lo, hi], "k--", linewidth=1, label="ŷ = y")
+        self.points = ax.scatter(self.y, self.y, s=10, alpha=0.6, color="tab:blue",
+                                 label=_points(record, "samples", len(self.y)))
+        self.moving = [self.points]
+        ax.set_xlim(lo, hi)
+        ax.set_ylim(lo, hi)
+        scaled = _scaled(record, "y_std")
+        ax.set_xlabel(f"actual {record.summary.get('target', 'y')}{scaled}")
+        ax.set_ylabel(f"predicted{scaled}")
+        ax.set_title("predictions X·w + b", fontsize="medium")
+        ax.legend(loc="upper left", fontsize="small")
+        ax.grid(True, alpha=0.3)
+
+    def show(self, state: dict[str, float]) -> None:
+        import numpy as np
+
+        predicted = self.x @ np.array([state[c] for c in self.weights]) + state.get("b", 0.0)
+        self.points.set_offsets(np.column_stack([self.y, predicted]))
+
+
+class _Landscape:
+    """The parameters on the loss landscape that landscape.png draws, with the path so far."""
+
+    @staticmethod
+    def missing(record: RunRecord, columns: list[str], states: list[dict[str, float]]) -> str:
+        """Why there is no landscape to draw, or "" when there is one."""
+        if columns not in (["w"], ["w", "b"]):
+            return "no landscape over several inputs"
+        optimum = record.summary.get("optimum") or {}
+        best = [(optimum.get(c) or [None])[0] for c in columns]
+        if None in best:
+            return "no landscape until the run ends"  # a run still going has not recorded its optimum
+        if not run_plots._landscape_drawable(run_plots._line_loss(record), _path(states, columns), best):
+            return "no landscape: values too large to draw one"
+        return ""
+
+    def __init__(self, ax: Any, record: RunRecord, columns: list[str], states: list[dict[str, float]]) -> None:
+        # The whole path and the optimum, as landscape.png draws them, stay in the background;
+        # the path walked so far and where the parameters are now are drawn over them.
+        self.loss, self.columns = run_plots._line_loss(record), columns
+        path = _path(states, columns)
+        best = [record.summary["optimum"][c][0] for c in columns]
+        if columns == ["w"]:
+            run_plots._loss_curve(ax, self.loss, path[0], best[0])
+        else:
+            run_plots._loss_contours(ax, self.loss, path, best)
+        (self.trail,) = ax.plot([], [], color="black", linewidth=1.8, zorder=7, label="path so far")
+        (self.now,) = ax.plot([], [], "o", color="black", markerfacecolor="white", markersize=9,
+                              markeredgewidth=2, zorder=8, label="now")
+        # Below the panel: inside, it would hide part of the path.
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3, fontsize="x-small", frameon=False)
+        self.path, self.steps = path, [s["step"] for s in states]
+        self.moving = [self.trail, self.now]
+
+    def show(self, state: dict[str, float]) -> str:
+        w, b = state["w"], state.get("b", 0.0)
+        walked = self.steps.index(state["step"]) + 1
+        if self.columns == ["w"]:
+            ws = self.path[0][:walked]
+            self.trail.set_data(ws, self.loss(ws, 0.0))
+            self.now.set_data([w], [self.loss(w, 0.0)])
+        else:
+            self.trail.set_data(self.path[0][:walked], self.path[1][:walked])
+            self.now.set_data([w], [b])
+        return f"{_step_text(state)}:  L = {number(float(self.loss(w, b)))}"
+
+
+def _path(states: list[dict[str, float]], columns: list[str]) -> list[Any]:
+    """Each parameter's values along the states, as numpy arrays."""
+    import numpy as np
+
+    return [np.array([s[c] for s in states]) for c in columns]
+
+
+class _LossCurve:
+    """No landscape: the logged loss against the step, with the frame's step marked."""
+
+    def __init__(self, ax: Any, record: RunRecord, why: str) -> None:
+        steps, losses = positive(record.metrics["step"], record.metrics["loss"])
+        ax.plot(steps, losses, color="tab:blue", linewidth=1, alpha=0.35, label="loss of each logged step")
+        (self.trail,) = ax.plot([], [], color="tab:blue", linewidth=2)
+        (self.now,) = ax.plot([], [], "o", color="black", markerfacecolor="white", markersize=8,
+                              markeredgewidth=2, label="now")
+        self.steps, self.losses = steps, losses
+        self.moving = [self.trail, self.now]
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("step (log scale)")
+        ax.set_ylabel("loss")
+        ax.set_title(f"loss ({why})", fontsize="medium")
+        ax.legend(loc="upper right", fontsize="small")
+        ax.grid(True, which="both", alpha=0.3)
+
+    def show(self, state: dict[str, float]) -> str:
+        kept = [i for i, s in enumerate(self.steps) if s <= state["step"]]
+        self.trail.set_data([self.steps[i] for i in kept], [self.losses[i] for i in kept])
+        if kept:
+            self.now.set_data([self.steps[kept[-1]]], [self.losses[kept[-1]]])
+            return f"{_step_text(state)}:  loss {number(self.losses[kept[-1]])}"
+        self.now.set_data([], [])
+        return _step_text(state)
+
+
+# --------------------------------------------------------------------------- the file
+
+
+def _write_gif(images: list[Any], path: Path, fps: float) -> None:
+    """Write the frames with one shared palette; the last frame is held a while."""
+    from PIL import Image
+
+    # The palette comes from the first and last frames together, which between them hold
+    # every colour the figure uses.
+    first, last = images[0], images[-1]
+    both = Image.new("RGB", (first.width, first.height * 2))
+    both.paste(first, (0, 0))
+    both.paste(last, (0, first.height))
+    palette = both.quantize(colors=256, method=Image.Quantize.FASTOCTREE)
+    frames = [image.quantize(palette=palette, dither=Image.Dither.NONE) for image in images]
+    delay = round(1000 / fps)
+    durations = [delay] * (len(frames) - 1) + [max(delay, int(HOLD_LAST * 1000))]
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # two processes never share one
+    try:
+        frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:], duration=durations,
+                       loop=0, disposal=1)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise RunDirError(f"{path}: cannot be written ({exc.strerror or exc}); choose another --out, "
+                          "or free some space") from None
