@@ -248,7 +248,7 @@ def test_a_run_that_has_logged_nothing_yet(runs):
     ({"optimizer": "sgd", "momentum": 0.9}, "sgd, momentum 0.9"),
     ({"optimizer": "sgd", "momentum": 0.5, "nesterov": True}, "momentum 0.5 (nesterov)"),
     ({"optimizer": "adam", "momentum": 0.0}, "adam, seed"),
-    ({"optimizer": "sgd", "momentum": 0.0, "batch_size": 16}, "sgd, momentum 0, batches of 16, seed 3"),
+    ({"optimizer": "sgd", "momentum": 0.0, "batch_size": 16}, "sgd, batches of 16, seed 3"),
     ({}, "lr 0.05, seed 3"),
 ])
 def test_the_title_names_the_optimizer(runs, train_section, named):

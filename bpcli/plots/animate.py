@@ -216,7 +216,7 @@ def _heading(record: RunRecord) -> str:
     optimizer = train.get("optimizer")
     if optimizer:
         parts.append(str(optimizer))
-        if optimizer == "sgd" and "momentum" in train:
+        if optimizer == "sgd" and train.get("momentum"):
             parts.append(f"momentum {number(train['momentum'])}" + (" (nesterov)" if train.get("nesterov") else ""))
         if train.get("weight_decay"):
             parts.append(f"weight decay {number(train['weight_decay'])}")
@@ -327,24 +327,21 @@ class _Landscape:
         """Why there is no landscape to draw, or "" when there is one."""
         if columns not in (["w"], ["w", "b"]):
             return "no landscape over several inputs"
-        optimum = record.summary.get("optimum") or {}
-        best = [(optimum.get(c) or [None])[0] for c in columns]
-        if None in best:
+        surface = run_plots.landscape(record)
+        if surface is None:
             return "no landscape until the run ends"  # a run still going has not recorded its optimum
-        if not run_plots._landscape_drawable(run_plots._line_loss(record), _path(states, columns), best):
+        if not run_plots.landscape_drawable(surface, [_whole_path(record, columns, states)]):
             return "no landscape: values too large to draw one"
         return ""
 
     def __init__(self, ax: Any, record: RunRecord, columns: list[str], states: list[dict[str, float]]) -> None:
         # The whole path and the optimum, as landscape.png draws them, stay in the background;
         # the path walked so far and where the parameters are now are drawn over them.
-        self.loss, self.columns = run_plots._line_loss(record), columns
-        path = _path(states, columns)
-        best = [record.summary["optimum"][c][0] for c in columns]
-        if columns == ["w"]:
-            run_plots._loss_curve(ax, self.loss, path[0], best[0])
-        else:
-            run_plots._loss_contours(ax, self.loss, path, best)
+        surface = run_plots.landscape(record)
+        self.loss, self.columns = surface.loss, columns
+        whole = _whole_path(record, columns, states)
+        run_plots.draw_landscape(ax, surface, [whole])
+        path = whole.points
         (self.trail,) = ax.plot([], [], color="black", linewidth=1.8, zorder=7, label="path so far")
         (self.now,) = ax.plot([], [], "o", color="black", markerfacecolor="white", markersize=9,
                               markeredgewidth=2, zorder=8, label="now")
@@ -364,6 +361,12 @@ class _Landscape:
             self.trail.set_data(self.path[0][:walked], self.path[1][:walked])
             self.now.set_data([w], [b])
         return f"{_step_text(state)}:  L = {number(float(self.loss(w, b)))}"
+
+
+def _whole_path(record: RunRecord, columns: list[str], states: list[dict[str, float]]) -> Any:
+    """The path through the animated states, drawn faintly behind the path so far."""
+    diverged = (record.summary.get("divergence") or {}).get("step")
+    return run_plots.Descent("whole path", _path(states, columns), False, "tab:red", diverged)
 
 
 def _path(states: list[dict[str, float]], columns: list[str]) -> list[Any]:
