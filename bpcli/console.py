@@ -57,8 +57,9 @@ def _fmt(value: Any, digits: int = 6) -> str:
 
 
 PLAIN_LINES = 20
-"""Away from a terminal, a run prints a progress line in each twentieth of its steps (the
-first and the last logged steps included), whatever train.log_every is."""
+"""Away from a terminal, a run prints a progress line for its first logged step and for the
+first logged step in each twentieth of its steps, the last step being the last twentieth's:
+at most PLAIN_LINES + 1 lines, whatever train.log_every is."""
 
 PLAIN_VALUES = 6
 """A plain line shows the logged values other than gradients when there are at most this
@@ -105,7 +106,7 @@ class ConsoleObserver:
         if self.console.is_terminal:
             self._progress = Progress(
                 TextColumn("[bold]training"),
-                BarColumn(),
+                BarColumn(bar_width=max(10, min(40, self.console.width - 60))),  # the numbers fit 80 columns
                 MofNCompleteColumn(),
                 TextColumn("loss {task.fields[loss]}"),
                 TimeElapsedColumn(),

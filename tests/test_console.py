@@ -62,7 +62,7 @@ def test_a_run_that_diverges_ends_its_log_with_the_step_it_diverged_at():
     assert result.exit_code == 1
     diverged_at = json.loads(Path("outputs/run1/summary.json").read_text())["divergence"]["step"]
     steps = steps_of(step_lines(result.stdout))
-    assert steps[-1] == diverged_at and len(steps) <= PLAIN_LINES + 2
+    assert steps[-1] == diverged_at and len(steps) <= PLAIN_LINES + 1
 
 
 def test_a_plain_line_leaves_out_gradients_and_wide_models_parameters():
@@ -217,3 +217,15 @@ def test_a_run_resumed_with_the_same_torch_does_not_warn():
     resumed = cli("train", "--resume", "run", "--epochs", "20", "--no-plots")
     assert resumed.exit_code == 0 and resumed.stderr == ""
     assert json.loads(Path("run/summary.json").read_text())["resumed_from"][0]["torch_version"] == torch.__version__
+
+
+def test_a_run_cut_short_ends_its_log_with_the_last_step_it_logged():
+    log = io.StringIO()
+    observer = ConsoleObserver(Console(file=log, width=120), "Training")
+    observer.on_start(1000, None, "cpu")
+    for step in range(1, 438):  # interrupted after step 437, every step logged
+        observer.on_log({"step": step, "epoch": step, "loss": 1.0, "grad_w": 2.0})
+    observer.close()
+    steps = steps_of(step_lines(log.getvalue()))
+    assert steps[-1] == 437 and steps[0] == 1 and len(steps) <= PLAIN_LINES + 1
+    assert "grad_w" not in log.getvalue()
