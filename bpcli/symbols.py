@@ -8,7 +8,7 @@ from __future__ import annotations
 
 # How the symbols bpcli prints read on a terminal that cannot show them (latin-1, ASCII).
 _PLAIN = str.maketrans({
-    "·": "*", "−": "-", "×": "x", "÷": "/", "→": "->", "←": "<-", "⟵": "<-", "…": "...", "—": "-", "–": "-",
+    "·": "*", "−": "-", "×": "*", "÷": "/", "→": "->", "←": "<-", "⟵": "<-", "…": "...", "—": "-", "–": "-",
     "≈": "~", "±": "+/-", "√": "sqrt", "²": "^2", "¹": "^1", "⁻": "^-", "ᵀ": "^T", "ᵢ": "_i", "ŷ": "y_hat",
     "θ": "theta", "λ": "lambda", "σ": "sigma", "μ": "mu", "µ": "mu", "Σ": "sum", "Π": "prod", "∂": "d",
     "∇": "grad", "⟨": "<", "⟩": ">", "κ": "kappa",

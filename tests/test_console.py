@@ -229,3 +229,10 @@ def test_a_run_cut_short_ends_its_log_with_the_last_step_it_logged():
     steps = steps_of(step_lines(log.getvalue()))
     assert steps[-1] == 437 and steps[0] == 1 and len(steps) <= PLAIN_LINES + 1
     assert "grad_w" not in log.getvalue()
+
+
+@pytest.mark.parametrize("command,name", [("train", "CONFIG"), ("check", "CONFIG"), ("sweep", "CONFIG"),
+                                          ("rerun", "RUN_DIR"), ("plot", "RUN_DIR")])
+def test_arguments_are_named_as_the_readme_names_them(command, name):
+    usage = cli(command, "--help").stdout
+    assert re.search(rf"Usage: bpcli {command} \[OPTIONS\] [\[{{]{name}[\]}}]", usage), usage

@@ -35,8 +35,7 @@ def sweep(
 
     Example: bpcli sweep configs/exp2.yaml --grid lr=0.001,0.01,0.1 --grid seed=0:10
     """
-    from bpcli.cli.train import starting
-    from bpcli.console import make_console, print_sweep, progress
+    from bpcli.console import make_console, print_sweep, progress, starting
 
     console = make_console()
     quiet = quiet or not main_process()  # rank 0 reports for the whole torchrun job

@@ -88,7 +88,7 @@ def train(
 
     Example: bpcli train configs/exp2.yaml --lr 0.05 --epochs 500 --out outputs/fast
     """
-    from bpcli.console import make_console, progress
+    from bpcli.console import make_console, progress, starting
 
     console = make_console()
     quiet = quiet or not main_process()
@@ -114,17 +114,8 @@ def train(
     report(result, quiet, console)
 
 
-def starting(observer: Any, what: str, title: str | None = None) -> None:
-    """Tell the console what happens before the first step (and, once known, the run's title)."""
-    if observer is None:
-        return
-    if title is not None:
-        observer.title = title
-    observer.stage(what)
-
-
 def _resume(run_dir: Path, epochs: int | None, given: list[str], quiet: bool, no_plots: bool, console: Any) -> None:
-    from bpcli.console import progress
+    from bpcli.console import progress, starting
 
     if given:
         raise BpcliError(
@@ -175,7 +166,7 @@ def rerun(
     quiet: Quiet = False,
 ) -> None:
     """Run a recorded config again: into a new run directory, or with --verify to check it reproduces."""
-    from bpcli.console import make_console, print_verification, progress
+    from bpcli.console import make_console, print_verification, progress, starting
 
     console = make_console()
     with progress(console, f"Re-running {run_dir}", quiet) as observer:
