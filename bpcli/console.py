@@ -101,7 +101,8 @@ class ConsoleObserver:
         self.total, self.start, self.run_dir = total_steps, start_step, run_dir
         self._started = time.perf_counter()
         where = f" → {run_dir}" if run_dir else ""
-        steps = f"steps {start_step + 1} to {total_steps}" if start_step else f"{total_steps} steps"
+        steps = (f"steps {start_step + 1} to {total_steps}" if start_step
+                 else f"{total_steps} step" + ("s" if total_steps != 1 else ""))
         self.console.print(f"{self.title} on {device}: {steps}{where}", soft_wrap=True)
         if self.console.is_terminal:
             self._progress = Progress(
