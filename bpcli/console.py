@@ -106,7 +106,7 @@ class ConsoleObserver:
         self.console.print(f"{self.title} on {device}: {steps}{where}", soft_wrap=True)
         if self.console.is_terminal:
             self._progress = Progress(
-                TextColumn("[bold]training"),
+                TextColumn("[bold]{task.description}"),
                 BarColumn(bar_width=max(10, min(40, self.console.width - 60))),  # the numbers fit 80 columns
                 MofNCompleteColumn(),
                 TextColumn("loss {task.fields[loss]}"),
@@ -115,13 +115,14 @@ class ConsoleObserver:
                 TimeRemainingColumn(),
                 console=self.console,
             )
-            self._task = self._progress.add_task("train", total=total_steps, completed=start_step, loss="…")
+            # "starting" until the first step is done (on a GPU: warm-up steps and graph capture)
+            self._task = self._progress.add_task("starting", total=total_steps, completed=start_step, loss="…")
             self._progress.start()
 
     def on_log(self, row: dict[str, float]) -> None:
         step = int(row["step"])
         if self._progress is not None:
-            self._progress.update(self._task, completed=step, loss=f"{row['loss']:.6g}")
+            self._progress.update(self._task, completed=step, loss=f"{row['loss']:.6g}", description="training")
             if step == self.total:  # the bar stays as it ended; the spinner covers saving
                 self._stop_progress()
                 self.stage(f"saving {self.run_dir}" if self.run_dir else "finishing")

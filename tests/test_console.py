@@ -149,7 +149,7 @@ def test_on_a_terminal_the_wait_before_the_first_step_and_after_the_last_says_wh
     observer.close()
     text = screen.getvalue()
     order = [text.find(s) for s in ("loading torch", "building the data and the model", "Training scalar-sgd",
-                                    "3/3", "saving outputs/run7")]
+                                    "starting", "training", "3/3", "saving outputs/run7")]
     assert -1 not in order and order == sorted(order), text
 
 
