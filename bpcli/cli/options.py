@@ -62,7 +62,8 @@ Device = Annotated[
 ]
 LogEvery = Annotated[
     Optional[int],
-    typer.Option("--log-every", help="Record metrics every N steps (train.log_every).", show_default=False),
+    typer.Option("--log-every", help="Record a row of metrics.csv every N steps (train.log_every).",
+                 show_default=False),
 ]
 Set = Annotated[
     Optional[list[str]],
