@@ -57,7 +57,8 @@ def describe(err: dict[str, Any], cls: type[BaseModel], overrides: list[Override
         message = err["msg"]
         where = err["ctx"]["where"]
     elif kind == "string_pattern_mismatch":  # never show the user the regular expression
-        message = f"{_short(value)} is not {_ACCEPTED.get(where, 'a value of the form this field takes; see its description in the README')}"
+        accepted = _ACCEPTED.get(where, "of the form this field takes (see the config reference in the README)")
+        message = f"{_short(value)} is not {accepted}"
     else:
         message = err["msg"]
         if message.startswith("Value error, "):

@@ -279,8 +279,9 @@ def read_summary(run_dir: Path) -> dict[str, Any]:
 def torch_versions(summary: dict[str, Any]) -> list[str]:
     """The torch versions a run was trained with, each once, in the order they were first
     used: the one it started with, then those it was resumed with (`resumed_from`)."""
-    used = [summary.get("torch_version")] + [r.get("torch_version") for r in summary.get("resumed_from") or []
-                                             if isinstance(r, dict)]
+    resumes = summary.get("resumed_from")
+    resumes = resumes if isinstance(resumes, list) else []
+    used = [summary.get("torch_version")] + [r.get("torch_version") for r in resumes if isinstance(r, dict)]
     return list(dict.fromkeys(str(v) for v in used if v))
 
 
