@@ -107,7 +107,7 @@ class ConsoleObserver:
         if self.console.is_terminal:
             self._progress = Progress(
                 TextColumn("[bold]{task.description}"),
-                BarColumn(bar_width=max(10, min(40, self.console.width - 60))),  # the numbers fit 80 columns
+                BarColumn(bar_width=self._bar_width(total_steps)),
                 MofNCompleteColumn(),
                 TextColumn("loss {task.fields[loss]}"),
                 TimeElapsedColumn(),
@@ -118,6 +118,12 @@ class ConsoleObserver:
             # "starting" until the first step is done (on a GPU: warm-up steps and graph capture)
             self._task = self._progress.add_task("starting", total=total_steps, completed=start_step, loss="…")
             self._progress.start()
+
+    def _bar_width(self, total: int) -> int:
+        """Up to 40 columns, leaving the numbers beside the bar room, and the line a few spare
+        columns: a full line wraps when Ctrl-C echoes `^C`, and the bar is then drawn twice."""
+        beside = 52 + 2 * len(str(total))  # "training", step/total, "loss 1.23456e-05", elapsed, ETA
+        return max(10, min(40, self.console.width - beside - 4))
 
     def on_log(self, row: dict[str, float]) -> None:
         step = int(row["step"])
