@@ -371,9 +371,15 @@ def print_sweep(console: Console, result: Any) -> None:
     """The sweep's aggregates: per setting, mean ± std over seeds of the final loss and parameters."""
     rows = result.aggregates
     settings = [k for k in rows[0] if not k.endswith(("_mean", "_std")) and k not in ("members", "diverged")]
-    measures = [k[: -len("_mean")] for k in rows[0] if k.endswith("_mean")][:5]
+    measures = [k[: -len("_mean")] for k in rows[0] if k.endswith("_mean")]
+    # A few parameter values are worth a column each; an MLP's hundreds are not (and one weight
+    # averaged over seeds means little, as hidden units come out in any order).
+    params = [m for m in measures if m != "final_loss"]
+    shown = [m for m in measures if m == "final_loss"] + (params if len(params) <= 4 else [])
     table = Table(title=f"{len(result.members)} members, {result.steps} steps each, in {result.seconds:.2f} s",
                   box=box.SIMPLE_HEAD)
+    left_out = shown != measures
+    measures = shown
     for name in [*settings, "runs", *measures]:
         table.add_column(name.split(".")[-1], justify="right")
     for row in rows:
@@ -386,4 +392,5 @@ def print_sweep(console: Console, result: Any) -> None:
         table.add_row(*cells, runs, *values)
     console.print(table)
     if result.out is not None:
-        console.print(f"sweep directory: {result.out}")
+        more = " (its aggregates.csv has every parameter's mean and std)" if left_out else ""
+        console.print(f"sweep directory: {result.out}{more}", soft_wrap=True)

@@ -236,3 +236,21 @@ def test_a_run_cut_short_ends_its_log_with_the_last_step_it_logged():
 def test_arguments_are_named_as_the_readme_names_them(command, name):
     usage = cli(command, "--help").stdout
     assert re.search(rf"Usage: bpcli {command} \[OPTIONS\] [\[{{]{name}[\]}}]", usage), usage
+
+
+def sweep_header(output):
+    rule = next(i for i, line in enumerate(output.splitlines()) if "────" in line)
+    return output.splitlines()[rule - 1].split()
+
+
+def test_a_sweeps_table_shows_few_parameters_and_no_spread_for_one_member():
+    linear = cli("sweep", CONFIGS / "exp2.yaml", "--grid", "lr=0.01,0.1", "--grid", "seed=0:3", "--epochs", "200")
+    assert sweep_header(linear.stdout) == ["lr", "runs", "final_loss", "w", "b"]
+    assert linear.stdout.count("±") == 6  # two settings of three seeds: mean ± std for each measure
+
+    mlp = cli("sweep", CONFIGS / "mlp.yaml", "--grid", "lr=0.05,0.1", "--epochs", "20", "--out", "mlp")
+    assert sweep_header(mlp.stdout) == ["lr", "runs", "final_loss"]  # not four of its 337 weights
+    assert "±" not in mlp.stdout  # one member per setting: nothing to spread
+    assert "aggregates.csv has every parameter" in mlp.stdout
+    with open("mlp/aggregates.csv", newline="") as fh:
+        assert "W2[255]_mean" in next(csv.reader(fh))
