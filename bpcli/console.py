@@ -1,18 +1,22 @@
-"""Terminal output of a run: a progress bar on a terminal, plain lines elsewhere, a final table.
+"""Terminal output of a run: what happens before the first step, a progress bar, a final table.
 
-On a TTY, rich draws a live progress bar (step, loss, elapsed, ETA). When stdout is a
-pipe, a file or CI, the same progress comes out as one plain line per logged step, with
-no colour codes or carriage returns, so logs stay readable.
+On a terminal, a spinner says what bpcli is doing until the first step (loading torch,
+building the data and the model), rich draws a live progress bar (step, loss, elapsed,
+ETA), and a spinner shows while the run directory is saved. When stdout is a pipe, a file
+or CI, the progress comes out as at most PLAIN_LINES + 1 plain lines spread over the run,
+with no colour codes or carriage returns, so logs stay short and readable.
 """
 
 from __future__ import annotations
 
 import contextlib
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from rich import box
 from rich.console import Console
+from rich.live import Live
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -21,9 +25,20 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.spinner import Spinner
 from rich.table import Table
+from rich.text import Text
 
 from bpcli.rundir.run import MAX_LOGGED_VALUES
+from bpcli.symbols import plain
+
+
+class _Console(Console):
+    """A rich Console that spells bpcli's symbols in ASCII before laying text out, on a
+    terminal that cannot show them (so `θ` becomes `theta` and the table grows to fit)."""
+
+    def render_str(self, text: str, **kwargs: Any) -> Text:
+        return super().render_str(plain(text, self.encoding), **kwargs)
 
 
 def make_console() -> Console:
@@ -32,7 +47,7 @@ def make_console() -> Console:
     import sys
 
     wide = None if sys.stdout.isatty() or "COLUMNS" in os.environ else 120
-    return Console(highlight=False, width=wide)
+    return _Console(highlight=False, width=wide)
 
 
 def _fmt(value: Any, digits: int = 6) -> str:
@@ -41,25 +56,58 @@ def _fmt(value: Any, digits: int = 6) -> str:
     return str(value)
 
 
-class ConsoleObserver:
-    """Reports a run's progress on a console (see bpcli.training.Observer)."""
+PLAIN_LINES = 20
+"""Away from a terminal, a run prints a progress line for its first logged step and for the
+first logged step in each twentieth of its steps, the last step being the last twentieth's:
+at most PLAIN_LINES + 1 lines, whatever train.log_every is."""
 
-    def __init__(self, console: Console, title: str) -> None:
+PLAIN_VALUES = 6
+"""A plain line shows the logged values other than gradients when there are at most this
+many; beyond that only the loss and the measures of fit (metrics.csv has every column)."""
+
+_HEADLINE = ("loss", "val_loss", "distance_to_optimum", "min", "max", "nan_or_inf")
+
+
+class ConsoleObserver:
+    """Reports a run's progress on a console (a bpcli.loop.Reporter)."""
+
+    def __init__(self, console: Console, title: str = "") -> None:
         self.console = console
         self.title = title
+        """The first words of the line printed when training starts."""
         self.total = 0
+        self.start = 0
+        self.run_dir: Path | None = None
+        self._spinner: Any = None
         self._progress: Progress | None = None
         self._task: Any = None
+        self._started = time.perf_counter()
+        self._slot = -1  # the twentieth of the run whose plain line was printed last
+        self._unprinted: dict[str, float] | None = None  # the last logged row, if not printed
+
+    def stage(self, what: str) -> None:
+        """On a terminal, say what bpcli is doing before training starts (a spinner)."""
+        if not self.console.is_terminal:
+            return
+        spinner = Spinner("dots" if self.console.encoding.lower().startswith("utf") else "line", f"{what}…")
+        if self._spinner is None:
+            self._spinner = Live(spinner, console=self.console, refresh_per_second=12.5, transient=True)
+            self._spinner.start(refresh=True)
+        else:
+            self._spinner.update(spinner, refresh=True)
 
     def on_start(self, total_steps: int, run_dir: Path | None, device: str, start_step: int = 0) -> None:
-        self.total = total_steps
+        self._stop_spinner()
+        self.total, self.start, self.run_dir = total_steps, start_step, run_dir
+        self._started = time.perf_counter()
         where = f" → {run_dir}" if run_dir else ""
-        steps = f"steps {start_step + 1} to {total_steps}" if start_step else f"{total_steps} steps"
+        steps = (f"steps {start_step + 1} to {total_steps}" if start_step
+                 else f"{total_steps} step" + ("s" if total_steps != 1 else ""))
         self.console.print(f"{self.title} on {device}: {steps}{where}", soft_wrap=True)
         if self.console.is_terminal:
             self._progress = Progress(
-                TextColumn("[bold]training"),
-                BarColumn(),
+                TextColumn("[bold]{task.description}"),
+                BarColumn(bar_width=self._bar_width(total_steps)),
                 MofNCompleteColumn(),
                 TextColumn("loss {task.fields[loss]}"),
                 TimeElapsedColumn(),
@@ -67,31 +115,69 @@ class ConsoleObserver:
                 TimeRemainingColumn(),
                 console=self.console,
             )
-            self._task = self._progress.add_task("train", total=total_steps, completed=start_step, loss="…")
+            # "starting" until the first step is done (on a GPU: warm-up steps and graph capture)
+            self._task = self._progress.add_task("starting", total=total_steps, completed=start_step, loss="…")
             self._progress.start()
 
+    def _bar_width(self, total: int) -> int:
+        """Up to 40 columns, leaving the numbers beside the bar room, and the line a few spare
+        columns: a full line wraps when Ctrl-C echoes `^C`, and the bar is then drawn twice."""
+        beside = 52 + 2 * len(str(total))  # "training", step/total, "loss 1.23456e-05", elapsed, ETA
+        return max(10, min(40, self.console.width - beside - 4))
+
     def on_log(self, row: dict[str, float]) -> None:
+        step = int(row["step"])
         if self._progress is not None:
-            self._progress.update(self._task, completed=int(row["step"]), loss=f"{row['loss']:.6g}")
+            self._progress.update(self._task, completed=step, loss=f"{row['loss']:.6g}", description="training")
+            if step == self.total:  # the bar stays as it ended; the spinner covers saving
+                self._stop_progress()
+                self.stage(f"saving {self.run_dir}" if self.run_dir else "finishing")
             return
-        step, epoch = int(row["step"]), int(row["epoch"])
-        rest = "  ".join(f"{k} {_fmt(v)}" for k, v in row.items() if k not in ("step", "epoch"))
-        # soft_wrap: one line per step, however narrow the (non-)terminal.
-        self.console.print(f"step {step}/{self.total}  epoch {epoch}  {rest}", soft_wrap=True)
+        if self.console.is_terminal:
+            return
+        slot = (step - self.start) * PLAIN_LINES // max(1, self.total - self.start)
+        if slot > self._slot:
+            self._slot = slot
+            self._print_line(row)
+        else:
+            self._unprinted = row
 
     def on_progress(self, step: int) -> None:
         if self._progress is not None:
             self._progress.update(self._task, completed=step)
 
     def close(self) -> None:
-        """Stop the live display (safe to call more than once)."""
+        """Stop the live display, or print the last logged row if it has no line yet (a run
+        that diverged or was interrupted); safe to call more than once."""
+        self._stop_spinner()
+        self._stop_progress()
+        if self._unprinted is not None:
+            self._print_line(self._unprinted)
+
+    def _print_line(self, row: dict[str, float]) -> None:
+        self._unprinted = None
+        values = {k: v for k, v in row.items() if k not in ("step", "epoch") and not k.startswith("grad_")}
+        if len(values) > PLAIN_VALUES:
+            values = {k: v for k, v in values.items() if k in _HEADLINE}
+        shown = "  ".join(f"{k} {_fmt(v)}" for k, v in values.items())
+        elapsed = time.perf_counter() - self._started
+        # soft_wrap: one line per step, however narrow the (non-)terminal.
+        self.console.print(f"step {int(row['step'])}/{self.total}  epoch {int(row['epoch'])}  {shown}  "
+                           f"({elapsed:.1f} s)", soft_wrap=True)
+
+    def _stop_spinner(self) -> None:
+        if self._spinner is not None:
+            self._spinner.stop()
+            self._spinner = None
+
+    def _stop_progress(self) -> None:
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
 
 
 @contextlib.contextmanager
-def progress(console: Console, title: str, quiet: bool = False) -> Iterator[ConsoleObserver | None]:
+def progress(console: Console, title: str = "", quiet: bool = False) -> Iterator[ConsoleObserver | None]:
     """A ConsoleObserver for the duration of a run (None when quiet), its live display
     stopped however the run ends."""
     observer = None if quiet else ConsoleObserver(console, title)
@@ -102,30 +188,28 @@ def progress(console: Console, title: str, quiet: bool = False) -> Iterator[Cons
             observer.close()
 
 
+def starting(observer: ConsoleObserver | None, what: str, title: str | None = None) -> None:
+    """Tell the console what happens before the first step (and, once known, the run's title)."""
+    if observer is None:
+        return
+    if title is not None:
+        observer.title = title
+    observer.stage(what)
+
+
+RESULT_COLUMNS = ("value", "true", "optimum", "value (original units)", "optimum (original units)")
+"""The columns of the end-of-run table after the row's name, in order; one that no row
+fills is left out (an MLP has no true values, CSV data neither, and only standardised
+data have original units beside the model's own)."""
+
+
 def print_result(console: Console, summary: dict[str, Any], run_dir: Path | None) -> None:
     """The end-of-run table: parameters against the truth, loss, predictions, where it went."""
-    best = summary.get("optimum") or {}
-    table = Table(title=f"{summary['kind']}: {summary['status']}", show_header=True,
-                  caption=_caption(summary), caption_justify="left")
-    # Standardised data: the model's own numbers say so, and the original units stand beside them.
-    scaled = bool(summary.get("scaling"))
-    units = " (standardised)" if scaled else ""
-    table.add_column("")
-    table.add_column(f"value{units}", justify="right")
-    table.add_column("true", justify="right")
-    if best:
-        table.add_column(f"optimum{units}", justify="right")
-    if scaled:
-        table.add_column("value (original units)", justify="right")
-        if best:
-            table.add_column("optimum (original units)", justify="right")
+    rows: list[tuple[str, dict[str, str]]] = []
 
-    def row(label: str, value: str, target: str = "", optimum: str = "", value_original: str = "",
+    def row(label: str, value: str, true: str = "", optimum: str = "", value_original: str = "",
             optimum_original: str = "") -> None:
-        cells = [value, target, *([optimum] if best else [])]
-        if scaled:
-            cells += [value_original, *([optimum_original] if best else [])]
-        table.add_row(label, *cells)
+        rows.append((label, dict(zip(RESULT_COLUMNS, (value, true, optimum, value_original, optimum_original)))))
 
     _param_rows(row, summary)
     _fit_rows(row, summary)
@@ -134,6 +218,16 @@ def print_result(console: Console, summary: dict[str, Any], run_dir: Path | None
     row("device", str(summary["device"]))
     if run_dir is not None:
         row("run directory", str(run_dir))
+    columns = [c for c in RESULT_COLUMNS if c == "value" or any(cells[c] for _, cells in rows)]
+    # Standardised data: the model's own numbers say so, and the original units stand beside them.
+    units = " (standardised)" if summary.get("scaling") else ""
+    table = Table(title=f"{summary['kind']}: {summary['status']}", show_header=True,
+                  caption=_caption(summary), caption_justify="left")
+    table.add_column("")
+    for column in columns:
+        table.add_column(column + units if column in ("value", "optimum") else column, justify="right")
+    for label, cells in rows:
+        table.add_row(label, *(cells[c] for c in columns))
     console.print(table)
     for warning in summary.get("warnings") or []:
         console.print(f"warning: {warning}", soft_wrap=True)
@@ -180,7 +274,8 @@ def _fit_rows(row: Callable[..., None], summary: dict[str, Any]) -> None:
     """How well the run fits: loss, distance to the optimum, stable lr, predictions, R², checks."""
     best = summary.get("optimum") or {}
     scaling = summary.get("scaling") or {}
-    loss = [_fmt(summary.get("final_loss")), "", _fmt(best.get("loss"), 3) if best else ""]
+    # Both to the same digits: rounded to 3, the optimum's loss once read 0.479 beside a trained 0.478849.
+    loss = [_fmt(summary.get("final_loss")), "", _fmt(best.get("loss")) if best else ""]
     if scaling and scaling.get("y_std") == 1.0 and scaling.get("y_mean") == 0.0:
         loss = ["", "", "", loss[0], loss[2]]  # only x was standardised: the loss is in y's own units
     row("final loss", *loss)
@@ -224,8 +319,8 @@ def print_verification(console: Console, report: Any) -> None:
 
 
 def _values(values: list[float]) -> str:
-    if len(values) == 1:
-        return f"{values[0]:.8g}"
+    if len(values) == 1:  # six digits, so that the table fits 80 columns; the errors say how far apart
+        return f"{values[0]:.6g}"
     return f"|{sum(v * v for v in values if v == v) ** 0.5:.6g}|"
 
 
@@ -233,7 +328,7 @@ def print_grad_checks(console: Console, checks: list[Any], kind: str) -> None:
     """The table of `bpcli check`: each parameter's gradient three ways, and their errors."""
     from bpcli.gradcheck import TOLERANCE  # imports torch, as the checks themselves did
 
-    table = Table(title=f"{kind}: dL/dθ three ways, in float64", box=box.SIMPLE_HEAD, padding=(0, 1),
+    table = Table(title=f"{kind}: dL/dθ three ways, in float64", box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0),
                   caption="|g| is the norm of a tensor's gradient; errors are relative")
     for header in ("step", "θ", "manual", "autograd", "finite diff", "err manual", "err f.d."):
         table.add_column(header, justify="left" if header == "θ" else "right", no_wrap=True)
@@ -338,16 +433,26 @@ def print_sweep(console: Console, result: Any) -> None:
     """The sweep's aggregates: per setting, mean ± std over seeds of the final loss and parameters."""
     rows = result.aggregates
     settings = [k for k in rows[0] if not k.endswith(("_mean", "_std")) and k not in ("members", "diverged")]
-    measures = [k[: -len("_mean")] for k in rows[0] if k.endswith("_mean")][:5]
+    measures = [k[: -len("_mean")] for k in rows[0] if k.endswith("_mean")]
+    # A few parameter values are worth a column each; an MLP's hundreds are not (and one weight
+    # averaged over seeds means little, as hidden units come out in any order).
+    params = [m for m in measures if m != "final_loss"]
+    shown = [m for m in measures if m == "final_loss"] + (params if len(params) <= 4 else [])
     table = Table(title=f"{len(result.members)} members, {result.steps} steps each, in {result.seconds:.2f} s",
                   box=box.SIMPLE_HEAD)
+    left_out = shown != measures
+    measures = shown
     for name in [*settings, "runs", *measures]:
         table.add_column(name.split(".")[-1], justify="right")
     for row in rows:
         cells = [str(row[k]) for k in settings]
         runs = f"{row['members']}" + (f" ({row['diverged']} diverged)" if row["diverged"] else "")
-        values = [f"{row[m + '_mean']:.4g} ± {row[m + '_std']:.2g}" for m in measures]
+        # One member's value has no spread to show (its "std" of 0 would claim a certainty).
+        averaged = row["members"] - row["diverged"]
+        values = [f"{row[m + '_mean']:.4g}" + (f" ± {row[m + '_std']:.2g}" if averaged > 1 else "")
+                  for m in measures]
         table.add_row(*cells, runs, *values)
     console.print(table)
     if result.out is not None:
-        console.print(f"sweep directory: {result.out}")
+        more = " (its aggregates.csv has every parameter's mean and std)" if left_out else ""
+        console.print(f"sweep directory: {result.out}{more}", soft_wrap=True)

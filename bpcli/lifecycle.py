@@ -419,7 +419,8 @@ def resume(
             start, history = _restore(built, run_dir, summary, write=True)
             files.write_config(run_dir, dump_config(config))
             summary.update(status="running", epochs=config.train.epochs)
-            summary.setdefault("resumed_from", []).append({"step": start, "at": timestamp()})
+            summary.setdefault("resumed_from", []).append(
+                {"step": start, "at": timestamp(), "torch_version": torch.__version__})
             files.write_summary(run_dir, summary)
             return _train(built, config, run_dir, summary, history, plots, observer, start, stop)
 
@@ -533,7 +534,8 @@ def verify_run(run_dir: str | Path, steps: int | None = None) -> Verification:
         run_dir=run_dir,
         rows=len(recorded),
         differences=_differences(recorded, again),
-        recorded={"torch_version": record.summary.get("torch_version"), "device": record.summary.get("device")},
+        recorded={"torch_version": ", then ".join(files.torch_versions(record.summary)) or None,
+                  "device": record.summary.get("device")},
         current={"torch_version": torch.__version__, "device": str(built.device)},
     )
 

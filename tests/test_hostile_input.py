@@ -67,8 +67,8 @@ BAD_FILES = [
     ("too-deep", "kind: " + "[" * 5000 + "]" * 5000 + "\n", "nested too deeply"),
     ("alias-bomb", "a: &a [1,1,1,1,1,1,1,1]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b]\n"
      "d: [*c,*c,*c,*c,*c,*c,*c,*c]\n" + GOOD, "unknown key"),
-    ("device-typo", GOOD + "device: gpu\n", "device: string should match pattern"),
-    ("device-index-word", GOOD + "device: cuda:x\n", "device: string should match pattern"),
+    ("device-typo", GOOD + "device: gpu\n", "device: 'gpu' is not a device bpcli knows"),
+    ("device-index-word", GOOD + "device: cuda:x\n", "device: 'cuda:x' is not a device bpcli knows"),
     ("numeric-keys", GOOD + "1: 2\n", "keys should be strings"),
     ("scalar-with-bias", "kind: scalar-sgd\ndata:\n  source: synthetic\n  true_b: 1\n", "has no bias"),
 ]
@@ -124,7 +124,7 @@ BAD_FLAGS = [
     (["--epochs", "0"], "train.epochs: input should be greater than or equal to 1"),
     (["--seed", "-3"], "seed: input should be greater than or equal to 0"),
     (["--log-every", "0"], "train.log_every"),
-    (["--device", "quantum"], "device: string should match pattern"),
+    (["--device", "quantum"], "device: 'quantum' is not a device bpcli knows"),
     (["--device", "mps"] if not torch.backends.mps.is_available() else ["--device", "cuda:99"], "is not available"),
 ]
 

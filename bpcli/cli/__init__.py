@@ -13,33 +13,15 @@ import traceback
 from typing import Any
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from bpcli.cli import animate, check, explain, plot, sweep, train
 from bpcli.errors import EXIT_INTERRUPTED, EXIT_RUN_FAILED, BpcliError
+from bpcli.symbols import plain
 
 
 def _debug() -> bool:
     return os.environ.get("BPCLI_DEBUG", "") not in ("", "0")
-
-
-# How the symbols bpcli prints read on a terminal that cannot show them (latin-1, ASCII).
-_PLAIN = str.maketrans({
-    "·": "*", "−": "-", "×": "x", "÷": "/", "→": "->", "←": "<-", "⟵": "<-", "…": "...", "—": "-", "–": "-",
-    "≈": "~", "±": "+/-", "√": "sqrt", "²": "^2", "¹": "^1", "⁻": "^-", "ᵀ": "^T", "ᵢ": "_i", "ŷ": "y_hat",
-    "θ": "theta", "λ": "lambda", "σ": "sigma", "μ": "mu", "µ": "mu", "Σ": "sum", "Π": "prod", "∂": "d",
-    "∇": "grad", "⟨": "<", "⟩": ">",
-})
-
-
-def plain(text: str, encoding: str | None) -> str:
-    """`text` as a stream in `encoding` can write it: symbols it cannot hold spelled in ASCII."""
-    encoding = encoding or "utf-8"
-    try:
-        text.encode(encoding)
-        return text
-    except (UnicodeEncodeError, LookupError):
-        return text.translate(_PLAIN).encode(encoding, errors="replace").decode(encoding)
 
 
 def _error(line: str) -> None:
@@ -58,8 +40,27 @@ def _is_cli_signal(exc: BaseException) -> bool:
     return type(exc).__module__.split(".")[0] in ("typer", "click")
 
 
+def _plain_flags(params: list[Any]) -> list[Any]:
+    """Show a flag (--force, --quiet, --help) in --help as the flag alone: it takes no value,
+    but recent Typer releases print `<bool>` beside it, as if it did."""
+    for param in params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    return params
+
+
+class _Command(TyperCommand):
+    """A command whose flags read as flags in --help."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _plain_flags(super().get_params(ctx))
+
+
 class _Group(TyperGroup):
     """Runs a command and turns what it raises into one message and an exit code."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _plain_flags(super().get_params(ctx))
 
     def invoke(self, ctx: Any) -> Any:
         try:
@@ -126,15 +127,15 @@ def _root(
 
 
 # Every command, in the order `bpcli --help` lists them.
-app.command()(train.train)
-app.command("config")(train.show_config)
-app.command()(train.rerun)
-app.command()(sweep.sweep)
-app.command()(check.check)
-app.command()(explain.explain)
-app.command()(plot.plot)
-app.command()(plot.compare)
-app.command()(animate.animate)
+app.command(cls=_Command)(train.train)
+app.command("config", cls=_Command)(train.show_config)
+app.command(cls=_Command)(train.rerun)
+app.command(cls=_Command)(sweep.sweep)
+app.command(cls=_Command)(check.check)
+app.command(cls=_Command)(explain.explain)
+app.command(cls=_Command)(plot.plot)
+app.command(cls=_Command)(plot.compare)
+app.command(cls=_Command)(animate.animate)
 
 
 class _Stdout:

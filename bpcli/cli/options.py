@@ -36,18 +36,18 @@ def complete_runs(incomplete: str) -> list[str]:
 
 ConfigArg = Annotated[
     Path,
-    typer.Argument(help="YAML experiment config, e.g. configs/exp2.yaml.", show_default=False,
+    typer.Argument(metavar="CONFIG", help="YAML experiment config, e.g. configs/exp2.yaml.", show_default=False,
                    autocompletion=complete_configs),
 ]
 OptionalConfigArg = Annotated[
     Optional[Path],
-    typer.Argument(help="YAML experiment config, e.g. configs/exp2.yaml (or see the options).",
+    typer.Argument(metavar="CONFIG", help="YAML experiment config, e.g. configs/exp2.yaml (or see the options).",
                    show_default=False, autocompletion=complete_configs),
 ]
 RunDirArg = Annotated[
     Path,
-    typer.Argument(help="A run directory written by `bpcli train`, e.g. outputs/run1.", show_default=False,
-                   autocompletion=complete_runs),
+    typer.Argument(metavar="RUN_DIR", help="A run directory written by `bpcli train`, e.g. outputs/run1.",
+                   show_default=False, autocompletion=complete_runs),
 ]
 Lr = Annotated[Optional[float], typer.Option("--lr", help="Learning rate (train.lr).", show_default=False)]
 Epochs = Annotated[
@@ -62,7 +62,8 @@ Device = Annotated[
 ]
 LogEvery = Annotated[
     Optional[int],
-    typer.Option("--log-every", help="Record metrics every N steps (train.log_every).", show_default=False),
+    typer.Option("--log-every", help="Record a row of metrics.csv every N steps (train.log_every).",
+                 show_default=False),
 ]
 Set = Annotated[
     Optional[list[str]],

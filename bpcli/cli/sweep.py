@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from bpcli.cli.options import ConfigArg, Device, Engine, Epochs, Grad, LogEvery, Quiet, Set, main_process
+from bpcli.cli.options import ConfigArg, Device, Engine, Epochs, Grad, LogEvery, Set, main_process
 from bpcli.errors import RunFailed, RunInterrupted
 
 
@@ -29,21 +29,24 @@ def sweep(
         Optional[Path], typer.Option("--out", help="Sweep directory (default: outputs/sweep<N>).")
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace the sweep already in --out.")] = False,
-    quiet: Quiet = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the sweep directory.")] = False,
 ) -> None:
     """Train every combination of a grid at once, as one batched model, and compare them.
 
     Example: bpcli sweep configs/exp2.yaml --grid lr=0.001,0.01,0.1 --grid seed=0:10
     """
-    from bpcli.config import from_flags, load_config
-    from bpcli.console import make_console, print_sweep, progress
-    from bpcli.sweep import parse_grid, run_sweep
+    from bpcli.console import make_console, print_sweep, progress, starting
 
-    cfg = load_config(config, from_flags(set_, epochs=epochs, device=device, log_every=log_every, engine=engine,
-                                        grad=grad))
     console = make_console()
     quiet = quiet or not main_process()  # rank 0 reports for the whole torchrun job
     with progress(console, f"Sweeping {config} (loss: the members' median)", quiet) as observer:
+        starting(observer, "loading torch")
+        from bpcli.config import from_flags, load_config
+        from bpcli.sweep import parse_grid, run_sweep
+
+        cfg = load_config(config, from_flags(set_, epochs=epochs, device=device, log_every=log_every,
+                                            engine=engine, grad=grad))
+        starting(observer, "building the members' data and models")
         result = run_sweep(cfg, parse_grid(grid), out, force=force, observer=observer)
     if not main_process():
         return

@@ -38,6 +38,7 @@ def report(result: Any, quiet: bool, console: Any) -> None:
         typer.echo(str(result.run_dir))
     else:
         print_result(console, result.summary, result.run_dir)
+    _warn_torch_versions(result)
     if result.status == "interrupted" and result.signal is not None:
         import signal
 
@@ -46,6 +47,16 @@ def report(result: Any, quiet: bool, console: Any) -> None:
         raise RunInterrupted(f"{name}: stopped after step {result.steps}{where}", result.signal)
     if result.status == "diverged":
         raise RunFailed(result.summary["divergence"]["message"])
+
+
+def _warn_torch_versions(result: Any) -> None:
+    """Say so when a resumed run has been trained with more than one torch version."""
+    from bpcli.rundir.run import torch_versions
+
+    versions = torch_versions(result.summary)
+    if len(versions) > 1 and main_process():
+        typer.echo(f"warning: {result.run_dir} was trained with torch {', then '.join(versions)}; it is "
+                   "bit-identical to a run never interrupted only when one torch version trains it all", err=True)
 
 
 def train(
@@ -77,9 +88,7 @@ def train(
 
     Example: bpcli train configs/exp2.yaml --lr 0.05 --epochs 500 --out outputs/fast
     """
-    from bpcli import lifecycle
-    from bpcli.config import from_flags, load_config
-    from bpcli.console import make_console, progress
+    from bpcli.console import make_console, progress, starting
 
     console = make_console()
     quiet = quiet or not main_process()
@@ -91,18 +100,22 @@ def train(
         return
     if config is None:
         raise BpcliError("give a config file (bpcli train configs/exp2.yaml) or --resume RUN_DIR")
-    flags = from_flags(set_, lr=lr, epochs=epochs, seed=seed, device=device, log_every=log_every,
-                       engine=engine, grad=grad)
-    cfg = load_config(config, flags)
-    with progress(console, f"Training {cfg.kind} ({config})", quiet) as observer:
+    with progress(console, quiet=quiet) as observer:
+        starting(observer, "loading torch")
+        from bpcli import lifecycle
+        from bpcli.config import from_flags, load_config
+
+        flags = from_flags(set_, lr=lr, epochs=epochs, seed=seed, device=device, log_every=log_every,
+                           engine=engine, grad=grad)
+        cfg = load_config(config, flags)
+        starting(observer, "building the data and the model", f"Training {cfg.kind} ({config})")
         result = lifecycle.train(cfg, out, force=force, plots=not no_plots, observer=observer,
                                  config_file=str(config))
     report(result, quiet, console)
 
 
 def _resume(run_dir: Path, epochs: int | None, given: list[str], quiet: bool, no_plots: bool, console: Any) -> None:
-    from bpcli import lifecycle
-    from bpcli.console import progress
+    from bpcli.console import progress, starting
 
     if given:
         raise BpcliError(
@@ -110,6 +123,10 @@ def _resume(run_dir: Path, epochs: int | None, given: list[str], quiet: bool, no
             "(only --epochs may change)"
         )
     with progress(console, f"Resuming {run_dir}", quiet) as observer:
+        starting(observer, "loading torch")
+        from bpcli import lifecycle
+
+        starting(observer, "loading the checkpoint, the data and the model")
         result = lifecycle.resume(run_dir, epochs, plots=not no_plots, observer=observer)
     report(result, quiet, console)
 
@@ -149,16 +166,22 @@ def rerun(
     quiet: Quiet = False,
 ) -> None:
     """Run a recorded config again: into a new run directory, or with --verify to check it reproduces."""
-    from bpcli import lifecycle
-    from bpcli.console import make_console, print_verification, progress
+    from bpcli.console import make_console, print_verification, progress, starting
 
     console = make_console()
+    with progress(console, f"Re-running {run_dir}", quiet) as observer:
+        starting(observer, "loading torch")
+        from bpcli import lifecycle
+
+        if verify:
+            starting(observer, "training again in memory")
+            verification = lifecycle.verify_run(run_dir, steps)
+        else:
+            starting(observer, "building the data and the model")
+            result = lifecycle.rerun(run_dir, out, observer=observer)
     if verify:
-        verification = lifecycle.verify_run(run_dir, steps)
         print_verification(console, verification)
         if not verification.matches:
             raise RunFailed(verification.explanation())
         return
-    with progress(console, f"Re-running {run_dir}", quiet) as observer:
-        result = lifecycle.rerun(run_dir, out, observer=observer)
     report(result, quiet, console)

@@ -56,6 +56,9 @@ def describe(err: dict[str, Any], cls: type[BaseModel], overrides: list[Override
     elif kind == "dtype_range":  # the message names the value; the context, where it is
         message = err["msg"]
         where = err["ctx"]["where"]
+    elif kind == "string_pattern_mismatch":  # never show the user the regular expression
+        accepted = _ACCEPTED.get(where, "of the form this field takes (see the config reference in the README)")
+        message = f"{_short(value)} is not {accepted}"
     else:
         message = err["msg"]
         if message.startswith("Value error, "):
@@ -66,6 +69,12 @@ def describe(err: dict[str, Any], cls: type[BaseModel], overrides: list[Override
     origin = _origin(where, overrides)
     return f"{where}: {message}{origin}" if where else f"{message}{origin}"
 
+
+# What a field checked by a regular expression accepts, in words.
+_ACCEPTED = {
+    "device": "a device bpcli knows; use auto (cuda, then mps, then cpu), cpu, cuda, cuda:N (N = 0, 1, …) "
+              "or mps",
+}
 
 _REPR = reprlib.Repr()
 _REPR.maxlevel, _REPR.maxstring, _REPR.maxother = 2, 40, 40

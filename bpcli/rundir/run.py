@@ -278,6 +278,15 @@ def read_summary(run_dir: Path) -> dict[str, Any]:
     return summary
 
 
+def torch_versions(summary: dict[str, Any]) -> list[str]:
+    """The torch versions a run was trained with, each once, in the order they were first
+    used: the one it started with, then those it was resumed with (`resumed_from`)."""
+    resumes = summary.get("resumed_from")
+    resumes = resumes if isinstance(resumes, list) else []
+    used = [summary.get("torch_version")] + [r.get("torch_version") for r in resumes if isinstance(r, dict)]
+    return list(dict.fromkeys(str(v) for v in used if v))
+
+
 def truncate_metrics(path: Path, step: int, log_every: int, write: bool = True) -> list[dict[str, float]]:
     """Keep metrics.csv's rows up to `step`, the checkpoint's, that a run continuing from it
     would have logged: rows after it will be logged again, and a row logged only because it
