@@ -197,7 +197,7 @@ def starting(observer: ConsoleObserver | None, what: str, title: str | None = No
     observer.stage(what)
 
 
-RESULT_COLUMNS = ("value", "true", "optimum", "value (original units)", "optimum (original units)")
+RESULT_COLUMNS = ("value", "true", "optimum", "value, data units", "optimum, data units")
 """The columns of the end-of-run table after the row's name, in order; one that no row
 fills is left out (an MLP has no true values, CSV data neither, and only standardised
 data have original units beside the model's own)."""
@@ -219,13 +219,11 @@ def print_result(console: Console, summary: dict[str, Any], run_dir: Path | None
     if run_dir is not None:
         row("run directory", str(run_dir))
     columns = [c for c in RESULT_COLUMNS if c == "value" or any(cells[c] for _, cells in rows)]
-    # Standardised data: the model's own numbers say so, and the original units stand beside them.
-    units = " (standardised)" if summary.get("scaling") else ""
     table = Table(title=f"{summary['kind']}: {summary['status']}", show_header=True,
                   caption=_caption(summary), caption_justify="left")
     table.add_column("")
     for column in columns:
-        table.add_column(column + units if column in ("value", "optimum") else column, justify="right")
+        table.add_column(column, justify="right")
     for label, cells in rows:
         table.add_row(label, *(cells[c] for c in columns))
     console.print(table)
@@ -236,6 +234,8 @@ def print_result(console: Console, summary: dict[str, Any], run_dir: Path | None
 def _caption(summary: dict[str, Any]) -> str | None:
     """Below the table: which data the optimum solves, and which R² is reported."""
     lines = []
+    if summary.get("scaling"):  # the model's own numbers are standardised; the data's units stand beside them
+        lines.append("value, optimum: in standardised units, as the model trains; data units: as in the data file")
     solved = summary.get("optimum_solved") or {}
     if solved.get("from"):
         lines.append(f"optimum: the least-squares solution of {solved['from']}")
