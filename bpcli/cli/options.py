@@ -60,6 +60,15 @@ Device = Annotated[
     Optional[str],
     typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.", show_default=False),
 ]
+Momentum = Annotated[
+    Optional[float],
+    typer.Option("--momentum", help="sgd's heavy-ball momentum, 0 ≤ μ < 1 (train.momentum).", show_default=False),
+]
+BatchSize = Annotated[
+    Optional[int],
+    typer.Option("--batch-size", help="Samples per update: 1 per-sample, N full batch, between: mini-batches, "
+                 "shuffled each epoch (train.batch_size).", show_default=False),
+]
 LogEvery = Annotated[
     Optional[int],
     typer.Option("--log-every", help="Record a row of metrics.csv every N steps (train.log_every).",
@@ -88,6 +97,15 @@ class GradChoice(str, Enum):
     manual = "manual"
 
 
+class OptimizerChoice(str, Enum):
+    sgd = "sgd"
+    adam = "adam"
+
+
+Optimizer = Annotated[
+    Optional[OptimizerChoice],
+    typer.Option("--optimizer", help="sgd or adam, with torch.optim's meaning (train.optimizer).", show_default=False),
+]
 Engine = Annotated[
     Optional[EngineChoice],
     typer.Option("--engine", help="How steps run: eager, replayed CUDA graphs, or auto: graph on CUDA "

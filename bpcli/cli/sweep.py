@@ -7,7 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from bpcli.cli.options import ConfigArg, Device, Engine, Epochs, Grad, LogEvery, Set, main_process
+from bpcli.cli.options import (BatchSize, ConfigArg, Device, Engine, Epochs, Grad, LogEvery, Momentum, Optimizer, Set,
+                               main_process)
 from bpcli.errors import RunFailed, RunInterrupted
 
 
@@ -24,6 +25,9 @@ def sweep(
     log_every: LogEvery = None,
     engine: Engine = None,
     grad: Grad = None,
+    optimizer: Optimizer = None,
+    momentum: Momentum = None,
+    batch_size: BatchSize = None,
     set_: Set = None,
     out: Annotated[
         Optional[Path], typer.Option("--out", help="Sweep directory (default: outputs/sweep<N>).")
@@ -45,7 +49,8 @@ def sweep(
         from bpcli.sweep import parse_grid, run_sweep
 
         cfg = load_config(config, from_flags(set_, epochs=epochs, device=device, log_every=log_every,
-                                            engine=engine, grad=grad))
+                                            engine=engine, grad=grad, optimizer=optimizer, momentum=momentum,
+                                            batch_size=batch_size))
         starting(observer, "building the members' data and models")
         result = run_sweep(cfg, parse_grid(grid), out, force=force, observer=observer)
     if not main_process():

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from bpcli.cli.options import (
+    BatchSize,
     ConfigArg,
     Device,
     Engine,
@@ -16,7 +17,9 @@ from bpcli.cli.options import (
     Grad,
     LogEvery,
     Lr,
+    Momentum,
     OptionalConfigArg,
+    Optimizer,
     Out,
     Quiet,
     RunDirArg,
@@ -68,6 +71,9 @@ def train(
     log_every: LogEvery = None,
     engine: Engine = None,
     grad: Grad = None,
+    optimizer: Optimizer = None,
+    momentum: Momentum = None,
+    batch_size: BatchSize = None,
     set_: Set = None,
     out: Out = None,
     force: Force = False,
@@ -94,7 +100,8 @@ def train(
     quiet = quiet or not main_process()
     if resume is not None:
         others = {"CONFIG": config, "--lr": lr, "--seed": seed, "--device": device,
-                  "--log-every": log_every, "--engine": engine, "--grad": grad, "--set": set_, "--out": out,
+                  "--log-every": log_every, "--engine": engine, "--grad": grad, "--optimizer": optimizer,
+                  "--momentum": momentum, "--batch-size": batch_size, "--set": set_, "--out": out,
                   "--force": force or None}
         _resume(resume, epochs, [name for name, value in others.items() if value], quiet, no_plots, console)
         return
@@ -106,7 +113,7 @@ def train(
         from bpcli.config import from_flags, load_config
 
         flags = from_flags(set_, lr=lr, epochs=epochs, seed=seed, device=device, log_every=log_every,
-                           engine=engine, grad=grad)
+                           engine=engine, grad=grad, optimizer=optimizer, momentum=momentum, batch_size=batch_size)
         cfg = load_config(config, flags)
         starting(observer, "building the data and the model", f"Training {cfg.kind} ({config})")
         result = lifecycle.train(cfg, out, force=force, plots=not no_plots, observer=observer,
@@ -140,13 +147,16 @@ def show_config(
     log_every: LogEvery = None,
     engine: Engine = None,
     grad: Grad = None,
+    optimizer: Optimizer = None,
+    momentum: Momentum = None,
+    batch_size: BatchSize = None,
     set_: Set = None,
 ) -> None:
     """Print the resolved config (defaults filled in, overrides applied) without training."""
     from bpcli.config import dump_config, from_flags, load_config
 
     flags = from_flags(set_, lr=lr, epochs=epochs, seed=seed, device=device, log_every=log_every,
-                       engine=engine, grad=grad)
+                       engine=engine, grad=grad, optimizer=optimizer, momentum=momentum, batch_size=batch_size)
     typer.echo(dump_config(load_config(config, flags)), nl=False)
 
 

@@ -29,6 +29,9 @@ FLAGS: dict[str, str] = {
     "--log-every": "train.log_every",
     "--engine": "train.engine",
     "--grad": "train.grad",
+    "--optimizer": "train.optimizer",
+    "--momentum": "train.momentum",
+    "--batch-size": "train.batch_size",
 }
 """The named flags and the config field each one sets; they win over --set."""
 
