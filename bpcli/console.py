@@ -275,12 +275,30 @@ def _fit_rows(row: Callable[..., None], summary: dict[str, Any]) -> None:
     best = summary.get("optimum") or {}
     scaling = summary.get("scaling") or {}
     # Both to the same digits: rounded to 3, the optimum's loss once read 0.479 beside a trained 0.478849.
-    loss = [_fmt(summary.get("final_loss")), "", _fmt(best.get("loss")) if best else ""]
-    if scaling and scaling.get("y_std") == 1.0 and scaling.get("y_mean") == 0.0:
-        loss = ["", "", "", loss[0], loss[2]]  # only x was standardised: the loss is in y's own units
-    row("final loss", *loss)
+    y_units = bool(scaling) and scaling.get("y_std") == 1.0 and scaling.get("y_mean") == 0.0
+
+    def loss_row(label: str, value: Any, optimum: str = "") -> None:
+        if y_units:  # only x was standardised: the loss is in y's own units
+            row(label, "", "", "", _fmt(value), optimum)
+        else:
+            row(label, _fmt(value), "", optimum)
+
+    optimum = _fmt(best.get("loss")) if best else ""
+    every = summary.get("final_loss_all_samples")
+    if every is not None:  # per-sample or mini-batch: the last step saw one batch; the optimum is the whole data's
+        samples = (summary.get("samples") or {}).get("train")
+        loss_row("final loss (last sample)" if summary.get("batch_size") == 1 else "final loss (last batch)",
+                 summary.get("final_loss"))
+        loss_row(f"loss on all {samples} samples" if samples else "loss on all samples", every, optimum)
+    else:
+        loss_row("final loss", summary.get("final_loss"), optimum)
     if "distance_to_optimum" in summary:
         row("distance to optimum", _fmt(summary["distance_to_optimum"], 3))
+    if summary.get("optimizer") not in (None, "sgd") or summary.get("batch_size") not in (None, 1) \
+            and (summary.get("samples") or {}).get("train") != summary.get("batch_size"):
+        batch = summary.get("batch_size")
+        shuffled = ", shuffled" if summary.get("shuffle") else ""
+        row("optimizer", f"{summary.get('optimizer')}, batches of {batch}{shuffled}")
     if "stable_lr" in summary:
         row("lr (largest stable)", f"{summary['lr']:g} ({summary['stable_lr']:.4g})")
     for p in summary.get("predictions") or []:

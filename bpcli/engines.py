@@ -83,6 +83,14 @@ class GraphEngine:
     def gradients(self) -> dict[str, torch.Tensor]:
         return self._grads if self._grads is not None else self.trainer.gradients()
 
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        # torch.optim's load_state_dict makes new state tensors, which captured graphs would
+        # not see: after a restore the steps are warmed up and captured again.
+        self.trainer.load_state_dict(state)
+        self._graphs.clear()
+        self._eager.clear()
+        self._grads = None
+
     def __getattr__(self, name: str) -> Any:
         # Everything else (params, batch, loss, predict, state_dict, …) is the trainer's.
         return getattr(self.trainer, name)

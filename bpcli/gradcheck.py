@@ -162,23 +162,11 @@ UPDATE_TOLERANCE = 1e-10
 """The hand-written rule and torch.optim's must agree to this relative error (float64)."""
 
 
-def describe(train: Any) -> str:
-    """The optimizer of a `train` section in words: `sgd`, `sgd (momentum 0.9)`, `adam`."""
-    extras = []
-    if train.optimizer == "sgd" and train.momentum:
-        extras.append(f"momentum {train.momentum:g}" + (", nesterov" if train.nesterov else ""))
-    if train.optimizer == "adam" and list(train.betas) != [0.9, 0.999]:
-        extras.append(f"betas {train.betas[0]:g}, {train.betas[1]:g}")
-    if train.weight_decay:
-        extras.append(f"weight decay {train.weight_decay:g}")
-    return train.optimizer + (f" ({', '.join(extras)})" if extras else "")
-
-
 def check_update(train: Any, start: Tensors, gradients: list[Tensors]) -> UpdateCheck:
     """Apply the configured rule both ways, from the parameters `start`, to the same
     sequence of gradients (a run's own), in float64, and compare the parameters after
     every step."""
-    from bpcli.optimizers import Optimizer
+    from bpcli.optimizers import Optimizer, describe
 
     ours = {name: p.detach().to(torch.float64).clone() for name, p in start.items()}
     theirs = [p.clone().requires_grad_(True) for p in ours.values()]

@@ -425,8 +425,9 @@ def explain_step(trainer: Any, index: int, sample: int | None, lr: float, title:
 def explain_config(config: Any, step: int | None = None, sample: int | None = None) -> Graph:
     """The graph of a config's training step `step` (default 1), trained up to it first.
 
-    For per-sample kinds `sample` picks the step that trains on that sample (when no step
-    is given); for full-batch kinds it picks whose values are shown.
+    For per-sample training `sample` picks the step of the first epoch that trains on that
+    sample (when no step is given); for full-batch and mini-batch training it picks whose
+    values are shown, by its place in the step's batch.
     """
     from bpcli.kinds.base import batch_index
     from bpcli.lifecycle import build
@@ -438,8 +439,13 @@ def explain_config(config: Any, step: int | None = None, sample: int | None = No
         if sample >= trainer.steps_per_epoch:
             raise BpcliError(f"--sample {sample} is out of range: this data has samples 0 to "
                              f"{trainer.steps_per_epoch - 1}")
-        if step is None:
-            step = sample + 1
+        if step is None:  # the step of epoch 1 that trains on it (shuffled: where the order put it)
+            batch_index(trainer, 1)
+            order = trainer.batches.order[0].tolist() if trainer.shuffle else None
+            step = (order.index(sample) if order else sample) + 1
+    if mini_batches and sample is not None and sample >= trainer.batches.size:
+        raise BpcliError(f"--sample {sample} is out of range: with train.batch_size {trainer.batches.size}, "
+                         f"--sample is a place in the step's batch, 0 to {trainer.batches.size - 1}")
     step = step or 1
     total = config.train.epochs * trainer.steps_per_epoch
     if step > total:
@@ -447,7 +453,8 @@ def explain_config(config: Any, step: int | None = None, sample: int | None = No
     for earlier in range(1, step):
         trainer.step(batch_index(trainer, earlier))
     index = batch_index(trainer, step)
-    title = f"{config.kind}, step {step}" + (f" (sample {index})" if per_sample else "")
+    shown = int(trainer.batches.order[0, index]) if per_sample and trainer.shuffle else index
+    title = f"{config.kind}, step {step}" + (f" (sample {shown})" if per_sample else "")
     if mini_batches:
         title += f" (batch {index + 1} of {trainer.steps_per_epoch} in epoch {(step - 1) // trainer.steps_per_epoch + 1})"
     graph = explain_step(trainer, index, None if per_sample else sample, config.train.lr, title)

@@ -34,6 +34,8 @@ from bpcli.data.dataset import Dataset
 from bpcli.devices import resolve_device
 from bpcli.errors import BpcliError, DataError, RunDirError, RunFailed, RunInterrupted
 from bpcli.kinds import KINDS, Trainer
+from bpcli.kinds.base import whole_data_loss
+from bpcli.optimizers import describe
 from bpcli.loop import Loop, Progress, Reporter, StopAtDivergence, StopRequest
 from bpcli.rundir import run as files
 from bpcli.rundir.checkpoint import CHECKPOINT, check_belongs, data_hash, load_checkpoint
@@ -218,6 +220,9 @@ def _new_summary(built: Built, engine: str, config_file: str | None) -> dict[str
         "grad": config.train.grad,
         "engine": engine,
         "lr": config.train.lr,
+        "optimizer": describe(config.train),
+        "batch_size": built.trainer.batches.size,
+        "shuffle": built.trainer.batches.shuffle,
         "epochs": config.train.epochs,
         "steps": 0,
         "true_params": data.true_params,
@@ -273,6 +278,10 @@ def _train(built: Built, config: Experiment, run_dir: Path | None, summary: dict
     total = config.train.epochs * trainer.steps_per_epoch
     log = RunLog(built, trainer, run_dir, summary, history, observer, tensorboard_writer_class, start)
     first = history[0]["loss"] if history else None
+    if not trainer.batches.full:  # one batch's loss is no yardstick: the whole data's at the start is
+        if start == 0:
+            summary["initial_loss"] = float(whole_data_loss(trainer)[0])
+        first = summary.get("initial_loss", first)
     divergence = StopAtDivergence(config.train.diverge_factor, trainer, start, first)
     checkpoints = Checkpoints(run_dir, trainer, built, config)
     grad_checks = GradChecks(config.train.check_grad_every)

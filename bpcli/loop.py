@@ -165,15 +165,17 @@ class Loop:
 
 class Divergence(Callback):
     """The divergence rule: a member has diverged at the first logged step whose loss is NaN
-    or infinite, or over `factor` times its first logged loss.
+    or infinite, or over `factor` times its first logged loss (or `first`: for per-sample
+    and mini-batch training, the loss of the initial parameters on all the samples, since
+    one batch's loss may be far below the data's).
 
     Each member's diverged step is kept on the device (`at`, 0 for none), so a sweep never
     waits for it; its other members train on.
     """
 
-    def __init__(self, factor: float, first: float | None = None) -> None:
+    def __init__(self, factor: float, first: float | torch.Tensor | None = None) -> None:
         self.factor = factor
-        self.first = None if first is None else torch.tensor([first], dtype=torch.float64)
+        self.first = None if first is None else torch.as_tensor(first, dtype=torch.float64).reshape(-1)
         self.at: torch.Tensor | None = None
 
     def check(self, step: int, losses: torch.Tensor) -> torch.Tensor:

@@ -167,3 +167,15 @@ class Optimizer:
             raise KeyError(f"the checkpoint has no optimizer state {sorted(missing)[0]!r}")
         for key, value in self.state.items():
             value.copy_(state[key])
+
+
+def describe(train: Any) -> str:
+    """The optimizer of a `train` section in words: `sgd`, `sgd (momentum 0.9)`, `adam`."""
+    extras = []
+    if train.optimizer == "sgd" and train.momentum:
+        extras.append(f"momentum {train.momentum:g}" + (", nesterov" if train.nesterov else ""))
+    if train.optimizer == "adam" and list(train.betas) != [0.9, 0.999]:
+        extras.append(f"betas {train.betas[0]:g}, {train.betas[1]:g}")
+    if train.weight_decay:
+        extras.append(f"weight decay {train.weight_decay:g}")
+    return train.optimizer + (f" ({', '.join(extras)})" if extras else "")

@@ -17,7 +17,7 @@ import torch
 
 from bpcli import analysis
 from bpcli.data.dataset import original_linear_params, target_scaled, to_model_units, to_original_units
-from bpcli.kinds.base import flat
+from bpcli.kinds.base import flat, whole_data_loss
 from bpcli.loop import Callback, Loop, Reporter, finite
 from bpcli.rundir import run as files
 from bpcli.rundir.checkpoint import data_hash, save_checkpoint
@@ -192,6 +192,8 @@ def write_outputs(built: Built, trainer: Any, config: Experiment, run_dir: Path 
         params=final_values(trainer.params()),
         predictions=_predictions(built, config),
     )
+    if not trainer.batches.full:  # the last step saw one batch; this is the loss of the model on all samples
+        summary["final_loss_all_samples"] = float(whole_data_loss(trainer)[0])
     if log.best is not None:
         values = [v for t in flat(trainer.params()).values() for v in t[0].tolist()]
         summary["distance_to_optimum"] = analysis.distance(values, log.best)

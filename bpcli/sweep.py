@@ -24,7 +24,7 @@ from bpcli.devices import resolve_device
 from bpcli.engines import wrap
 from bpcli.errors import BpcliError
 from bpcli.kinds import KINDS
-from bpcli.kinds.base import flat
+from bpcli.kinds.base import flat, whole_data_loss
 from bpcli.lifecycle import build, check_memory, tensorboard_writer_class
 from bpcli.loop import Callback, Divergence, Loop, Progress, Reporter
 from bpcli.rundir import sweep as files
@@ -37,8 +37,10 @@ GRID_KEYS = {
     "data.noise": "data.noise", "data.true_w": "data.true_w", "data.true_b": "data.true_b",
     "data.x_low": "data.x_low", "data.x_high": "data.x_high", "data.fn": "data.fn",
     "optimizer": "train.optimizer", "train.optimizer": "train.optimizer",
-    "momentum": "train.momentum", "train.momentum": "train.momentum", "train.nesterov": "train.nesterov",
-    "weight_decay": "train.weight_decay", "train.weight_decay": "train.weight_decay", "train.eps": "train.eps",
+    "momentum": "train.momentum", "train.momentum": "train.momentum",
+    "nesterov": "train.nesterov", "train.nesterov": "train.nesterov",
+    "weight_decay": "train.weight_decay", "train.weight_decay": "train.weight_decay",
+    "eps": "train.eps", "train.eps": "train.eps",
 }
 """Besides these, any number in a kind's `model` section (an initial value such as
 model.init_w) may vary; its sizes (model.hidden) may not."""
@@ -55,8 +57,8 @@ def parse_grid(items: list[str]) -> dict[str, list[Any]]:
             raise BpcliError(f"--grid {item!r}: write key=v1,v2,… or key=start:stop, e.g. --grid lr=0.01,0.1")
         if key not in GRID_KEYS and not key.startswith("model."):
             raise BpcliError(
-                f"--grid {key}: cannot vary inside one batched sweep (it would change shapes or the "
-                f"schedule); vary one of {', '.join(sorted(set(GRID_KEYS) - {'train.lr'}))} or a number "
+                f"--grid {key}: not a setting one batched sweep can vary (the members of a batch share "
+                f"their shapes, schedule and data); vary one of {', '.join(sorted(set(GRID_KEYS) - {'train.lr'}))} or a number "
                 "in the model section (such as model.init_w), or run separate sweeps"
             )
         path = GRID_KEYS.get(key, key)
@@ -270,14 +272,19 @@ def _train_members(members: list[tuple[dict[str, Any], Experiment]], config: Exp
     trainer = wrap(KINDS[config.kind].trainer.stack([b.trainer for b in built], device), config.train.engine, device)
     total = config.train.epochs * trainer.steps_per_epoch
     log = SweepLog(observer)
-    divergence = Divergence(config.train.diverge_factor)
+    # Per-sample and mini-batch members: the rule measures against the loss on all samples.
+    divergence = Divergence(config.train.diverge_factor, None if trainer.batches.full else whole_data_loss(trainer))
     callbacks: list[Callback] = [log, divergence]
     if observer is not None:
         callbacks.append(Progress(observer, total))
         observer.on_start(total, directory, str(device))
     loop = Loop(trainer, total, config.train.log_every, callbacks, stoppable=stoppable).run()
     history = log.history()
-    return {"results": _results(len(members), trainer, history, divergence.diverged(), loop.status),
+    results = _results(len(members), trainer, history, divergence.diverged(), loop.status)
+    if not trainer.batches.full:
+        for result, loss in zip(results, whole_data_loss(trainer).tolist()):
+            result["final_loss_all_samples"] = loss
+    return {"results": results,
             "history": history, "seconds": loop.seconds, "steps": loop.step, "device": str(device),
             "status": loop.status, "signal": loop.signal}
 

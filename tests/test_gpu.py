@@ -92,3 +92,16 @@ def test_the_graph_engine_steps_every_optimizer_as_eager_does(name, grad, change
             for engine in ("eager", "graph")}
     assert runs["graph"].summary["engine"] == "graph"
     assert runs["graph"].history == runs["eager"].history
+
+
+@pytest.mark.parametrize("changes", [{"train__optimizer": "adam", "train__lr": 50.0},
+                                     {"train__momentum": 0.9, "train__lr": 2.0}])
+def test_a_graphed_run_finds_the_same_divergence_as_eager(changes):
+    # The search for the exact step reloads the last good state: torch.optim's new state
+    # tensors must not be left behind by captured graphs.
+    runs = {engine: train(on_cuda("exp3.yaml", engine, train__epochs=2000, train__log_every=100, **changes),
+                          save=False)
+            for engine in ("eager", "graph")}
+    assert runs["eager"].status == "diverged"
+    assert runs["graph"].summary["divergence"]["step"] == runs["eager"].summary["divergence"]["step"]
+    assert runs["graph"].history == runs["eager"].history

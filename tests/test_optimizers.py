@@ -229,3 +229,63 @@ def test_explain_shows_the_step_the_optimizer_takes():
         velocity = 0.9 * one["grad"] + two["grad"]  # v₂ = μ·g₁ + g₂ (v₁ = g₁)
         assert two["after"] == pytest.approx(two["before"] - cfg.train.lr * velocity, rel=1e-12)
     assert explain_config(config("exp2.yaml")).rule == ""  # plain gradient descent keeps its own table
+
+
+def test_one_small_batch_loss_is_not_the_yardstick_of_divergence(write_config):
+    # Started at a near-perfect fit, the first sample's loss is ~1e-6; later samples' losses
+    # of ~1 are no divergence: the rule measures against the loss on all samples.
+    path = write_config("kind: linear-gd\ndevice: cpu\ndata:\n  source: inline\n  x: [1, 2, 3, 4]\n"
+                        "  y: [4.601, 8.6, 13.6, 16]\nmodel:\n  init_w: 4\n  init_b: 0.6\n"
+                        "train:\n  lr: 0.001\n  batch_size: 1\n  shuffle: false\n  log_every: 1\n")
+    result = cli("train", path, "--out", "small", "--no-plots", "-q")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(Path("small/summary.json").read_text())
+    assert summary["status"] == "completed"
+    assert summary["initial_loss"] == pytest.approx(((4.6 - 4.601) ** 2 + 0 + 1 + 0.36) / 4, rel=1e-5)
+    # a learning rate far too large still diverges, measured against that loss
+    assert cli("train", path, "--lr", "5", "--out", "big", "--no-plots", "-q").exit_code == 1
+
+
+@pytest.mark.parametrize("size", [1, 7, 32, 199])
+def test_a_mini_batch_run_reports_its_loss_on_every_sample(size):
+    run = train(config("mlp.yaml", train__batch_size=size, train__epochs=3, dtype="float64"), "mb", plots=False)
+    summary = run.summary
+    built = build(config("mlp.yaml", dtype="float64"))
+    trainer = built.trainer
+    with torch.no_grad():
+        for name, p in trainer.params().items():
+            p.copy_(torch.tensor(summary["params"][name], dtype=torch.float64).reshape(p.shape))
+        expected = float(trainer.loss(trainer.params(), trainer.full_batch())[0])
+    assert summary["final_loss_all_samples"] == pytest.approx(expected, rel=1e-9)
+    assert summary["batch_size"] == size and summary["shuffle"] is True and summary["optimizer"] == "sgd"
+    assert "final_loss_all_samples" not in train(config("mlp.yaml", train__epochs=3), "full", plots=False).summary
+
+
+def test_the_run_records_its_optimizer_and_the_table_names_it():
+    result = cli("train", CONFIGS / "exp2.yaml", "--optimizer", "sgd", "--momentum", "0.9", "--batch-size", "25",
+                 "--epochs", "20", "--out", "named", "--no-plots")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(Path("named/summary.json").read_text())
+    assert summary["optimizer"] == "sgd (momentum 0.9)" and summary["batch_size"] == 25
+    assert "sgd (momentum 0.9), batches of 25, shuffled" in result.stdout
+    assert "loss on all 100 samples" in result.stdout and "final loss (last batch)" in result.stdout
+
+
+def test_an_adam_eps_the_dtype_rounds_to_zero_is_refused():
+    result = cli("train", CONFIGS / "exp1.yaml", "--optimizer", "adam", "--set", "train.eps=1e-300", "--out", "e")
+    assert result.exit_code == 2 and "train.eps: 1e-300 is below the smallest normal float32" in result.stderr
+    fine = cli("config", CONFIGS / "exp1.yaml", "--optimizer", "adam", "--set", "train.eps=1e-300",
+               "--set", "dtype=float64")
+    assert fine.exit_code == 0, fine.output
+
+
+def test_explain_sample_follows_the_shuffled_order():
+    from bpcli.graph import explain_config
+
+    cfg = config("exp1.yaml", train__batch_size=1, train__shuffle=True)
+    order = epoch_order(cfg.seed, 1, 3).tolist()
+    for sample in range(3):
+        graph = explain_config(cfg, sample=sample)
+        assert graph.title.endswith(f"step {order.index(sample) + 1} (sample {sample})")
+        x = next(n for n in graph.nodes if n.name == "x")
+        assert x.value == [1.0, 2.0, 3.0][sample]

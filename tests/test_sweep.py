@@ -69,8 +69,8 @@ def test_diverged_members_are_marked_not_fatal():
 @pytest.mark.parametrize(
     "grid,expected",
     [
-        (["epochs=1,2"], "cannot vary inside one batched sweep"),
-        (["data.n=10,20"], "cannot vary inside one batched sweep"),
+        (["epochs=1,2"], "not a setting one batched sweep can vary"),
+        (["data.n=10,20"], "not a setting one batched sweep can vary"),
         (["lr"], "write key=v1,v2"),
         (["seed=5:5"], "the range is empty"),
         (["lr=0.1", "lr=0.2"], "given twice"),

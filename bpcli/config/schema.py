@@ -19,6 +19,9 @@ from bpcli.data import DataConfig, source_of
 
 DEVICE_PATTERN = r"^(auto|cpu|mps|cuda(:\d+)?)$"
 
+DTYPE_TINY = {"float32": 1.1754943508222875e-38, "float64": sys.float_info.min}
+"""The smallest positive normal value of each dtype, torch.finfo(dtype).tiny."""
+
 DTYPE_MAX = {"float32": 3.4028234663852886e38, "float64": sys.float_info.max}
 """The largest finite value of each dtype, torch.finfo(dtype).max, written out so that
 validating a config does not import torch."""
@@ -28,10 +31,10 @@ class TrainConfig(Section):
     """How the parameters are updated; missing keys take the kind's defaults."""
 
     lr: float = Field(gt=0.0)
-    """Learning rate of the gradient-descent update p ← p − lr·dL/dp."""
+    """Learning rate: the step size of the optimizer (plain SGD: p ← p − lr·dL/dp)."""
     epochs: int = Field(ge=1, le=1_000_000_000)
-    """Passes over the data. Per-sample kinds make one update per sample in each epoch,
-    full-batch kinds one update per epoch."""
+    """Passes over the data: ⌈N / batch_size⌉ updates each (one per sample for per-sample
+    training, one for full-batch gradient descent)."""
     log_every: int = Field(ge=1)
     """Record loss, parameters and gradients every this many steps (the first and last
     steps are always recorded)."""
@@ -63,8 +66,9 @@ class TrainConfig(Section):
     """How steps run: `eager` one operation at a time, `graph` replayed from a captured CUDA
     graph (CUDA only), `auto` graph on CUDA and eager elsewhere."""
     diverge_factor: float = Field(1e4, gt=1.0)
-    """Stop the run as diverged when the loss exceeds this many times its first logged
-    value (a NaN or infinite loss always stops it)."""
+    """Stop the run as diverged when a logged loss exceeds this many times the first one
+    (per-sample and mini-batch training: the initial loss on all samples); a NaN or
+    infinite loss always stops it."""
     check_grad_every: int = Field(0, ge=0)
     """Every this many steps, compare the hand-derived gradient with autograd's and a
     finite difference (in float64) and record the worst error in summary.json (0: never)."""
@@ -140,6 +144,17 @@ class Experiment(Section):
     def _predict_fits_dtype(cls, predict: Any, info: ValidationInfo) -> Any:
         _fits_dtype(predict, "predict", info.data.get("dtype"))
         return predict
+
+    @model_validator(mode="after")
+    def _eps_fits_dtype(self) -> Experiment:
+        tiny = DTYPE_TINY[self.dtype]
+        if self.train.optimizer == "adam" and self.train.eps < tiny:
+            raise ValueError(
+                f"train.eps: {self.train.eps:g} is below the smallest normal {self.dtype} ({tiny:.2g}), where it "
+                f"may round to 0 and make Adam divide 0 by 0; use {tiny:.2g} or more"
+                + (", or dtype: float64" if self.dtype == "float32" else "")
+            )
+        return self
 
     @field_validator("model", check_fields=False)
     @classmethod

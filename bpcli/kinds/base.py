@@ -50,6 +50,8 @@ class Trainer(Protocol):
     """Set for linear least-squares kinds (closed-form optimum, stability bound)."""
     shuffle: bool
     """Whether each epoch visits the samples in a new order (then start_epoch draws it)."""
+    batches: Batches
+    """Which samples each step trains on (batches.full: every sample, every step)."""
 
     @classmethod
     def stack(cls, members: list[Any], device: torch.device) -> Trainer:
@@ -63,6 +65,10 @@ class Trainer(Protocol):
 
     def batch(self, index: int) -> Tensors:
         """The data step `index` of an epoch trains on: {"x": ..., "y": ...}."""
+        ...
+
+    def full_batch(self) -> Tensors:
+        """Every training sample as one batch, in the shapes loss() takes."""
         ...
 
     def params(self) -> Tensors:
@@ -203,6 +209,13 @@ def _take(values: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
     return values.gather(1, index)
 
 
+def whole_data_loss(trainer: Trainer) -> torch.Tensor:
+    """Each member's loss on all its training samples at its current parameters, (K,):
+    what a per-sample or mini-batch run's loss means, beside the loss of its last batch."""
+    with torch.no_grad():
+        return trainer.loss(trainer.params(), trainer.full_batch()).detach().reshape(-1)
+
+
 def batch_index(trainer: Trainer, step: int) -> int:
     """The batch of its epoch that training step `step` (from 1) trains on, with that
     epoch's order drawn first when the trainer shuffles."""
@@ -265,6 +278,9 @@ class HandWrittenSGD:
 
     def batch(self, index: int) -> Tensors:
         return self.batches(index)
+
+    def full_batch(self) -> Tensors:
+        return {"x": self.x, "y": self.y}
 
     def distribute(self, group: Any) -> None:
         """Train this process's shard as part of a torchrun job (see bpcli.distributed)."""

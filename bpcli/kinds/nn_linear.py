@@ -145,6 +145,9 @@ class NNLinear:
             return {"x": self.x, "y": self.y}
         return {name: values[0] for name, values in self.batches(index).items()}  # without the member dimension
 
+    def full_batch(self) -> Tensors:
+        return {"x": self.x, "y": self.y}
+
     def params(self) -> Tensors:
         # weight is (1, F): its leading 1 doubles as the member dimension.
         return {"w": self.model.weight, **({"b": self.model.bias} if self.model.bias is not None else {})}
