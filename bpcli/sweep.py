@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from bpcli import distributed
 from bpcli.config import Experiment, Override, dump_config, load_yaml, with_overrides
+from bpcli.config.schema import TrainConfig
 from bpcli.devices import resolve_device
 from bpcli.engines import wrap
 from bpcli.errors import BpcliError
@@ -112,6 +113,7 @@ def expand(config: Experiment, grid: dict[str, list[Any]]) -> list[tuple[dict[st
                 node[name] = dict(node[name])
                 node = node[name]
             node[key] = value
+        _own_optimizer_settings(raw, settings)
         try:
             member = type(config).model_validate(raw)
         except ValidationError:
@@ -119,6 +121,29 @@ def expand(config: Experiment, grid: dict[str, list[Any]]) -> list[tuple[dict[st
             member = with_overrides(config, overrides)  # raises the ConfigError that says why
         members.append((settings, member))
     return members
+
+
+OPTIMIZER_SETTINGS = {"sgd": ("momentum", "nesterov"), "adam": ("betas", "eps")}
+"""The settings that belong to one optimizer only."""
+
+
+def _own_optimizer_settings(raw: dict[str, Any], settings: dict[str, Any]) -> None:
+    """In a grid over the optimizer, each member keeps only its own optimizer's settings:
+    `--grid optimizer=sgd,adam --momentum 0.9` compares SGD with momentum against Adam."""
+    if "train.optimizer" not in settings:
+        return
+    defaults = TrainConfig.model_fields
+    other = "adam" if settings["train.optimizer"] == "sgd" else "sgd"
+    for name in OPTIMIZER_SETTINGS[other]:
+        default = defaults[name].get_default(call_default_factory=True)
+        given = settings.get(f"train.{name}", default)
+        if given != default:
+            raise BpcliError(
+                f"--grid: the member with optimizer {settings['train.optimizer']} and train.{name}={given} is not a "
+                f"run, {name} being {other}'s setting; to compare {other} with {name} against "
+                f"{settings['train.optimizer']}, give {name} with --set (it then applies to the {other} members only)"
+            )
+        raw["train"] = {**raw["train"], name: default}
 
 
 @dataclass

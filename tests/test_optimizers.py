@@ -289,3 +289,19 @@ def test_explain_sample_follows_the_shuffled_order():
         assert graph.title.endswith(f"step {order.index(sample) + 1} (sample {sample})")
         x = next(n for n in graph.nodes if n.name == "x")
         assert x.value == [1.0, 2.0, 3.0][sample]
+
+
+def test_a_sweep_over_the_optimizer_gives_each_member_its_own_settings():
+    result = cli("sweep", CONFIGS / "exp2.yaml", "--grid", "optimizer=sgd,adam", "--momentum", "0.9",
+                 "--set", "train.lr=0.05", "--epochs", "100", "--out", "mixed", "-q")
+    assert result.exit_code == 0, result.output
+    members = {m["train.optimizer"]: m for m in rows_of("mixed/summary.csv")}
+    for name, flags in (("sgd", ["--momentum", "0.9"]), ("adam", [])):
+        single = cli("train", CONFIGS / "exp2.yaml", "--optimizer", name, *flags, "--set", "train.lr=0.05",
+                     "--epochs", "100", "--out", name, "--no-plots", "-q")
+        assert single.exit_code == 0, single.output
+        final = json.loads(Path(name, "summary.json").read_text())["final_loss"]
+        assert float(members[name]["final_loss"]) == pytest.approx(final, rel=1e-5, abs=1e-12)
+    crossed = cli("sweep", CONFIGS / "exp2.yaml", "--grid", "optimizer=sgd,adam", "--grid", "momentum=0,0.9")
+    assert crossed.exit_code == 2
+    assert "the member with optimizer adam and train.momentum=0.9 is not a run" in crossed.stderr
