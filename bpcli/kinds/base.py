@@ -242,7 +242,25 @@ def batch_settings(train: Any, samples: int, kind_size: int) -> tuple[int, bool]
     return size, shuffle
 
 
-class HandWrittenSGD:
+class Sampled:
+    """What a trainer whose `batches` picks each step's samples answers about them."""
+
+    batches: Batches
+    x: torch.Tensor
+    y: torch.Tensor
+
+    @property
+    def shuffle(self) -> bool:
+        return self.batches.shuffle
+
+    def start_epoch(self, epoch: int) -> None:
+        self.batches.start_epoch(epoch)
+
+    def full_batch(self) -> Tensors:
+        return {"x": self.x, "y": self.y}
+
+
+class HandWrittenSGD(Sampled):
     """The step shared by kinds whose update is written by hand.
 
     A subclass sets `_params`, `_grads`, `x`, `y` (data with a leading member dimension,
@@ -254,8 +272,6 @@ class HandWrittenSGD:
     _params: Tensors
     _grads: Tensors
     _manual: bool
-    x: torch.Tensor
-    y: torch.Tensor
     _group: Any = None  # set by distribute() under torchrun
 
     def _train_with(self, cfg: Any, per_sample: bool = False) -> None:
@@ -269,18 +285,8 @@ class HandWrittenSGD:
         self.steps_per_epoch = self.batches.steps_per_epoch
         self.optimizer = Optimizer(self._params, [cfg.train])
 
-    @property
-    def shuffle(self) -> bool:
-        return self.batches.shuffle
-
-    def start_epoch(self, epoch: int) -> None:
-        self.batches.start_epoch(epoch)
-
     def batch(self, index: int) -> Tensors:
         return self.batches(index)
-
-    def full_batch(self) -> Tensors:
-        return {"x": self.x, "y": self.y}
 
     def distribute(self, group: Any) -> None:
         """Train this process's shard as part of a torchrun job (see bpcli.distributed)."""

@@ -14,8 +14,8 @@ from pydantic import model_validator
 from bpcli.config.schema import Experiment
 from bpcli.data.dataset import Dataset
 from bpcli.errors import BpcliError
-from bpcli.kinds.base import (Batches, HandWrittenSGD, Kind, LeastSquares, LinearModel, Tensors, batch_settings,
-                              refuse_standardising_without_intercept)
+from bpcli.kinds.base import (Batches, HandWrittenSGD, Kind, LeastSquares, LinearModel, Sampled, Tensors,
+                              batch_settings, refuse_standardising_without_intercept)
 from bpcli.optimizers import Optimizer
 
 
@@ -40,7 +40,7 @@ class NNLinearConfig(Experiment):
         return self
 
 
-class NNLinear:
+class NNLinear(Sampled):
     """Experiment 3: nn.Linear + nn.MSELoss + optim.SGD, full batch, one member."""
 
     least_squares = LeastSquares(bias=True, per_sample=False)
@@ -101,13 +101,6 @@ class NNLinear:
     def criterion(self) -> nn.MSELoss:
         return nn.MSELoss()
 
-    @property
-    def shuffle(self) -> bool:
-        return self.batches.shuffle
-
-    def start_epoch(self, epoch: int) -> None:
-        self.batches.start_epoch(epoch)
-
     def distribute(self, group: Any) -> None:
         """Train this process's shard with DistributedDataParallel (see bpcli.distributed)."""
         if not self.batches.full:
@@ -144,9 +137,6 @@ class NNLinear:
         if self.batches.full and not self.batches.shuffle:
             return {"x": self.x, "y": self.y}
         return {name: values[0] for name, values in self.batches(index).items()}  # without the member dimension
-
-    def full_batch(self) -> Tensors:
-        return {"x": self.x, "y": self.y}
 
     def params(self) -> Tensors:
         # weight is (1, F): its leading 1 doubles as the member dimension.
