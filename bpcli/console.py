@@ -117,6 +117,7 @@ def print_result(console: Console, summary: dict[str, Any], run_dir: Path | None
 
     _param_rows(row, summary)
     _fit_rows(row, summary)
+    _convergence_rows(row, summary)
     row("steps", f"{summary['steps']} ({summary['epochs']} epochs)")
     row("time", f"{summary.get('train_seconds', 0.0):.2f} s")
     row("device", str(summary["device"]))
@@ -155,7 +156,8 @@ def _fit_rows(row: Callable[..., None], summary: dict[str, Any]) -> None:
     if "distance_to_optimum" in summary:
         row("distance to optimum", _fmt(summary["distance_to_optimum"], 3))
     if "stable_lr" in summary:
-        row("lr (largest stable)", f"{summary['lr']:g} ({summary['stable_lr']:.4g})")
+        bound = summary["stable_lr"]
+        row("lr (largest stable)", f"{summary['lr']:g} ({'none of that form' if bound is None else f'{bound:.4g}'})")
     for p in summary.get("predictions") or []:
         x = p["x"]
         at = f"{x:g}" if not isinstance(x, list) else (
@@ -169,6 +171,19 @@ def _fit_rows(row: Callable[..., None], summary: dict[str, Any]) -> None:
     if "grad_check" in summary:
         check = summary["grad_check"]
         row("grad check (manual vs autograd)", f"{check['worst_manual_vs_autograd']:.1e}")
+
+
+def _convergence_rows(row: Callable[..., None], summary: dict[str, Any]) -> None:
+    """κ of the Hessian and the rates per step, predicted and observed (least-squares kinds)."""
+    found = summary.get("convergence") or {}
+    if found.get("eigenvalue_max") is None:
+        return
+    kappa = found.get("condition_number")
+    row("condition number κ", "infinite (singular)" if kappa is None else _fmt(kappa, 5))
+    predicted, best = found.get("rate_predicted"), found.get("rate_momentum_optimal")
+    row("rate per step, predicted", "none" if predicted is None else _fmt(predicted, 6))
+    row("rate per step, observed", "—" if found.get("rate_observed") is None else _fmt(found["rate_observed"], 6))
+    row("rate with best momentum", _fmt(best, 6))
 
 
 def print_verification(console: Console, report: Any) -> None:

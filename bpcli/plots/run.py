@@ -54,6 +54,7 @@ def _loss_plot(record: RunRecord) -> tuple[str, Any]:
         best = (record.summary.get("optimum") or {}).get("loss")
         if best is not None and best > 0:
             ax.axhline(best, color="green", linestyle=":", label=f"optimum's loss {best:.3g}")
+        _predicted_envelope(ax, record, xs, ys)
     diverged = (record.summary.get("divergence") or {}).get("step")
     if diverged is not None:
         ax.axvline(diverged, color="red", linestyle="--", linewidth=1.2, label=f"diverged at step {diverged}")
@@ -61,6 +62,24 @@ def _loss_plot(record: RunRecord) -> tuple[str, Any]:
         ax.legend(loc="upper right")
     finish(ax, "step (parameter update)", "loss (squared error)", title(record, "Loss"), log=bool(xs))
     return "loss", fig
+
+
+def _predicted_envelope(ax: Any, record: RunRecord, steps: list[float], losses: list[float]) -> None:
+    """The loss the Hessian predicts, L* + (L₁ − L*)·ρ^(2·(step − 1)): the error θ − θ* shrinks
+    by ρ per step and the loss gap is quadratic in it, hence the power 2."""
+    rate = (record.summary.get("convergence") or {}).get("rate_predicted")
+    best = (record.summary.get("optimum") or {}).get("loss")
+    if not isinstance(rate, (int, float)) or not isinstance(best, (int, float)) or len(steps) < 2:
+        return
+    first, last, start = steps[0], steps[-1], losses[0]
+    grid = [first + (last - first) * i / 199 for i in range(200)]
+    envelope = [best + (start - best) * rate ** (2 * (s - first)) for s in grid]
+    # Not below a tenth of the lowest logged loss: where rounding stops the run, the prediction
+    # would only stretch the axis.
+    shown = [(s, v) for s, v in zip(grid, envelope) if v >= min(losses) / 10]
+    if shown:
+        ax.plot(*positive(*zip(*shown)), color="black", linestyle="--", linewidth=1,
+                label=rf"predicted: $L^* + (L_1 - L^*)\,\rho^{{2(\mathrm{{step}}-1)}}$, ρ = {number(rate, 6)}")
 
 
 def _line_label(params: dict[str, Any]) -> str | None:
