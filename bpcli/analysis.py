@@ -94,7 +94,7 @@ def stable_lr(data: Dataset, fit: LeastSquares, train: TrainConfig | None = None
     if optimizer == "adam":
         return StableLR(None, "Adam divides each step by a running size of the gradient, so its steps are "
                               "about lr long whatever the curvature, and no bound of the form lr < c/λ_max applies")
-    if fit.per_sample and not _full_batch(data, fit, train):
+    if _batch(data, fit, train) == 1 and fit.per_sample:
         if momentum:
             return StableLR(None, "per-sample SGD with momentum carries its velocity from sample to sample, so "
                                   "no closed-form bound is computed")
@@ -203,13 +203,18 @@ def _optimizer(train: TrainConfig | None) -> tuple[str, float, bool]:
     return train.optimizer, train.momentum, train.nesterov
 
 
-def _full_batch(data: Dataset, fit: LeastSquares, train: TrainConfig | None) -> bool:
-    """Whether every update sees every training sample (batch_size null means the kind's own)."""
+def _batch(data: Dataset, fit: LeastSquares, train: TrainConfig | None) -> int:
+    """The samples each update sees (batch_size null means the kind's own: 1 or all of them)."""
     samples = len(data.y)
     batch = train.batch_size if train is not None else None
     if batch is None:
         batch = 1 if fit.per_sample else samples
-    return batch >= samples
+    return min(batch, samples)
+
+
+def _full_batch(data: Dataset, fit: LeastSquares, train: TrainConfig | None) -> bool:
+    """Whether every update sees every training sample."""
+    return _batch(data, fit, train) == len(data.y)
 
 
 def _largest_root(b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
