@@ -269,6 +269,8 @@ class Conditioning:
     """What heavy-ball momentum reaches at its optimal lr and μ: (√κ − 1)/(√κ + 1)."""
     note: str
     """What is and is not predicted for this run, in words."""
+    measurable: bool
+    """Whether the logged loss's gap to L* measures this run's rate: full batch, no weight decay."""
 
 
 def conditioning(data: Dataset, fit: LeastSquares, train: TrainConfig) -> Conditioning | None:
@@ -306,12 +308,14 @@ def conditioning(data: Dataset, fit: LeastSquares, train: TrainConfig) -> Condit
     else:
         rate = gd_rate(seen, lr)
         note = "gradient descent: max |1 − lr·λ| over the Hessian's eigenvalues"
-    if rate is not None and train.weight_decay:
+    if _full_batch(data, fit, train) and train.weight_decay:
         note += (f"; weight_decay {train.weight_decay:g} adds to every eigenvalue and moves the optimum "
                  "away from the least-squares one, so the observed rate is not measured")
     if singular:
-        note += "; the Hessian is singular (κ infinite): the rate is that of its smallest non-zero eigenvalue"
-    return Conditioning(kappa, bottom, top, rate, momentum_optimal_rate(kappa), note)
+        note += ("; the Hessian is singular, or is to float64's precision (κ infinite): the rate is that of its "
+                 "smallest eigenvalue that is not 0")
+    measurable = _full_batch(data, fit, train) and not train.weight_decay
+    return Conditioning(kappa, bottom, top, rate, momentum_optimal_rate(kappa), note, measurable)
 
 
 ROUNDING = 1000

@@ -179,11 +179,16 @@ def _convergence_rows(row: Callable[..., None], summary: dict[str, Any]) -> None
     if found.get("eigenvalue_max") is None:
         return
     kappa = found.get("condition_number")
-    row("condition number κ", "infinite (singular)" if kappa is None else _fmt(kappa, 5))
-    predicted, best = found.get("rate_predicted"), found.get("rate_momentum_optimal")
-    row("rate per step, predicted", "none" if predicted is None else _fmt(predicted, 6))
-    row("rate per step, observed", "—" if found.get("rate_observed") is None else _fmt(found["rate_observed"], 6))
-    row("rate with best momentum", _fmt(best, 6))
+    row("condition number κ", "infinite (singular)" if kappa is None or kappa == float("inf") else _fmt(kappa, 5))
+    predicted, observed = found.get("rate_predicted"), found.get("rate_observed")
+    row("rate per step, predicted", "none" if predicted is None else _rate(predicted))
+    row("rate per step, observed", "—" if observed is None else _rate(observed))
+    row("rate with best momentum", _rate(found["rate_momentum_optimal"]))
+
+
+def _rate(value: float) -> str:
+    """A rate per step; one within 10⁻⁵ of 1 as 1 − its distance, which six digits would round away."""
+    return f"1 − {1 - value:.3g}" if 0.99999 < value < 1 else _fmt(value, 6)
 
 
 def print_verification(console: Console, report: Any) -> None:

@@ -197,8 +197,7 @@ def write_outputs(built: Built, trainer: Any, config: Experiment, run_dir: Path 
         values = [v for t in flat(trainer.params()).values() for v in t[0].tolist()]
         summary["distance_to_optimum"] = analysis.distance(values, log.best)
     summary.update(_fit_quality(built, log.best, summary["params"]))
-    if log.best is not None and log.conditioning is not None and log.conditioning.rate_predicted is not None \
-            and not config.train.weight_decay:
+    if log.best is not None and log.conditioning is not None and log.conditioning.measurable:
         summary["convergence"]["rate_observed"] = analysis.observed_rate(
             [row["step"] for row in log.history], [row["loss"] for row in log.history], log.best.loss,
             torch.finfo(built.data.x.dtype).eps)

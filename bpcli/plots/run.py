@@ -74,9 +74,9 @@ def _predicted_envelope(ax: Any, record: RunRecord, steps: list[float], losses: 
     first, last, start = steps[0], steps[-1], losses[0]
     grid = [first + (last - first) * i / 199 for i in range(200)]
     envelope = [best + (start - best) * rate ** (2 * (s - first)) for s in grid]
-    # Not below a tenth of the lowest logged loss: where rounding stops the run, the prediction
-    # would only stretch the axis.
-    shown = [(s, v) for s, v in zip(grid, envelope) if v >= min(losses) / 10]
+    # Within a decade of the logged losses: where rounding stops the run (or a diverging one
+    # stops), the prediction would only stretch the axis.
+    shown = [(s, v) for s, v in zip(grid, envelope) if min(losses) / 10 <= v <= max(losses) * 10]
     if shown:
         ax.plot(*positive(*zip(*shown)), color="black", linestyle="--", linewidth=1,
                 label=rf"predicted: $L^* + (L_1 - L^*)\,\rho^{{2(\mathrm{{step}}-1)}}$, ρ = {number(rate, 6)}")
