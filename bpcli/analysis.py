@@ -289,8 +289,9 @@ def conditioning(data: Dataset, fit: LeastSquares, train: TrainConfig) -> Condit
     kappa = math.inf if singular else top / bottom
     seen = eigenvalues[eigenvalues > floor] + train.weight_decay
     lr = train.lr
+    full = _full_batch(data, fit, train)
     rate: float | None
-    if not _full_batch(data, fit, train):
+    if not full:
         rate = None
         note = ("updates on single samples or mini-batches follow each batch's own Hessian, so no linear rate is "
                 "predicted, and the logged loss is the batch's; with a constant lr SGD settles in a noise floor "
@@ -308,14 +309,14 @@ def conditioning(data: Dataset, fit: LeastSquares, train: TrainConfig) -> Condit
     else:
         rate = gd_rate(seen, lr)
         note = "gradient descent: max |1 − lr·λ| over the Hessian's eigenvalues"
-    if _full_batch(data, fit, train) and train.weight_decay:
+    if full and train.weight_decay:
         note += (f"; weight_decay {train.weight_decay:g} adds to every eigenvalue and moves the optimum "
                  "away from the least-squares one, so the observed rate is not measured")
     if singular:
         note += ("; the Hessian is singular, or is to float64's precision (κ infinite): the rate is that of its "
                  "smallest eigenvalue that is not 0")
-    measurable = _full_batch(data, fit, train) and not train.weight_decay
-    return Conditioning(kappa, bottom, top, rate, momentum_optimal_rate(kappa), note, measurable)
+    return Conditioning(kappa, bottom, top, rate, momentum_optimal_rate(kappa), note,
+                        measurable=full and not train.weight_decay)
 
 
 ROUNDING = 1000
@@ -325,26 +326,25 @@ ROUNDING = 1000
 def observed_rate(steps: list[float], losses: list[float], best: float, eps: float) -> float | None:
     """The per-step rate at which a run's error θ − θ* actually shrank, from its logged losses.
 
-    The loss gap gₖ = Lₖ − L* is measured while it stays above ROUNDING·eps·max(L*, g₁) (below
-    that, rounding in the dtype with machine epsilon `eps` dominates it). Over the second half
-    of those steps, from step a to step b, the gap's geometric mean ratio per step is
-    (g_b/g_a)^(1/(b − a)); the gap is quadratic in the error, so the error's rate is its square
-    root. None when fewer than three logged steps are measured.
+    The loss gap gₖ = Lₖ − L* counts up to the last logged step where it exceeds
+    ROUNDING·eps·max(L*, g₁) (below that, rounding in the dtype with machine epsilon `eps`
+    is a visible part of it), and only where it does. Over the second half of those steps a
+    least-squares line through log gₖ against k has slope log r: r is the gap's geometric mean
+    ratio per step ((g_b/g_a)^(1/(b − a)) for a clean geometric decay from step a to b; the fit
+    also averages over momentum's oscillations). The gap is quadratic in the error, so the
+    error's rate is √r. None when fewer than three logged steps count.
     """
     gaps = [(s, loss - best) for s, loss in zip(steps, losses) if math.isfinite(loss)]
     if not gaps:
         return None
     floor = ROUNDING * eps * max(best, gaps[0][1])
-    measured = []
-    for step, gap in gaps:
-        if gap <= floor:
-            break
-        measured.append((step, gap))
+    above = [i for i, (_, gap) in enumerate(gaps) if gap > floor]
+    measured = [(s, math.log(g)) for s, g in gaps[:above[-1] + 1] if g > floor] if above else []
     if len(measured) < 3:
         return None
-    middle = measured[0][0] + (measured[-1][0] - measured[0][0]) / 2
+    middle = (measured[0][0] + measured[-1][0]) / 2
     tail = [(s, g) for s, g in measured if s >= middle]
-    if len(tail) < 2:
-        tail = measured[-2:]
-    (a, ga), (b, gb) = tail[0], tail[-1]
-    return math.exp(math.log(gb / ga) / (b - a) / 2)
+    mean_s = sum(s for s, _ in tail) / len(tail)
+    mean_g = sum(g for _, g in tail) / len(tail)
+    slope = sum((s - mean_s) * (g - mean_g) for s, g in tail) / sum((s - mean_s) ** 2 for s, _ in tail)
+    return math.exp(slope / 2)

@@ -160,6 +160,11 @@ def test_observed_rate_uses_the_loss_gap_and_its_square():
     # Once the gap is down to rounding it is not measured: a flat tail does not drag the rate to 1.
     flat = losses + [2.0 + 1e-14] * 200
     assert analysis.observed_rate(steps + list(range(41, 241)), flat, 2.0, eps=1e-16) == pytest.approx(0.9)
+    # Momentum's oscillations (the gap dipping to a sixth of its trend, twice every three steps)
+    # are averaged over by the fit.
+    steps = list(range(1, 401))
+    wavy = [2.0 + 5.0 * 0.98 ** (2 * (s - 1)) * (1.2 + math.cos(2.1 * s)) for s in steps]
+    assert 1 - analysis.observed_rate(steps, wavy, 2.0, eps=1e-16) == pytest.approx(1 - 0.98, rel=0.05)
 
 
 def test_summary_has_every_convergence_field_null_where_it_does_not_apply(tmp_path):
