@@ -344,6 +344,8 @@ def observed_rate(steps: list[float], losses: list[float], best: float, eps: flo
         return None
     middle = (measured[0][0] + measured[-1][0]) / 2
     tail = [(s, g) for s, g in measured if s >= middle]
+    if len(tail) < 2:  # unevenly logged steps: the last two
+        tail = measured[-2:]
     mean_s = sum(s for s, _ in tail) / len(tail)
     mean_g = sum(g for _, g in tail) / len(tail)
     slope = sum((s - mean_s) * (g - mean_g) for s, g in tail) / sum((s - mean_s) ** 2 for s, _ in tail)

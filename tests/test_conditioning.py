@@ -160,6 +160,10 @@ def test_observed_rate_uses_the_loss_gap_and_its_square():
     # Once the gap is down to rounding it is not measured: a flat tail does not drag the rate to 1.
     flat = losses + [2.0 + 1e-14] * 200
     assert analysis.observed_rate(steps + list(range(41, 241)), flat, 2.0, eps=1e-16) == pytest.approx(0.9)
+    # Steps logged unevenly, the second half holding one of them: the last two are used.
+    uneven = [1, 2, 100]
+    assert analysis.observed_rate(uneven, [2.0 + 5.0 * 0.81 ** (s - 1) for s in uneven], 2.0, 1e-16) \
+        == pytest.approx(0.9)
     # Momentum's oscillations (the gap dipping to a sixth of its trend, twice every three steps)
     # are averaged over by the fit.
     steps = list(range(1, 401))
