@@ -237,3 +237,36 @@ def test_longley_is_ill_conditioned_even_standardised():
     assert 1e4 < found.condition_number < 2e4
     assert found.rate_predicted > 0.9998  # plain GD at lr 0.2: the flattest direction barely moves
     assert found.rate_momentum_optimal < 0.99
+
+
+def test_weight_decay_shifts_every_eigenvalue_and_is_not_observed():
+    data = dataset(30, 2, 8, [1.0, 0.2])
+    eigenvalues = numpy_eigenvalues(data)
+    found = analysis.conditioning(data, FULL_BATCH, settings(lr=0.3, weight_decay=0.05))
+    assert found.rate_predicted == pytest.approx(np.abs(1 - 0.3 * (eigenvalues + 0.05)).max())
+    assert not found.measurable and "weight_decay" in found.note
+    bound = analysis.stable_lr(data, FULL_BATCH, settings(weight_decay=0.05)).lr
+    assert bound == pytest.approx(2 / (eigenvalues.max() + 0.05))
+
+
+@pytest.mark.parametrize("batch_size", [1, 7, 29])
+def test_mini_batches_get_kappa_but_no_predicted_rate(batch_size):
+    data = dataset(30, 2, 8, [1.0, 0.2])
+    found = analysis.conditioning(data, FULL_BATCH, settings(batch_size=batch_size))
+    eigenvalues = numpy_eigenvalues(data)
+    assert found.condition_number == pytest.approx(eigenvalues.max() / eigenvalues.min())
+    assert found.rate_predicted is None and not found.measurable
+    assert "mini-batches" in found.note
+    assert "full-batch bound" in analysis.stable_lr(data, FULL_BATCH, settings(batch_size=batch_size)).explanation
+    # a batch holding every sample is full-batch gradient descent again
+    assert analysis.conditioning(data, FULL_BATCH, settings(batch_size=30)).rate_predicted is not None
+
+
+def test_per_sample_sgd_keeps_its_bound_but_has_none_with_momentum():
+    data = build(config("exp1.yaml")).data
+    per_sample = LeastSquares(bias=False, per_sample=True)
+    assert analysis.stable_lr(data, per_sample, settings()).lr == pytest.approx(0.204, abs=5e-4)
+    with_momentum = analysis.stable_lr(data, per_sample, settings(momentum=0.5))
+    assert with_momentum.lr is None and "velocity" in with_momentum.explanation
+    # one batch of all three samples is gradient descent on y = w·x: 2/λ with λ = 2·mean(x²)
+    assert analysis.stable_lr(data, per_sample, settings(batch_size=3)).lr == pytest.approx(2 / (2 * 14 / 3))
