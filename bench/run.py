@@ -38,15 +38,21 @@ def _config(name: str, **settings: object):
     return load_config(ROOT / "configs" / name, overrides)
 
 
-def article_exp3(steps: int, device: str = "cpu") -> float:
-    """The article's experiment-3 loop, as written (moved to `device` as it does); seconds per step."""
+ADAM = {"train__optimizer": "adam"}
+MOMENTUM = {"train__momentum": 0.9}
+
+
+def article_exp3(steps: int, device: str = "cpu", optimizer: str = "sgd") -> float:
+    """The article's experiment-3 loop, as written (moved to `device` as it does); seconds per step.
+    optimizer: `sgd` as in the article, `momentum` (0.9) or `adam`."""
     torch.manual_seed(0)
     x = torch.rand([50, 1])
     y = x * 4 + 0.6
     model = nn.Linear(1, 1)
     x, y, model = x.to(device), y.to(device), model.to(device)
     criterion = nn.MSELoss()
-    optimizer = optim.SGD(model.parameters(), lr=1e-3)
+    optimizer = {"sgd": lambda p: optim.SGD(p, lr=1e-3), "momentum": lambda p: optim.SGD(p, lr=1e-3, momentum=0.9),
+                 "adam": lambda p: optim.Adam(p, lr=1e-3)}[optimizer](model.parameters())
     _sync(device)
     start = time.perf_counter()
     for _ in range(steps):
@@ -64,16 +70,17 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def bpcli_exp3(steps: int, grad: str) -> float:
+def bpcli_exp3(steps: int, grad: str, **changes: object) -> float:
     """bpcli's own loop on the same experiment (no run directory, logging only at the end)."""
-    result = train(_config("exp3.yaml", train__epochs=steps, train__log_every=steps, train__grad=grad), save=False)
+    result = train(_config("exp3.yaml", train__epochs=steps, train__log_every=steps, train__grad=grad, **changes),
+                   save=False)
     return result.summary["train_seconds"] / steps
 
 
-def manual_fast_path(steps: int, n: int = 50, lr: float = 1e-3) -> float:
+def manual_fast_path(steps: int, n: int = 50, lr: float = 1e-3, **changes: object) -> float:
     """linear-gd with grad: manual (the hand-derived fast path) on exp3-shaped data."""
     cfg = _config("exp2.yaml", data__n=n, train__lr=lr, train__epochs=steps, train__log_every=steps,
-                  train__grad="manual")
+                  train__grad="manual", **changes)
     return train(cfg, save=False).summary["train_seconds"] / steps
 
 
@@ -92,11 +99,11 @@ def bare_steps(steps: int) -> float:
     return (time.perf_counter() - start) / steps
 
 
-def sweep_step(members: int, steps: int) -> float:
+def sweep_step(members: int, steps: int, **changes: object) -> float:
     """Seconds per step of a batched sweep of exp3 with `members` members (learning rates × seeds)."""
     from bpcli.sweep import run_sweep
 
-    cfg = _config("exp3.yaml", train__epochs=steps, train__log_every=steps)
+    cfg = _config("exp3.yaml", train__epochs=steps, train__log_every=steps, **changes)
     grid = {"train.lr": [1e-3, 1e-2], "seed": list(range(members // 2))}
     result = run_sweep(cfg, grid, save=False)
     return result.seconds / steps
@@ -190,6 +197,12 @@ def _speed_on_cuda(rounds: int, steps: int) -> list[Row]:
         lambda: article_exp3(steps, "cuda"), rounds)
     rows.append(("exp3-shaped linear-gd grad: manual on cuda, graph, over the article's loop",
                  f"{fast * 1e6:.1f} µs", f"{article * 1e6:.1f} µs", f"{1 / ratio:.1f}× faster", "(context)"))
+    for label, changes in (("momentum 0.9", {"train.momentum": 0.9}), ("adam", {"train.optimizer": "adam"})):
+        name = "adam" if "train.optimizer" in changes else "momentum"
+        graph, article, ratio = median_ratio(lambda: timed("exp3.yaml", "graph", **changes),
+                                             lambda: article_exp3(steps, "cuda", optimizer=name), rounds)
+        rows.append((f"exp3 with {label} on cuda, graph engine, over the article's loop with it",
+                     f"{graph * 1e6:.1f} µs", f"{article * 1e6:.1f} µs", f"{1 / ratio:.1f}× faster", "(context)"))
     return rows
 
 
@@ -286,6 +299,28 @@ def process_seconds(args: list[str], rounds: int) -> float:
     return statistics.median(times)
 
 
+def optimizer_rows(rounds: int, steps: int) -> list[Row]:
+    """Momentum and Adam: nn-linear (torch.optim) against the article's loop with the same
+    optimizer, the hand-written rules against plain SGD, and a sweep of 256 Adam runs."""
+    rows: list[Row] = []
+    for label, changes in (("momentum 0.9", MOMENTUM), ("adam", ADAM)):
+        name = "momentum" if changes is MOMENTUM else "adam"
+        ours, article, ratio = median_ratio(lambda: bpcli_exp3(steps, "autograd", **changes),
+                                            lambda: article_exp3(steps, optimizer=name), rounds)
+        rows.append((f"exp3 with {label}, CPU: bpcli / the article's loop with the same torch.optim",
+                     f"{ours * 1e6:.1f} µs", f"{article * 1e6:.1f} µs", f"{ratio:.3f}×", "≤ 1.1×"))
+    for label, changes in (("momentum 0.9", MOMENTUM), ("adam", ADAM)):
+        rule, plain, ratio = median_ratio(lambda: manual_fast_path(steps * 4, **changes),
+                                          lambda: manual_fast_path(steps * 4), rounds)
+        rows.append((f"linear-gd manual fast path, CPU: hand-written {label} / plain SGD step",
+                     f"{rule * 1e6:.1f} µs", f"{plain * 1e6:.1f} µs", f"{ratio:.2f}×", "(context)"))
+    swept, single, ratio = median_ratio(lambda: sweep_step(256, steps // 2, **ADAM),
+                                        lambda: bpcli_exp3(steps // 2, "autograd", **ADAM), rounds)
+    rows.append(("sweep of 256 exp3 runs with adam, CPU: one batched step / one run's step", f"{swept * 1e6:.1f} µs",
+                 f"{single * 1e6:.1f} µs", f"{ratio:.2f}×", "≤ 3×"))
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
@@ -320,6 +355,8 @@ def main() -> None:
                                         rounds)
     rows.append(("sweep of 256 exp3 runs, CPU: one batched step / one run's step", f"{swept * 1e6:.1f} µs",
                  f"{single * 1e6:.1f} µs", f"{ratio:.2f}×", "≤ 3×"))
+
+    rows += optimizer_rows(rounds, steps)
 
     seconds, megabytes = csv_load_seconds(200_000 if args.quick else 1_000_000)
     label = f"CSV load, {'2·10⁵' if args.quick else '10⁶'} rows × 5 columns ({megabytes:.0f} MB)"

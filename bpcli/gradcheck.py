@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from bpcli.kinds.base import Tensors, Trainer
+from bpcli.kinds.base import Tensors, Trainer, batch_index
 
 TOLERANCE = 1e-6
 """Manual and autograd gradients must agree to this relative error (in float64)."""
@@ -110,12 +110,19 @@ def compare_gradients(trainer: Trainer, index: int, step: int) -> list[ParamChec
 
 def check_steps(trainer: Trainer, steps: int) -> list[ParamCheck]:
     """Compare the gradients at each of the first `steps` training steps, training as it goes."""
+    return check_training(trainer, steps)[0]
+
+
+def check_training(trainer: Trainer, steps: int) -> tuple[list[ParamCheck], list[Tensors]]:
+    """The gradient checks of the first `steps` steps, and the gradients training used."""
     results: list[ParamCheck] = []
+    used: list[Tensors] = []
     for step in range(1, steps + 1):
-        index = (step - 1) % trainer.steps_per_epoch
+        index = batch_index(trainer, step)
         results += compare_gradients(trainer, index, step)
         trainer.step(index)
-    return results
+        used.append({name: g.detach().clone() for name, g in trainer.gradients().items()})
+    return results, used
 
 
 def worst(checks: list[ParamCheck]) -> dict[str, Any]:
@@ -131,3 +138,63 @@ def worst(checks: list[ParamCheck]) -> dict[str, Any]:
         "tolerance": TOLERANCE,
         "agree": all(c.ok for c in checks),
     }
+
+
+# --------------------------------------------------------------------------- the update rule
+
+
+@dataclass(frozen=True)
+class UpdateCheck:
+    """bpcli's hand-written update rule against torch.optim's, on one run's gradients."""
+
+    optimizer: str
+    """The rule, e.g. `sgd`, `sgd (momentum 0.9, nesterov)`, `adam`."""
+    steps: int
+    difference: float
+    """The worst relative difference between the two rules' parameters over the steps."""
+
+    @property
+    def ok(self) -> bool:
+        return self.difference <= UPDATE_TOLERANCE
+
+
+UPDATE_TOLERANCE = 1e-10
+"""The hand-written rule and torch.optim's must agree to this relative error (float64)."""
+
+
+def describe(train: Any) -> str:
+    """The optimizer of a `train` section in words: `sgd`, `sgd (momentum 0.9)`, `adam`."""
+    extras = []
+    if train.optimizer == "sgd" and train.momentum:
+        extras.append(f"momentum {train.momentum:g}" + (", nesterov" if train.nesterov else ""))
+    if train.optimizer == "adam" and list(train.betas) != [0.9, 0.999]:
+        extras.append(f"betas {train.betas[0]:g}, {train.betas[1]:g}")
+    if train.weight_decay:
+        extras.append(f"weight decay {train.weight_decay:g}")
+    return train.optimizer + (f" ({', '.join(extras)})" if extras else "")
+
+
+def check_update(train: Any, start: Tensors, gradients: list[Tensors]) -> UpdateCheck:
+    """Apply the configured rule both ways, from the parameters `start`, to the same
+    sequence of gradients (a run's own), in float64, and compare the parameters after
+    every step."""
+    from bpcli.optimizers import Optimizer
+
+    ours = {name: p.detach().to(torch.float64).clone() for name, p in start.items()}
+    theirs = [p.clone().requires_grad_(True) for p in ours.values()]
+    if train.optimizer == "adam":
+        reference: torch.optim.Optimizer = torch.optim.Adam(
+            theirs, lr=train.lr, betas=tuple(train.betas), eps=train.eps, weight_decay=train.weight_decay)
+    else:
+        reference = torch.optim.SGD(theirs, lr=train.lr, momentum=train.momentum, nesterov=train.nesterov,
+                                    weight_decay=train.weight_decay)
+    rule = Optimizer(ours, [train])
+    worst = 0.0
+    for grads in gradients:
+        grads = {name: g.detach().to(torch.float64) for name, g in grads.items()}
+        rule.step(ours, grads)
+        for p, g in zip(theirs, grads.values()):
+            p.grad = g.clone()
+        reference.step()
+        worst = max([worst] + [relative_error(a, b.detach()) for a, b in zip(ours.values(), theirs)])
+    return UpdateCheck(describe(train), len(gradients), worst)

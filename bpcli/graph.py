@@ -360,6 +360,7 @@ def explain_config(config: Any, step: int | None = None, sample: int | None = No
     For per-sample kinds `sample` picks the step that trains on that sample (when no step
     is given); for full-batch kinds it picks whose values are shown.
     """
+    from bpcli.kinds.base import batch_index
     from bpcli.lifecycle import build
 
     trainer = build(config).trainer
@@ -375,8 +376,8 @@ def explain_config(config: Any, step: int | None = None, sample: int | None = No
     if step > total:
         raise BpcliError(f"--step {step} is beyond this config's {total} steps; raise train.epochs")
     for earlier in range(1, step):
-        trainer.step((earlier - 1) % trainer.steps_per_epoch)
-    index = (step - 1) % trainer.steps_per_epoch
+        trainer.step(batch_index(trainer, earlier))
+    index = batch_index(trainer, step)
     title = f"{config.kind}, step {step}" + (f" (sample {index})" if per_sample else "")
     return explain_step(trainer, index, None if per_sample else sample, config.train.lr, title)
 

@@ -28,6 +28,8 @@ from typing import Any, Iterator, Protocol
 
 import torch
 
+from bpcli.kinds.base import batch_index
+
 
 class Callback:
     """One concern of the loop; override the hooks it needs (the loop calls only those)."""
@@ -124,6 +126,7 @@ class Loop:
         on_log = [c.on_log for c in self.callbacks if _overrides(c, "on_log")]
         after = [c.after_step for c in self.callbacks if _overrides(c, "after_step")]
         steps_per_epoch = self.trainer.steps_per_epoch
+        shuffles = self.trainer.shuffle
         stop = self.stop
         started = time.perf_counter()
         try:
@@ -132,7 +135,7 @@ class Loop:
                     if stop.signum is not None:
                         self.status = "interrupted"
                         break
-                    index = (step - 1) % steps_per_epoch
+                    index = batch_index(self.trainer, step) if shuffles else (step - 1) % steps_per_epoch
                     for hook in before:
                         hook(self, step, index)
                     logged = self.logged(step)
@@ -231,7 +234,7 @@ class StopAtDivergence(Divergence):
         first = float(self.first[0]) if self.first is not None else math.inf
         for step in range(start + 1, loop.total + 1):
             before = copy.deepcopy(self.trainer.state_dict())
-            losses = self.trainer.step((step - 1) % self.trainer.steps_per_epoch, True).reshape(-1).clone()
+            losses = self.trainer.step(batch_index(self.trainer, step), True).reshape(-1).clone()
             loss = float(losses[0])
             if not math.isfinite(loss) or not finite(self.trainer.params()):
                 self.trainer.load_state_dict(before)  # the last finite parameters

@@ -36,6 +36,9 @@ GRID_KEYS = {
     "lr": "train.lr", "train.lr": "train.lr", "seed": "seed",
     "data.noise": "data.noise", "data.true_w": "data.true_w", "data.true_b": "data.true_b",
     "data.x_low": "data.x_low", "data.x_high": "data.x_high", "data.fn": "data.fn",
+    "optimizer": "train.optimizer", "train.optimizer": "train.optimizer",
+    "momentum": "train.momentum", "train.momentum": "train.momentum", "train.nesterov": "train.nesterov",
+    "weight_decay": "train.weight_decay", "train.weight_decay": "train.weight_decay", "train.eps": "train.eps",
 }
 """Besides these, any number in a kind's `model` section (an initial value such as
 model.init_w) may vary; its sizes (model.hidden) may not."""

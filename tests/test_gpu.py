@@ -72,3 +72,23 @@ def test_a_graphed_run_stopped_halfway_resumes_to_the_uninterrupted_metrics(tmp_
     assert resumed.status == "completed" and resumed.summary["engine"] == "graph"
     assert resumed.params == whole.params
     assert (tmp_path / "cut/metrics.csv").read_bytes() == (tmp_path / "whole/metrics.csv").read_bytes()
+
+
+OPTIMIZERS = [
+    {"train__momentum": 0.9},
+    {"train__momentum": 0.9, "train__nesterov": True, "train__weight_decay": 0.01},
+    {"train__optimizer": "adam"},
+    {"train__optimizer": "adam", "train__batch_size": 16},  # shuffled mini-batches: the order is rewritten each epoch
+    {"train__momentum": 0.5, "train__batch_size": 7, "train__shuffle": False},
+]
+
+
+@pytest.mark.parametrize("changes", OPTIMIZERS, ids=lambda c: ",".join(f"{k[7:]}={v}" for k, v in c.items()))
+@pytest.mark.parametrize("name,grad", [("exp2.yaml", "manual"), ("exp2.yaml", "autograd"), ("exp3.yaml", "autograd"),
+                                       ("mlp.yaml", "manual")])
+def test_the_graph_engine_steps_every_optimizer_as_eager_does(name, grad, changes):
+    runs = {engine: train(on_cuda(name, engine, train__epochs=60, train__log_every=5, train__grad=grad, **changes),
+                          save=False)
+            for engine in ("eager", "graph")}
+    assert runs["graph"].summary["engine"] == "graph"
+    assert runs["graph"].history == runs["eager"].history

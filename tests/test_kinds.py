@@ -51,10 +51,7 @@ class Quadratic(HandWrittenSGD):
         self._params = {n: p.to(device).requires_grad_(not self._manual) for n, p in (("a", a), ("b", b))}
         self._grads = {n: torch.zeros_like(p) for n, p in self._params.items()}
         self.x, self.y = data.x[:, 0].to(device)[None], data.y.to(device)[None]  # (K, N)
-        self.lr, self.steps_per_epoch = cfg.train.lr, 1
-
-    def batch(self, index):
-        return {"x": self.x, "y": self.y}
+        self._train_with(cfg)  # batches and optimizer from cfg.train
 
     def loss(self, params, batch):
         return (params["a"][:, None] * batch["x"] ** 2 + params["b"][:, None] - batch["y"]).pow(2).mean(-1)

@@ -27,6 +27,15 @@ def files(run):
         ("exp2.yaml", {"train__log_every": 1, "train__epochs": 600}, 1),
         ("exp3.yaml", {"train__log_every": 7, "train__epochs": 1500}, 777),
         ("exp3.yaml", {"train__log_every": 10, "train__epochs": 1500, "train__grad": "manual"}, 1490),
+        # optimizer state and the shuffled order of the epoch it stopped in carry over
+        ("exp1.yaml", {"train__momentum": 0.9, "train__nesterov": True}, 7),
+        ("exp2.yaml", {"train__optimizer": "adam", "train__batch_size": 30, "train__log_every": 1,
+                       "train__epochs": 40}, 17),
+        ("exp2.yaml", {"train__momentum": 0.5, "train__grad": "manual", "train__epochs": 300, "train__log_every": 3}, 123),
+        ("exp3.yaml", {"train__optimizer": "adam", "train__batch_size": 16, "train__log_every": 5,
+                       "train__epochs": 50}, 110),
+        ("mlp.yaml", {"train__momentum": 0.9, "train__batch_size": 64, "train__weight_decay": 1e-3,
+                      "train__epochs": 30, "train__log_every": 1}, 45),
     ],
 )
 def test_resume_after_an_interrupt_is_bit_identical(tmp_path, name, changes, stop_at):

@@ -17,24 +17,37 @@ def check(
     device: Device = None,
     set_: Set = None,
 ) -> None:
-    """Compare bpcli's hand-derived gradients with autograd's and finite differences (float64).
+    """Compare bpcli's hand-derived gradients with autograd's and finite differences (float64),
+    and its hand-written update rule with torch.optim's.
 
     For each of the first --steps steps of training, every parameter's gradient is computed
     three ways at the same point. Exits 1, naming the parameter and step, if manual and
-    autograd disagree by more than 1e-6 (relative).
+    autograd disagree by more than 1e-6 (relative), or if the configured optimizer's
+    hand-written update, fed the same gradients, differs from torch.optim's by more than
+    1e-10 (relative, float64).
     """
     from bpcli.config import from_flags, load_config
     from bpcli.console import make_console, print_grad_checks
     from bpcli.errors import RunFailed
-    from bpcli.gradcheck import TOLERANCE, check_steps
+    from bpcli.gradcheck import TOLERANCE, UPDATE_TOLERANCE, check_training, check_update
     from bpcli.lifecycle import build
 
     cfg = load_config(config, from_flags(set_, lr=lr, seed=seed, device=device))
-    checks = check_steps(build(cfg).trainer, steps)
-    print_grad_checks(make_console(), checks, cfg.kind)
+    trainer = build(cfg).trainer
+    start = {name: p.detach().clone() for name, p in trainer.params().items()}
+    checks, gradients = check_training(trainer, steps)
+    update = check_update(cfg.train, start, gradients)
+    console = make_console()
+    print_grad_checks(console, checks, cfg.kind)
+    console.print(f"update rule {update.optimizer}: bpcli's vs torch.optim's on the same {update.steps} "
+                  f"gradients, worst relative difference {update.difference:.1e} (float64)",
+                  highlight=False, soft_wrap=True)
     bad = next((c for c in checks if not c.ok), None)
     if bad is not None:
         raise RunFailed(
             f"the hand-derived gradient of {bad.name} disagrees with autograd at step {bad.step} "
             f"(relative error {bad.manual_vs_autograd:.2e} > {TOLERANCE:g})"
         )
+    if not update.ok:
+        raise RunFailed(f"bpcli's {update.optimizer} update differs from torch.optim's by "
+                        f"{update.difference:.2e} (relative) > {UPDATE_TOLERANCE:g}")

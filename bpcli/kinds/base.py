@@ -19,6 +19,8 @@ from typing import Any, Protocol
 
 import torch
 
+from bpcli.errors import BpcliError
+from bpcli.optimizers import Optimizer
 from bpcli.section import Section
 
 Tensors = dict[str, torch.Tensor]
@@ -45,10 +47,17 @@ class Trainer(Protocol):
     """Updates in one pass over the data (N for per-sample kinds, 1 for full-batch)."""
     least_squares: LeastSquares | None
     """Set for linear least-squares kinds (closed-form optimum, stability bound)."""
+    shuffle: bool
+    """Whether each epoch visits the samples in a new order (then start_epoch draws it)."""
 
     @classmethod
     def stack(cls, members: list[Any], device: torch.device) -> Trainer:
         """One trainer on `device` whose K members are the given single-member trainers."""
+        ...
+
+    def start_epoch(self, epoch: int) -> None:
+        """Draw the sample order of `epoch` (from 1) when shuffling; call batch_index()
+        rather than this, before a step that may begin an epoch."""
         ...
 
     def batch(self, index: int) -> Tensors:
@@ -113,14 +122,6 @@ def uniform(shape: tuple[int, ...], generator: torch.Generator, dtype: torch.dty
     return torch.empty(shape, dtype=dtype).uniform_(low, high, generator=generator)
 
 
-def sgd_update(params: Tensors, grads: Tensors, lr: float | torch.Tensor) -> None:
-    """p ← p − lr·dL/dp for every parameter, in place; lr is a number or one per member (K,)."""
-    with torch.no_grad():
-        for name, p in params.items():
-            rate = lr if not isinstance(lr, torch.Tensor) else lr.reshape(-1, *([1] * (p.dim() - 1)))
-            p.sub_(rate * grads[name])
-
-
 def autograd_gradients(loss: torch.Tensor, params: Tensors) -> Tensors:
     """dL/dp for every parameter by autograd, each member's from its own loss."""
     # Members are independent: differentiating their sum gives each one its own gradient.
@@ -133,14 +134,88 @@ def flat(tensors: Tensors) -> Tensors:
     return {name: t.detach().reshape(t.shape[0], -1) for name, t in tensors.items()}
 
 
-class HandWrittenSGD:
-    """The step shared by kinds whose update is written by hand (p ← p − lr·grad).
+class Batches:
+    """Which samples each step of an epoch trains on.
 
-    A subclass sets `_params`, `_grads`, `x`, `y`, `lr`, `_manual` and `steps_per_epoch`
-    in its constructor and provides `batch`, `loss`, `manual_backward` and `predict`.
+    `x` and `y` hold every member's data, (K, N, …) and (K, N). Step `index` of an epoch
+    trains on samples index·B … index·B + B − 1 of that epoch's order (the last batch may
+    be smaller): the data's own order, or, with shuffle, a permutation drawn for each
+    epoch from a generator seeded with (seed, epoch) alone, so that a resumed run and a
+    sweep member see the very orders the single run saw. The order lives in one tensor on
+    the device, rewritten between epochs, which a captured CUDA graph reads.
     """
 
-    lr: float | torch.Tensor
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, size: int, shuffle: bool, seeds: list[int]) -> None:
+        self.x, self.y = x, y
+        self.samples = x.shape[1]
+        self.size = size
+        self.steps_per_epoch = -(-self.samples // size)
+        self.full = size >= self.samples
+        self.shuffle = shuffle
+        self.seeds = seeds
+        self.epoch = 0
+        """The epoch whose order `order` holds (0: none yet)."""
+        self.order = torch.empty((len(seeds), self.samples), dtype=torch.long, device=x.device) if shuffle else None
+
+    def start_epoch(self, epoch: int) -> None:
+        """Draw the order of `epoch` (from 1), if it is not already the current one."""
+        if not self.shuffle or epoch == self.epoch:
+            return
+        orders = {seed: epoch_order(seed, epoch, self.samples) for seed in set(self.seeds)}
+        self.order.copy_(torch.stack([orders[seed] for seed in self.seeds]))
+        self.epoch = epoch
+
+    def __call__(self, index: int) -> Tensors:
+        if self.full and not self.shuffle:
+            return {"x": self.x, "y": self.y}
+        low, high = index * self.size, min(self.samples, (index + 1) * self.size)
+        if not self.shuffle:
+            return {"x": self.x[:, low:high], "y": self.y[:, low:high]}
+        chosen = self.order[:, low:high]  # (K, B): the samples of this batch, per member
+        return {"x": _take(self.x, chosen), "y": _take(self.y, chosen)}
+
+
+def _take(values: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
+    """values[k, chosen[k]] for every member k: (K, N, …) and (K, B) give (K, B, …)."""
+    index = chosen.reshape(*chosen.shape, *([1] * (values.dim() - 2))).expand(-1, -1, *values.shape[2:])
+    return values.gather(1, index)
+
+
+def batch_index(trainer: Trainer, step: int) -> int:
+    """The batch of its epoch that training step `step` (from 1) trains on, with that
+    epoch's order drawn first when the trainer shuffles."""
+    if trainer.shuffle:
+        trainer.start_epoch((step - 1) // trainer.steps_per_epoch + 1)
+    return (step - 1) % trainer.steps_per_epoch
+
+
+def epoch_order(seed: int, epoch: int, samples: int) -> torch.Tensor:
+    """The order in which a shuffled run visits its samples in `epoch`: randperm(N) from a
+    CPU generator seeded with the run's seed and the epoch, the same on every device."""
+    generator = torch.Generator().manual_seed((seed * 1_000_003 + epoch) % 2**64)
+    return torch.randperm(samples, generator=generator)
+
+
+def batch_settings(train: Any, samples: int, kind_size: int) -> tuple[int, bool]:
+    """(batch size, shuffle) of a run on `samples` samples, from its `train` section; the
+    kind's own size when batch_size is null. Shuffle defaults to true for mini-batches."""
+    size = kind_size if train.batch_size is None else train.batch_size
+    if size > samples:
+        raise BpcliError(f"train.batch_size: {size} is more than the {samples} samples of the data; "
+                         f"use at most {samples} (the full batch)")
+    shuffle = train.shuffle if train.shuffle is not None else (train.batch_size is not None and size < samples)
+    return size, shuffle
+
+
+class HandWrittenSGD:
+    """The step shared by kinds whose update is written by hand.
+
+    A subclass sets `_params`, `_grads`, `x`, `y` (data with a leading member dimension,
+    samples second) and `_manual` in its constructor, then calls `_train_with(cfg)`, and
+    provides `loss`, `manual_backward` and `predict`. The update is bpcli.optimizers'
+    hand-written form of the configured optimizer; the batches come from `Batches`.
+    """
+
     _params: Tensors
     _grads: Tensors
     _manual: bool
@@ -148,8 +223,32 @@ class HandWrittenSGD:
     y: torch.Tensor
     _group: Any = None  # set by distribute() under torchrun
 
+    def _train_with(self, cfg: Any, per_sample: bool = False) -> None:
+        """Batches and optimizer from the run's config: one sample per step when the kind
+        is `per_sample` and batch_size is null, else the full batch."""
+        samples = self.x.shape[1]
+        size, shuffle = batch_settings(cfg.train, samples, 1 if per_sample else samples)
+        self.train = cfg.train
+        self.seed = cfg.seed
+        self.batches = Batches(self.x, self.y, size, shuffle, [cfg.seed])
+        self.steps_per_epoch = self.batches.steps_per_epoch
+        self.optimizer = Optimizer(self._params, [cfg.train])
+
+    @property
+    def shuffle(self) -> bool:
+        return self.batches.shuffle
+
+    def start_epoch(self, epoch: int) -> None:
+        self.batches.start_epoch(epoch)
+
+    def batch(self, index: int) -> Tensors:
+        return self.batches(index)
+
     def distribute(self, group: Any) -> None:
         """Train this process's shard as part of a torchrun job (see bpcli.distributed)."""
+        if not self.batches.full:
+            raise BpcliError("train.batch_size: mini-batches are drawn from the whole data, which no single "
+                             "torchrun process holds; run mini-batch training without torchrun")
         self._group = group
 
     @classmethod
@@ -158,8 +257,9 @@ class HandWrittenSGD:
         side by side.
 
         Parameters and data are concatenated along the member dimension and each member
-        keeps its own learning rate, so one batched step trains them all independently.
-        Members are best built on the CPU: the stack then moves to `device` in one copy.
+        keeps its own optimizer settings and batch order, so one batched step trains them
+        all independently. Members are best built on the CPU: the stack then moves to
+        `device` in one copy.
         """
         batched = copy.copy(members[0])
         autograd = not members[0]._manual
@@ -170,7 +270,9 @@ class HandWrittenSGD:
         batched._grads = {name: torch.zeros_like(p) for name, p in batched._params.items()}
         batched.x = torch.cat([m.x for m in members]).to(device)
         batched.y = torch.cat([m.y for m in members]).to(device)
-        batched.lr = torch.tensor([m.lr for m in members], dtype=batched.x.dtype, device=device)
+        first = members[0].batches
+        batched.batches = Batches(batched.x, batched.y, first.size, first.shuffle, [m.seed for m in members])
+        batched.optimizer = Optimizer(batched._params, [m.train for m in members])
         return batched
 
     def params(self) -> Tensors:
@@ -180,7 +282,7 @@ class HandWrittenSGD:
         return self._grads
 
     def step(self, index: int, with_loss: bool = True) -> torch.Tensor | None:
-        batch = self.batch(index)  # type: ignore[attr-defined]
+        batch = self.batch(index)
         if self._manual:
             loss, self._grads = self.manual_backward(self._params, batch)  # type: ignore[attr-defined]
         else:
@@ -190,16 +292,18 @@ class HandWrittenSGD:
         if self._group is not None:  # the full batch's gradient: Σ_r (n_r/N)·∇L_r
             self._grads = self._group.weighted_sum(self._grads)
             loss = self._group.weighted_sum({"loss": loss})["loss"] if with_loss else loss
-        sgd_update(self._params, self._grads, self.lr)
+        self.optimizer.step(self._params, self._grads)
         return loss
 
     def state_dict(self) -> dict[str, Any]:
-        return {name: p.detach().clone() for name, p in self._params.items()}
+        return {**{name: p.detach().clone() for name, p in self._params.items()},
+                "optimizer": self.optimizer.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         with torch.no_grad():
             for name, p in self._params.items():
                 p.copy_(state[name])
+        self.optimizer.load_state_dict(state.get("optimizer", {}))  # runs before optimizers had none
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ import torch
 from bpcli.config.schema import Experiment
 from bpcli.data.dataset import Dataset
 from bpcli.kinds.base import HandWrittenSGD, Kind, LeastSquares, LinearModel, Tensors, uniform
+from bpcli.optimizers import Optimizer
 
 
 class LinearGDConfig(Experiment):
@@ -44,17 +45,20 @@ class LinearGD(HandWrittenSGD):
         autograd = cfg.train.grad == "autograd"
         self.x = data.x.to(device)[None]  # (K, N, F)
         self.y = data.y.to(device)[None]  # (K, N)
-        self.lr = cfg.train.lr
         self._manual = not autograd
-        self.steps_per_epoch = 1
-        if autograd:
-            self._params = {"w": w.to(device).requires_grad_(True),  # (K, F)
-                            "b": b.to(device).requires_grad_(True)}  # (K,)
-            self._grads = {name: torch.zeros_like(p) for name, p in self._params.items()}
-        else:
-            self._use_fast_path(torch.cat([w, b[:, None]], dim=1).to(device))
+        self._params = {"w": w.to(device).requires_grad_(autograd),  # (K, F)
+                        "b": b.to(device).requires_grad_(autograd)}  # (K,)
+        self._grads = {name: torch.zeros_like(p) for name, p in self._params.items()}
+        self._train_with(cfg)
+        if self._fast:
+            self._use_fast_path(torch.cat([w, b[:, None]], dim=1).to(device), [cfg.train])
 
-    def _use_fast_path(self, theta: torch.Tensor) -> None:
+    @property
+    def _fast(self) -> bool:
+        """Hand-derived gradients of the full batch: the precomputed S·θ − c below."""
+        return self._manual and self.batches.full
+
+    def _use_fast_path(self, theta: torch.Tensor, settings: list[Any]) -> None:
         # With θ = (w, b) and A = [x, 1], the loss is mean((A·θ − y)²) and its gradient
         # dL/dθ = (2/N)·Aᵀ(A·θ − y) = S·θ − c, where S = (2/N)·AᵀA and c = (2/N)·Aᵀy depend
         # on the data alone. Computed once (in float64), they make each step two small
@@ -71,10 +75,11 @@ class LinearGD(HandWrittenSGD):
         self._gradient = torch.zeros_like(self._target)  # reused every step, (K, 1, F+1)
         flat_gradient = self._gradient[:, 0]
         self._grads = {"w": flat_gradient[:, :features], "b": flat_gradient[:, features]}
+        self.optimizer = Optimizer({"θ": self._theta_row}, settings)  # it updates θ itself
 
     def distribute(self, group: Any) -> None:
         super().distribute(group)
-        if self._manual:  # S and c of the full data, once: Σ_r (n_r/N)·S_r, Σ_r (n_r/N)·c_r
+        if self._fast:  # S and c of the full data, once: Σ_r (n_r/N)·S_r, Σ_r (n_r/N)·c_r
             total = group.weighted_sum({"S": self._hessian, "c": self._target})
             self._hessian.copy_(total["S"])
             self._target.copy_(total["c"])
@@ -82,12 +87,12 @@ class LinearGD(HandWrittenSGD):
     @classmethod
     def stack(cls, members: list[Any], device: torch.device) -> Any:
         batched = super().stack(members, device)
-        if batched._manual:
-            batched._use_fast_path(torch.cat([m._theta for m in members]).to(device))
+        if batched._fast:
+            batched._use_fast_path(torch.cat([m._theta for m in members]).to(device), [m.train for m in members])
         return batched
 
     def step(self, index: int, with_loss: bool = True) -> torch.Tensor | None:
-        if not self._manual:
+        if not self._fast:
             return super().step(index, with_loss)
         loss = None
         if with_loss:  # the loss before the update, evaluated only when it is logged
@@ -97,14 +102,14 @@ class LinearGD(HandWrittenSGD):
                 loss = self._group.weighted_sum({"loss": loss})["loss"]
         # dL/dθ = S·θ − c (one fused batched multiply-add into a reused buffer)
         torch.baddbmm(self._target, self._theta_row, self._hessian, beta=-1, out=self._gradient)
-        if isinstance(self.lr, torch.Tensor):  # one learning rate per member
-            self._theta_row.addcmul_(self._gradient, self.lr[:, None, None], value=-1)
+        lr = self.optimizer.settings["lr"]
+        if not self.optimizer.plain:  # momentum, weight decay or adam, from the same gradient
+            self.optimizer.step({"θ": self._theta_row}, {"θ": self._gradient})
+        elif isinstance(lr, torch.Tensor):  # one learning rate per member
+            self._theta_row.addcmul_(self._gradient, lr[:, None, None], value=-1)
         else:
-            self._theta_row.add_(self._gradient, alpha=-self.lr)  # θ ← θ − lr·dL/dθ
+            self._theta_row.add_(self._gradient, alpha=-lr)  # θ ← θ − lr·dL/dθ
         return loss
-
-    def batch(self, index: int) -> Tensors:
-        return {"x": self.x, "y": self.y}
 
     @staticmethod
     def _forward(params: Tensors, x: torch.Tensor) -> torch.Tensor:

@@ -72,12 +72,8 @@ class MLP(HandWrittenSGD):
         self.activation, self.activation_grad = ACTIVATIONS[cfg.model.activation]
         self.x = data.x.to(device)[None]  # (K, N, F)
         self.y = data.y.to(device)[None]  # (K, N)
-        self.lr = cfg.train.lr
         self._manual = not autograd
-        self.steps_per_epoch = 1
-
-    def batch(self, index: int) -> Tensors:
-        return {"x": self.x, "y": self.y}
+        self._train_with(cfg)
 
     def _forward(self, params: Tensors, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
         """ŷ, and every layer's input a and pre-activation z (kept for the backward pass)."""

@@ -1,4 +1,4 @@
-"""Experiment 3: nn.Linear with nn.MSELoss and optim.SGD, and its batched form for sweeps."""
+"""Experiment 3: nn.Linear with nn.MSELoss and torch.optim (SGD or Adam), and its batched form for sweeps."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from torch import nn, optim
 
 from bpcli.config.schema import Experiment
 from bpcli.data.dataset import Dataset
-from bpcli.kinds.base import HandWrittenSGD, Kind, LeastSquares, LinearModel, Tensors
+from bpcli.errors import BpcliError
+from bpcli.kinds.base import Batches, HandWrittenSGD, Kind, LeastSquares, LinearModel, Tensors, batch_settings
+from bpcli.optimizers import Optimizer
 
 
 class NNLinearConfig(Experiment):
@@ -51,8 +53,11 @@ class NNLinear:
         self._initial = {"w": weight, "b": bias}  # on the CPU until the module is made
         self.x = data.x.to(device)  # (N, F)
         self.y = data.y.to(device)[:, None]  # (N, 1), the shape nn.Linear produces
-        self.lr = cfg.train.lr
-        self.steps_per_epoch = 1
+        self.train = cfg.train
+        self.seed = cfg.seed
+        size, shuffle = batch_settings(cfg.train, len(self.x), len(self.x))
+        self.batches = Batches(self.x[None], self.y[None], size, shuffle, [cfg.seed])
+        self.steps_per_epoch = self.batches.steps_per_epoch
         self._manual_flag = cfg.train.grad == "manual"
         self.step = self._manual_step if self._manual_flag else self._autograd_step
         self._group: Any = None
@@ -69,15 +74,32 @@ class NNLinear:
         return model
 
     @functools.cached_property
-    def optimizer(self) -> optim.SGD:
-        return optim.SGD(self.model.parameters(), lr=self.lr)
+    def optimizer(self) -> optim.Optimizer:
+        train = self.train
+        if train.optimizer == "adam":
+            # capturable keeps Adam's step count on the GPU, so that a CUDA graph can replay
+            # the step; eager CUDA runs use it too, so both engines take the same steps.
+            return optim.Adam(self.model.parameters(), lr=train.lr, betas=tuple(train.betas), eps=train.eps,
+                              weight_decay=train.weight_decay, capturable=self.x.device.type == "cuda")
+        return optim.SGD(self.model.parameters(), lr=train.lr, momentum=train.momentum,
+                         nesterov=train.nesterov, weight_decay=train.weight_decay)
 
     @functools.cached_property
     def criterion(self) -> nn.MSELoss:
         return nn.MSELoss()
 
+    @property
+    def shuffle(self) -> bool:
+        return self.batches.shuffle
+
+    def start_epoch(self, epoch: int) -> None:
+        self.batches.start_epoch(epoch)
+
     def distribute(self, group: Any) -> None:
         """Train this process's shard with DistributedDataParallel (see bpcli.distributed)."""
+        if not self.batches.full:
+            raise BpcliError("train.batch_size: mini-batches are drawn from the whole data, which no single "
+                             "torchrun process holds; run mini-batch training without torchrun")
         from torch.nn.parallel import DistributedDataParallel
 
         from bpcli.distributed import collective
@@ -106,7 +128,9 @@ class NNLinear:
         return StackedNNLinear(members, device)
 
     def batch(self, index: int) -> Tensors:
-        return {"x": self.x, "y": self.y}
+        if self.batches.full and not self.batches.shuffle:
+            return {"x": self.x, "y": self.y}
+        return {name: values[0] for name, values in self.batches(index).items()}  # without the member dimension
 
     def params(self) -> Tensors:
         # weight is (1, F): its leading 1 doubles as the member dimension.
@@ -125,8 +149,9 @@ class NNLinear:
         return loss[None], {"w": scaled.T @ x, "b": scaled.sum(0)}
 
     def _autograd_step(self, index: int, with_loss: bool = True) -> torch.Tensor:
-        out = self.model(self.x)
-        loss = self.criterion(self.y, out)  # exactly the article's loop
+        batch = self.batch(index)
+        out = self.model(batch["x"])
+        loss = self.criterion(batch["y"], out)  # exactly the article's loop
         self.optimizer.zero_grad()
         loss.backward()
         self.optimizer.step()
@@ -140,7 +165,7 @@ class NNLinear:
             grads = self._group.weighted_sum(grads)
             loss = self._group.weighted_sum({"loss": loss})["loss"] if with_loss else loss
         self.model.weight.grad, self.model.bias.grad = grads["w"], grads["b"]
-        self.optimizer.step()  # optim.SGD applies p ← p − lr·grad
+        self.optimizer.step()  # torch.optim's update from these gradients
         return loss
 
     def gradients(self) -> Tensors:
@@ -178,11 +203,10 @@ class StackedNNLinear(HandWrittenSGD):
         self._grads = {name: torch.zeros_like(p) for name, p in self._params.items()}
         self.x = torch.stack([m.x for m in members]).to(device)  # (K, N, F)
         self.y = torch.stack([m.y for m in members]).to(device)  # (K, N, 1)
-        self.lr = torch.tensor([m.lr for m in members], dtype=self.x.dtype, device=device)
-        self.steps_per_epoch = 1
-
-    def batch(self, index: int) -> Tensors:
-        return {"x": self.x, "y": self.y}
+        first = members[0].batches
+        self.batches = Batches(self.x, self.y, first.size, first.shuffle, [m.seed for m in members])
+        self.steps_per_epoch = self.batches.steps_per_epoch
+        self.optimizer = Optimizer(self._params, [m.train for m in members])
 
     @staticmethod
     def _forward(params: Tensors, x: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,5 @@
-"""Experiment 1: y = w·x, trained by per-sample SGD in data order, one update per sample."""
+"""Experiment 1: y = w·x, trained by per-sample SGD in data order, one update per sample
+(or by mini-batches of train.batch_size samples)."""
 
 from __future__ import annotations
 
@@ -71,26 +72,35 @@ class ScalarSGD(HandWrittenSGD):
         self._grads = {"w": torch.zeros_like(self._params["w"])}
         self.x = data.x[:, 0].to(device)[None, :]  # (K, N)
         self.y = data.y.to(device)[None, :]  # (K, N)
-        self.lr = cfg.train.lr
         self._manual = cfg.train.grad == "manual"
-        self.steps_per_epoch = data.x.shape[0]
+        self._train_with(cfg, per_sample=True)  # one sample per update unless batch_size says otherwise
 
     def distribute(self, group: Any) -> None:
         raise BpcliError("scalar-sgd updates after every single sample, in order, so there is nothing "
                          "to share between processes; run it without torchrun")
 
     def batch(self, index: int) -> Tensors:
-        return {"x": self.x[:, index], "y": self.y[:, index]}
+        batch = self.batches(index)
+        if self.batches.size == 1:  # one sample per step: x and y are numbers, (K,), as in the article
+            return {name: values[:, 0] for name, values in batch.items()}
+        return batch  # (K, B)
 
     def loss(self, params: Tensors, batch: Tensors) -> torch.Tensor:
-        return (batch["x"] * params["w"] - batch["y"]).pow(2)  # L = (x·w − y)², the article's order
+        x, y = batch["x"], batch["y"]
+        if x.dim() == 1:
+            return (x * params["w"] - y).pow(2)  # L = (x·w − y)², the article's order
+        return (x * params["w"][:, None] - y).pow(2).mean(-1)  # L = mean((x·w − y)²) over the batch
 
     def manual_backward(self, params: Tensors, batch: Tensors) -> tuple[torch.Tensor, Tensors]:
         x, y, w = batch["x"], batch["y"], params["w"].detach()
-        residual = w * x - y  # ŷ − y, with ŷ = w·x
-        loss = residual.pow(2)  # L = (ŷ − y)²
-        # dL/dw = dL/dŷ · dŷ/dw = 2·(w·x − y) · x
-        return loss, {"w": 2 * x * residual}
+        if x.dim() == 1:
+            residual = w * x - y  # ŷ − y, with ŷ = w·x
+            loss = residual.pow(2)  # L = (ŷ − y)²
+            # dL/dw = dL/dŷ · dŷ/dw = 2·(w·x − y) · x
+            return loss, {"w": 2 * x * residual}
+        residual = w[:, None] * x - y
+        # over a batch the loss is the mean, and so is its gradient: dL/dw = mean(2·(w·x − y)·x)
+        return residual.pow(2).mean(-1), {"w": (2 * x * residual).mean(-1)}
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         return self._params["w"].detach()[:, None] * x.to(self.x.device)[None, :, 0]

@@ -40,6 +40,14 @@ def draw_sweep(directory: str | Path, fmt: str = "png",
     return written
 
 
+def _in_order(value: str) -> tuple[int, float, str]:
+    """Numbers by value, then words (optimizer names, curves) alphabetically."""
+    try:
+        return 0, float(value), ""
+    except ValueError:
+        return 1, 0.0, value
+
+
 def _losses_figure(record: SweepRecord, steps: Any, losses: Any, fmt: str) -> Path:
     import numpy as np
     from matplotlib import colormaps
@@ -48,7 +56,7 @@ def _losses_figure(record: SweepRecord, steps: Any, losses: Any, fmt: str) -> Pa
     losses[~((losses > 0) & np.isfinite(losses))] = np.nan  # a log scale cannot show them
     varying = [k for k in info["grid"] if k != "seed"]
     colour_key = varying[0] if varying else None
-    levels = sorted({m[colour_key] for m in members}, key=lambda v: float(v)) if colour_key else [None]
+    levels = sorted({m[colour_key] for m in members}, key=_in_order) if colour_key else [None]
     fig, axes = figure()
     ax = axes[0][0]
     cmap = colormaps["viridis"]

@@ -1,0 +1,160 @@
+"""The update rules of torch.optim.SGD and torch.optim.Adam, written out by hand.
+
+Kinds whose update is written by hand (scalar-sgd, linear-gd, mlp, and the batched form of
+nn-linear in sweeps) step their parameters with `Optimizer`; nn-linear's single runs use
+torch.optim itself, and tests/test_optimizers.py shows the two agree. Every tensor has a
+leading member dimension K, and each member may have its own settings (a sweep over
+momentum or over sgd/adam is one batched step). The state (velocities, moments, the step
+count) is allocated up front and updated in place, so a CUDA graph can capture a step.
+
+With g the gradient and λ the weight decay, per parameter p:
+
+    sgd:   g ← g + λ·p
+           v ← μ·v + g                  (momentum μ > 0; v starts at 0, so v₁ = g₁)
+           d = g + μ·v if nesterov else v   (d = g without momentum)
+           p ← p − lr·d
+    adam:  g ← g + λ·p
+           m ← β₁·m + (1 − β₁)·g        v ← β₂·v + (1 − β₂)·g²       t ← t + 1
+           p ← p − (lr / (1 − β₁ᵗ)) · m / (√v / √(1 − β₂ᵗ) + ε)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+
+Tensors = dict[str, torch.Tensor]
+
+class Optimizer:
+    """One update rule per member, applied in place to a dict of parameters.
+
+    `settings` holds one `train` section per member (a single run has one). Settings that
+    are the same for every member stay Python numbers, so a single run's plain SGD step is
+    exactly p ← p − lr·g, as before optimizers existed.
+    """
+
+    def __init__(self, params: Tensors, settings: Sequence[Any]) -> None:
+        first = next(iter(params.values()))
+        device, dtype = first.device, first.dtype
+        self._shapes = {name: (-1,) + (1,) * (p.dim() - 1) for name, p in params.items()}
+        values = {
+            "lr": [s.lr for s in settings],
+            "momentum": [s.momentum if s.optimizer == "sgd" else 0.0 for s in settings],
+            "weight_decay": [s.weight_decay for s in settings],
+            "beta1": [s.betas[0] for s in settings],
+            "beta2": [s.betas[1] for s in settings],
+            "eps": [s.eps for s in settings],
+        }
+        # A setting shared by all members is a number; one that differs is a (K,) tensor.
+        self.settings: dict[str, float | torch.Tensor] = {
+            key: v[0] if len(set(v)) == 1 else torch.tensor(v, dtype=dtype, device=device)
+            for key, v in values.items()
+        }
+        adam = [s.optimizer == "adam" for s in settings]
+        nesterov = [s.optimizer == "sgd" and s.nesterov for s in settings]
+        self.adam = self._mask(adam, device)
+        """True (every member), False (none) or a (K,) bool tensor."""
+        self.nesterov = self._mask(nesterov, device)
+        uses_momentum = any(m > 0 for m in values["momentum"])
+        self.state: Tensors = {}
+        for name, p in params.items():
+            if self.adam is not False:
+                self.state[f"{name}.m"] = torch.zeros_like(p)
+                self.state[f"{name}.v"] = torch.zeros_like(p)
+            if self.adam is not True and uses_momentum:
+                self.state[f"{name}.velocity"] = torch.zeros_like(p)
+        if self.adam is not False:  # the step count t, on the device so that a graph can advance it
+            self.state["t"] = torch.zeros(len(settings), dtype=torch.float64, device=device)
+        self.plain = self.adam is False and not uses_momentum and all(w == 0 for w in values["weight_decay"])
+        """Plain SGD for every member: p ← p − lr·g and nothing else."""
+
+    @staticmethod
+    def _mask(flags: list[bool], device: torch.device) -> bool | torch.Tensor:
+        if all(flags):
+            return True
+        if not any(flags):
+            return False
+        return torch.tensor(flags, device=device)
+
+    def _setting(self, key: str, name: str) -> float | torch.Tensor:
+        """A setting shaped to broadcast against parameter `name`: a number or (K, 1, …)."""
+        value = self.settings[key]
+        return value.reshape(self._shapes[name]) if isinstance(value, torch.Tensor) else value
+
+    def _select(self, mask: bool | torch.Tensor, name: str, yes: torch.Tensor, no: torch.Tensor) -> torch.Tensor:
+        if mask is True:
+            return yes
+        if mask is False:
+            return no
+        return torch.where(mask.reshape(self._shapes[name]), yes, no)
+
+    @torch.no_grad()
+    def step(self, params: Tensors, grads: Tensors) -> None:
+        """Update every parameter in place from its gradient."""
+        if self.plain:
+            for name, p in params.items():
+                p.sub_(self._setting("lr", name) * grads[name])  # p ← p − lr·g
+            return
+        if self.adam is not False:
+            self.state["t"].add_(1)  # t ← t + 1
+        for name, p in params.items():
+            g = grads[name]
+            decay = self._setting("weight_decay", name)
+            if isinstance(decay, torch.Tensor) or decay != 0.0:
+                g = g + decay * p  # g ← g + λ·p
+            if self.adam is False:
+                p.sub_(self._setting("lr", name) * self._sgd_direction(name, g))  # p ← p − lr·d
+                continue
+            step_size, denominator = self._adam_moments(name, g)
+            adam_step = step_size * self.state[f"{name}.m"] / denominator
+            if self.adam is not True:  # members differ: each takes its own rule's step
+                sgd_step = self._setting("lr", name) * self._sgd_direction(name, g)
+                adam_step = self._select(self.adam, name, adam_step, sgd_step)
+            p.sub_(adam_step)
+
+    def _sgd_direction(self, name: str, g: torch.Tensor) -> torch.Tensor:
+        velocity = self.state.get(f"{name}.velocity")
+        if velocity is None:
+            return g  # no momentum: d = g
+        momentum = self._setting("momentum", name)
+        velocity.mul_(momentum).add_(g)  # v ← μ·v + g
+        if self.nesterov is False:
+            return velocity  # heavy ball: d = v
+        look_ahead = g + momentum * velocity  # Nesterov: d = g + μ·v
+        return self._select(self.nesterov, name, look_ahead, velocity)
+
+    def _adam_moments(self, name: str, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Update m and v; return lr/(1 − β₁ᵗ) and √v/√(1 − β₂ᵗ) + ε, shaped for `name`."""
+        m, v = self.state[f"{name}.m"], self.state[f"{name}.v"]
+        beta1, beta2 = self._setting("beta1", name), self._setting("beta2", name)
+        m.lerp_(g, 1 - beta1)  # m ← β₁·m + (1 − β₁)·g
+        if isinstance(beta2, torch.Tensor):
+            v.mul_(beta2).addcmul_((1 - beta2) * g, g)  # v ← β₂·v + (1 − β₂)·g²
+        else:
+            v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+        # The corrections in float64 from the step count kept on the device.
+        t = self.state["t"].reshape(self._shapes[name])
+        correction1 = 1 - torch.pow(self._as_tensor(beta1, t), t)  # 1 − β₁ᵗ
+        correction2 = 1 - torch.pow(self._as_tensor(beta2, t), t)  # 1 − β₂ᵗ
+        step_size = (self._as_tensor(self._setting("lr", name), t) / correction1).to(g.dtype)
+        denominator = (v.sqrt() / correction2.sqrt().to(g.dtype)).add_(self._setting("eps", name))
+        return step_size, denominator
+
+    @staticmethod
+    def _as_tensor(value: float | torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        if isinstance(value, torch.Tensor):
+            return value.to(like.dtype)
+        return torch.full_like(like, value)
+
+    def state_dict(self) -> Tensors:
+        """The optimizer's state (velocities, moments, step count), copied."""
+        return {key: value.detach().clone() for key, value in self.state.items()}
+
+    def load_state_dict(self, state: Tensors) -> None:
+        """Restore what state_dict() returned (an empty dict for plain SGD)."""
+        missing = set(self.state) - set(state)
+        if missing:
+            raise KeyError(f"the checkpoint has no optimizer state {sorted(missing)[0]!r}")
+        for key, value in self.state.items():
+            value.copy_(state[key])

@@ -1,0 +1,218 @@
+"""Optimizers and batches: the hand-written rules equal torch.optim's, equal settings give
+equal results, and mini-batches visit every sample once per epoch in a seeded order."""
+
+import csv
+import json
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+import bpcli.optimizers
+from bpcli.kinds.base import Batches, batch_index, epoch_order
+from bpcli.lifecycle import build, train
+from bpcli.optimizers import Optimizer
+from conftest import CONFIGS, cli, config
+
+
+def settings(optimizer="sgd", lr=0.05, momentum=0.0, nesterov=False, weight_decay=0.0, betas=(0.9, 0.999), eps=1e-8):
+    return SimpleNamespace(optimizer=optimizer, lr=lr, momentum=momentum, nesterov=nesterov,
+                           weight_decay=weight_decay, betas=list(betas), eps=eps)
+
+
+def torch_optimizer(params, s):
+    if s.optimizer == "adam":
+        return torch.optim.Adam(params, lr=s.lr, betas=tuple(s.betas), eps=s.eps, weight_decay=s.weight_decay)
+    return torch.optim.SGD(params, lr=s.lr, momentum=s.momentum, nesterov=s.nesterov, weight_decay=s.weight_decay)
+
+
+def gradient(p):
+    """A gradient that depends on where the parameters are, so that the paths feed back."""
+    return torch.sin(3 * p) + 0.5 * p - 0.2
+
+
+RULES = [
+    settings(),
+    settings(lr=0.3, weight_decay=0.1),
+    settings(momentum=0.5),
+    settings(lr=0.01, momentum=0.99),
+    settings(momentum=0.9, nesterov=True),
+    settings(lr=0.2, momentum=0.7, nesterov=True, weight_decay=0.05),
+    settings("adam", lr=0.01),
+    settings("adam", lr=0.3, betas=(0.5, 0.9), eps=1e-3),
+    settings("adam", lr=0.05, betas=(0.0, 0.0), weight_decay=0.2),
+    settings("adam", lr=1e-4, betas=(0.95, 0.9999), eps=1e-12),
+]
+
+
+@pytest.mark.parametrize("s", RULES, ids=lambda s: f"{s.optimizer}-lr{s.lr}-m{getattr(s, 'momentum')}-n{s.nesterov}"
+                         f"-wd{s.weight_decay}-b{s.betas[0]},{s.betas[1]}-eps{s.eps}")
+def test_each_hand_written_rule_equals_torch_optim_on_the_same_gradients(s):
+    generator = torch.Generator().manual_seed(7)
+    start = {"w": torch.randn(1, 4, 3, generator=generator, dtype=torch.float64),
+             "b": torch.randn(1, 3, generator=generator, dtype=torch.float64)}
+    ours = {name: p.clone() for name, p in start.items()}
+    theirs = {name: p.clone().requires_grad_(True) for name, p in start.items()}
+    rule, reference = Optimizer(ours, [s]), torch_optimizer(list(theirs.values()), s)
+    for _ in range(500):
+        grads = {name: gradient(p) for name, p in ours.items()}  # the same gradients for both
+        rule.step(ours, grads)
+        for name, p in theirs.items():
+            p.grad = grads[name].clone()
+        reference.step()
+    for name in start:
+        moved = (ours[name] - start[name]).abs().max()
+        assert moved > 1e-3  # the rule did something
+        assert torch.allclose(ours[name], theirs[name].detach(), rtol=0, atol=1e-12), name
+
+
+def test_members_with_their_own_settings_step_as_their_single_runs():
+    members = [RULES[0], RULES[2], RULES[5], RULES[6], RULES[7]]
+    generator = torch.Generator().manual_seed(3)
+    start = torch.randn(len(members), 5, generator=generator, dtype=torch.float64)
+    together = {"p": start.clone()}
+    alone = [{"p": start[k : k + 1].clone()} for k in range(len(members))]
+    batched = Optimizer(together, members)
+    singles = [Optimizer(a, [s]) for a, s in zip(alone, members)]
+    for _ in range(200):
+        batched.step(together, {"p": gradient(together["p"])})
+        for a, single in zip(alone, singles):
+            single.step(a, {"p": gradient(a["p"])})
+    for k, a in enumerate(alone):
+        assert torch.allclose(together["p"][k], a["p"][0], rtol=0, atol=1e-13), members[k]
+
+
+def rows(run):
+    with open(Path(run) / "metrics.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.parametrize("name,base,changes", [
+    ("exp1.yaml", {}, {"train.batch_size": 1, "train.shuffle": False}),  # per-sample SGD in data order is exp1
+    ("exp2.yaml", {}, {"train.batch_size": 100}),  # the full batch is exp2
+    ("exp2.yaml", {"train.grad": "manual"}, {"train.batch_size": 100}),
+    ("exp3.yaml", {"train.epochs": 3000}, {"train.batch_size": 50}),
+    ("exp2.yaml", {}, {"train.momentum": 0.0, "train.weight_decay": 0.0, "train.optimizer": "sgd"}),
+])
+def test_equal_settings_give_the_article_run_bit_for_bit(name, base, changes):
+    def run(out, values):
+        sets = [arg for key, value in values.items() for arg in ("--set", f"{key}={json.dumps(value)}")]
+        result = cli("train", CONFIGS / name, "--device", "cpu", "--no-plots", "--out", out, "-q", *sets)
+        assert result.exit_code == 0, result.output
+
+    run("article", base)
+    run("same", {**base, **changes})
+    assert rows("same") == rows("article")
+
+
+def test_per_sample_linear_gd_is_the_textbook_loop():
+    # batch_size 1 in data order: one update of (w, b) per sample, as a textbook writes it.
+    cfg = config("exp2.yaml", train__batch_size=1, train__shuffle=False, train__epochs=3, dtype="float64")
+    built = build(cfg)
+    x, y = built.data.x[:, 0].tolist(), built.data.y.tolist()
+    w, b = (float(built.trainer.params()[name].detach().reshape(-1)[0]) for name in ("w", "b"))
+    for _ in range(3):
+        for xi, yi in zip(x, y):
+            r = w * xi + b - yi  # r = ŷ − y
+            w, b = w - cfg.train.lr * 2 * r * xi, b - cfg.train.lr * 2 * r
+    run = train(cfg, "per-sample", plots=False)
+    assert run.params["w"][0] == pytest.approx(w, rel=1e-12)
+    assert run.params["b"][0] == pytest.approx(b, rel=1e-12)
+
+
+def rows_of(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_a_shuffled_epoch_visits_every_sample_once_in_a_seeded_order():
+    x = torch.arange(10.0)[None, :, None].repeat(2, 1, 1)  # two members, samples numbered 0 … 9
+    batches = Batches(x, x[..., 0], size=3, shuffle=True, seeds=[5, 6])
+    assert batches.steps_per_epoch == 4  # 3 + 3 + 3 + 1
+    seen = {}
+    for epoch in (1, 2):
+        batches.start_epoch(epoch)
+        taken = torch.cat([batches(i)["x"][..., 0] for i in range(4)], dim=1)
+        assert all(sorted(t.tolist()) == list(range(10)) for t in taken)  # each sample once
+        assert torch.equal(batches(0)["x"][..., 0], batches(0)["y"])  # x and y stay paired
+        seen[epoch] = taken
+    assert not torch.equal(seen[1], seen[2])  # a new order every epoch
+    assert not torch.equal(seen[1][0], seen[1][1])  # and per seed
+    assert torch.equal(seen[1][0], epoch_order(5, 1, 10).float())  # the same order for any K
+
+
+def test_mini_batches_are_seeded_and_differ_between_seeds():
+    changes = {"train__batch_size": 16, "train__epochs": 20}
+    one = train(config("mlp.yaml", **changes), "one", plots=False)
+    again = train(config("mlp.yaml", **changes), "again", plots=False)
+    other = train(config("mlp.yaml", seed=1, **changes), "other", plots=False)
+    assert one.losses == again.losses
+    assert one.losses != other.losses
+    assert json.loads(Path("one/summary.json").read_text())["steps"] == 20 * math.ceil(200 / 16)
+
+
+def test_a_batch_larger_than_the_data_is_refused():
+    result = cli("train", CONFIGS / "exp2.yaml", "--set", "train.batch_size=101", "--out", "big")
+    assert result.exit_code == 2
+    assert "train.batch_size: 101 is more than the 100 samples" in result.stderr
+    assert not Path("big").exists()
+
+
+@pytest.mark.parametrize("name,grid,extra", [
+    ("exp2.yaml", ["--grid", "train.momentum=0,0.5,0.9"], []),
+    ("exp2.yaml", ["--grid", "optimizer=sgd,adam", "--grid", "lr=0.01,0.1"], ["--set", "train.grad=manual"]),
+    ("exp3.yaml", ["--grid", "optimizer=sgd,adam"], ["--epochs", "300", "--set", "train.weight_decay=0.01"]),
+    ("exp1.yaml", ["--grid", "momentum=0,0.9", "--grid", "seed=0:2"], ["--set", "train.nesterov=false"]),
+    ("mlp.yaml", ["--grid", "optimizer=sgd,adam"], ["--epochs", "50", "--set", "train.batch_size=50"]),
+])
+def test_optimizer_settings_sweep_each_member_as_its_single_run(name, grid, extra):
+    result = cli("sweep", CONFIGS / name, "--device", "cpu", *grid, *extra, "--out", "sweep", "-q")
+    assert result.exit_code == 0, result.output
+    keys = [arg.split("=")[0] for arg in grid[1::2]]
+    for member in rows_of("sweep/summary.csv"):
+        sets = []
+        for key in keys:
+            column = next(c for c in member if c.endswith(key) or c == key)
+            flag = "--seed" if column == "seed" else "--set"
+            value = member[column] if column == "seed" else f"{column if '.' in column else 'train.' + column}={member[column]}"
+            sets += [flag, value]
+        out = f"single{member['member']}"
+        single = cli("train", CONFIGS / name, "--device", "cpu", *extra, *sets, "--out", out, "-q", "--no-plots")
+        assert single.exit_code == 0, single.output
+        final = json.loads(Path(out, "summary.json").read_text())["final_loss"]
+        assert float(member["final_loss"]) == pytest.approx(final, rel=1e-4, abs=1e-9), member
+
+
+def test_check_compares_the_update_rule_and_catches_a_wrong_one(monkeypatch):
+    args = ["check", CONFIGS / "exp2.yaml", "--set", "train.momentum=0.9", "--steps", "8"]
+    result = cli(*args)
+    assert result.exit_code == 0, result.output
+    assert "update rule sgd (momentum 0.9)" in result.stdout
+    # a velocity that forgets to decay: v ← v + g instead of μ·v + g
+    monkeypatch.setattr(bpcli.optimizers.Optimizer, "_sgd_direction",
+                        lambda self, name, g: self.state[f"{name}.velocity"].add_(g))
+    broken = cli(*args)
+    assert broken.exit_code == 1
+    assert "update differs from torch.optim's" in broken.stderr
+
+
+def test_the_optimizer_state_is_in_the_checkpoint():
+    train(config("exp2.yaml", train__optimizer="adam", train__epochs=10), "run", plots=False)
+    saved = torch.load("run/checkpoint.pt", weights_only=True)
+    state = json.dumps(sorted(_keys(saved)))
+    assert "w.m" in state and "w.v" in state and '"t"' in state
+
+
+def _keys(tree, prefix=""):
+    if isinstance(tree, dict):
+        return [k for key, value in tree.items() for k in [str(key), *_keys(value)]]
+    return []
+
+
+def test_batch_index_draws_the_order_of_the_epoch_a_step_is_in():
+    trainer = build(config("exp2.yaml", train__batch_size=30)).trainer
+    assert trainer.steps_per_epoch == 4 and trainer.shuffle
+    assert batch_index(trainer, 6) == 1 and trainer.batches.epoch == 2
+    assert torch.equal(trainer.batches.order[0], epoch_order(0, 2, 100).to(trainer.batches.order.device))
