@@ -327,8 +327,9 @@ def observed_rate(steps: list[float], losses: list[float], best: float, eps: flo
     """The per-step rate at which a run's error θ − θ* actually shrank, from its logged losses.
 
     The loss gap gₖ = Lₖ − L* counts up to the last logged step where it exceeds
-    ROUNDING·eps·max(L*, g₁) (below that, rounding in the dtype with machine epsilon `eps`
-    is a visible part of it), and only where it does. Over the second half of those steps a
+    ROUNDING·eps·(L* + eps·L₁), and only where it does: a loss computed in a dtype with
+    machine epsilon `eps` carries rounding of about eps·L* near the optimum, plus eps²·L₁
+    from the residuals' own rounding, squared (L₁, the first loss, has their scale). Over the second half of those steps a
     least-squares line through log gₖ against k has slope log r: r is the gap's geometric mean
     ratio per step ((g_b/g_a)^(1/(b − a)) for a clean geometric decay from step a to b; the fit
     also averages over momentum's oscillations). The gap is quadratic in the error, so the
@@ -337,7 +338,7 @@ def observed_rate(steps: list[float], losses: list[float], best: float, eps: flo
     gaps = [(s, loss - best) for s, loss in zip(steps, losses) if math.isfinite(loss)]
     if not gaps:
         return None
-    floor = ROUNDING * eps * max(best, gaps[0][1])
+    floor = ROUNDING * eps * (max(best, 0.0) + eps * (best + gaps[0][1]))
     above = [i for i, (_, gap) in enumerate(gaps) if gap > floor]
     measured = [(s, math.log(g)) for s, g in gaps[:above[-1] + 1] if g > floor] if above else []
     if len(measured) < 3:

@@ -213,7 +213,7 @@ def test_loss_plot_draws_the_predicted_envelope(tmp_path):
     start = record.metrics["loss"][0]
     # The gap in the loss shrinks with the square of the error's rate.
     for s, v in zip(steps, values):
-        assert v == pytest.approx(best + (start - best) * rate ** (2 * (s - 1)))
+        assert v == pytest.approx((start - best) * rate ** (2 * (s - 1)))
     # and plain gradient descent stays under it
     for s, loss in zip(record.metrics["step"], record.metrics["loss"]):
         assert loss - best <= (start - best) * rate ** (2 * (s - 1)) * (1 + 1e-4) + 1e-6

@@ -65,21 +65,28 @@ def _loss_plot(record: RunRecord) -> tuple[str, Any]:
 
 
 def _predicted_envelope(ax: Any, record: RunRecord, steps: list[float], losses: list[float]) -> None:
-    """The loss the Hessian predicts, L* + (L₁ − L*)·ρ^(2·(step − 1)): the error θ − θ* shrinks
-    by ρ per step and the loss gap is quadratic in it, hence the power 2."""
-    rate = (record.summary.get("convergence") or {}).get("rate_predicted")
+    """The gap to the optimum's loss, L − L*, and the gap the Hessian predicts,
+    (L₁ − L*)·ρ^(2·(step − 1)): the error θ − θ* shrinks by ρ a step and the gap is quadratic
+    in it, hence the power 2. On a log axis the two tails run parallel when the prediction holds."""
     best = (record.summary.get("optimum") or {}).get("loss")
-    if not isinstance(rate, (int, float)) or not isinstance(best, (int, float)) or len(steps) < 2:
+    if not isinstance(best, (int, float)) or len(steps) < 2:
         return
-    first, last, start = steps[0], steps[-1], losses[0]
+    gaps = positive(steps, [loss - best for loss in losses])
+    if gaps[0] and best > min(losses) / 100:  # else the gap is the loss itself, already drawn
+        ax.plot(*gaps, color="tab:purple", linewidth=1.2, label="gap to the optimum's loss, L − L*")
+    rate = (record.summary.get("convergence") or {}).get("rate_predicted")
+    if not isinstance(rate, (int, float)):
+        return
+    first, last, start = steps[0], steps[-1], losses[0] - best
     grid = [first + (last - first) * i / 199 for i in range(200)]
-    envelope = [best + (start - best) * rate ** (2 * (s - first)) for s in grid]
-    # Within a decade of the logged losses: where rounding stops the run (or a diverging one
+    envelope = [start * rate ** (2 * (s - first)) for s in grid]
+    # Within a decade of what is drawn: where rounding stops the run (or a diverging one
     # stops), the prediction would only stretch the axis.
-    shown = [(s, v) for s, v in zip(grid, envelope) if min(losses) / 10 <= v <= max(losses) * 10]
+    low, high = min(losses + gaps[1]), max(losses)
+    shown = [(s, v) for s, v in zip(grid, envelope) if low / 10 <= v <= high * 10]
     if shown:
         ax.plot(*positive(*zip(*shown)), color="black", linestyle="--", linewidth=1,
-                label=rf"predicted: $L^* + (L_1 - L^*)\,\rho^{{2(\mathrm{{step}}-1)}}$, ρ = {number(rate, 6)}")
+                label=rf"predicted gap $(L_1 - L^*)\,\rho^{{2(\mathrm{{step}}-1)}}$, ρ = {number(rate, 6)}")
 
 
 def _line_label(params: dict[str, Any]) -> str | None:
