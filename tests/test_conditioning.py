@@ -270,3 +270,52 @@ def test_per_sample_sgd_keeps_its_bound_but_has_none_with_momentum():
     assert with_momentum.lr is None and "velocity" in with_momentum.explanation
     # one batch of all three samples is gradient descent on y = w·x: 2/λ with λ = 2·mean(x²)
     assert analysis.stable_lr(data, per_sample, settings(batch_size=3)).lr == pytest.approx(2 / (2 * 14 / 3))
+
+
+@pytest.mark.parametrize("changes", [
+    {"train__momentum": 0.9, "train__lr": 0.05},
+    {"train__momentum": 0.5, "train__lr": 0.2, "seed": 2},
+    {"train__momentum": 0.9, "train__nesterov": True, "train__lr": 0.1, "data__noise": 0.2},
+])
+def test_observed_rate_with_momentum_matches_the_prediction(changes):
+    result = train(config("exp2.yaml", train__log_every=10, **changes), save=False)
+    found = result.summary["convergence"]
+    assert 1 - found["rate_observed"] == pytest.approx(1 - found["rate_predicted"], rel=0.03)
+
+
+@pytest.mark.parametrize("momentum,nesterov", [(0.5, False), (0.9, False), (0.9, True)])
+def test_just_below_the_momentum_bound_converges_and_just_above_diverges(momentum, nesterov):
+    settings_ = {"train__momentum": momentum, "train__nesterov": nesterov, "train__epochs": 400,
+                 "train__log_every": 10}
+    built = build(config("exp2.yaml", **settings_))
+    bound = analysis.stable_lr(built.data, built.trainer.least_squares, built.config.train).lr
+    below = train(config("exp2.yaml", train__lr=0.97 * bound, **settings_), save=False)
+    above = train(config("exp2.yaml", train__lr=1.03 * bound, **settings_), save=False)
+    assert below.status == "completed" and below.summary["distance_to_optimum"] < 1e-3
+    assert above.status == "diverged"
+    message = above.summary["divergence"]["message"]
+    assert f"{bound:.6g}" in message and ("Nesterov" if nesterov else "heavy-ball") in message
+
+
+def test_a_diverging_adam_run_says_no_bound_applies():
+    # Logged every step: Adam's steps shrink as its running sizes grow, and by step 500 it is back.
+    result = cli("train", CONFIGS / "exp2.yaml", "--set", "train.optimizer=adam", "--lr", "1000", "--log-every", "1",
+                 "--no-plots")
+    assert result.exit_code == 1
+    error = result.stderr.strip()
+    assert len(error.splitlines()) == 1
+    assert "no bound of the form lr < c/λ_max applies; try a smaller learning rate than 1000" in error
+
+
+def test_on_longley_plain_gradient_descent_stalls_where_momentum_and_adam_do_not():
+    runs = {name: train(config("longley.yaml", **changes), save=False).summary
+            for name, changes in (("sgd", {}), ("momentum", {"train__momentum": 0.9}),
+                                  ("adam", {"train__optimizer": "adam"}))}
+    gap = {name: s["final_loss"] - s["optimum"]["loss"] for name, s in runs.items()}
+    best = runs["sgd"]["optimum"]["loss"]
+    assert gap["sgd"] > 0.1 * best  # still 10 % above the optimum's loss after 2000 epochs
+    assert gap["momentum"] < gap["sgd"] / 100 and gap["adam"] < gap["sgd"] / 100
+    assert runs["sgd"]["distance_to_optimum"] > 10 * runs["momentum"]["distance_to_optimum"]
+    heavy = runs["momentum"]["convergence"]
+    assert 1 - heavy["rate_observed"] == pytest.approx(1 - heavy["rate_predicted"], rel=0.01)
+    assert runs["adam"]["convergence"]["rate_predicted"] is None
