@@ -183,7 +183,8 @@ def _convergence_rows(row: Callable[..., None], summary: dict[str, Any]) -> None
     predicted, observed = found.get("rate_predicted"), found.get("rate_observed")
     row("rate per step, predicted", "none" if predicted is None else _rate(predicted))
     row("rate per step, observed", "—" if observed is None else _rate(observed))
-    row("rate with best momentum", _rate(found["rate_momentum_optimal"]))
+    if predicted is not None or observed is not None:  # full batch: momentum's best is comparable
+        row("rate with best momentum", _rate(found["rate_momentum_optimal"]))
 
 
 def _rate(value: float) -> str:
