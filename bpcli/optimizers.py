@@ -66,6 +66,10 @@ class Optimizer:
                 self.state[f"{name}.velocity"] = torch.zeros_like(p)
         if self.adam is not False:  # the step count t, on the device so that a graph can advance it
             self.state["t"] = torch.zeros(len(settings), dtype=torch.float64, device=device)
+            # Adam's bias corrections are computed in float64, per member, the same way
+            # for one member as for many.
+            self._float64 = {key: torch.tensor(values[key], dtype=torch.float64, device=device)
+                             for key in ("lr", "beta1", "beta2")}
         self.plain = self.adam is False and not uses_momentum and all(w == 0 for w in values["weight_decay"])
         """Plain SGD for every member: p ← p − lr·g and nothing else."""
 
@@ -96,17 +100,20 @@ class Optimizer:
             for name, p in params.items():
                 p.sub_(self._setting("lr", name) * grads[name])  # p ← p − lr·g
             return
-        if self.adam is not False:
-            self.state["t"].add_(1)  # t ← t + 1
+        corrections = self._corrections(next(iter(params.values())).dtype) if self.adam is not False else None
         for name, p in params.items():
             g = grads[name]
             decay = self._setting("weight_decay", name)
             if isinstance(decay, torch.Tensor) or decay != 0.0:
                 g = g + decay * p  # g ← g + λ·p
             if self.adam is False:
-                p.sub_(self._setting("lr", name) * self._sgd_direction(name, g))  # p ← p − lr·d
+                lr = self._setting("lr", name)
+                if isinstance(lr, torch.Tensor):
+                    p.sub_(lr * self._sgd_direction(name, g))  # p ← p − lr·d, one lr per member
+                else:
+                    p.add_(self._sgd_direction(name, g), alpha=-lr)  # p ← p − lr·d, as torch.optim.SGD writes it
                 continue
-            step_size, denominator = self._adam_moments(name, g)
+            step_size, denominator = self._adam_moments(name, g, corrections)
             adam_step = step_size * self.state[f"{name}.m"] / denominator
             if self.adam is not True:  # members differ: each takes its own rule's step
                 sgd_step = self._setting("lr", name) * self._sgd_direction(name, g)
@@ -124,7 +131,18 @@ class Optimizer:
         look_ahead = g + momentum * velocity  # Nesterov: d = g + μ·v
         return self._select(self.nesterov, name, look_ahead, velocity)
 
-    def _adam_moments(self, name: str, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _corrections(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """Advance t; return lr/(1 − β₁ᵗ) and √(1 − β₂ᵗ) per member, (K,), computed in
+        float64 from the step count kept on the device (where a CUDA graph advances it)."""
+        t = self.state["t"]
+        t.add_(1)  # t ← t + 1
+        beta1, beta2, lr = (self._float64[key] for key in ("beta1", "beta2", "lr"))
+        step_size = lr / (1 - torch.pow(beta1, t))  # lr / (1 − β₁ᵗ)
+        root = (1 - torch.pow(beta2, t)).sqrt_()  # √(1 − β₂ᵗ)
+        return step_size.to(dtype), root.to(dtype)
+
+    def _adam_moments(self, name: str, g: torch.Tensor,
+                      corrections: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Update m and v; return lr/(1 − β₁ᵗ) and √v/√(1 − β₂ᵗ) + ε, shaped for `name`."""
         m, v = self.state[f"{name}.m"], self.state[f"{name}.v"]
         beta1, beta2 = self._setting("beta1", name), self._setting("beta2", name)
@@ -133,19 +151,10 @@ class Optimizer:
             v.mul_(beta2).addcmul_((1 - beta2) * g, g)  # v ← β₂·v + (1 − β₂)·g²
         else:
             v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-        # The corrections in float64 from the step count kept on the device.
-        t = self.state["t"].reshape(self._shapes[name])
-        correction1 = 1 - torch.pow(self._as_tensor(beta1, t), t)  # 1 − β₁ᵗ
-        correction2 = 1 - torch.pow(self._as_tensor(beta2, t), t)  # 1 − β₂ᵗ
-        step_size = (self._as_tensor(self._setting("lr", name), t) / correction1).to(g.dtype)
-        denominator = (v.sqrt() / correction2.sqrt().to(g.dtype)).add_(self._setting("eps", name))
+        shape = self._shapes[name]
+        step_size, root = (c.reshape(shape) for c in corrections)
+        denominator = (v.sqrt() / root).add_(self._setting("eps", name))
         return step_size, denominator
-
-    @staticmethod
-    def _as_tensor(value: float | torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        if isinstance(value, torch.Tensor):
-            return value.to(like.dtype)
-        return torch.full_like(like, value)
 
     def state_dict(self) -> Tensors:
         """The optimizer's state (velocities, moments, step count), copied."""
