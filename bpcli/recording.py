@@ -56,7 +56,7 @@ class RunLog(Callback):
             self.columns.append("distance_to_optimum")
             summary.update(optimum={**self.best.params, "loss": self.best.loss}, stable_lr=self.bound.lr)
         self.conditioning = analysis.conditioning(built.data, fit, built.config.train) if fit is not None else None
-        summary["convergence"] = convergence_record(self.conditioning)
+        summary["convergence"] = _convergence_record(self.conditioning)
         splits = built.data.splits()
         self.validation = None
         if "val" in splits:
@@ -211,7 +211,7 @@ def write_outputs(built: Built, trainer: Any, config: Experiment, run_dir: Path 
         _write_fitted(run_dir, built)
 
 
-def convergence_record(found: analysis.Conditioning | None) -> dict[str, Any]:
+def _convergence_record(found: analysis.Conditioning | None) -> dict[str, Any]:
     """summary.json's `convergence`: κ, the predicted and observed rates (per step, of the error
     θ − θ*; the loss gap shrinks by their square), every key present, null where it does not apply."""
     record: dict[str, Any] = dict.fromkeys(("condition_number", "eigenvalue_min", "eigenvalue_max",
