@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from bpcli.data.dataset import Dataset
+from bpcli.data.dataset import Dataset, model_linear_params
 from bpcli.kinds.base import LeastSquares
 
 if TYPE_CHECKING:
@@ -24,13 +24,39 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Optimum:
-    """The least-squares solution θ* = argmin mean((A·θ − y)²) and its loss."""
+    """The least-squares solution θ* = argmin mean((A·θ − y)²) and its loss.
+
+    `params` and `loss` are in the units the model trains in (standardised, when the data
+    are); `original` holds w and b in the data's original units when those differ.
+    """
 
     params: dict[str, list[float]]
     loss: float
+    original: dict[str, list[float]] | None = None
+    rank: int = 0
+    """The design's effective rank: how many of its columns float64 can tell apart."""
+    columns: int = 0
+    """The design's columns: one per feature, and one for the intercept."""
+    condition: float = 1.0
+    """κ of the design after centring (with an intercept) and scaling its columns."""
 
     def flat(self) -> list[float]:
         return [v for values in self.params.values() for v in values]
+
+    @property
+    def unique(self) -> bool:
+        """Whether the design has full rank, so that this optimum is the only one."""
+        return self.rank == self.columns
+
+    def warning(self) -> str | None:
+        """What to tell the user when the optimum is not unique (None when it is)."""
+        if self.unique:
+            return None
+        kappa = "infinite" if not math.isfinite(self.condition) else f"{self.condition:.2g}"
+        return (f"the design has effective rank {self.rank} of {self.columns} columns (condition number "
+                f"κ = {kappa}, beyond what float64 resolves), so the least-squares \"optimum\" is one of "
+                "many and the distance to it means little; standardise (data.standardize: features) or "
+                "drop a column that the others determine")
 
 
 def _design(data: Dataset, bias: bool) -> torch.Tensor:
@@ -38,20 +64,58 @@ def _design(data: Dataset, bias: bool) -> torch.Tensor:
     return torch.cat([x, torch.ones(len(x), 1, dtype=torch.float64)], dim=1) if bias else x
 
 
+def solve(x: torch.Tensor, y: torch.Tensor, bias: bool) -> tuple[list[float], float, int, float]:
+    """Least squares y ≈ x·w (+ b) in float64: w, b (0 without an intercept), the effective
+    rank of the design [x, 1] (or [x]) and the condition number κ the solve worked with.
+
+    With an intercept the columns of x and y are centred first, which takes the intercept's
+    column out of the problem (b = ȳ − x̄·w); every column is then scaled to at most 1.
+    Both change the conditioning, not the solution, and are what lets float64 solve tables
+    such as Longley's to 11 or more significant digits (y is scaled too, so that values near
+    float64's limit do not overflow on the way). Columns that float64 cannot tell
+    apart (singular values below max(N, F)·ε·σ_max) are dropped, giving the minimum-norm
+    solution among the many optima of a rank-deficient design.
+    """
+    x, y = x.to(torch.float64), y.to(torch.float64)
+    if bias:  # means as sums of x/N, which cannot overflow where every value fits
+        x_mean, y_mean = (x / len(x)).sum(0), (y / len(y)).sum()
+        x, y = x - x_mean, y - y_mean
+    # Each column scaled by its largest |value| (not its length, whose square may overflow).
+    norms = x.abs().amax(dim=0)
+    norms = torch.where(norms > 0, norms, torch.ones_like(norms))  # a zero column stays zero
+    z = x / norms
+    y_scale = float(y.abs().max()) or 1.0
+    y = y / y_scale
+    # Z = QR: R (F × F) has Z's singular values and turns the solve into R·c = Qᵀy, whatever
+    # the number of rows.
+    q, r = torch.linalg.qr(z)
+    singular = torch.linalg.svdvals(r)
+    tolerance = max(z.shape) * torch.finfo(torch.float64).eps * float(singular[0]) if len(singular) else 0.0
+    rank = int((singular > tolerance).sum())
+    smallest = float(singular[-1]) if len(singular) else 0.0
+    condition = float(singular[0]) / smallest if smallest > 0 else math.inf
+    rhs = q.T @ y
+    if rank == len(singular):
+        found = torch.linalg.solve_triangular(r, rhs[:, None], upper=True)[:, 0]
+    else:  # the minimum-norm solution, without the singular values float64 cannot resolve
+        found = torch.linalg.pinv(r, atol=tolerance) @ rhs
+    w = found * y_scale / norms
+    b = float(y_mean - x_mean @ w) if bias else 0.0
+    return w.tolist(), b, rank + (1 if bias else 0), condition
+
+
 def optimum(data: Dataset, fit: LeastSquares) -> Optimum:
-    """The closed-form optimum (least squares, float64) of a linear kind's training loss."""
-    a = _design(data, fit.bias)
-    y = data.y.to(torch.float64)
-    if len(a) <= 1_000_000:
-        solution = torch.linalg.lstsq(a, y[:, None], driver="gelsd").solution[:, 0]
-    else:  # tall data: the normal equations AᵀA·θ = Aᵀy are F+1 numbers wide
-        solution = torch.linalg.lstsq(a.T @ a, (a.T @ y)[:, None], driver="gelsd").solution[:, 0]
-    features = data.x.shape[1]
-    params = {"w": solution[:features].tolist()}
-    if fit.bias:
-        params["b"] = [float(solution[features])]
-    loss = float((a @ solution - y).pow(2).mean())
-    return Optimum(params, loss)
+    """The closed-form optimum (least squares, float64) of a linear kind's training loss,
+    solved from the training rows as read (see Dataset.as_read)."""
+    x, y = data.as_read()
+    w, b, rank, condition = solve(x, y, fit.bias)
+    original = {"w": w, **({"b": [b]} if fit.bias else {})}
+    params = model_linear_params(data, original)
+    # Its loss, as the model measures it: in the model's units, on the data it trains on.
+    theta = torch.tensor([v for values in params.values() for v in values], dtype=torch.float64)
+    loss = float((_design(data, fit.bias) @ theta - data.y.to(torch.float64)).pow(2).mean())
+    columns = x.shape[1] + (1 if fit.bias else 0)
+    return Optimum(params, loss, original if data.scaling is not None else None, rank, columns, condition)
 
 
 def predict(best: Optimum, x: torch.Tensor) -> torch.Tensor:
@@ -62,12 +126,23 @@ def predict(best: Optimum, x: torch.Tensor) -> torch.Tensor:
     return x @ w + b
 
 
-def r2(y: torch.Tensor, predicted: torch.Tensor) -> float:
-    """The coefficient of determination 1 − SS_res/SS_tot (in float64)."""
+def r2(y: torch.Tensor, predicted: torch.Tensor, centred: bool = True) -> float:
+    """The coefficient of determination 1 − SS_res/SS_tot (in float64).
+
+    SS_tot is Σ(y − ȳ)² (centred), or Σy² (uncentred): the definition statistics packages
+    use, and NIST certifies, for a model without intercept, whose baseline is ŷ = 0.
+    """
     y, predicted = y.to(torch.float64).cpu(), predicted.to(torch.float64).cpu()
-    total = float((y - y.mean()).pow(2).sum())
+    total = float((y - y.mean()).pow(2).sum()) if centred else float(y.pow(2).sum())
     residual = float((y - predicted).pow(2).sum())
     return 1.0 - residual / total if total > 0 else float("nan")
+
+
+R2_DEFINITIONS = {
+    True: "centred: 1 − Σ(y − ŷ)²/Σ(y − ȳ)²",
+    False: "uncentred: 1 − Σ(y − ŷ)²/Σy², for a model without intercept",
+}
+"""How R² is defined for a model with (True) and without (False) an intercept, as reported."""
 
 
 def distance(values: list[float], best: Optimum) -> float:

@@ -104,16 +104,28 @@ def progress(console: Console, title: str, quiet: bool = False) -> Iterator[Cons
 
 def print_result(console: Console, summary: dict[str, Any], run_dir: Path | None) -> None:
     """The end-of-run table: parameters against the truth, loss, predictions, where it went."""
-    table = Table(title=f"{summary['kind']}: {summary['status']}", show_header=True)
-    table.add_column("")
-    table.add_column("value", justify="right")
-    table.add_column("true", justify="right")
     best = summary.get("optimum") or {}
+    table = Table(title=f"{summary['kind']}: {summary['status']}", show_header=True,
+                  caption=_caption(summary), caption_justify="left")
+    # Standardised data: the model's own numbers say so, and the original units stand beside them.
+    scaled = bool(summary.get("scaling"))
+    units = " (standardised)" if scaled else ""
+    table.add_column("")
+    table.add_column(f"value{units}", justify="right")
+    table.add_column("true", justify="right")
     if best:
-        table.add_column("optimum", justify="right")
+        table.add_column(f"optimum{units}", justify="right")
+    if scaled:
+        table.add_column("value (original units)", justify="right")
+        if best:
+            table.add_column("optimum (original units)", justify="right")
 
-    def row(label: str, value: str, target: str = "", optimum: str = "") -> None:
-        table.add_row(label, value, target, *([optimum] if best else []))
+    def row(label: str, value: str, target: str = "", optimum: str = "", value_original: str = "",
+            optimum_original: str = "") -> None:
+        cells = [value, target, *([optimum] if best else [])]
+        if scaled:
+            cells += [value_original, *([optimum_original] if best else [])]
+        table.add_row(label, *cells)
 
     _param_rows(row, summary)
     _fit_rows(row, summary)
@@ -124,6 +136,19 @@ def print_result(console: Console, summary: dict[str, Any], run_dir: Path | None
     if run_dir is not None:
         row("run directory", str(run_dir))
     console.print(table)
+    for warning in summary.get("warnings") or []:
+        console.print(f"warning: {warning}", soft_wrap=True)
+
+
+def _caption(summary: dict[str, Any]) -> str | None:
+    """Below the table: which data the optimum solves, and which R² is reported."""
+    lines = []
+    solved = summary.get("optimum_solved") or {}
+    if solved.get("from"):
+        lines.append(f"optimum: the least-squares solution of {solved['from']}")
+    if summary.get("r2_definition") and summary.get("r2"):
+        lines.append(f"R² {summary['r2_definition']}")
+    return "\n".join(lines) or None
 
 
 def _param_rows(row: Callable[..., None], summary: dict[str, Any]) -> None:
@@ -132,6 +157,8 @@ def _param_rows(row: Callable[..., None], summary: dict[str, Any]) -> None:
     true = summary.get("true_params") or {}
     best = summary.get("optimum") or {}
     features = summary.get("features") or []
+    original = summary.get("params_original_units") or {}
+    best_original = summary.get("optimum_original_units") or {}
     for name, values in (summary.get("params") or {}).items():
         if isinstance(values, dict):  # a large tensor, summarised in summary.json already
             row(f"|{name}| (norm)", _fmt(values["norm"], 8))
@@ -145,14 +172,19 @@ def _param_rows(row: Callable[..., None], summary: dict[str, Any]) -> None:
                 label += f" ({features[i]})"
             target = true.get(name) if len(values) == 1 else None
             opt = best.get(name)
+            in_units = [_fmt(source[name][i], 8) if source.get(name) else "" for source in (original, best_original)]
             row(label, _fmt(value, 8), _fmt(target) if target is not None else "",
-                _fmt(opt[i], 8) if opt else "")
+                _fmt(opt[i], 8) if opt else "", *in_units)
 
 
 def _fit_rows(row: Callable[..., None], summary: dict[str, Any]) -> None:
     """How well the run fits: loss, distance to the optimum, stable lr, predictions, R², checks."""
     best = summary.get("optimum") or {}
-    row("final loss", _fmt(summary.get("final_loss")), "", _fmt(best.get("loss"), 3) if best else "")
+    scaling = summary.get("scaling") or {}
+    loss = [_fmt(summary.get("final_loss")), "", _fmt(best.get("loss"), 3) if best else ""]
+    if scaling and scaling.get("y_std") == 1.0 and scaling.get("y_mean") == 0.0:
+        loss = ["", "", "", loss[0], loss[2]]  # only x was standardised: the loss is in y's own units
+    row("final loss", *loss)
     if "distance_to_optimum" in summary:
         row("distance to optimum", _fmt(summary["distance_to_optimum"], 3))
     if "stable_lr" in summary:
@@ -162,10 +194,14 @@ def _fit_rows(row: Callable[..., None], summary: dict[str, Any]) -> None:
         x = p["x"]
         at = f"{x:g}" if not isinstance(x, list) else (
             "(" + ", ".join(f"{v:g}" for v in x[:3]) + (", …)" if len(x) > 3 else ")"))
-        row(f"ŷ at x = {at}", _fmt(p["y_pred"], 8))
+        if scaling:  # asked and answered in the original units
+            row(f"ŷ at x = {at}", "", "", "", _fmt(p["y_pred"], 8))
+        else:
+            row(f"ŷ at x = {at}", _fmt(p["y_pred"], 8))
     r2, best_r2 = summary.get("r2") or {}, summary.get("optimum_r2") or {}
+    uncentred = ", uncentred" if (summary.get("r2_definition") or "").startswith("uncentred") else ""
     for split, value in r2.items():
-        row(f"R² ({split})", _fmt(value, 5), "", _fmt(best_r2.get(split), 5) if split in best_r2 else "")
+        row(f"R² ({split}{uncentred})", _fmt(value, 5), "", _fmt(best_r2.get(split), 5) if split in best_r2 else "")
     for note in summary.get("data_notes") or []:
         row("data", note)
     if "grad_check" in summary:
@@ -174,17 +210,17 @@ def _fit_rows(row: Callable[..., None], summary: dict[str, Any]) -> None:
 
 
 def _convergence_rows(row: Callable[..., None], summary: dict[str, Any]) -> None:
-    """κ of the Hessian and the rates per step, predicted and observed (least-squares kinds)."""
+    """κ of the Hessian and the rates ρ per step, predicted and observed (least-squares kinds)."""
     found = summary.get("convergence") or {}
     if found.get("eigenvalue_max") is None:
         return
     kappa = found.get("condition_number")
     row("condition number κ", "infinite (singular)" if kappa is None or kappa == float("inf") else _fmt(kappa, 5))
     predicted, observed = found.get("rate_predicted"), found.get("rate_observed")
-    row("rate per step, predicted", "none" if predicted is None else _rate(predicted))
-    row("rate per step, observed", "—" if observed is None else _rate(observed))
+    row("rate ρ, predicted", "none" if predicted is None else _rate(predicted))
+    row("rate ρ, observed", "—" if observed is None else _rate(observed))
     if predicted is not None or observed is not None:  # full batch: momentum's best is comparable
-        row("rate with best momentum", _rate(found["rate_momentum_optimal"]))
+        row("ρ at best momentum", _rate(found["rate_momentum_optimal"]))
 
 
 def _rate(value: float) -> str:
@@ -239,34 +275,45 @@ def print_grad_checks(console: Console, checks: list[Any], kind: str) -> None:
 
 def print_graph(console: Console, graph: Any) -> None:
     """`bpcli explain`: the forward pass, the chain rule with numbers, and the update."""
+    from rich.markup import escape
+    from rich.text import Text
+
+    def heading(text: str) -> None:  # a line of its own: a table's title would wrap with its width
+        console.print(Text(text, style="bold"), soft_wrap=True)
+
     nodes = graph.nodes
     root = nodes[graph.loss].name
-    forward = Table(title=f"Forward pass: {graph.title}", box=box.SIMPLE_HEAD)
+    leaf_words = {"param": "variable" if graph.formula else "parameter", "input": "data", "const": "constant"}
+    heading(f"Forward pass: {graph.title}")
+    forward = Table(box=box.SIMPLE_HEAD)
     for header in ("node", "operation", "value", f"d{root}/d(node)"):
         forward.add_column(header, justify="left" if header in ("node", "operation") else "right")
     for node in nodes:
-        if node.op is None:
-            operation = {"param": "parameter", "input": "data", "const": "constant"}[node.kind]
-        else:
-            operation = node.expression
-        forward.add_row(node.name, operation, node.value_text, node.grad_text)
+        forward.add_row(node.name, node.expression if node.op is not None else leaf_words[node.kind],
+                        escape(node.value_text), node.grad_text)  # "[sample 0]" is not markup
     console.print(forward)
 
-    backward = Table(title=f"Backward pass: the chain rule, from {root} back to the parameters",
-                     box=box.SIMPLE_HEAD)
+    heading(f"Backward pass: the chain rule, from {root} back to the {'variables' if graph.formula else 'parameters'}")
+    backward = Table(box=box.SIMPLE_HEAD)
     for header in ("gradient", "= upstream × local", "= value"):
         backward.add_column(header, justify="left" if header == "gradient" else "right")
-    for edge in sorted(graph.edges, key=lambda e: -e.dst):
-        src, dst = nodes[edge.src], nodes[edge.dst]
-        if edge.local is None or dst.grad is None:
-            if edge.local_text:
-                backward.add_row(f"d{root}/d{src.name} ⟵ via {dst.name}", edge.local_text, src.grad_text)
-            continue
-        backward.add_row(
-            f"d{root}/d{src.name} ⟵ d{root}/d{dst.name} · ∂{dst.name}/∂{src.name}",
-            f"{dst.grad:.6g} × {edge.local:.6g}",
-            f"{edge.contribution:.6g}",
-        )
+    # From the loss back, each node once its gradient is complete: after its earliest use.
+    shares = {n.id: sorted((e for e in graph.edges if e.src == n.id and e.local_text), key=lambda e: -e.dst)
+              for n in nodes}
+    for node in sorted((n for n in nodes if shares[n.id]), key=lambda n: (-shares[n.id][-1].dst, -n.id)):
+        for edge in shares[node.id]:
+            dst = nodes[edge.dst]
+            chain = f"d{root}/d{node.name} ⟵ d{root}/d{dst.name} · ∂{dst.name}/∂{node.name}"
+            if edge.contribution is None:  # a tensor's gradient: the local derivative is a matrix or a vector
+                partial = edge.local_text.replace("∂", f"∂{dst.name}/∂{node.name}", 1)
+                backward.add_row(chain, partial, node.grad_text)
+            else:
+                backward.add_row(chain, f"{_number(dst.grad)} × {_number(edge.local)}", _number(edge.contribution))
+        if len(shares[node.id]) > 1:  # a node used more than once: its gradient adds up every use's share
+            parts = [e.contribution for e in shares[node.id]]
+            total = "" if None in parts else _sum(parts)
+            backward.add_row(f"d{root}/d{node.name} = the sum of its {len(parts)} shares", total,
+                             node.grad_text, style="bold")
     console.print(backward)
     if graph.sample is not None:
         console.print(f"Per-sample values are shown for sample {graph.sample} of {graph.samples}; a "
@@ -274,16 +321,38 @@ def print_graph(console: Console, graph: Any) -> None:
     params = [n for n in nodes if n.kind == "param"]
     for node in params:
         values = node.full_grad or []
-        shown = ", ".join(f"{v:.6g}" for v in values[:4]) + (" …" if len(values) > 4 else "")
+        shown = ", ".join(_number(v) for v in values[:4]) + (" …" if len(values) > 4 else "")
         console.print(f"d{root}/d{node.name} = {shown}", soft_wrap=True)
-    if graph.update:
-        update = Table(title="Update: θ ← θ − lr·dL/dθ", box=box.SIMPLE_HEAD)
+    if graph.update and graph.rule:  # momentum, Adam, weight decay: the optimizer's own step
+        heading(f"Update, {graph.rule}")
+        update = Table(box=box.SIMPLE_HEAD)
+        for header in ("θ", "before", "dL/dθ", "lr", "after"):
+            update.add_column(header, justify="left" if header == "θ" else "right")
+        for u in graph.update[:16]:
+            update.add_row(u["param"], f"{u['before']:.8g}", f"{u['grad']:.8g}", f"{u['lr']:g}", f"{u['after']:.8g}")
+        console.print(update)
+    elif graph.update:
+        heading("Update: θ ← θ − lr·dL/dθ")
+        update = Table(box=box.SIMPLE_HEAD)
         for header in ("θ", "before", "dL/dθ", "lr", "after", "training gave"):
             update.add_column(header, justify="left" if header == "θ" else "right")
         for u in graph.update[:16]:
             update.add_row(u["param"], f"{u['before']:.8g}", f"{u['grad']:.8g}", f"{u['lr']:g}",
                            f"{u['before'] - u['lr'] * u['grad']:.8g}", f"{u['after']:.8g}")
         console.print(update)
+
+
+def _number(value: float) -> str:
+    """A number of the explain tables: 6 significant digits, and 0 rather than -0."""
+    return f"{value + 0.0:.6g}"
+
+
+def _sum(parts: list[float]) -> str:
+    """Shares written as a sum, `40 + 30 − 8 − 16`."""
+    text = _number(parts[0])
+    for part in parts[1:]:
+        text += f" − {_number(-part)}" if part < 0 else f" + {_number(part)}"
+    return text
 
 
 def print_sweep(console: Console, result: Any) -> None:

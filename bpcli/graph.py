@@ -48,11 +48,15 @@ summarised by the tensor's norm."""
 OP_SYMBOLS = {
     "mul": "×", "__mul__": "×", "__rmul__": "×", "add": "+", "__add__": "+", "__radd__": "+",
     "sub": "−", "__sub__": "−", "__rsub__": "−", "div": "÷", "__truediv__": "÷", "__rtruediv__": "÷",
-    "pow": "^", "__pow__": "^", "__rpow__": "^", "neg": "−", "__neg__": "−", "matmul": "@",
+    "__rdiv__": "÷", "pow": "^", "__pow__": "^", "__rpow__": "^", "neg": "−", "__neg__": "−", "matmul": "@",
     "__matmul__": "@", "mean": "mean", "sum": "sum", "linear": "linear", "mse_loss": "mse_loss",
     "tanh": "tanh", "sigmoid": "sigmoid", "relu": "relu", "exp": "exp", "log": "log", "sin": "sin",
     "cos": "cos", "sqrt": "sqrt", "abs": "abs", "square": "square",
 }
+WRITTEN_AS = {"sum": "sum({0})", "mean": "mean({0})", "mse_loss": "mean(({0} − {1})^2)", "linear": "{0} @ {1}ᵀ + {2}"}
+"""Operations shown as a learner writes them rather than as torch calls them (the axis of
+a sum or mean is left out; the shapes in the table say what is summed), by torch's name;
+{0}, {1}, … are the operands."""
 SHAPE_OPS = {"__getitem__", "view", "reshape", "transpose", "unsqueeze", "squeeze", "expand",
              "contiguous", "flatten", "permute", "t", "T", "mT", "expand_as", "view_as"}
 
@@ -105,11 +109,29 @@ class Graph:
     update: list[dict[str, Any]] = field(default_factory=list)
     """For a training step: w ← w − lr·dL/dw with before/after values, for each parameter's
     first SHOWN_VALUES values."""
+    rule: str = ""
+    """The update rule of that step, when it is not plain gradient descent (e.g. momentum)."""
+    formula: bool = False
+    """Whether this is the graph of an --expr formula, whose leaves are its variables."""
+
+
+@dataclass
+class Call:
+    """A torch function called while the loss was computed, as the recorder noted it."""
+
+    name: str
+    func: Callable[..., Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    out: Any
+
+    def operands(self) -> tuple[Any, ...]:
+        return self.args + tuple(self.kwargs.values())
 
 
 def _recorder() -> Any:
     """A torch function mode that notes, while it is active, every torch function whose
-    result is differentiable, with its arguments and result (`.calls`).
+    result is differentiable, with its arguments and result (`.calls`: Call tuples).
 
     It stops the computation with a BpcliError once it has seen more than MAX_OPERATIONS
     operations other than shape-only ones, so a loss too large to show is never recorded whole.
@@ -120,7 +142,7 @@ def _recorder() -> Any:
     class Recorder(TorchFunctionMode):
         def __init__(self) -> None:
             super().__init__()
-            self.calls: list[tuple[str, tuple[Any, ...], Any]] = []
+            self.calls: list[Call] = []
             self.operations = 0
 
         def __torch_function__(self, func: Callable[..., Any], types: Any, args: tuple[Any, ...] = (),
@@ -128,7 +150,7 @@ def _recorder() -> Any:
             out = func(*args, **(kwargs or {}))
             name = getattr(func, "__name__", str(func))
             if isinstance(out, torch.Tensor) and out.requires_grad:
-                self.calls.append((name, tuple(args) + tuple((kwargs or {}).values()), out))
+                self.calls.append(Call(name, func, tuple(args), dict(kwargs or {}), out))
                 self.operations += name not in SHAPE_OPS
                 if self.operations > MAX_OPERATIONS:
                     raise BpcliError(f"the loss takes more than {MAX_OPERATIONS} operations; explain shows "
@@ -163,14 +185,28 @@ def _element(t: torch.Tensor, samples: int, sample: int | None) -> torch.Tensor 
     return None
 
 
-def _pick(t: torch.Tensor, samples: int, sample: int | None) -> tuple[float | None, str]:
-    """A tensor's shown element and its text; its shape and norm where no element is shown."""
+def _pick(t: torch.Tensor, samples: int, sample: int | None, shape: bool = True) -> tuple[float | None, str]:
+    """A tensor's shown element and its text; where no element is shown, its shape (unless
+    `shape` is False: a gradient has its node's shape) and its norm."""
     t = t.detach()
     element = _element(t, samples, sample)
     if element is None:
-        return None, f"{tuple(t.shape)}, |·| = {_fmt(float(t.norm()))}"
+        norm = f"norm {_fmt(float(t.norm()))}"
+        return None, f"{shape_text(t.shape)}, {norm}" if shape else norm
     v = float(element)
     return v, _fmt(v) if t.numel() == 1 else f"{_fmt(v)} [sample {sample}]"
+
+
+def _shown_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """A tensor's shape as the reader thinks of it: without the leading member dimension
+    (K = 1 here) that bpcli's batched kinds give every tensor."""
+    return tuple(shape[1:]) if len(shape) > 1 and shape[0] == 1 else tuple(shape)
+
+
+def shape_text(shape: tuple[int, ...]) -> str:
+    """A shape as a reader writes it, without the member dimension: `200×16`, or `10 values`."""
+    shape = _shown_shape(shape)
+    return f"{shape[0]} values" if len(shape) == 1 else "×".join(str(n) for n in shape)
 
 
 def _first_values(t: torch.Tensor, count: int = SHOWN_VALUES) -> list[float]:
@@ -196,10 +232,12 @@ class _Builder:
         self.tensors: list[torch.Tensor] = []
         self.of: dict[int, int] = {}  # id(tensor) → node id
         self.transposed: set[int] = set()  # ids of tensors that are a node's values transposed
+        self.calls: dict[int, Call] = {}  # node id → the call that computed it
 
     def add(self, name: str, kind: str, op: str | None, inputs: list[int], t: torch.Tensor) -> int:
         value, text = _pick(t, self.samples, self.sample)
-        self.nodes.append(Node(len(self.nodes), name, kind, op, inputs, tuple(t.shape), value, None, text, "—"))
+        self.nodes.append(Node(len(self.nodes), name, kind, op, inputs, _shown_shape(t.shape), value, None,
+                               text, "—"))
         self.tensors.append(t)
         self.of[id(t)] = len(self.nodes) - 1
         return len(self.nodes) - 1
@@ -213,34 +251,37 @@ class _Builder:
         return node_id, self.nodes[node_id].name + ("ᵀ" if id(t) in self.transposed else "")
 
 
-def _build(calls: list[tuple[str, tuple[Any, ...], Any]], leaves: dict[str, tuple[str, torch.Tensor]],
-           loss: torch.Tensor, samples: int, sample: int | None, title: str) -> tuple[Graph, dict[int, torch.Tensor]]:
+def _build(calls: list[Call], leaves: dict[str, tuple[str, torch.Tensor]],
+           loss: torch.Tensor, samples: int, sample: int | None, title: str,
+           written: dict[int, tuple[str, str]] | None = None) -> tuple[Graph, dict[int, torch.Tensor]]:
     """The graph of `loss`: the leaves, then each recorded operation as a node, with the
-    gradient at every node and the local derivative on every edge; and each node's whole
-    gradient, by node id (the leaves come first, in the order given)."""
+    gradient at every node and the local derivative on every edge (one per operand, however
+    often the operation uses it); and each node's whole gradient, by node id (the leaves
+    come first, in the order given). `written` gives, by id of an operation's result, its
+    name and expression where the caller knows how they were written."""
     builder = _Builder(samples, sample)
     for tensor_name, (kind, t) in leaves.items():
         builder.add(tensor_name, kind, None, [], t)
-    _add_operations(builder, calls)
+    _add_operations(builder, calls, written or {})
     if id(loss) not in builder.of:
         raise BpcliError("the loss was not computed from the recorded operations; nothing to explain")
     loss_id = builder.of[id(loss)]
     builder.nodes[loss_id].name = "L"
     full = _gradients_at_nodes(builder, loss)
-    edges = [_edge(src, node.id, builder.tensors, full, samples, sample)
-             for node in builder.nodes for src in node.inputs]
+    edges = [_edge(builder, src, node.id, full) for node in builder.nodes for src in dict.fromkeys(node.inputs)]
     return Graph(builder.nodes, edges, loss_id, sample, samples, title), full
 
 
-def _add_operations(builder: _Builder, calls: list[tuple[str, tuple[Any, ...], Any]]) -> None:
-    """Each recorded operation as a node v1, v2, …, except shape-only ones, which stay the
-    node whose values they show."""
+def _add_operations(builder: _Builder, calls: list[Call], written: dict[int, tuple[str, str]]) -> None:
+    """Each recorded operation as a node v1, v2, … (or as `written` names it), except
+    shape-only ones, which stay the node whose values they show."""
     counter = 0
-    for name, args, out in calls:
-        if _same_values(builder, name, args, out):
+    for call in calls:
+        if _same_values(builder, call.name, call.operands(), call.out):
             continue
         counter += 1
-        _add_operation(builder, f"v{counter}", name, args, out)
+        node_name, expression = written.get(id(call.out), (f"v{counter}", ""))
+        _add_operation(builder, node_name, call, expression)
 
 
 def _same_values(builder: _Builder, name: str, args: tuple[Any, ...], out: torch.Tensor) -> bool:
@@ -256,13 +297,14 @@ def _same_values(builder: _Builder, name: str, args: tuple[Any, ...], out: torch
     return True
 
 
-def _add_operation(builder: _Builder, node_name: str, name: str, args: tuple[Any, ...],
-                   out: torch.Tensor) -> None:
-    """One operation as a node, with its expression in terms of its operands, e.g. `v1 − y`."""
+def _add_operation(builder: _Builder, node_name: str, call: Call, expression: str = "") -> None:
+    """One operation as a node, with its expression in terms of its operands, e.g. `v1 − y`
+    (or `expression`, if given)."""
     import torch
 
+    name = call.name
     inputs, operands = [], []
-    for a in _tensors(args):
+    for a in _tensors(call.operands()):
         if isinstance(a, torch.Tensor):
             node_id, written = builder.operand(a)
             inputs.append(node_id)
@@ -272,10 +314,16 @@ def _add_operation(builder: _Builder, node_name: str, name: str, args: tuple[Any
     symbol = OP_SYMBOLS.get(name, name)
     if name.startswith("__r") and len(operands) == 2:
         operands.reverse()  # 3 * a arrives as a.__rmul__(3)
-    node_id = builder.add(node_name, "op", symbol, inputs, out)
-    infix = symbol in ("×", "+", "−", "÷", "^", "@") and len(operands) == 2
-    builder.nodes[node_id].expression = (f" {symbol} ".join(operands) if infix
-                                         else f"{symbol}({', '.join(operands)})")
+    node_id = builder.add(node_name, "op", symbol, inputs, call.out)
+    builder.calls[node_id] = call
+    tensors = [builder.nodes[i].name for i in inputs]
+    if not expression and name in WRITTEN_AS and (name != "linear" or len(tensors) == 3):
+        expression = WRITTEN_AS[name].format(*tensors)
+    elif not expression and symbol in ("×", "+", "−", "÷", "^", "@") and len(operands) == 2:
+        expression = f" {symbol} ".join(operands)
+    elif not expression:
+        expression = f"{symbol}({', '.join(operands)})"
+    builder.nodes[node_id].expression = expression
 
 
 def _gradients_at_nodes(builder: _Builder, loss: torch.Tensor) -> dict[int, torch.Tensor]:
@@ -290,31 +338,51 @@ def _gradients_at_nodes(builder: _Builder, loss: torch.Tensor) -> dict[int, torc
         g = torch.zeros_like(builder.tensors[i]) if g is None else g
         full[i] = g
         node = builder.nodes[i]
-        node.grad, node.grad_text = _pick(g, builder.samples, builder.sample)
+        node.grad, node.grad_text = _pick(g, builder.samples, builder.sample, shape=False)
         if node.kind == "param":
             node.full_grad = _first_values(g)
     return full
 
 
-def _edge(src: int, dst: int, tensors: list[torch.Tensor], full: dict[int, torch.Tensor],
-          samples: int, sample: int | None) -> Edge:
-    """The local derivative ∂dst/∂src at the shown element, where both are single numbers there."""
+def _edge(builder: _Builder, src: int, dst: int, full: dict[int, torch.Tensor]) -> Edge:
+    """The local derivative ∂dst/∂src at the shown element, where both are single numbers there.
+
+    It is the operation's own partial derivative, its other operands held fixed: the call
+    is run again on copies of its operands cut off from the graph. (Autograd on the recorded
+    graph would give the total derivative, wrong wherever an operand also depends on src,
+    as in z·x with z computed from x.) An operation that uses src twice, z·z, gets the sum, 2z.
+    """
     import torch
 
-    s, d = tensors[src], tensors[dst]
-    if not s.requires_grad:
+    if not builder.tensors[src].requires_grad:
         return Edge(src, dst, None, "", None)
-    out = _element(d, samples, sample)
-    if out is None:
+    call = builder.calls[dst]
+    copies: dict[int, torch.Tensor] = {}  # id of an operand → its copy
+
+    def cut(value: Any) -> Any:
+        if isinstance(value, (list, tuple)):
+            return type(value)(cut(v) for v in value)
+        if not isinstance(value, torch.Tensor) or not value.requires_grad:
+            return value
+        if id(value) not in copies:
+            copies[id(value)] = value.detach().requires_grad_(True)
+        return copies[id(value)]
+
+    with torch.enable_grad():
+        out = call.func(*cut(call.args), **{key: cut(v) for key, v in call.kwargs.items()})
+    samples, sample = builder.samples, builder.sample
+    element = _element(out, samples, sample)
+    if element is None:
         return Edge(src, dst, None, "∂ is a matrix", None)
-    (local_all,) = torch.autograd.grad(out, s, retain_graph=True, allow_unused=True)
-    local_all = torch.zeros_like(s) if local_all is None else local_all
-    local = _element(local_all, samples, sample)
-    if local is None:
+    mine = [copy for i, copy in copies.items() if builder.of.get(i) == src]  # src itself, or a view of it
+    grads = torch.autograd.grad(element, mine, allow_unused=True)
+    parts = [_element(torch.zeros_like(c) if g is None else g, samples, sample) for g, c in zip(grads, mine)]
+    if any(p is None for p in parts):
         return Edge(src, dst, None, "∂ is a vector", None)
+    local = sum(float(p) for p in parts)
     upstream = _element(full[dst], samples, sample)
-    contribution = float(upstream * local) if upstream is not None else None
-    return Edge(src, dst, float(local), _fmt(float(local)), contribution)
+    contribution = float(upstream) * local if upstream is not None else None
+    return Edge(src, dst, local, _fmt(local), contribution)
 
 
 # --------------------------------------------------------------------------- training steps
@@ -364,7 +432,8 @@ def explain_config(config: Any, step: int | None = None, sample: int | None = No
     from bpcli.lifecycle import build
 
     trainer = build(config).trainer
-    per_sample = trainer.steps_per_epoch > 1
+    per_sample = trainer.batch(0)["y"].numel() == 1  # one sample per step
+    mini_batches = not per_sample and trainer.steps_per_epoch > 1
     if per_sample and sample is not None:
         if sample >= trainer.steps_per_epoch:
             raise BpcliError(f"--sample {sample} is out of range: this data has samples 0 to "
@@ -379,10 +448,35 @@ def explain_config(config: Any, step: int | None = None, sample: int | None = No
         trainer.step(batch_index(trainer, earlier))
     index = batch_index(trainer, step)
     title = f"{config.kind}, step {step}" + (f" (sample {index})" if per_sample else "")
-    return explain_step(trainer, index, None if per_sample else sample, config.train.lr, title)
+    if mini_batches:
+        title += f" (batch {index + 1} of {trainer.steps_per_epoch} in epoch {(step - 1) // trainer.steps_per_epoch + 1})"
+    graph = explain_step(trainer, index, None if per_sample else sample, config.train.lr, title)
+    graph.rule = _update_rule(config.train)
+    return graph
 
 
-# --------------------------------------------------------------------------- expressions
+def _update_rule(train: Any) -> str:
+    """The update of a step in symbols, when it is more than θ ← θ − lr·dL/dθ."""
+    decay = f"g = dL/dθ + {train.weight_decay:g}·θ; " if train.weight_decay else ""
+    g = "g" if decay else "dL/dθ"
+    if train.optimizer == "adam":
+        b1, b2 = train.betas
+        square = "g²" if decay else "(dL/dθ)²"
+        return (f"adam: {decay}m ← {b1:g}·m + {1 - b1:g}·{g}, v ← {b2:g}·v + {1 - b2:g}·{square}, "
+                f"θ ← θ − lr·m̂/(√v̂ + {train.eps:g}) with m̂, v̂ corrected for their start at 0")
+    if train.momentum:
+        step = f"θ ← θ − lr·({g} + {train.momentum:g}·v)" if train.nesterov else "θ ← θ − lr·v"
+        return f"sgd with {'Nesterov ' if train.nesterov else ''}momentum: {decay}v ← {train.momentum:g}·v + {g}, {step}"
+    return f"sgd with weight decay: {decay}θ ← θ − lr·g" if decay else ""
+
+
+# --------------------------------------------------------------------------- formulas and programs
+#
+# A formula is one step, `J = 3*(a + b*c)` (or just `3*(a + b*c)`, whose result is L). A
+# program is steps separated by `;`, `v = b*c; u = a + v; J = 3*u`: each step names its
+# result, later steps use the name, and the last step's result is the one differentiated.
+# A step's result is one node, however many steps use it, so its gradient adds up the
+# share arriving through every use (autograd does the adding).
 
 _FUNCTIONS = ("sin", "cos", "tanh", "exp", "log", "sqrt", "abs", "sigmoid", "relu")
 """The functions a formula may call, on one argument each: torch's functions of these names."""
@@ -390,7 +484,10 @@ _BINARY: dict[type, tuple[str, Callable[[Any, Any], Any]]] = {
     ast.Add: ("+", lambda a, b: a + b), ast.Sub: ("-", lambda a, b: a - b), ast.Mult: ("*", lambda a, b: a * b),
     ast.Div: ("/", lambda a, b: a / b), ast.Pow: ("**", lambda a, b: a ** b),
 }
+_WRITTEN = {"+": "+", "-": "−", "*": "×", "/": "÷", "**": "^"}
+"""How the graph writes a formula's operations, as it writes a training step's."""
 _BEYOND_FLOAT64 = "beyond float64's range (±1.8e308)"
+_EXAMPLE = "'v = b*c; u = a + v; J = 3*u'"
 
 
 def parse_assignments(items: list[str]) -> dict[str, float]:
@@ -409,140 +506,242 @@ def parse_assignments(items: list[str]) -> dict[str, float]:
             raise BpcliError(f"--at {item!r}: write name=number, e.g. --at a=2") from None
         if not math.isfinite(values[name]):
             raise BpcliError(f"--at {item!r}: the value must be a finite number")
+        if name in _FUNCTIONS:
+            raise BpcliError(f"--at {name}: {name} is a function; give your variable another name")
     return values
 
 
-def explain_expression(expression: str, values: dict[str, float]) -> Graph:
-    """The graph of a formula such as 3*(a + b*c), or J = 3*(a + b*c), at the given values, in float64.
+@dataclass
+class _Statement:
+    """One step of a program, `name = formula`; only the last may go without a name."""
 
-    Before anything is computed the formula's size is bounded (MAX_FORMULA_LENGTH characters,
-    MAX_OPERATIONS operations) and its constant parts are computed in float64, each checked.
-    Then, at the given values, every operation must give a finite number with a finite
-    derivative: the first that does not is named in the error.
+    number: int
+    name: str | None
+    source: str
+    """The step as written; the positions in `tree` are positions in it."""
+    tree: ast.expr
+    """The formula, the right-hand side."""
+    label: str
+    """How error messages name the step: 'v = b*c', or step 2 'v = b*c' in a longer program."""
+
+    @property
+    def formula(self) -> str:
+        return ast.get_source_segment(self.source, self.tree) or ast.unparse(self.tree)
+
+    def uses(self) -> list[str]:
+        """The names the formula reads (not the functions it calls), in the order written."""
+        called = {id(n.func) for n in ast.walk(self.tree) if isinstance(n, ast.Call)}
+        names = sorted((n for n in ast.walk(self.tree) if isinstance(n, ast.Name) and id(n) not in called),
+                       key=lambda n: (n.lineno, n.col_offset))
+        return list(dict.fromkeys(n.id for n in names))
+
+
+def explain_expression(program: str, values: dict[str, float]) -> Graph:
+    """The graph of a formula, 3*(a + b*c) or J = 3*(a + b*c), or of a program of named
+    steps, v = b*c; u = a + v; J = 3*u, at the given values, in float64.
+
+    Before anything is computed the program's size is bounded (MAX_FORMULA_LENGTH characters,
+    MAX_OPERATIONS operations), its names are checked (see _check_names) and its constant
+    parts are computed in float64, each checked. Then, at the given values, every operation
+    must give a finite number with a finite derivative: the first that does not is named in
+    the error. A step's result is one node, shared by every step that uses it.
     """
-    if len(expression) > MAX_FORMULA_LENGTH:
-        raise BpcliError(f"--expr: the formula has {len(expression):,} characters; explain takes at most "
+    if len(program) > MAX_FORMULA_LENGTH:
+        raise BpcliError(f"--expr: the formula has {len(program):,} characters; explain takes at most "
                          f"{MAX_FORMULA_LENGTH:,} (and {MAX_OPERATIONS} operations: a larger graph cannot be "
                          "read); explain a part of it")
-    root, expression = _split_root(expression)
-    tree = _parse_formula(expression)
+    statements = _parse_program(program)
+    root = statements[-1].name or "L"
     folded: dict[int, float] = {}
-    _fold(tree, expression, folded)
-    variables = _variables(tree, values, expression)
-    if not variables:
-        raise BpcliError(f"--expr {_shown(expression)}: the formula does not depend on any variable")
+    for statement in statements:
+        _fold(statement.tree, statement, folded)
+    variables = _check_names(statements, values)
 
     import torch
 
     leaves = {name: ("param", torch.tensor(values[name], dtype=torch.float64, requires_grad=True))
               for name in variables}
+    known = {name: t for name, (_, t) in leaves.items()}  # every name's value so far: variables, then steps
     steps: list[_Step] = []
     with _recorder() as recorder:
-        result = _evaluate(tree, leaves, folded, steps, expression)
+        for statement in statements:
+            known[statement.name or root] = _evaluate(statement.tree, known, folded, steps, statement)
+    result = known[root]
     at = " at " + ", ".join(f"{name}={values[name]:g}" for name in leaves)
-    _check_values(steps, at, expression)
-    _check_gradients(steps, result, leaves, at, expression, root)
-    graph, _ = _build(recorder.calls, leaves, result, 1, None, f"{root} = {expression}")
+    _check_values(steps, at)
+    label = statements[0].label if len(statements) == 1 else _shown(program)
+    _check_gradients(steps, result, leaves, at, label, root)
+    title = "; ".join(f"{s.name or root} = {s.formula}" for s in statements)
+    named = {id(known[s.name or root]): s.name or root for s in statements}
+    graph, _ = _build(recorder.calls, leaves, result, 1, None, title, _as_written(steps, named, leaves))
     graph.nodes[graph.loss].name = root
+    graph.formula = True
     return graph
 
 
-def _shown(expression: str) -> str:
-    """The formula as an error message quotes it: whole if it is short, else its beginning."""
-    return repr(expression if len(expression) <= 60 else expression[:57] + "…")
+def _shown(text: str) -> str:
+    """A formula or step as an error message quotes it: whole if it is short, else its beginning."""
+    return repr(text if len(text) <= 60 else text[:57] + "…")
 
 
-def _split_root(expression: str) -> tuple[str, str]:
-    """The name of the formula's result (`J` in J = 3*(a + b*c), else L) and the formula."""
-    name, sep, rest = expression.partition("=")
-    if sep and name.strip().isidentifier() and not rest.startswith("="):
-        return name.strip(), rest.strip()
-    return "L", expression
+def _parse_program(program: str) -> list[_Statement]:
+    """The program's steps, split at `;` (one `;` at the very end is allowed), each parsed,
+    once every part of them is something _evaluate knows and together they have at most
+    MAX_OPERATIONS operations."""
+    parts = program.split(";")
+    if len(parts) > 1 and not parts[-1].strip():
+        parts.pop()
+    statements, operations = [], 0
+    for number, part in enumerate(parts, 1):
+        source = part.strip()
+        label = _shown(source) if len(parts) == 1 else f"step {number} {_shown(source)}"
+        if not source:
+            raise BpcliError(f"--expr: step {number} is empty (two `;` in a row?); write a step such as "
+                             f"'v = b*c' between the `;`" if len(parts) > 1 else
+                             f"--expr: the formula is empty; write e.g. '3*(a + b*c)' or {_EXAMPLE}")
+        statement = _parse_step(number, source, label, last=number == len(parts))
+        statements.append(statement)
+        operations += sum(isinstance(n, (ast.BinOp, ast.UnaryOp, ast.Call)) for n in ast.walk(statement.tree))
+    if operations > MAX_OPERATIONS:
+        raise BpcliError(f"--expr: the formula has {operations:,} operations; explain shows at most "
+                         f"{MAX_OPERATIONS} (a larger graph cannot be read); explain a part of it")
+    return statements
 
 
-def _parse_formula(expression: str) -> ast.Expression:
-    """The formula's syntax tree, once every part of it is something _evaluate knows and
-    it has at most MAX_OPERATIONS operations."""
+def _parse_step(number: int, source: str, label: str, last: bool) -> _Statement:
+    """One step, `name = formula` (or a bare formula, if it is the last step)."""
     try:
-        tree = ast.parse(expression, mode="eval")
+        body = ast.parse(source, mode="exec").body
     except (SyntaxError, ValueError) as exc:  # Python 3.11 and older raise ValueError for a null byte
         message = exc.msg if isinstance(exc, SyntaxError) else str(exc)
-        raise BpcliError(f"--expr {_shown(expression)}: not a formula ({message}); write e.g. '3*(a + b*c)'") from None
-    allowed = (ast.Expression, ast.BinOp, ast.UnaryOp, ast.Name, ast.Constant, ast.Call, ast.Load,
-               ast.USub, ast.UAdd, *_BINARY)
-    operations = 0
+        raise BpcliError(f"--expr {label}: not a formula ({message}); write e.g. '3*(a + b*c)' or {_EXAMPLE}") from None
+    if len(body) != 1:
+        raise BpcliError(f"--expr {label}: holds {len(body) or 'no'} steps; separate steps with `;`")
+    (statement,) = body
+    name = None
+    if isinstance(statement, ast.Assign) and len(statement.targets) == 1 and isinstance(statement.targets[0], ast.Name):
+        name = statement.targets[0].id
+        if name in _FUNCTIONS:
+            raise BpcliError(f"--expr {label}: {name} is a function; give the step another name")
+    elif not isinstance(statement, ast.Expr):
+        raise BpcliError(f"--expr {label}: write each step as NAME = formula, e.g. {_EXAMPLE}")
+    elif not last:
+        raise BpcliError(f"--expr {label}: the step has no name; write NAME = {source} "
+                         "(only the last step may go without one)")
+    tree = statement.value
+    allowed = (ast.BinOp, ast.UnaryOp, ast.Name, ast.Constant, ast.Call, ast.Load, ast.USub, ast.UAdd, *_BINARY)
     for n in ast.walk(tree):
         bad_call = isinstance(n, ast.Call) and not (
             isinstance(n.func, ast.Name) and n.func.id in _FUNCTIONS and len(n.args) == 1 and not n.keywords)
         bad_constant = isinstance(n, ast.Constant) and (
             not isinstance(n.value, (int, float)) or isinstance(n.value, bool))
         if not isinstance(n, allowed) or bad_call or bad_constant:
-            raise BpcliError(
-                f"--expr {_shown(expression)}: only numbers, variables, + − × ÷ ** and "
-                f"{', '.join(_FUNCTIONS)} are allowed"
-            )
-        operations += isinstance(n, (ast.BinOp, ast.UnaryOp, ast.Call))
-    if operations > MAX_OPERATIONS:
-        raise BpcliError(f"--expr: the formula has {operations:,} operations; explain shows at most "
-                         f"{MAX_OPERATIONS} (a larger graph cannot be read); explain a part of it")
-    return tree
+            raise BpcliError(f"--expr {label}: only numbers, variables, + − × ÷ ** and "
+                             f"{', '.join(_FUNCTIONS)} are allowed")
+    return _Statement(number, name, source, tree, label)
 
 
-def _variables(tree: ast.Expression, values: dict[str, float], expression: str) -> list[str]:
-    """The formula's variables (names other than the functions called), each of which has a value."""
-    called = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
-    variables = sorted({n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and id(n) not in called})
+def _check_names(statements: list[_Statement], values: dict[str, float]) -> list[str]:
+    """The program's variables, sorted, once its names make sense.
+
+    Each step gives its result a new name (not a variable's, not a function's), uses only
+    names defined by earlier steps or given with --at (never its own), depends on at least
+    one of them, computes something (not just another name for one), and all but the last
+    are used by a later step. Every variable has a value and every value is used.
+    """
+    defined: dict[str, int] = {}  # a step's name → its number
+    later = {s.name: s.number for s in reversed(statements) if s.name}
+    read: set[str] = set()
+    last = statements[-1]
+    if last.name is None and ("L" in later or "L" in values or "L" in last.uses()):
+        raise BpcliError(f"--expr {last.label}: a last step without a name has its result called L, and the "
+                         f"program already uses L; name the result, e.g. 'J = {last.source}'")
+    for s in statements:
+        used = s.uses()
+        for name in used:
+            if name == s.name:
+                raise BpcliError(f"--expr {s.label}: the step uses {name}, the name it defines; give its result "
+                                 f"a new name, e.g. {name}2 = …, and use that from then on")
+            if name in _FUNCTIONS:
+                raise BpcliError(f"--expr {s.label}: {name} is a function; call it, e.g. {name}(a)")
+            if name not in defined and later.get(name, 0) > s.number:
+                raise BpcliError(f"--expr {s.label}: uses {name} before step {later[name]} defines it; "
+                                 f"put that step first")
+        if s.name in defined:
+            raise BpcliError(f"--expr {s.label}: {s.name} is already defined by step {defined[s.name]}; "
+                             "give each step its own name")
+        if s.name in values:
+            raise BpcliError(f"--at {s.name}: {s.name} is computed by step {s.number}; remove --at {s.name}, "
+                             "or give the step another name")
+        if not used:
+            advice = (f"; write its value where {s.name} is used, or give {s.name} a value with --at"
+                      if s is not statements[-1] else "")
+            raise BpcliError(f"--expr {s.label}: the formula does not depend on any variable{advice}")
+        inner = s.tree
+        while isinstance(inner, ast.UnaryOp) and isinstance(inner.op, ast.UAdd):
+            inner = inner.operand
+        if isinstance(inner, ast.Name):
+            raise BpcliError(f"--expr {s.label}: the step computes nothing, it only repeats {inner.id}; "
+                             f"use {inner.id} itself" if s.name and s is not statements[-1] else
+                             f"--expr {s.label}: the formula computes nothing from {inner.id}; explain one with an "
+                             f"operation, e.g. 'J = 3*{inner.id}'")
+        read.update(used)
+        if s.name:
+            defined[s.name] = s.number
+    for s in statements[:-1]:
+        if s.name not in read:
+            raise BpcliError(f"--expr {s.label}: no later step uses {s.name}; use it, or remove the step")
+    variables = sorted(read - set(defined))
     missing = [v for v in variables if v not in values]
     if missing:
         raise BpcliError(f"--expr: no value for {', '.join(missing)}; add " + " ".join(f"--at {m}=..." for m in missing))
     unused = sorted(set(values) - set(variables))
     if unused:
-        raise BpcliError(f"--at {', '.join(unused)}: not in the formula {_shown(expression)}")
+        where = f"the formula {statements[0].label}" if len(statements) == 1 else "the program"
+        raise BpcliError(f"--at {', '.join(unused)}: not in {where}")
     return variables
 
 
-def _fold(node: ast.AST, expression: str, folded: dict[int, float]) -> float | None:
-    """The value of a part of the formula made of numbers, + − × ÷ and ** alone, in float64
-    (kept in `folded` by id of the part), or None for a part with a variable or a function.
+def _fold(node: ast.AST, statement: _Statement, folded: dict[int, float]) -> float | None:
+    """The value of a part of a formula made of numbers, + − × ÷ and ** alone, in float64
+    (kept in `folded` by id of the part), or None for a part with a name or a function.
 
     Numbers are floats from the start, so 9**9**9 is 9.0**387420489.0, refused at once as
     beyond float64 rather than computed digit by digit as a Python integer. Functions of
     numbers are left to torch, like the rest of the formula.
     """
     value: float | None = None
-    if isinstance(node, ast.Expression):
-        return _fold(node.body, expression, folded)
     if isinstance(node, ast.Constant):
-        value = _number(node, expression)
+        value = _number(node, statement)
     elif isinstance(node, ast.BinOp):
-        left, right = _fold(node.left, expression, folded), _fold(node.right, expression, folded)
+        left, right = _fold(node.left, statement, folded), _fold(node.right, statement, folded)
         if left is not None and right is not None:
-            value = _constant_operation(node, left, right, expression)
+            value = _constant_operation(node, left, right, statement)
     elif isinstance(node, ast.UnaryOp):
-        operand = _fold(node.operand, expression, folded)
+        operand = _fold(node.operand, statement, folded)
         if operand is not None:
             value = -operand if isinstance(node.op, ast.USub) else operand
     elif isinstance(node, ast.Call):
-        _fold(node.args[0], expression, folded)
+        _fold(node.args[0], statement, folded)
     if value is not None:
         folded[id(node)] = value
     return value
 
 
-def _number(node: ast.Constant, expression: str) -> float:
+def _number(node: ast.Constant, statement: _Statement) -> float:
     """A number written in the formula, as a float64; one that does not fit is refused."""
     try:
         value = float(node.value)
     except OverflowError:  # an integer with more than 308 digits
         value = math.inf
     if not math.isfinite(value):
-        text = ast.get_source_segment(expression, node) or str(node.value)
-        raise BpcliError(f"--expr {_shown(expression)}: the number {text[:20]}{'…' if len(text) > 20 else ''} "
+        text = ast.get_source_segment(statement.source, node) or str(node.value)
+        raise BpcliError(f"--expr {statement.label}: the number {text[:20]}{'…' if len(text) > 20 else ''} "
                          f"is {_BEYOND_FLOAT64}")
     return value
 
 
-def _constant_operation(node: ast.BinOp, left: float, right: float, expression: str) -> float:
+def _constant_operation(node: ast.BinOp, left: float, right: float, statement: _Statement) -> float:
     """left (op) right for two numbers, in float64, or a one-line error naming the operation."""
     symbol, operation = _BINARY[type(node.op)]
     problem, value = "", math.nan
@@ -562,8 +761,8 @@ def _constant_operation(node: ast.BinOp, left: float, right: float, expression: 
             elif not math.isfinite(value):
                 problem = _BEYOND_FLOAT64
     if problem:
-        text = ast.get_source_segment(expression, node) or ast.unparse(node)
-        raise BpcliError(f"--expr {_shown(expression)}: {text}: {problem}")
+        text = ast.get_source_segment(statement.source, node) or ast.unparse(node)
+        raise BpcliError(f"--expr {statement.label}: {text}: {problem}")
     return value
 
 
@@ -579,55 +778,96 @@ class _Step:
     """Numbers or tensors."""
     operand_texts: list[str]
     out: torch.Tensor
+    label: str
+    """The step of the program it belongs to, as error messages name it."""
 
 
-def _evaluate(node: ast.AST, leaves: dict[str, tuple[str, torch.Tensor]], folded: dict[int, float],
-              steps: list[_Step], expression: str) -> Any:
-    """The value of a formula that _parse_formula accepted, its constant parts taken from
-    `folded` and the rest computed with torch operations, each noted in `steps`."""
+def _evaluate(node: ast.AST, known: dict[str, torch.Tensor], folded: dict[int, float], steps: list[_Step],
+              statement: _Statement) -> Any:
+    """The value of a formula that _parse_step accepted, its constant parts taken from
+    `folded`, its names from `known` (variables and earlier steps' results) and the rest
+    computed with torch operations, each noted in `steps`."""
     import torch
 
     if id(node) in folded:
         return folded[id(node)]
-    if isinstance(node, ast.Expression):
-        return _evaluate(node.body, leaves, folded, steps, expression)
     if isinstance(node, ast.Name):
-        return leaves[node.id][1]
+        return known[node.id]
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.UAdd):
-        return _evaluate(node.operand, leaves, folded, steps, expression)
+        return _evaluate(node.operand, known, folded, steps, statement)
     if isinstance(node, ast.BinOp):
         parts = [node.left, node.right]
         op, operation = _BINARY[type(node.op)]
-        operands = [_evaluate(part, leaves, folded, steps, expression) for part in parts]
+        operands = [_evaluate(part, known, folded, steps, statement) for part in parts]
         out = operation(*operands)
     elif isinstance(node, ast.UnaryOp):  # minus
         parts, op = [node.operand], "neg"
-        operands = [_evaluate(node.operand, leaves, folded, steps, expression)]
+        operands = [_evaluate(node.operand, known, folded, steps, statement)]
         out = -operands[0]
     else:  # a call of one of _FUNCTIONS on one argument: the only other kind of node allowed
         parts, op = list(node.args), node.func.id
-        operands = [_evaluate(node.args[0], leaves, folded, steps, expression)]
+        operands = [_evaluate(node.args[0], known, folded, steps, statement)]
         argument = operands[0]
         if not isinstance(argument, torch.Tensor):
             argument = torch.tensor(float(argument), dtype=torch.float64)
         out = getattr(torch, op)(argument)
-    texts = [ast.get_source_segment(expression, part) or ast.unparse(part) for part in parts]
-    steps.append(_Step(ast.get_source_segment(expression, node) or ast.unparse(node), op, operands, texts, out))
+    texts = [ast.get_source_segment(statement.source, part) or ast.unparse(part) for part in parts]
+    text = ast.get_source_segment(statement.source, node) or ast.unparse(node)
+    steps.append(_Step(text, op, operands, texts, out, statement.label))
     return out
 
 
-def _check_values(steps: list[_Step], at: str, expression: str) -> None:
+def _as_written(steps: list[_Step], named: dict[int, str], leaves: dict[str, tuple[str, torch.Tensor]]
+                ) -> dict[int, tuple[str, str]]:
+    """Each operation's node name and expression, by id of its result, in the order the
+    formula writes its operands (3*u is `3 × u`, not torch's `u × 3`): a step's result
+    takes the step's name (`named`), the other operations v1, v2, … (skipping names the
+    program uses)."""
+    import torch
+
+    names = {id(t): name for name, (_, t) in leaves.items()}
+    taken = set(leaves) | set(named.values())
+    written: dict[int, tuple[str, str]] = {}
+    counter = 0
+    for step in steps:
+        if not step.out.requires_grad:  # a function of numbers alone, e.g. sin(2): a constant
+            continue
+        name = named.get(id(step.out))
+        if name is None:
+            counter += 1
+            while f"v{counter}" in taken:
+                counter += 1
+            name = f"v{counter}"
+        names[id(step.out)] = name
+        operands = []
+        for operand in step.operands:
+            if isinstance(operand, torch.Tensor) and id(operand) in names:
+                operands.append(names[id(operand)])
+            else:
+                number = float(operand)
+                operands.append(f"({_fmt(number)})" if number < 0 else _fmt(number))
+        if step.op in _WRITTEN:
+            expression = f" {_WRITTEN[step.op]} ".join(operands)
+        elif step.op == "neg":
+            expression = f"−{operands[0]}"
+        else:
+            expression = f"{step.op}({operands[0]})"
+        written[id(step.out)] = (name, expression)
+    return written
+
+
+def _check_values(steps: list[_Step], at: str) -> None:
     """Refuse a formula with an infinite or NaN value at the given values (`at`), naming the
     first operation, in the order they are computed, that gives one."""
     for step in steps:
         value = float(step.out.detach())
         if not math.isfinite(value):
             where = at if step.out.requires_grad else ""
-            raise BpcliError(f"--expr {_shown(expression)}: {step.text}: {_why(step, value)}{where}")
+            raise BpcliError(f"--expr {step.label}: {step.text}: {_why(step, value)}{where}")
 
 
 def _check_gradients(steps: list[_Step], result: torch.Tensor, leaves: dict[str, tuple[str, torch.Tensor]],
-                     at: str, expression: str, root: str) -> None:
+                     at: str, label: str, root: str) -> None:
     """Refuse a formula whose gradient is infinite or NaN at the given values (`at`), naming
     the first operation whose own derivative is, or else the variable."""
     import torch
@@ -643,10 +883,10 @@ def _check_gradients(steps: list[_Step], result: torch.Tensor, leaves: dict[str,
             if isinstance(operand, torch.Tensor) and operand.requires_grad:
                 (local,) = torch.autograd.grad(step.out, operand, retain_graph=True)
                 if not math.isfinite(float(local)):
-                    raise BpcliError(f"--expr {_shown(expression)}: {step.text}: its derivative with respect to "
+                    raise BpcliError(f"--expr {step.label}: {step.text}: its derivative with respect to "
                                      f"{text} is {float(local)}{at}; explain it where it is differentiable")
     name = next(n for n, g in zip(leaves, grads) if g is not None and not math.isfinite(float(g)))
-    raise BpcliError(f"--expr {_shown(expression)}: d{root}/d{name} is {_BEYOND_FLOAT64}{at}")
+    raise BpcliError(f"--expr {label}: d{root}/d{name} is {_BEYOND_FLOAT64}{at}")
 
 
 def _why(step: _Step, value: float) -> str:

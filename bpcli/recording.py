@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import torch
 
 from bpcli import analysis
-from bpcli.data.dataset import original_linear_params, to_model_units, to_original_units
+from bpcli.data.dataset import original_linear_params, target_scaled, to_model_units, to_original_units
 from bpcli.kinds.base import flat
 from bpcli.loop import Callback, Loop, Reporter, finite
 from bpcli.rundir import run as files
@@ -55,6 +55,7 @@ class RunLog(Callback):
         if self.best is not None and self.bound is not None:
             self.columns.append("distance_to_optimum")
             summary.update(optimum={**self.best.params, "loss": self.best.loss}, stable_lr=self.bound.lr)
+            summary.update(_about_the_optimum(built, self.best))
         self.conditioning = analysis.conditioning(built.data, fit, built.config.train) if fit is not None else None
         summary["convergence"] = _convergence_record(self.conditioning)
         splits = built.data.splits()
@@ -201,6 +202,8 @@ def write_outputs(built: Built, trainer: Any, config: Experiment, run_dir: Path 
         summary["convergence"]["rate_observed"] = analysis.observed_rate(
             [row["step"] for row in log.history], [row["loss"] for row in log.history], log.best.loss,
             torch.finfo(built.data.x.dtype).eps)
+    if built.data.scaling is not None:
+        summary["units"] = _units(built.data, summary)
     if checks:
         from bpcli.gradcheck import worst
 
@@ -226,16 +229,59 @@ def _convergence_record(found: analysis.Conditioning | None) -> dict[str, Any]:
     return record
 
 
+def _about_the_optimum(built: Built, best: analysis.Optimum) -> dict[str, Any]:
+    """summary.json's account of the closed-form optimum: what it was solved from, how well
+    the design determines it, and its parameters in the original units."""
+    data = built.data
+    steps = ([f"rounding to {built.config.dtype}"] if data.raw is not None and built.config.dtype != "float64" else [])
+    steps += ["standardising"] if data.scaling is not None else []
+    before = f" before {' and '.join(steps)}" if steps else ""
+    about: dict[str, Any] = {"optimum_solved": {
+        "from": f"the {len(data.y)} training rows{' as read' if data.raw is not None else ''}, in float64{before}",
+        "rank": best.rank, "columns": best.columns, "condition": best.condition,
+    }}
+    if best.original is not None:
+        about["optimum_original_units"] = best.original
+    warning = best.warning()
+    if warning is not None:
+        about["warnings"] = [f"optimum: {warning}"]
+    return about
+
+
+def _units(data: Any, summary: dict[str, Any]) -> dict[str, list[str]]:
+    """Which of a run's numbers (those it has) are in standardised units, which in the original ones."""
+    loss = ["final_loss", "optimum.loss"]
+    standardised = ["params", "initial_params", "optimum", "distance_to_optimum", "stable_lr"]
+    original = ["params_original_units", "optimum_original_units", "predictions"]
+    if target_scaled(data):
+        standardised += loss
+    else:
+        original += loss
+    files: tuple[list[str], list[str]] = (["metrics.csv", "data.csv"], [])
+    if data.x.shape[1] == 1:  # one feature: the fitted curve instead of predictions.csv
+        files[0].append("curve.csv")
+    elif target_scaled(data):
+        files[0].append("predictions.csv y_standardised, y_pred_standardised")
+        files[1].append("predictions.csv y, y_pred")
+    else:
+        files[1].append("predictions.csv")
+    present = [name for name in standardised + original if name.split(".")[0] in summary]
+    return {"standardised": [n for n in standardised if n in present] + files[0],
+            "original": [n for n in original if n in present] + files[1]}
+
+
 def _fit_quality(built: Built, best: analysis.Optimum | None, params: dict[str, Any]) -> dict[str, Any]:
     """R² of the trained model (and of the closed-form optimum) on training and validation data."""
-    quality: dict[str, Any] = {"r2": {}}
+    fit = built.trainer.least_squares
+    centred = fit is None or fit.bias  # a model without intercept is measured against ŷ = 0
+    quality: dict[str, Any] = {"r2": {}, "r2_definition": analysis.R2_DEFINITIONS[centred]}
     with torch.no_grad():
         for split, (x, y) in built.data.splits().items():
             predicted = built.trainer.predict(x)[0].cpu()
             if torch.isfinite(predicted).all():
-                quality["r2"][split] = analysis.r2(y, predicted)
+                quality["r2"][split] = analysis.r2(y, predicted, centred)
             if best is not None:
-                quality.setdefault("optimum_r2", {})[split] = analysis.r2(y, analysis.predict(best, x))
+                quality.setdefault("optimum_r2", {})[split] = analysis.r2(y, analysis.predict(best, x), centred)
     original = original_linear_params(built.data, params)
     if original is not None:
         quality["params_original_units"] = original
@@ -247,12 +293,19 @@ def _write_fitted(run_dir: Path, built: Built) -> None:
     if built.data.x.shape[1] == 1:
         return  # one feature: the fit plot shows the curve itself
     rows = []
+    scaled = target_scaled(built.data)
     with torch.no_grad():
         for split, (x, y) in built.data.splits().items():
             sample = sample_rows(len(y))
             x, y = (x, y) if sample is None else (x[sample], y[sample])
-            rows.append((split, y.tolist(), built.trainer.predict(x)[0].cpu().tolist()))
-    files.write_predictions(run_dir, rows)
+            predicted = built.trainer.predict(x)[0].cpu()
+            columns = [y.tolist(), predicted.tolist()]
+            if scaled:  # the same in the target's original units: y as read, ŷ computed in float64
+                y_read = built.data.as_read(split)[1]
+                columns += [(y_read if sample is None else y_read[sample]).tolist(),
+                            to_original_units(built.data, predicted.to(torch.float64)).tolist()]
+            rows.append((split, *columns))
+    files.write_predictions(run_dir, rows, original_units=scaled)
 
 
 def _write_curve(run_dir: Path, built: Built, config: Experiment) -> None:

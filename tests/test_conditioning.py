@@ -199,8 +199,8 @@ def test_results_table_shows_kappa_and_both_rates():
     result = cli("train", CONFIGS / "longley.yaml", "--epochs", "200", "--no-plots")
     assert result.exit_code == 0, result.output
     assert "condition number κ" in result.stdout and "12220" in result.stdout
-    assert "rate per step, predicted" in result.stdout and "0.999849" in result.stdout
-    assert "rate per step, observed" in result.stdout
+    assert "rate ρ, predicted" in result.stdout and "0.999849" in result.stdout
+    assert "rate ρ, observed" in result.stdout and "ρ at best momentum" in result.stdout
 
 
 def test_loss_plot_draws_the_predicted_envelope(tmp_path):

@@ -216,3 +216,16 @@ def test_batch_index_draws_the_order_of_the_epoch_a_step_is_in():
     assert trainer.steps_per_epoch == 4 and trainer.shuffle
     assert batch_index(trainer, 6) == 1 and trainer.batches.epoch == 2
     assert torch.equal(trainer.batches.order[0], epoch_order(0, 2, 100).to(trainer.batches.order.device))
+
+
+def test_explain_shows_the_step_the_optimizer_takes():
+    from bpcli.graph import explain_config
+
+    cfg = config("exp2.yaml", train__momentum=0.9, train__batch_size=25, dtype="float64")
+    first, second = explain_config(cfg, step=1), explain_config(cfg, step=2)
+    assert "momentum: v ← 0.9·v + dL/dθ, θ ← θ − lr·v" in second.rule
+    assert "batch 2 of 4 in epoch 1" in second.title
+    for one, two in zip(first.update, second.update):
+        velocity = 0.9 * one["grad"] + two["grad"]  # v₂ = μ·g₁ + g₂ (v₁ = g₁)
+        assert two["after"] == pytest.approx(two["before"] - cfg.train.lr * velocity, rel=1e-12)
+    assert explain_config(config("exp2.yaml")).rule == ""  # plain gradient descent keeps its own table

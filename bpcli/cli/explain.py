@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -22,38 +24,55 @@ def explain(
     ] = None,
     expr: Annotated[
         Optional[str],
-        typer.Option("--expr", help=f"Explain a formula instead, e.g. '3*(a + b*c)': at most {MAX_OPERATIONS} "
-                                    f"operations and {MAX_FORMULA_LENGTH:,} characters, computed in float64."),
+        typer.Option("--expr", help="Explain a formula instead, e.g. 'J = 3*(a + b*c)', or named steps separated "
+                                    "by ;, e.g. 'v = b*c; u = a + v; J = 3*u': at most "
+                                    f"{MAX_OPERATIONS} operations and {MAX_FORMULA_LENGTH:,} characters, "
+                                    "computed in float64."),
     ] = None,
     at: Annotated[
         Optional[list[str]],
         typer.Option("--at", metavar="NAME=VALUE", help="A variable's value for --expr; repeatable."),
     ] = None,
-    out: Annotated[Path, typer.Option("--out", help="Where to draw the graph (.png, .svg or .pdf).")] = Path(
-        "graph.png"
-    ),
+    out: Annotated[
+        Optional[Path],
+        typer.Option("--out", help="Where to draw the graph (.png, .svg or .pdf); default: outputs/graph<N>.png, "
+                                   "the next free N.", show_default=False),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace the file already at --out.")] = False,
     lr: Lr = None,
     seed: Seed = None,
     device: Device = None,
     set_: Set = None,
 ) -> None:
-    """Show back-propagation at one step: every node's value, the chain rule with the numbers, the update.
+    """Show back-propagation at one step: every node's value, the chain rule
+    with the numbers, the update.
 
-    A training step's graph has a node per torch operation (a layer's matrix product is one
-    node, shown by its shape and norm). A formula whose value or derivative is infinite or
-    NaN (1/0, 10.0**400, sqrt(a) at a=0) is refused, naming the operation.
+    A training step's graph has a node per torch operation (a layer's
+    matrix product is one node, shown by its shape and norm). In a program
+    of steps, each step names its result, and a result used by several
+    steps is one node whose gradient adds up every use. A formula whose
+    value or derivative is infinite or NaN (1/0, 10.0**400, sqrt(a) at a=0)
+    is refused, naming the operation. The graph goes to a new file, never
+    over an earlier one without --force.
 
-    Examples: bpcli explain configs/exp1.yaml;  bpcli explain --expr '3*(a + b*c)' --at a=1 --at b=2 --at c=3
+    Examples: bpcli explain configs/exp1.yaml
+
+    bpcli explain --expr 'v = b*c; u = a + v; J = 3*u' --at a=1 --at b=2 --at c=3
     """
     from bpcli.console import make_console, print_graph
     from bpcli.graph import explain_config, explain_expression, parse_assignments
-    from bpcli.plots import FORMATS, draw_graph
 
-    if out.suffix.lstrip(".") not in FORMATS:
-        raise BpcliError(f"--out {out}: give a file ending in .png, .svg or .pdf")
+    if out is not None:
+        _check_out(out, force)
+    elif GRAPHS.exists() and not GRAPHS.is_dir():
+        raise BpcliError(f"{GRAPHS}: is a file, not a folder, so graphs cannot go there; give a file with --out")
     if expr is not None:
         if config is not None:
             raise BpcliError("give either a config or --expr, not both")
+        given = [flag for flag, value in (("--step", step), ("--sample", sample), ("--lr", lr), ("--seed", seed),
+                                          ("--device", device), ("--set", set_)) if value not in (None, [])]
+        if given:
+            raise BpcliError(f"{', '.join(given)}: for a config's training step; --expr takes its values from --at")
         graph = explain_expression(expr, parse_assignments(at or []))
     else:
         if config is None:
@@ -65,8 +84,66 @@ def explain(
         graph = explain_config(load_config(config, from_flags(set_, lr=lr, seed=seed, device=device)), step, sample)
     console = make_console()
     print_graph(console, graph)
+    console.print(f"graph drawn in {_draw(graph, out)}", soft_wrap=True)
+
+
+GRAPHS = Path("outputs")
+"""Where graphs go without --out: graph1.png, graph2.png, … in the first free name."""
+
+
+def _check_out(out: Path, force: bool) -> None:
+    """Refuse an --out that is not a figure's name, or that would replace a file unasked;
+    before anything is computed."""
+    from bpcli.plots import FORMATS
+
+    if out.suffix.lstrip(".").lower() not in FORMATS:
+        raise BpcliError(f"--out {out}: give a file ending in .png, .svg or .pdf")
+    if out.is_dir():
+        raise BpcliError(f"--out {out}: is a directory; give a file in it, e.g. --out {out / 'graph.png'}")
+    if (out.exists() or out.is_symlink()) and not force:
+        raise BpcliError(f"{out}: already exists; write to --out NEW{out.suffix}, or add --force to replace it")
     try:
-        draw_graph(graph, out)
+        out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise BpcliError(f"{out}: cannot write it ({exc.strerror}); choose another --out") from None
-    console.print(f"graph drawn in {out}")
+        raise BpcliError(f"--out {out}: cannot create its folder ({exc.strerror or exc}); choose another --out") from None
+
+
+def _draw(graph: object, out: Path | None) -> Path:
+    """Draw the graph to `out`, or to the next free outputs/graph<N>.png, through a
+    temporary file beside it: a drawing that fails leaves no half-written file, and an
+    earlier file is replaced only when --out names it with --force (checked before)."""
+    from bpcli.plots import draw_graph
+
+    claimed = out is None
+    path = _claim() if out is None else out
+    partial = path.with_name(f".{path.stem}.partial{path.suffix}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        draw_graph(graph, partial)
+        os.replace(partial, path)
+    except OSError as exc:
+        for leftover in [partial] + ([path] if claimed else []):
+            leftover.unlink(missing_ok=True)
+        raise BpcliError(f"{path}: cannot write it ({exc.strerror or exc}); choose another --out") from None
+    return path
+
+
+def _claim() -> Path:
+    """The next free outputs/graph<N>.png, created empty so that no other process takes it."""
+    for _ in range(1000):  # another process may take the same number first
+        try:
+            taken = [int(m.group(1)) for p in GRAPHS.iterdir() if (m := re.fullmatch(r"graph(\d+)\.\w+", p.name))]
+        except FileNotFoundError:
+            taken = []
+        except OSError as exc:
+            raise BpcliError(f"{GRAPHS}: cannot list it ({exc.strerror or exc}); give a file with --out") from None
+        path = GRAPHS / f"graph{max(taken, default=0) + 1}.png"
+        try:
+            GRAPHS.mkdir(parents=True, exist_ok=True)
+            path.open("x").close()
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise BpcliError(f"{path}: cannot write it ({exc.strerror or exc}); give a file with --out") from None
+        return path
+    raise BpcliError(f"{GRAPHS}: no free graph<N>.png; give a file with --out")

@@ -44,8 +44,9 @@ class CsvData(Section):
     """Drop rows holding NaN or infinite values (and report how many) instead of stopping."""
     standardize: Literal["none", "features", "all"] = "none"
     """Rescale to mean 0 and standard deviation 1 (with the training split's statistics):
-    the features, or the features and the target. Parameters are also reported in the
-    original units."""
+    the features, or the features and the target. Parameters, the optimum and predictions
+    are also reported in the original units. Refused for models without intercept
+    (scalar-sgd, model.bias: false), which centring would give one."""
     val_fraction: float = Field(0.0, ge=0.0, le=0.9)
     """Share of the rows held out, after a shuffle drawn with the seed, to measure the
     validation loss."""
@@ -368,8 +369,14 @@ def build(cfg: CsvData, generator: torch.Generator, dtype: torch.dtype) -> Datas
         held = _split(path, cfg, len(table), dropped)
         order = torch.randperm(len(table), generator=generator)  # drawn before the parameters
         splits = [(x_all[order[held:]], y_all[order[held:]]), (x_all[order[:held]], y_all[order[:held]])]
+    # The rows as read, in float64: the closed-form optimum is solved from these, not from
+    # values already rounded to the dtype and standardised in it.
+    raw = {"train": table}
+    if cfg.val_fraction > 0:
+        raw = {"train": table[order[held:].numpy()], "val": table[order[:held].numpy()]}
+    raw = {split: (torch.from_numpy(rows[:, :-1]), torch.from_numpy(rows[:, -1])) for split, rows in raw.items()}
     scaling = None
     if cfg.standardize != "none":
         splits, scaling = _standardised(path, cfg, features, cfg.target, splits)
     (x, y), (x_val, y_val) = splits[0], (splits[1] if len(splits) > 1 else (None, None))
-    return Dataset(x, y, None, None, x_val, y_val, features, cfg.target, scaling, notes)
+    return Dataset(x, y, None, None, x_val, y_val, features, cfg.target, scaling, notes, raw)

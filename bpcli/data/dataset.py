@@ -27,6 +27,16 @@ class Dataset:
     """Means and standard deviations used to standardise (x − mean)/std, if any."""
     notes: list[str] = field(default_factory=list)
     """What happened to the data on the way in (rows dropped), for the summary."""
+    raw: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
+    """Each split's rows (x, y) as read, in float64, before rounding to the run's dtype and
+    standardising (CSV data); None when x and y are the data as read."""
+
+    def as_read(self, split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
+        """A split's rows as read, in float64 and the original units."""
+        if self.raw is not None:
+            return self.raw[split]
+        x, y = self.splits()[split]
+        return x.to(torch.float64), y.to(torch.float64)
 
     def splits(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """{"train": (x, y)}, and "val" when rows were held out."""
@@ -50,6 +60,26 @@ def to_original_units(data: Dataset, y: torch.Tensor) -> torch.Tensor:
     if data.scaling is None:
         return y
     return y * data.scaling["y_std"] + data.scaling["y_mean"]
+
+
+def target_scaled(data: Dataset) -> bool:
+    """Whether the model's outputs are in other units than the target's (standardize: all)."""
+    return data.scaling is not None and (data.scaling["y_std"] != 1.0 or data.scaling["y_mean"] != 0.0)
+
+
+def model_linear_params(data: Dataset, params: dict[str, list[float]]) -> dict[str, list[float]]:
+    """w and b of a linear model in the original units, in the standardised units the model
+    trains in: the inverse of original_linear_params, w_j = w'_j·σ_j/σ_y and
+    b = (b' + Σ_j w'_j·μ_j − μ_y)/σ_y."""
+    if data.scaling is None:
+        return params
+    s = data.scaling
+    w = [wj * sj / s["y_std"] for wj, sj in zip(params["w"], s["x_std"])]
+    out = {"w": w}
+    if "b" in params:
+        shift = sum(wj * mj for wj, mj in zip(params["w"], s["x_mean"]))
+        out["b"] = [(params["b"][0] + shift - s["y_mean"]) / s["y_std"]]
+    return out
 
 
 def original_linear_params(data: Dataset, params: dict[str, list[float]]) -> dict[str, list[float]] | None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
+from pydantic import model_validator
 
 from bpcli.errors import BpcliError
 from bpcli.optimizers import Optimizer
@@ -114,6 +115,25 @@ class LinearModel(Section):
     """Starting value of w; null uses the kind's random initialisation with the seed."""
     init_b: float | None = None
     """Starting value of b; null uses the kind's random initialisation with the seed."""
+    bias: bool = True
+    """Whether the model has the intercept b; false fits y = w·x, a line through the origin
+    (R² is then the uncentred one, 1 − Σ(y − ŷ)²/Σy²)."""
+
+    @model_validator(mode="after")
+    def _init_b_needs_a_bias(self) -> LinearModel:
+        if not self.bias and self.init_b is not None:
+            raise ValueError("model.init_b is set but model.bias is false, so there is no b to start; "
+                             "remove model.init_b, or set model.bias: true")
+        return self
+
+
+def refuse_standardising_without_intercept(cfg: Any, model: str, fix: str) -> None:
+    """Refuse data.standardize for a model without intercept: centring x and y would fit
+    another model (y − ȳ = w·(x − x̄)/σ has an intercept in the original units)."""
+    standardize = getattr(cfg.data, "standardize", "none")
+    if standardize != "none":
+        raise ValueError(f"{model} fits y = w·x through the origin, but data.standardize: {standardize} centres "
+                         f"the data, which would give it an intercept; set data.standardize: none, or {fix}")
 
 
 def uniform(shape: tuple[int, ...], generator: torch.Generator, dtype: torch.dtype,
@@ -171,6 +191,8 @@ class Batches:
         low, high = index * self.size, min(self.samples, (index + 1) * self.size)
         if not self.shuffle:
             return {"x": self.x[:, low:high], "y": self.y[:, low:high]}
+        if self.epoch == 0:  # asked for a batch before any epoch began: the first epoch's
+            self.start_epoch(1)
         chosen = self.order[:, low:high]  # (K, B): the samples of this batch, per member
         return {"x": _take(self.x, chosen), "y": _take(self.y, chosen)}
 

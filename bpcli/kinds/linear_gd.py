@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Any, ClassVar, Literal
 
 import torch
+from pydantic import model_validator
 
 from bpcli.config.schema import Experiment
 from bpcli.data.dataset import Dataset
-from bpcli.kinds.base import HandWrittenSGD, Kind, LeastSquares, LinearModel, Tensors, uniform
+from bpcli.kinds.base import (HandWrittenSGD, Kind, LeastSquares, LinearModel, Tensors,
+                              refuse_standardising_without_intercept, uniform)
 from bpcli.optimizers import Optimizer
 
 
@@ -26,6 +28,12 @@ class LinearGDConfig(Experiment):
         "train": {"lr": 0.01, "epochs": 3000, "log_every": 500, "grad": "autograd"},
     }
 
+    @model_validator(mode="after")
+    def _no_centring_without_bias(self) -> LinearGDConfig:
+        if not self.model.bias:
+            refuse_standardising_without_intercept(self, "model.bias: false", "model.bias: true")
+        return self
+
 
 class LinearGD(HandWrittenSGD):
     """y = w·x + b, full-batch gradient descent with a hand-written update."""
@@ -37,21 +45,23 @@ class LinearGD(HandWrittenSGD):
         features = data.x.shape[1]
         # The article draws w = torch.rand(1), then b = torch.rand(1), after the data.
         w = uniform((1, features), generator, data.x.dtype)
-        b = uniform((1,), generator, data.x.dtype)
+        b = uniform((1,), generator, data.x.dtype) if cfg.model.bias else w[:, :0]  # no b: 0 values
         if cfg.model.init_w is not None:
             w.fill_(cfg.model.init_w)
         if cfg.model.init_b is not None:
             b.fill_(cfg.model.init_b)
+        self.least_squares = LeastSquares(bias=cfg.model.bias, per_sample=False)
         autograd = cfg.train.grad == "autograd"
         self.x = data.x.to(device)[None]  # (K, N, F)
         self.y = data.y.to(device)[None]  # (K, N)
         self._manual = not autograd
-        self._params = {"w": w.to(device).requires_grad_(autograd),  # (K, F)
-                        "b": b.to(device).requires_grad_(autograd)}  # (K,)
+        self._params = {"w": w.to(device).requires_grad_(autograd)}  # (K, F)
+        if cfg.model.bias:
+            self._params["b"] = b.to(device).requires_grad_(autograd)  # (K,)
         self._grads = {name: torch.zeros_like(p) for name, p in self._params.items()}
         self._train_with(cfg)
         if self._fast:
-            self._use_fast_path(torch.cat([w, b[:, None]], dim=1).to(device), [cfg.train])
+            self._use_fast_path(torch.cat([w, b.reshape(1, -1)], dim=1).to(device), [cfg.train])
 
     @property
     def _fast(self) -> bool:
@@ -63,18 +73,19 @@ class LinearGD(HandWrittenSGD):
         # dL/dθ = (2/N)·Aᵀ(A·θ − y) = S·θ − c, where S = (2/N)·AᵀA and c = (2/N)·Aᵀy depend
         # on the data alone. Computed once (in float64), they make each step two small
         # in-place operations, whatever the number of samples N.
-        features = theta.shape[1] - 1
+        bias = int(self.least_squares.bias)  # without it, θ = w and A = x
+        features = theta.shape[1] - bias
         self._theta = theta  # (K, F + 1); w and b are views into it
         self._theta_row = theta[:, None, :]  # the same numbers, shaped for the batched multiply
-        self._params = {"w": theta[:, :features], "b": theta[:, features]}
-        a = torch.cat([self.x, torch.ones_like(self.x[..., :1])], dim=-1).to(torch.float64)
+        self._params = {"w": theta[:, :features], **({"b": theta[:, features]} if bias else {})}
+        a = torch.cat([self.x, torch.ones_like(self.x[..., :bias])], dim=-1).to(torch.float64)
         n = a.shape[1]
         self._hessian = ((2 / n) * a.transpose(1, 2) @ a).to(theta.dtype)  # S, (K, F+1, F+1)
         self._target = ((2 / n) * (a.transpose(1, 2) @ self.y.to(torch.float64)[..., None])).to(theta.dtype)
         self._target = self._target.transpose(1, 2)  # c, (K, 1, F+1)
         self._gradient = torch.zeros_like(self._target)  # reused every step, (K, 1, F+1)
         flat_gradient = self._gradient[:, 0]
-        self._grads = {"w": flat_gradient[:, :features], "b": flat_gradient[:, features]}
+        self._grads = {"w": flat_gradient[:, :features], **({"b": flat_gradient[:, features]} if bias else {})}
         self.optimizer = Optimizer({"θ": self._theta_row}, settings)  # it updates θ itself
 
     def distribute(self, group: Any) -> None:
@@ -113,8 +124,9 @@ class LinearGD(HandWrittenSGD):
 
     @staticmethod
     def _forward(params: Tensors, x: torch.Tensor) -> torch.Tensor:
-        # ŷ = Σ_f x_f·w_f + b, for every sample of every member: (K, N)
-        return (x * params["w"][:, None, :]).sum(-1) + params["b"][:, None]
+        # ŷ = Σ_f x_f·w_f + b (or without b), for every sample of every member: (K, N)
+        out = (x * params["w"][:, None, :]).sum(-1)
+        return out + params["b"][:, None] if "b" in params else out
 
     def loss(self, params: Tensors, batch: Tensors) -> torch.Tensor:
         return (self._forward(params, batch["x"]) - batch["y"]).pow(2).mean(-1)  # mean((ŷ − y)²)
@@ -125,9 +137,10 @@ class LinearGD(HandWrittenSGD):
         residual = self._forward(params, x) - batch["y"]  # r = ŷ − y
         loss = residual.pow(2).mean(-1)  # L = mean(r²)
         # dL/dw = 2·mean(r·x),  dL/db = 2·mean(r)
-        grad_w = (2 * residual[..., None] * x).mean(1)
-        grad_b = (2 * residual).mean(1)
-        return loss, {"w": grad_w, "b": grad_b}
+        grads = {"w": (2 * residual[..., None] * x).mean(1)}
+        if "b" in params:
+            grads["b"] = (2 * residual).mean(1)
+        return loss, grads
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         params = {name: p.detach() for name, p in self._params.items()}

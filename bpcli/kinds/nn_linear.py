@@ -9,11 +9,13 @@ from typing import Any, ClassVar, Literal
 import torch
 import torch.nn.functional as F
 from torch import nn, optim
+from pydantic import model_validator
 
 from bpcli.config.schema import Experiment
 from bpcli.data.dataset import Dataset
 from bpcli.errors import BpcliError
-from bpcli.kinds.base import Batches, HandWrittenSGD, Kind, LeastSquares, LinearModel, Tensors, batch_settings
+from bpcli.kinds.base import (Batches, HandWrittenSGD, Kind, LeastSquares, LinearModel, Tensors, batch_settings,
+                              refuse_standardising_without_intercept)
 from bpcli.optimizers import Optimizer
 
 
@@ -30,6 +32,12 @@ class NNLinearConfig(Experiment):
         "model": {},
         "train": {"lr": 0.001, "epochs": 30000, "log_every": 20, "grad": "autograd"},
     }
+
+    @model_validator(mode="after")
+    def _no_centring_without_bias(self) -> NNLinearConfig:
+        if not self.model.bias:
+            refuse_standardising_without_intercept(self, "model.bias: false", "model.bias: true")
+        return self
 
 
 class NNLinear:
@@ -50,7 +58,10 @@ class NNLinear:
             weight.fill_(cfg.model.init_w)
         if cfg.model.init_b is not None:
             bias.fill_(cfg.model.init_b)
-        self._initial = {"w": weight, "b": bias}  # on the CPU until the module is made
+        # nn.Linear(F, 1, bias=False) without an intercept (its bias is drawn all the same,
+        # so the draws after it stay those of the article's order).
+        self._initial = {"w": weight, "b": bias} if cfg.model.bias else {"w": weight}  # on the CPU
+        self.least_squares = LeastSquares(bias=cfg.model.bias, per_sample=False)
         self.x = data.x.to(device)  # (N, F)
         self.y = data.y.to(device)[:, None]  # (N, 1), the shape nn.Linear produces
         self.train = cfg.train
@@ -66,11 +77,13 @@ class NNLinear:
     # initial values and never needs one module per member.
     @functools.cached_property
     def model(self) -> nn.Linear:
-        weight, bias = self._initial["w"], self._initial["b"]
-        model = nn.utils.skip_init(nn.Linear, weight.shape[1], 1, dtype=weight.dtype, device=self.x.device)
+        weight, bias = self._initial["w"], self._initial.get("b")
+        model = nn.utils.skip_init(nn.Linear, weight.shape[1], 1, bias=bias is not None, dtype=weight.dtype,
+                                   device=self.x.device)
         with torch.no_grad():
             model.weight.copy_(weight)
-            model.bias.copy_(bias)
+            if bias is not None:
+                model.bias.copy_(bias)
         return model
 
     @functools.cached_property
@@ -134,19 +147,22 @@ class NNLinear:
 
     def params(self) -> Tensors:
         # weight is (1, F): its leading 1 doubles as the member dimension.
-        return {"w": self.model.weight, "b": self.model.bias}
+        return {"w": self.model.weight, **({"b": self.model.bias} if self.model.bias is not None else {})}
 
     def loss(self, params: Tensors, batch: Tensors) -> torch.Tensor:
-        out = F.linear(batch["x"], params["w"], params["b"])
+        out = F.linear(batch["x"], params["w"], params.get("b"))
         return F.mse_loss(batch["y"], out)[None]  # the article's argument order; MSE is symmetric
 
     def manual_backward(self, params: Tensors, batch: Tensors) -> tuple[torch.Tensor, Tensors]:
-        x, w, b = batch["x"], params["w"].detach(), params["b"].detach()
-        residual = F.linear(x, w, b) - batch["y"]  # r = X·wᵀ + b − y, shape (N, 1)
+        x, w, b = batch["x"], params["w"].detach(), params.get("b")
+        residual = F.linear(x, w, None if b is None else b.detach()) - batch["y"]  # r = X·wᵀ + b − y, (N, 1)
         loss = residual.pow(2).mean()  # L = mean(r²)
         scaled = (2 / residual.shape[0]) * residual  # dL/dr = 2r/N
         # dL/dw = (dL/dr)ᵀ·X, shape (1, F);  dL/db = Σ dL/dr, shape (1,)
-        return loss[None], {"w": scaled.T @ x, "b": scaled.sum(0)}
+        grads = {"w": scaled.T @ x}
+        if b is not None:
+            grads["b"] = scaled.sum(0)
+        return loss[None], grads
 
     def _autograd_step(self, index: int, with_loss: bool = True) -> torch.Tensor:
         batch = self.batch(index)
@@ -164,7 +180,8 @@ class NNLinear:
         if self._group is not None:  # Σ_r (n_r/N)·∇L_r, and the full batch's loss
             grads = self._group.weighted_sum(grads)
             loss = self._group.weighted_sum({"loss": loss})["loss"] if with_loss else loss
-        self.model.weight.grad, self.model.bias.grad = grads["w"], grads["b"]
+        for name, p in self.params().items():
+            p.grad = grads[name]
         self.optimizer.step()  # torch.optim's update from these gradients
         return loss
 
@@ -198,8 +215,9 @@ class StackedNNLinear(HandWrittenSGD):
 
     def __init__(self, members: list[NNLinear], device: torch.device) -> None:
         self._manual = members[0]._manual_flag
+        self.least_squares = members[0].least_squares
         self._params = {name: torch.stack([m._initial[name] for m in members]).to(device)
-                        .requires_grad_(not self._manual) for name in ("w", "b")}  # (K, 1, F), (K, 1)
+                        .requires_grad_(not self._manual) for name in members[0]._initial}  # (K, 1, F), (K, 1)
         self._grads = {name: torch.zeros_like(p) for name, p in self._params.items()}
         self.x = torch.stack([m.x for m in members]).to(device)  # (K, N, F)
         self.y = torch.stack([m.y for m in members]).to(device)  # (K, N, 1)
@@ -211,7 +229,10 @@ class StackedNNLinear(HandWrittenSGD):
     @staticmethod
     def _forward(params: Tensors, x: torch.Tensor) -> torch.Tensor:
         # nn.Linear(F, 1) per member: ŷ = Σ_f x_f·w_f + b, shape (K, N, 1)
-        w, b = params["w"], params["b"][:, None, :]
+        w = params["w"]
+        if "b" not in params:  # nn.Linear(F, 1, bias=False): ŷ = Σ_f x_f·w_f
+            return (x * w).sum(-1, keepdim=True)
+        b = params["b"][:, None, :]
         if x.shape[-1] == 1:
             return torch.addcmul(b, x, w)  # one feature: b + x·w in one kernel
         return (x * w).sum(-1, keepdim=True) + b
@@ -228,7 +249,10 @@ class StackedNNLinear(HandWrittenSGD):
         # dL/dr = 2r/N:  dL/dw = (2/N)·Σ_n r·x per member, (K, 1, F);  dL/db = (2/N)·Σ_n r, (K, 1)
         # (the constant is applied to the K sums, not to the K·N residuals)
         scale = 2 / residual.shape[1]
-        return loss, {"w": (residual * x).sum(1, keepdim=True).mul_(scale), "b": residual.sum(1).mul_(scale)}
+        grads = {"w": (residual * x).sum(1, keepdim=True).mul_(scale)}
+        if "b" in params:
+            grads["b"] = residual.sum(1).mul_(scale)
+        return loss, grads
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         params = {name: p.detach() for name, p in self._params.items()}

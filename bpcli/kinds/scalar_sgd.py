@@ -12,7 +12,8 @@ from bpcli.config.schema import Experiment
 from bpcli.section import Section
 from bpcli.data.dataset import Dataset
 from bpcli.errors import BpcliError
-from bpcli.kinds.base import HandWrittenSGD, Kind, LeastSquares, Tensors, uniform
+from bpcli.kinds.base import (HandWrittenSGD, Kind, LeastSquares, Tensors, refuse_standardising_without_intercept,
+                              uniform)
 
 
 class ScalarModel(Section):
@@ -44,6 +45,11 @@ class ScalarSGDConfig(Experiment):
                 "scalar-sgd fits y = w·x with one input: set data.features to one column, "
                 "or use kind linear-gd for several"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _not_standardised(self) -> ScalarSGDConfig:
+        refuse_standardising_without_intercept(self, "scalar-sgd", "use kind linear-gd, which has an intercept b")
         return self
 
     @model_validator(mode="after")

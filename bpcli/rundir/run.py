@@ -80,11 +80,13 @@ def write_preprocessing(run_dir: Path, scaling: dict[str, Any]) -> None:
     write_atomic(run_dir / "preprocessing.json", json.dumps(scaling, indent=2) + "\n")
 
 
-def write_predictions(run_dir: Path, rows: list[tuple[str, list[float], list[float]]]) -> None:
-    """Write predictions.csv: (split, targets, predictions) as one row per sample."""
-    lines = ["split,y,y_pred"]
-    for split, ys, predicted in rows:
-        lines += [f"{split},{a!r},{b!r}" for a, b in zip(ys, predicted)]
+def write_predictions(run_dir: Path, rows: list[tuple[Any, ...]], original_units: bool = False) -> None:
+    """Write predictions.csv: (split, targets, predictions) as one row per sample; with
+    `original_units`, the model's standardised targets and predictions come first and then
+    the same in the target's original units (split, y_std, y_pred_std, y, y_pred)."""
+    lines = ["split,y_standardised,y_pred_standardised,y,y_pred" if original_units else "split,y,y_pred"]
+    for split, *columns in rows:
+        lines += [",".join([split, *map(repr, values)]) for values in zip(*columns)]
     write_atomic(run_dir / "predictions.csv", "\n".join(lines) + "\n")
 
 
@@ -221,7 +223,7 @@ def _read_fitted(path: Path) -> list[tuple[str, float, float]] | None:
     try:
         with open(path, encoding="utf-8", newline="") as fh:
             rows = list(csv.reader(fh))[1:]
-        return [(split, float(y), float(p)) for split, y, p in rows]
+        return [(split, float(y), float(p)) for split, y, p, *_ in rows]  # the model's own units first
     except (OSError, UnicodeDecodeError, ValueError):
         raise RunDirError(f"{path}: is corrupt; rerun the experiment to write it again") from None
 
