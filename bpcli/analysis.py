@@ -3,18 +3,23 @@
 For the linear kinds the training loss is L(θ) = mean((A·θ − y)²) with A = [x, 1] (or
 [x] without a bias). Its minimum has a closed form, and gradient descent on it is a
 linear map whose stability depends on the learning rate alone, so both are computed
-here exactly (in float64) rather than guessed.
+here exactly (in float64) rather than guessed. So is how fast the run's optimizer
+closes in: the Hessian's condition number κ and the linear rate it predicts.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
 from bpcli.data.dataset import Dataset, model_linear_params
 from bpcli.kinds.base import LeastSquares
+
+if TYPE_CHECKING:
+    from bpcli.config.schema import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -150,30 +155,54 @@ def distance(values: list[float], best: Optimum) -> float:
 
 @dataclass(frozen=True)
 class StableLR:
-    """The largest learning rate for which gradient descent on this data converges."""
+    """The largest learning rate for which the run's optimizer converges on this data
+    (None where no bound of that form exists: Adam, momentum on single samples)."""
 
-    lr: float
+    lr: float | None
     explanation: str
 
 
-def stable_lr(data: Dataset, fit: LeastSquares) -> StableLR:
-    """The stability bound of the kind's update on this data (full batch or per sample)."""
-    if fit.per_sample:
+def stable_lr(data: Dataset, fit: LeastSquares, train: TrainConfig | None = None) -> StableLR:
+    """The stability bound of the kind's update on this data (full batch or per sample),
+    for the optimizer `train` names (plain gradient descent when None)."""
+    optimizer, momentum, nesterov = _optimizer(train)
+    if optimizer == "adam":
+        return StableLR(None, "Adam divides each step by a running size of the gradient, so its steps are "
+                              "about lr long whatever the curvature, and no bound of the form lr < c/λ_max applies")
+    if _batch(data, fit, train) == 1 and fit.per_sample:
+        if momentum:
+            return StableLR(None, "per-sample SGD with momentum carries its velocity from sample to sample, so "
+                                  "no closed-form bound is computed")
         return _per_sample_bound(data)
-    a = _design(data, fit.bias)
+    eigenvalues = hessian_eigenvalues(data, fit)
+    if eigenvalues is None:
+        return _overflowing(float(_design(data, fit.bias).abs().max()))
+    weight_decay = train.weight_decay if train is not None else 0.0
+    top = float(eigenvalues.max()) + weight_decay
     # The Hessian of mean((A·θ − y)²) is H = (2/N)·AᵀA, the same everywhere. One step is
     # θ ← θ − lr·H·(θ − θ*), which shrinks every direction iff |1 − lr·λ| < 1 for every
-    # eigenvalue λ of H, that is iff lr < 2/λ_max.
-    hessian = (2 / len(a)) * a.T @ a
-    if not bool(torch.isfinite(hessian).all()):
-        return _overflowing(float(a.abs().max()))
-    top = float(torch.linalg.eigvalsh(hessian).max())
-    bound = 2 / top
+    # eigenvalue λ of H, that is iff lr < 2/λ_max. Momentum μ makes each direction a
+    # two-term recurrence whose roots stay inside the unit circle iff (Jury's test on
+    # z² + a₁z + a₀: |a₀| < 1 and |a₁| < 1 + a₀)
+    #   heavy ball, z² − (1 + μ − lr·λ)·z + μ:            lr·λ < 2(1 + μ)
+    #   Nesterov,   z² − (1 + μ)(1 − lr·λ)·z + μ(1 − lr·λ): lr·λ < 2(1 + μ)/(1 + 2μ)
+    if nesterov:
+        bound, rule = 2 * (1 + momentum) / ((1 + 2 * momentum) * top), "2(1+μ)/((1+2μ)·λ_max)"
+        how = f"gradient descent with Nesterov momentum μ = {momentum:g}"
+    elif momentum:
+        bound, rule = 2 * (1 + momentum) / top, "2(1+μ)/λ_max"
+        how = f"gradient descent with heavy-ball momentum μ = {momentum:g}"
+    else:
+        bound, rule, how = 2 / top, "2/λ_max", "full-batch gradient descent"
+    decay = f" (plus weight_decay {weight_decay:g})" if weight_decay else ""
+    caveat = ""
+    if not _full_batch(data, fit, train):
+        caveat = ("; that is the full-batch bound, and mini-batches, each with its own Hessian, can diverge "
+                  "below it")
     return StableLR(
         bound,
-        f"full-batch gradient descent on this data's mean squared error converges only for "
-        f"lr < 2/λ_max = {bound:.6g}, where λ_max = {top:.6g} is the largest eigenvalue of the "
-        f"loss's Hessian (2/N)·AᵀA",
+        f"{how} on this data's mean squared error converges only for lr < {rule} = {bound:.6g}, where "
+        f"λ_max = {top:.6g} is the largest eigenvalue of the loss's Hessian (2/N)·AᵀA{decay}{caveat}",
     )
 
 
@@ -227,3 +256,173 @@ def _overflowing(largest: float) -> StableLR:
     """The bound when the data's squares are beyond float64: no learning rate will do."""
     return StableLR(0.0, f"the squares of the data (largest |x| = {largest:.3g}) are beyond what float64 "
                          "holds, so no learning rate makes gradient descent converge")
+
+
+# --------------------------------------------------------------------------- conditioning
+
+
+def hessian_eigenvalues(data: Dataset, fit: LeastSquares) -> torch.Tensor | None:
+    """The eigenvalues of the full-batch loss's Hessian (2/N)·AᵀA, ascending, in float64
+    (None when the data's squares are beyond float64)."""
+    a = _design(data, fit.bias)
+    hessian = (2 / len(a)) * a.T @ a
+    if not bool(torch.isfinite(hessian).all()):
+        return None
+    return torch.linalg.eigvalsh(hessian)
+
+
+def _optimizer(train: TrainConfig | None) -> tuple[str, float, bool]:
+    """(optimizer, momentum μ, nesterov) of a train section; plain gradient descent for None."""
+    if train is None:
+        return "sgd", 0.0, False
+    return train.optimizer, train.momentum, train.nesterov
+
+
+def _batch(data: Dataset, fit: LeastSquares, train: TrainConfig | None) -> int:
+    """The samples each update sees (batch_size null means the kind's own: 1 or all of them)."""
+    samples = len(data.y)
+    batch = train.batch_size if train is not None else None
+    if batch is None:
+        batch = 1 if fit.per_sample else samples
+    return min(batch, samples)
+
+
+def _full_batch(data: Dataset, fit: LeastSquares, train: TrainConfig | None) -> bool:
+    """Whether every update sees every training sample."""
+    return _batch(data, fit, train) == len(data.y)
+
+
+def _largest_root(b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """The largest |z| among the roots of z² − b·z + c = 0, for each pair (b, c)."""
+    root = torch.sqrt((b * b - 4 * c).to(torch.complex128))  # complex when the roots are
+    return torch.maximum(((b + root) / 2).abs(), ((b - root) / 2).abs())
+
+
+def gd_rate(eigenvalues: torch.Tensor, lr: float) -> float:
+    """Plain gradient descent: the error along eigenvector i is multiplied by (1 − lr·λᵢ) every
+    step, so the slowest direction shrinks by max |1 − lr·λ| per step."""
+    return float((1 - lr * eigenvalues).abs().max())
+
+
+def heavy_ball_rate(eigenvalues: torch.Tensor, lr: float, momentum: float) -> float:
+    """Heavy ball (v ← μ·v + g, θ ← θ − lr·v): along eigenvector i the error follows
+    e' = (1 + μ − lr·λ)·e − μ·e⁻, whose characteristic roots solve z² − (1 + μ − lr·λ)·z + μ = 0;
+    the rate is the largest |root| over the eigenvalues."""
+    b = 1 + momentum - lr * eigenvalues
+    return float(_largest_root(b, torch.full_like(b, momentum)).max())
+
+
+def nesterov_rate(eigenvalues: torch.Tensor, lr: float, momentum: float) -> float:
+    """Nesterov (torch.optim.SGD's form, θ ← θ − lr·(g + μ·v)): the roots of
+    z² − (1 + μ)(1 − lr·λ)·z + μ(1 − lr·λ) = 0, the largest |root| over the eigenvalues."""
+    t = 1 - lr * eigenvalues
+    return float(_largest_root((1 + momentum) * t, momentum * t).max())
+
+
+def momentum_optimal_rate(condition_number: float) -> float:
+    """(√κ − 1)/(√κ + 1): heavy ball's rate at its best lr and μ, lr = 4/(√λ_max + √λ_min)² and
+    μ = ((√κ − 1)/(√κ + 1))², against (κ − 1)/(κ + 1) for plain gradient descent at its best lr."""
+    root = math.sqrt(condition_number)
+    return (root - 1) / (root + 1) if math.isfinite(root) else 1.0
+
+
+@dataclass(frozen=True)
+class Conditioning:
+    """The Hessian's spectrum and the linear rate it predicts for the run's optimizer.
+
+    A rate ρ is per step, for the error θ − θ*: ‖θₖ − θ*‖ shrinks like ρᵏ. The loss gap
+    L(θₖ) − L* = ½·(θₖ − θ*)ᵀH(θₖ − θ*) is quadratic in that error, so it shrinks like ρ²ᵏ.
+    """
+
+    condition_number: float
+    """κ = λ_max/λ_min of the Hessian (2/N)·AᵀA (infinite when it is singular)."""
+    eigenvalue_min: float
+    eigenvalue_max: float
+    rate_predicted: float | None
+    """The linear rate the run's optimizer and lr give on this Hessian; None where none is predicted."""
+    rate_momentum_optimal: float
+    """What heavy-ball momentum reaches at its optimal lr and μ: (√κ − 1)/(√κ + 1)."""
+    note: str
+    """What is and is not predicted for this run, in words."""
+    measurable: bool
+    """Whether the logged loss's gap to L* measures this run's rate: full batch, no weight decay."""
+
+
+def conditioning(data: Dataset, fit: LeastSquares, train: TrainConfig) -> Conditioning | None:
+    """κ of a least-squares run's Hessian and the rate its optimizer is predicted to converge at
+    (None when the data's squares are beyond float64)."""
+    eigenvalues = hessian_eigenvalues(data, fit)
+    if eigenvalues is None:
+        return None
+    optimizer, momentum, nesterov = _optimizer(train)
+    top, bottom = float(eigenvalues.max()), float(eigenvalues.min())
+    # A singular Hessian (collinear features, fewer samples than parameters) has λ_min = 0 up to
+    # rounding: κ is infinite, and the parameters along its null space never move, while the loss
+    # converges at the rate of the smallest eigenvalue that is not 0.
+    floor = top * len(eigenvalues) * torch.finfo(torch.float64).eps * 100
+    singular = bottom <= floor
+    kappa = math.inf if singular else top / bottom
+    seen = eigenvalues[eigenvalues > floor] + train.weight_decay
+    lr = train.lr
+    full = _full_batch(data, fit, train)
+    rate: float | None
+    if not full:
+        rate = None
+        note = ("updates on single samples or mini-batches follow each batch's own Hessian, so no linear rate is "
+                "predicted, and the logged loss is the batch's; with a constant lr SGD settles in a noise floor "
+                "(of size proportional to lr) unless every sample shares the optimum. κ is the full-batch Hessian's")
+    elif optimizer == "adam":
+        rate = None
+        note = ("Adam rescales every coordinate by its own running gradient size, so the Hessian's eigenvalues "
+                "predict no linear rate for it")
+    elif nesterov:
+        rate = nesterov_rate(seen, lr, momentum)
+        note = f"Nesterov momentum μ = {momentum:g}: the largest |root| of z² − (1+μ)(1−lr·λ)z + μ(1−lr·λ)"
+    elif momentum:
+        rate = heavy_ball_rate(seen, lr, momentum)
+        note = f"heavy-ball momentum μ = {momentum:g}: the largest |root| of z² − (1+μ−lr·λ)z + μ"
+    else:
+        rate = gd_rate(seen, lr)
+        note = "gradient descent: max |1 − lr·λ| over the Hessian's eigenvalues"
+    if full and train.weight_decay:
+        note += (f"; weight_decay {train.weight_decay:g} adds to every eigenvalue and moves the optimum "
+                 "away from the least-squares one, so the observed rate is not measured")
+    if singular:
+        note += ("; the Hessian is singular, or is to float64's precision (κ infinite): the rate is that of its "
+                 "smallest eigenvalue that is not 0")
+    return Conditioning(kappa, bottom, top, rate, momentum_optimal_rate(kappa), note,
+                        measurable=full and not train.weight_decay)
+
+
+ROUNDING = 1000
+"""A loss gap counts as measured while it exceeds this many times the dtype's rounding of the loss."""
+
+
+def observed_rate(steps: list[float], losses: list[float], best: float, eps: float) -> float | None:
+    """The per-step rate at which a run's error θ − θ* actually shrank, from its logged losses.
+
+    The loss gap gₖ = Lₖ − L* counts up to the last logged step where it exceeds
+    ROUNDING·eps·(L* + eps·L₁), and only where it does: a loss computed in a dtype with
+    machine epsilon `eps` carries rounding of about eps·L* near the optimum, plus eps²·L₁
+    from the residuals' own rounding, squared (L₁, the first loss, has their scale). Over the second half of those steps a
+    least-squares line through log gₖ against k has slope log r: r is the gap's geometric mean
+    ratio per step ((g_b/g_a)^(1/(b − a)) for a clean geometric decay from step a to b; the fit
+    also averages over momentum's oscillations). The gap is quadratic in the error, so the
+    error's rate is √r. None when fewer than three logged steps count.
+    """
+    gaps = [(s, loss - best) for s, loss in zip(steps, losses) if math.isfinite(loss)]
+    if not gaps:
+        return None
+    floor = ROUNDING * eps * (max(best, 0.0) + eps * (best + gaps[0][1]))
+    above = [i for i, (_, gap) in enumerate(gaps) if gap > floor]
+    measured = [(s, math.log(g)) for s, g in gaps[:above[-1] + 1] if g > floor] if above else []
+    if len(measured) < 3:
+        return None
+    middle = (measured[0][0] + measured[-1][0]) / 2
+    tail = [(s, g) for s, g in measured if s >= middle]
+    if len(tail) < 2:  # unevenly logged steps: the last two
+        tail = measured[-2:]
+    mean_s = sum(s for s, _ in tail) / len(tail)
+    mean_g = sum(g for _, g in tail) / len(tail)
+    slope = sum((s - mean_s) * (g - mean_g) for s, g in tail) / sum((s - mean_s) ** 2 for s, _ in tail)
+    return math.exp(slope / 2)

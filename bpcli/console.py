@@ -213,6 +213,7 @@ def print_result(console: Console, summary: dict[str, Any], run_dir: Path | None
 
     _param_rows(row, summary)
     _fit_rows(row, summary)
+    _convergence_rows(row, summary)
     row("steps", f"{summary['steps']} ({summary['epochs']} epochs)")
     row("time", f"{summary.get('train_seconds', 0.0):.2f} s")
     row("device", str(summary["device"]))
@@ -300,7 +301,8 @@ def _fit_rows(row: Callable[..., None], summary: dict[str, Any]) -> None:
         shuffled = ", shuffled" if summary.get("shuffle") else ""
         row("optimizer", f"{summary.get('optimizer')}, batches of {batch}{shuffled}")
     if "stable_lr" in summary:
-        row("lr (largest stable)", f"{summary['lr']:g} ({summary['stable_lr']:.4g})")
+        bound = summary["stable_lr"]
+        row("lr (largest stable)", f"{summary['lr']:g} ({'none of that form' if bound is None else f'{bound:.4g}'})")
     for p in summary.get("predictions") or []:
         x = p["x"]
         at = f"{x:g}" if not isinstance(x, list) else (
@@ -318,6 +320,25 @@ def _fit_rows(row: Callable[..., None], summary: dict[str, Any]) -> None:
     if "grad_check" in summary:
         check = summary["grad_check"]
         row("grad check (manual vs autograd)", f"{check['worst_manual_vs_autograd']:.1e}")
+
+
+def _convergence_rows(row: Callable[..., None], summary: dict[str, Any]) -> None:
+    """κ of the Hessian and the rates ρ per step, predicted and observed (least-squares kinds)."""
+    found = summary.get("convergence") or {}
+    if found.get("eigenvalue_max") is None:
+        return
+    kappa = found.get("condition_number")
+    row("condition number κ", "infinite (singular)" if kappa is None or kappa == float("inf") else _fmt(kappa, 5))
+    predicted, observed = found.get("rate_predicted"), found.get("rate_observed")
+    row("rate ρ, predicted", "none" if predicted is None else _rate(predicted))
+    row("rate ρ, observed", "—" if observed is None else _rate(observed))
+    if predicted is not None or observed is not None:  # full batch: momentum's best is comparable
+        row("ρ at best momentum", _rate(found["rate_momentum_optimal"]))
+
+
+def _rate(value: float) -> str:
+    """A rate per step; one within 10⁻⁵ of 1 as 1 − its distance, which six digits would round away."""
+    return f"1 − {1 - value:.3g}" if 0.99999 < value < 1 else _fmt(value, 6)
 
 
 def print_verification(console: Console, report: Any) -> None:

@@ -51,11 +51,13 @@ class RunLog(Callback):
         self.columns = files.param_columns(sizes)
         fit = trainer.least_squares
         self.best = analysis.optimum(built.data, fit) if fit is not None else None
-        self.bound = analysis.stable_lr(built.data, fit) if fit is not None else None
+        self.bound = analysis.stable_lr(built.data, fit, built.config.train) if fit is not None else None
         if self.best is not None and self.bound is not None:
             self.columns.append("distance_to_optimum")
             summary.update(optimum={**self.best.params, "loss": self.best.loss}, stable_lr=self.bound.lr)
             summary.update(_about_the_optimum(built, self.best))
+        self.conditioning = analysis.conditioning(built.data, fit, built.config.train) if fit is not None else None
+        summary["convergence"] = _convergence_record(self.conditioning)
         splits = built.data.splits()
         self.validation = None
         if "val" in splits:
@@ -198,6 +200,10 @@ def write_outputs(built: Built, trainer: Any, config: Experiment, run_dir: Path 
         values = [v for t in flat(trainer.params()).values() for v in t[0].tolist()]
         summary["distance_to_optimum"] = analysis.distance(values, log.best)
     summary.update(_fit_quality(built, log.best, summary["params"]))
+    if log.best is not None and log.conditioning is not None and log.conditioning.measurable:
+        summary["convergence"]["rate_observed"] = analysis.observed_rate(
+            [row["step"] for row in log.history], [row["loss"] for row in log.history], log.best.loss,
+            torch.finfo(built.data.x.dtype).eps)
     if built.data.scaling is not None:
         summary["units"] = _units(built.data, summary)
     if checks:
@@ -208,6 +214,21 @@ def write_outputs(built: Built, trainer: Any, config: Experiment, run_dir: Path 
         files.write_summary(run_dir, summary)
         _write_curve(run_dir, built, config)
         _write_fitted(run_dir, built)
+
+
+def _convergence_record(found: analysis.Conditioning | None) -> dict[str, Any]:
+    """summary.json's `convergence`: κ, the predicted and observed rates (per step, of the error
+    θ − θ*; the loss gap shrinks by their square), every key present, null where it does not apply."""
+    record: dict[str, Any] = dict.fromkeys(("condition_number", "eigenvalue_min", "eigenvalue_max",
+                                             "rate_predicted", "rate_momentum_optimal", "rate_observed"))
+    if found is None:
+        record["note"] = ("no closed form: the loss is not a least-squares quadratic (or its Hessian overflows), "
+                          "so neither κ nor a rate is predicted")
+        return record
+    record.update(condition_number=found.condition_number, eigenvalue_min=found.eigenvalue_min,
+                  eigenvalue_max=found.eigenvalue_max, rate_predicted=found.rate_predicted,
+                  rate_momentum_optimal=found.rate_momentum_optimal, note=found.note)
+    return record
 
 
 def _about_the_optimum(built: Built, best: analysis.Optimum) -> dict[str, Any]:

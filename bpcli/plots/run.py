@@ -97,6 +97,7 @@ def _draw_loss(ax: Any, record: RunRecord, best: float | None, gap: bool) -> Non
                 ax.axhline(best, color="green", linestyle=":", label=label)
             else:
                 ax.plot([], [], " ", label=f"{label} (rounding, below the axis)")
+                _predicted_envelope(ax, record, best, xs, ys)  # L* is rounding: the loss is the gap
     diverged = (record.summary.get("divergence") or {}).get("step")
     if diverged is not None:
         ax.axvline(diverged, color="red", linestyle="--", linewidth=1.2, label=f"diverged at step {diverged}")
@@ -115,10 +116,31 @@ def _draw_gap(ax: Any, record: RunRecord, best: float) -> None:
     xs, gaps = positive(steps, [v - best for v in losses])  # NaN and infinities stay out
     ax.plot(xs, gaps, color="tab:blue", linewidth=1.2, marker="o" if len(xs) <= 20 else None,
             label="training loss − optimum's loss")
+    _predicted_envelope(ax, record, best, xs, gaps)
     ax.set_yscale("log")
     ax.legend(loc="best")
     finish(ax, "", "L − L*", "", log=True)
     readable_log_axis(ax)
+
+
+def _predicted_envelope(ax: Any, record: RunRecord, best: float, steps: list[float], gaps: list[float]) -> None:
+    """Beside the gap to the optimum's loss, L − L* (`gaps`, the loss itself where L* is
+    rounding), the gap the Hessian predicts, (L₁ − L*)·ρ^(2·(step − 1)): the error θ − θ*
+    shrinks by ρ a step and the gap is quadratic in it, hence the power 2. On a log axis the
+    two tails run parallel when the prediction holds."""
+    rate = (record.summary.get("convergence") or {}).get("rate_predicted")
+    if not isinstance(rate, (int, float)) or len(steps) < 2:
+        return
+    first, last, start = steps[0], steps[-1], gaps[0]
+    grid = [first + (last - first) * i / 199 for i in range(200)]
+    envelope = [start * rate ** (2 * (s - first)) for s in grid]
+    # Within a decade of what is drawn: where rounding stops the run (or a diverging one
+    # stops), the prediction would only stretch the axis.
+    low, high = min(gaps), max(gaps)
+    shown = [(s, v) for s, v in zip(grid, envelope) if low / 10 <= v <= high * 10]
+    if shown:
+        ax.plot(*positive(*zip(*shown)), color="black", linestyle="--", linewidth=1,
+                label=rf"predicted gap $(L_1 - L^*)\,\rho^{{2(\mathrm{{step}}-1)}}$, ρ = {number(rate, 6)}")
 
 
 def _line_label(params: dict[str, Any]) -> str | None:
