@@ -134,10 +134,10 @@ def _predicted_envelope(ax: Any, record: RunRecord, best: float, steps: list[flo
     first, last, start = steps[0], steps[-1], gaps[0]
     grid = [first + (last - first) * i / 199 for i in range(200)]
     envelope = [start * rate ** (2 * (s - first)) for s in grid]
-    # Within a decade of what is drawn: where rounding stops the run (or a diverging one
-    # stops), the prediction would only stretch the axis.
+    # Within what is drawn: where rounding stops the run (or a diverging one stops), the
+    # prediction would only stretch the axis.
     low, high = min(gaps), max(gaps)
-    shown = [(s, v) for s, v in zip(grid, envelope) if low / 10 <= v <= high * 10]
+    shown = [(s, v) for s, v in zip(grid, envelope) if low <= v <= high]
     if shown:
         ax.plot(*positive(*zip(*shown)), color="black", linestyle="--", linewidth=1,
                 label=rf"predicted gap $(L_1 - L^*)\,\rho^{{2(\mathrm{{step}}-1)}}$, ρ = {number(rate, 6)}")
