@@ -458,11 +458,13 @@ def _restore(built: Built, run_dir: Path, summary: dict[str, Any], write: bool) 
     return start, files.truncate_metrics(run_dir / "metrics.csv", start, config.train.log_every, write=write)
 
 
-def rerun(run_dir: str | Path, out: str | Path | None = None, *, observer: Reporter | None = None) -> TrainResult:
-    """Train a run directory's recorded config again, into a new run directory."""
+def rerun(run_dir: str | Path, out: str | Path | None = None, *, force: bool = False,
+          observer: Reporter | None = None) -> TrainResult:
+    """Train a run directory's recorded config again, into a new run directory (`force`:
+    replacing the bpcli run already in `out`)."""
     run_dir = Path(run_dir)
     config = _recorded_config(run_dir)
-    return train(config, out, observer=observer, config_file=str(run_dir / "config.yaml"))
+    return train(config, out, force=force, observer=observer, config_file=str(run_dir / "config.yaml"))
 
 
 @dataclass(frozen=True)

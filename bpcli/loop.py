@@ -28,6 +28,7 @@ from typing import Any, Iterator, Protocol
 
 import torch
 
+from bpcli import interrupts
 from bpcli.kinds.base import batch_index
 
 
@@ -53,8 +54,9 @@ class StopRequest:
     signal stops at once (KeyboardInterrupt)."""
 
     def __init__(self) -> None:
-        self.signum: int | None = None
-        """The signal that asked to stop, if one did."""
+        self.signum: int | None = interrupts.take()
+        """The signal that asked to stop, if one did (one during start-up counts: see
+        bpcli.interrupts)."""
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.signum is not None:

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import CONFIGS, cli
+from bpcli.lifecycle import train
+from conftest import CONFIGS, cli, config
 
 EXP1, EXP2, EXP3 = CONFIGS / "exp1.yaml", CONFIGS / "exp2.yaml", CONFIGS / "exp3.yaml"
 
@@ -451,3 +452,29 @@ def test_check_counts_equal_infinities_as_agreement():
     assert relative_error(torch.tensor([1.0]), torch.tensor([1.0 + 1e-9])) <= TOLERANCE
     result = cli("check", EXP2, "--set", "model.init_w=1e30", "--steps", "2", "--device", "cpu")
     assert "DISAGREE" not in result.stdout and "unexpected" not in result.stderr, result.output
+
+
+def test_a_ctrl_c_while_the_command_starts_stops_the_run_before_its_first_step():
+    # A KeyboardInterrupt raised inside `import torch` can leave numpy half-loaded; the
+    # training commands note a signal that comes before the run takes over instead.
+    from bpcli import interrupts
+
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        interrupts.defer()
+        signal.raise_signal(signal.SIGINT)  # as if Ctrl-C came while torch loads
+        result = train(config("exp2.yaml"), "early", plots=False)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert result.status == "interrupted" and result.steps == 0 and result.signal == signal.SIGINT
+    assert summary("early")["status"] == "interrupted"
+    assert interrupts.pending is None  # taken by the run, not left for the next one
+
+
+def test_rerun_replaces_its_out_only_with_force():
+    assert cli("train", EXP2, "--epochs", "10", "--out", "first", "-q", "--no-plots").exit_code == 0
+    assert cli("rerun", "first", "--out", "again", "-q").exit_code == 0
+    refused = cli("rerun", "first", "--out", "again", "-q")
+    assert refused.exit_code == 2 and "add --force" in refused.stderr
+    assert cli("rerun", "first", "--out", "again", "-q", "--force").exit_code == 0
+    assert cli("rerun", "first", "--verify", "--force").exit_code == 2

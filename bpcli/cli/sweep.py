@@ -9,6 +9,7 @@ import typer
 
 from bpcli.cli.options import (BatchSize, ConfigArg, Device, Engine, Epochs, Grad, LogEvery, Momentum, Optimizer, Set,
                                main_process)
+from bpcli import interrupts
 from bpcli.errors import RunFailed, RunInterrupted
 
 
@@ -42,6 +43,7 @@ def sweep(
     from bpcli.console import make_console, print_sweep, progress, starting
 
     console = make_console()
+    interrupts.defer()  # a Ctrl-C while torch loads stops the sweep before its first step
     quiet = quiet or not main_process()  # rank 0 reports for the whole torchrun job
     with progress(console, f"Sweeping {config} (loss: the members' median)", quiet) as observer:
         starting(observer, "loading torch")

@@ -28,6 +28,7 @@ from bpcli.cli.options import (
     complete_runs,
     main_process,
 )
+from bpcli import interrupts
 from bpcli.errors import BpcliError, RunFailed, RunInterrupted
 
 
@@ -96,6 +97,7 @@ def train(
     """
     from bpcli.console import make_console, progress, starting
 
+    interrupts.defer()  # a Ctrl-C while torch loads stops the run before its first step
     console = make_console()
     quiet = quiet or not main_process()
     if resume is not None:
@@ -173,11 +175,15 @@ def rerun(
     out: Annotated[
         Optional[Path], typer.Option("--out", help="Without --verify: the new run's directory.")
     ] = None,
+    force: Force = False,
     quiet: Quiet = False,
 ) -> None:
     """Run a recorded config again: into a new run directory, or with --verify to check it reproduces."""
     from bpcli.console import make_console, print_verification, progress, starting
 
+    interrupts.defer()  # a Ctrl-C while torch loads stops the run before its first step
+    if force and (verify or out is None):
+        raise BpcliError("--force replaces the run in --out: give --out DIR (and not --verify)")
     console = make_console()
     with progress(console, f"Re-running {run_dir}", quiet) as observer:
         starting(observer, "loading torch")
@@ -188,7 +194,7 @@ def rerun(
             verification = lifecycle.verify_run(run_dir, steps)
         else:
             starting(observer, "building the data and the model")
-            result = lifecycle.rerun(run_dir, out, observer=observer)
+            result = lifecycle.rerun(run_dir, out, force=force, observer=observer)
     if verify:
         print_verification(console, verification)
         if not verification.matches:
