@@ -302,7 +302,11 @@ def _fit_rows(row: Callable[..., None], summary: dict[str, Any]) -> None:
         row("optimizer", f"{summary.get('optimizer')}, batches of {batch}{shuffled}")
     if "stable_lr" in summary:
         bound = summary["stable_lr"]
-        row("lr (largest stable)", f"{summary['lr']:g} ({'none of that form' if bound is None else f'{bound:.4g}'})")
+        size, samples = summary.get("batch_size"), (summary.get("samples") or {}).get("train")
+        exact = size == 1 and not summary.get("shuffle") and summary.get("kind") == "scalar-sgd"
+        # with smaller batches each step has its own curvature: the bound is the full batch's only
+        label = "lr (full-batch bound)" if size and samples and size < samples and not exact else "lr (largest stable)"
+        row(label, f"{summary['lr']:g} ({'none of that form' if bound is None else f'{bound:.4g}'})")
     for p in summary.get("predictions") or []:
         x = p["x"]
         at = f"{x:g}" if not isinstance(x, list) else (

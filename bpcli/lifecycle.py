@@ -221,7 +221,8 @@ def _new_summary(built: Built, engine: str, config_file: str | None) -> dict[str
         "engine": engine,
         "lr": config.train.lr,
         "optimizer": describe(config.train),
-        "batch_size": built.trainer.batches.size,
+        # under torchrun a trainer holds its shard; a full batch is every sample
+        "batch_size": len(data.y) if built.trainer.batches.full else built.trainer.batches.size,
         "shuffle": built.trainer.batches.shuffle,
         "epochs": config.train.epochs,
         "steps": 0,
@@ -360,6 +361,13 @@ def _explain_divergence(built: Built, step: int, start: int, reason: str,
                  "model.init_* values or rescale the data" + (", or use dtype: float64." if wider else "."))
     elif bound is not None and bound.lr is None:  # no bound of the form lr < c/λ_max (Adam)
         cause = f" {bound.explanation[0].upper()}{bound.explanation[1:]}; try a smaller learning rate than {lr:g} (--lr)."
+    elif bound is not None and _small_batches(built):
+        size = built.trainer.batches.size
+        cause = (f" With {'one sample' if size == 1 else f'batches of {size}'} a step follows its own batch's "
+                 f"curvature, which can be far steeper than the whole data's, so the full-batch bound "
+                 f"({bound.lr:.4g}) promises nothing here; try a smaller learning rate than {lr:g} (--lr) or a "
+                 "larger train.batch_size." if bound.lr is not None else
+                 f" Try a smaller learning rate than {lr:g} (--lr) or a larger train.batch_size.")
     elif bound is not None and lr < bound.lr:
         cause = (f" The learning rate {lr:g} is below the stable bound {bound.lr:.6g}, so it is not the cause: "
                  f"the values outgrew {config.dtype} (largest |value| in the data {largest:.3g}); rescale the data "
@@ -376,6 +384,15 @@ def _explain_divergence(built: Built, step: int, start: int, reason: str,
         record["stable_lr"] = bound.lr
     record["message"] = message + cause
     return record
+
+
+def _small_batches(built: Built) -> bool:
+    """Whether the run steps on batches smaller than its data, other than the per-sample
+    SGD in data order whose exact bound bpcli computes."""
+    batches = built.trainer.batches
+    exact = batches.size == 1 and not batches.shuffle and built.trainer.least_squares is not None \
+        and built.trainer.least_squares.per_sample
+    return not batches.full and not exact
 
 
 def tensorboard_writer_class() -> Any:

@@ -259,7 +259,7 @@ def divergence_reason(loss: float, first: float, factor: float) -> str:
     """Why a logged loss means the run diverged (the rule of Divergence, in words)."""
     if not math.isfinite(loss):
         return f"the loss became {loss}"
-    return f"the loss grew to {loss:.4g}, over {factor:g} times its first value {first:.4g}"
+    return f"the loss grew to {loss:.4g}, over {factor:g} times its initial value {first:.4g}"
 
 
 class Reporter(Protocol):

@@ -204,6 +204,8 @@ def write_outputs(built: Built, trainer: Any, config: Experiment, run_dir: Path 
         summary["convergence"]["rate_observed"] = analysis.observed_rate(
             [row["step"] for row in log.history], [row["loss"] for row in log.history], log.best.loss,
             torch.finfo(built.data.x.dtype).eps)
+    if log.best is not None:
+        _below_the_optimum(summary, log.best.loss, torch.finfo(built.data.x.dtype).eps)
     if built.data.scaling is not None:
         summary["units"] = _units(built.data, summary)
     if checks:
@@ -248,6 +250,20 @@ def _about_the_optimum(built: Built, best: analysis.Optimum) -> dict[str, Any]:
     if warning is not None:
         about["warnings"] = [f"optimum: {warning}"]
     return about
+
+
+def _below_the_optimum(summary: dict[str, Any], best: float, eps: float) -> None:
+    """Warn when the run's loss on all its samples is clearly below the optimum's: the optimum
+    is solved from the data as read, and training sees them rounded to its dtype, which can
+    move the minimum (nearly collinear columns) far more than rounding moves a loss."""
+    reached = summary.get("final_loss_all_samples", summary.get("final_loss"))
+    if not isinstance(reached, float) or not math.isfinite(reached) or reached >= best * (1 - 100 * eps):
+        return
+    summary.setdefault("warnings", []).append(
+        f"the run's loss {reached:.6g} is below the optimum's {best:.6g}: the optimum is solved from the data as "
+        f"read, in float64, and training sees them rounded to {summary.get('dtype')}, whose own minimum differs; "
+        "the data are too close to collinear for that dtype (set dtype: float64, or drop a near-duplicate column)"
+    )
 
 
 def _units(data: Any, summary: dict[str, Any]) -> dict[str, list[str]]:

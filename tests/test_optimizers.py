@@ -305,3 +305,36 @@ def test_a_sweep_over_the_optimizer_gives_each_member_its_own_settings():
     crossed = cli("sweep", CONFIGS / "exp2.yaml", "--grid", "optimizer=sgd,adam", "--grid", "momentum=0,0.9")
     assert crossed.exit_code == 2
     assert "the member with optimizer adam and train.momentum=0.9 is not a run" in crossed.stderr
+
+
+def test_a_mini_batch_divergence_names_the_batches_not_the_dtype():
+    result = cli("train", CONFIGS / "longley.yaml", "--batch-size", "1", "--lr", "0.2", "--epochs", "500",
+                 "--out", "small", "--no-plots")
+    assert result.exit_code == 1
+    assert "With one sample a step follows its own batch's curvature" in result.stderr
+    assert "outgrew" not in result.stderr and "float64" not in result.stderr
+    assert "lr (full-batch bound)" in cli("train", CONFIGS / "longley.yaml", "--batch-size", "4", "--lr", "0.01",
+                                          "--epochs", "5", "--out", "four", "--no-plots").stdout
+
+
+def test_a_run_below_the_optimum_says_the_rounded_data_have_another_minimum(tmp_path):
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    a = rng.uniform(1, 2, 40)
+    twin = a + 1e-9 * rng.standard_normal(40)  # equal to a once rounded to float32
+    c = rng.uniform(0, 1, 40)
+    y = 1.5 * a + 0.3 * c + 0.05 * rng.standard_normal(40)
+    rows = "\n".join(",".join(repr(float(v)) for v in row) for row in zip(a, twin, c, y))
+    (tmp_path / "near.csv").write_text("a,twin,c,y\n" + rows + "\n")
+    (tmp_path / "near.yaml").write_text("kind: linear-gd\ndevice: cpu\ndata:\n  source: csv\n  path: near.csv\n"
+                                        "  target: y\n  standardize: none\n  val_fraction: 0\n"
+                                        "train:\n  lr: 0.1\n  epochs: 3000\n  log_every: 500\n  grad: manual\n")
+    result = cli("train", tmp_path / "near.yaml", "--out", "near", "--no-plots")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(Path("near/summary.json").read_text())
+    assert summary["final_loss"] < summary["optimum"]["loss"]
+    assert any("is below the optimum's" in w for w in summary["warnings"])
+    as_read = cli("train", tmp_path / "near.yaml", "--set", "dtype=float64", "--out", "wide", "--no-plots")
+    assert not any("below the optimum" in w for w in json.loads(Path("wide/summary.json").read_text()).get("warnings", []))
+    assert as_read.exit_code == 0

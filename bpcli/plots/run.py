@@ -60,7 +60,11 @@ def _gap_matters(record: RunRecord, best: float) -> bool:
     # On noise-free data L* is rounding, some 1e-15 of the data's scale ⟨y²⟩ (the loss of
     # ŷ = 0): L − L* is L itself, and a second panel would repeat the first. On noisy or
     # real data L* is where the loss levels off, and L − L* shows the convergence the
-    # loss axis hides. 1e-10 of ⟨y²⟩ lies far from both.
+    # loss axis hides. 1e-10 of ⟨y²⟩ lies far from both. A per-sample or mini-batch run
+    # logs its batches' losses, which are no gap to the whole data's optimum.
+    summary = record.summary
+    if "final_loss_all_samples" in summary or (summary.get("batch_size") or 0) < (summary.get("samples") or {}).get("train", 0):
+        return False
     _, losses = positive(record.metrics.get("step", []), record.metrics.get("loss", []))
     ys = drawable(record.data_y)[0]
     scale = sum(y * y for y in ys) / len(ys) if ys else 0.0
