@@ -11,8 +11,11 @@ _PLAIN = str.maketrans({
     "·": "*", "−": "-", "×": "*", "÷": "/", "→": "->", "←": "<-", "⟵": "<-", "…": "...", "—": "-", "–": "-",
     "≈": "~", "±": "+/-", "√": "sqrt", "²": "^2", "¹": "^1", "⁻": "^-", "ᵀ": "^T", "ᵢ": "_i", "ŷ": "y_hat",
     "θ": "theta", "λ": "lambda", "σ": "sigma", "μ": "mu", "µ": "mu", "Σ": "sum", "Π": "prod", "∂": "d",
-    "∇": "grad", "⟨": "<", "⟩": ">", "κ": "kappa",
+    "∇": "grad", "⟨": "<", "⟩": ">", "κ": "kappa", "ȳ": "y_bar", "ρ": "rho", "ε": "eps", "β": "beta",
+    "₁": "_1", "₂": "_2", "ᵗ": "^t", "ᵏ": "^k", "∞": "inf", "⁰": "^0", "³": "^3",
 })
+# A partial derivative must not read as a total one (dJ/du): ∂ is spelled "del ".
+_PLAIN[ord("∂")] = "del "
 
 
 def plain(text: str, encoding: str | None) -> str:
