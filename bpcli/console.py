@@ -295,11 +295,12 @@ def _fit_rows(row: Callable[..., None], summary: dict[str, Any]) -> None:
         loss_row("final loss", summary.get("final_loss"), optimum)
     if "distance_to_optimum" in summary:
         row("distance to optimum", _fmt(summary["distance_to_optimum"], 3))
-    if summary.get("optimizer") not in (None, "sgd") or summary.get("batch_size") not in (None, 1) \
-            and (summary.get("samples") or {}).get("train") != summary.get("batch_size"):
-        batch = summary.get("batch_size")
+    batch, samples = summary.get("batch_size"), (summary.get("samples") or {}).get("train")
+    mini = batch not in (None, 1) and batch != samples
+    if summary.get("optimizer") not in (None, "sgd") or mini:
         shuffled = ", shuffled" if summary.get("shuffle") else ""
-        row("optimizer", f"{summary.get('optimizer')}, batches of {batch}{shuffled}")
+        size = f"batches of {batch}{shuffled}" if mini else ("one sample a step" if batch == 1 else "full batch")
+        row("optimizer", f"{summary.get('optimizer')}, {size}")
     if "stable_lr" in summary:
         bound = summary["stable_lr"]
         size, samples = summary.get("batch_size"), (summary.get("samples") or {}).get("train")

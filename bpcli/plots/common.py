@@ -59,7 +59,8 @@ def title(record: RunRecord, what: str) -> str:
     """A figure's title: what it shows, the kind, and the settings that shape the descent."""
     s, train = record.summary, record.config.get("train") or {}
     rule = [train["optimizer"]] if train.get("optimizer", "sgd") != "sgd" else []  # plain SGD goes unsaid
-    rule += [f"momentum={setting(train['momentum'])}"] if train.get("momentum") else []
+    rule += [f"momentum={setting(train['momentum'])}" + (" (Nesterov)" if train.get("nesterov") else "")] \
+        if train.get("momentum") else []
     rule += [f"batch_size={train['batch_size']}"] if train.get("batch_size") else []
     settings = ", ".join([*rule, f"lr={setting(s.get('lr'))}", f"seed={s.get('seed')}", str(s.get("status"))])
     return f"{what} — {s.get('kind')} ({settings})"
