@@ -265,10 +265,16 @@ def hessian_eigenvalues(data: Dataset, fit: LeastSquares) -> torch.Tensor | None
     """The eigenvalues of the full-batch loss's Hessian (2/N)·AᵀA, ascending, in float64
     (None when the data's squares are beyond float64)."""
     a = _design(data, fit.bias)
-    hessian = (2 / len(a)) * a.T @ a
-    if not bool(torch.isfinite(hessian).all()):
+    # From the singular values of A (λ = (2/N)·σ²) rather than from AᵀA, whose forming
+    # squares κ and loses the smallest eigenvalues of an ill-conditioned design to rounding.
+    if not bool(torch.isfinite(a).all()):
         return None
-    return torch.linalg.eigvalsh(hessian)
+    sigma = torch.linalg.svdvals(a)
+    eigenvalues = (2 / len(a)) * sigma.flip(0) ** 2
+    if not bool(torch.isfinite(eigenvalues).all()):
+        return None
+    missing = a.shape[1] - len(eigenvalues)  # fewer samples than parameters: the rest are 0
+    return torch.cat([torch.zeros(missing, dtype=eigenvalues.dtype), eigenvalues]) if missing > 0 else eigenvalues
 
 
 def _optimizer(train: TrainConfig | None) -> tuple[str, float, bool]:
@@ -359,7 +365,8 @@ def conditioning(data: Dataset, fit: LeastSquares, train: TrainConfig) -> Condit
     # A singular Hessian (collinear features, fewer samples than parameters) has λ_min = 0 up to
     # rounding: κ is infinite, and the parameters along its null space never move, while the loss
     # converges at the rate of the smallest eigenvalue that is not 0.
-    floor = top * len(eigenvalues) * torch.finfo(torch.float64).eps * 100
+    # λ comes from σ², and σ is resolved to about ε·σ_max: below that, λ is 0 to rounding.
+    floor = top * (len(eigenvalues) * torch.finfo(torch.float64).eps * 100) ** 2
     singular = bottom <= floor
     kappa = math.inf if singular else top / bottom
     seen = eigenvalues[eigenvalues > floor] + train.weight_decay
@@ -390,7 +397,9 @@ def conditioning(data: Dataset, fit: LeastSquares, train: TrainConfig) -> Condit
     if singular:
         note += ("; the Hessian is singular, or is to float64's precision (κ infinite): the rate is that of its "
                  "smallest eigenvalue that is not 0")
-    return Conditioning(kappa, bottom, top, rate, momentum_optimal_rate(kappa), note,
+    # what momentum could reach on the directions that move (all of them unless H is singular)
+    best_momentum = momentum_optimal_rate(float(seen.max() / seen.min())) if len(seen) else 1.0
+    return Conditioning(kappa, bottom, top, rate, best_momentum, note,
                         measurable=full and not train.weight_decay)
 
 

@@ -323,3 +323,27 @@ def test_on_longley_plain_gradient_descent_stalls_where_momentum_and_adam_do_not
     heavy = runs["momentum"]["convergence"]
     assert 1 - heavy["rate_observed"] == pytest.approx(1 - heavy["rate_predicted"], rel=0.01)
     assert runs["adam"]["convergence"]["rate_predicted"] is None
+
+
+def test_a_full_rank_design_far_beyond_float32_keeps_its_finite_condition_number():
+    # Longley in its raw units: κ ≈ 2.4e19, resolved by A's singular values (forming AᵀA
+    # would square it past float64's precision and call the design singular).
+    cfg = config("longley.yaml", data__standardize="none", dtype="float64")
+    built = build(cfg)
+    a = np.column_stack([built.data.x.numpy(), np.ones(len(built.data.y))])
+    expected = np.linalg.svd(a, compute_uv=False) ** 2 * 2 / len(a)
+    conditioning = analysis.conditioning(built.data, built.trainer.least_squares, cfg.train)
+    assert conditioning.condition_number == pytest.approx(expected.max() / expected.min(), rel=1e-6)
+    assert conditioning.condition_number > 1e19
+
+
+def test_momentums_best_rate_on_a_singular_design_is_that_of_the_directions_that_move():
+    x = torch.linspace(0, 1, 30, dtype=torch.float64)[:, None].repeat(1, 2)  # two equal columns
+    data = Dataset(x, 3 * x[:, 0] + 1, None)
+    fit = LeastSquares(bias=True, per_sample=False)
+    conditioning = analysis.conditioning(data, fit, TrainConfig(lr=0.1, epochs=1, log_every=1, grad="manual"))
+    assert math.isinf(conditioning.condition_number)
+    moving = np.linalg.eigvalsh(2 / 30 * np.column_stack([x.numpy(), np.ones(30)]).T @ np.column_stack([x.numpy(), np.ones(30)]))[1:]
+    kappa = moving.max() / moving.min()
+    assert conditioning.rate_momentum_optimal == pytest.approx((math.sqrt(kappa) - 1) / (math.sqrt(kappa) + 1), rel=1e-6)
+    assert conditioning.rate_momentum_optimal < 1
