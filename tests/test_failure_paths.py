@@ -478,3 +478,17 @@ def test_rerun_replaces_its_out_only_with_force():
     assert refused.exit_code == 2 and "add --force" in refused.stderr
     assert cli("rerun", "first", "--out", "again", "-q", "--force").exit_code == 0
     assert cli("rerun", "first", "--verify", "--force").exit_code == 2
+
+
+@pytest.mark.parametrize("args,message", [
+    (["train", str(EXP2), "--bogus"], "No such option: --bogus"),
+    (["train", str(EXP2), "--lr", "abc"], "Invalid value for '--lr'"),
+    (["sweep", str(EXP2)], "Missing option '--grid'"),
+    (["plot", "outputs/run1", "--format", "jpg"], "Invalid value for '--format'"),
+    (["nothing"], "No such command 'nothing'"),
+])
+def test_a_usage_error_is_one_line_too(args, message):
+    proc = subprocess.run([sys.executable, "-m", "bpcli", *args], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: ") and message in proc.stderr
+    assert "Traceback" not in proc.stderr and "╭" not in proc.stderr

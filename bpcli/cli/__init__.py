@@ -169,10 +169,30 @@ class _Stdout:
         return getattr(self._stream, name)
 
 
+def _is_a(exc: BaseException, name: str) -> bool:
+    """Whether exc is one of click's exceptions called `name` (click itself, or the copy that
+    newer Typer carries inside it, whose module path is private)."""
+    return any(cls.__name__ == name and "click" in cls.__module__ for cls in type(exc).__mro__)
+
+
 def main() -> None:
     """Entry point of the `bpcli` console script (and of `python -m bpcli`)."""
     sys.stdout = _Stdout(sys.stdout)  # type: ignore[assignment]
     try:
-        app(prog_name="bpcli")
+        # Not standalone: a usage error (an unknown flag, a bad value) comes back here, to be
+        # told in one line like every other error, instead of click's usage box.
+        code = app(prog_name="bpcli", standalone_mode=False)
+    except typer.Abort:
+        sys.stderr.write("interrupted\n")
+        code = EXIT_INTERRUPTED
+    except Exception as exc:
+        if not _is_a(exc, "ClickException"):
+            raise
+        where = getattr(getattr(exc, "ctx", None), "command_path", None)
+        help_hint = f" (see {where} --help)" if where and _is_a(exc, "UsageError") else ""
+        _error(f"{exc.format_message()}{help_hint}")  # type: ignore[attr-defined]
+        code = exc.exit_code  # type: ignore[attr-defined]
     except BrokenPipeError:  # written past the wrapper (a stream that bypasses sys.stdout)
         sys.stdout._silence()  # type: ignore[attr-defined]
+        code = 0
+    sys.exit(code if isinstance(code, int) else 0)
