@@ -413,6 +413,8 @@ def tensorboard_writer_class() -> Any:
 def _recorded_config(run_dir: Path, overrides: list[Override] | None = None) -> Experiment:
     """The config a run directory was trained with; a RunDirError if it is not a run directory."""
     config_path = run_dir / "config.yaml"
+    if not run_dir.exists():
+        raise RunDirError(f"{run_dir}: no such run directory; give one written by `bpcli train`")
     if not run_dir.is_dir() or not config_path.is_file():
         raise RunDirError(f"{run_dir}: not a run directory (no config.yaml); give one written by `bpcli train`")
     return validate_config(read_yaml(config_path), overrides or [], source=str(config_path))

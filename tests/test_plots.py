@@ -67,3 +67,9 @@ def test_params_plot_draws_every_parameter_of_a_many_feature_run():
     # ten weights, each named by its column of the CSV file, and the bias; no val_loss
     features = ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
     assert drawn == sorted([f"w[{name}]" for name in features] + ["b"])
+
+
+def test_compare_needs_two_runs():
+    assert cli("train", CONFIGS / "exp2.yaml", "--epochs", "5", "--out", "one", "-q", "--no-plots").exit_code == 0
+    result = cli("compare", "one")
+    assert result.exit_code == 2 and "compare draws two or more runs" in result.stderr and "bpcli plot one" in result.stderr

@@ -170,4 +170,7 @@ def test_resume_refuses_other_flags_and_needs_more_epochs():
     result = cli("train", "--resume", run)
     assert result.exit_code == 2 and "already trained 20 steps" in result.stderr
     result = cli("train", "--resume", "nowhere")
-    assert result.exit_code == 2 and "not a run directory" in result.stderr
+    assert result.exit_code == 2 and "nowhere: no such run directory" in result.stderr
+    Path("empty").mkdir()
+    result = cli("train", "--resume", "empty")
+    assert result.exit_code == 2 and "not a run directory (no config.yaml)" in result.stderr

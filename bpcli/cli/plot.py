@@ -44,6 +44,9 @@ def compare(
     from bpcli.errors import BpcliError
     from bpcli.plots import FORMATS, compare as draw
 
+    if len(run_dirs) < 2:
+        raise BpcliError(f"compare draws two or more runs together; for {run_dirs[0]} alone, its own figures are "
+                         f"`bpcli plot {run_dirs[0]}`")
     if out is None:
         out = _next_compare()
     # A figure is never replaced silently. (A name with the wrong suffix is left to draw,
