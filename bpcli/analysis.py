@@ -55,8 +55,9 @@ class Optimum:
         kappa = "infinite" if not math.isfinite(self.condition) else f"{self.condition:.2g}"
         return (f"the design has effective rank {self.rank} of {self.columns} columns (condition number "
                 f"κ = {kappa}, beyond what float64 resolves), so the least-squares \"optimum\" is one of "
-                "many and the distance to it means little; standardise (data.standardize: features) or "
-                "drop a column that the others determine")
+                "many and the distance to it means little; drop a column that the others determine (a "
+                "duplicate, a constant beside the intercept, a sum of other columns); standardising would not "
+                "help, since the solve already centres and scales every column")
 
 
 def _design(data: Dataset, bias: bool) -> torch.Tensor:

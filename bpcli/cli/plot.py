@@ -33,7 +33,8 @@ def plot(
 
 
 def compare(
-    run_dirs: Annotated[list[Path], typer.Argument(help="The run directories to draw together (two or more to compare).", show_default=False)],
+    run_dirs: Annotated[list[Path], typer.Argument(metavar="RUN_DIR...", help="The run directories to draw together "
+                                                   "(two or more).", show_default=False)],
     out: Annotated[Optional[Path], typer.Option(
         "--out", help="The figure to write (.png, .svg or .pdf); default: outputs/compare<N>.png, the next "
         "free N.", show_default=False)] = None,
