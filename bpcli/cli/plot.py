@@ -33,7 +33,7 @@ def plot(
 
 
 def compare(
-    run_dirs: Annotated[list[Path], typer.Argument(metavar="RUN_DIR...", help="The run directories to draw together "
+    run_dirs: Annotated[list[Path], typer.Argument(metavar="RUN_DIR", help="The run directories to draw together "
                                                    "(two or more).", show_default=False)],
     out: Annotated[Optional[Path], typer.Option(
         "--out", help="The figure to write (.png, .svg or .pdf); default: outputs/compare<N>.png, the next "
