@@ -73,3 +73,17 @@ def test_compare_needs_two_runs():
     assert cli("train", CONFIGS / "exp2.yaml", "--epochs", "5", "--out", "one", "-q", "--no-plots").exit_code == 0
     result = cli("compare", "one")
     assert result.exit_code == 2 and "compare draws two or more runs" in result.stderr and "bpcli plot one" in result.stderr
+
+
+def test_plot_leaves_a_run_that_is_still_being_written_alone():
+    from bpcli.rundir.files import claim, release
+
+    assert cli("train", CONFIGS / "exp2.yaml", "--epochs", "5", "--out", "live", "-q", "--no-plots").exit_code == 0
+    claim(Path("live"))  # as the training process holds it
+    try:
+        result = cli("plot", "live")
+        assert result.exit_code == 2 and "still writing this run" in result.stderr
+        assert not Path("live/loss.png").exists()
+    finally:
+        release(Path("live"))
+    assert cli("plot", "live").exit_code == 0 and Path("live/loss.png").exists()

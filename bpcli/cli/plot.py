@@ -24,10 +24,25 @@ def plot(
 ) -> None:
     """Redraw a run's plots (loss, fit, params, landscape) from its directory alone, or a
     sweep's (losses, final loss against lr) from a sweep directory."""
+    from bpcli.errors import RunDirError
     from bpcli.plots import draw_plots, draw_sweep
+    from bpcli.rundir.files import MARKER, claim, release
     from bpcli.rundir.sweep import is_sweep_dir
 
-    paths = draw_sweep(run_dir, fmt.value) if is_sweep_dir(run_dir) else draw_plots(run_dir, fmt.value)
+    # A run still being trained draws its own plots at its end; drawing into it meanwhile
+    # would write beside a process that may replace or clear them.
+    held = (run_dir / MARKER).is_file()
+    if held:
+        try:
+            claim(run_dir)
+        except RunDirError:
+            raise RunDirError(f"{run_dir}: a bpcli process is still writing this run; it draws its plots when it "
+                              "ends (then, or after Ctrl-C, bpcli plot redraws them)") from None
+    try:
+        paths = draw_sweep(run_dir, fmt.value) if is_sweep_dir(run_dir) else draw_plots(run_dir, fmt.value)
+    finally:
+        if held:
+            release(run_dir)
     for path in paths:
         typer.echo(str(path))
 
