@@ -214,7 +214,7 @@ def print_result(console: Console, summary: dict[str, Any], run_dir: Path | None
     _param_rows(row, summary)
     _fit_rows(row, summary)
     _convergence_rows(row, summary)
-    row("steps", f"{summary['steps']} ({summary['epochs']} epochs)")
+    row("steps", _steps(summary))
     row("time", f"{summary.get('train_seconds', 0.0):.2f} s")
     row("device", str(summary["device"]))
     if run_dir is not None:
@@ -230,6 +230,17 @@ def print_result(console: Console, summary: dict[str, Any], run_dir: Path | None
     console.print(table)
     for warning in summary.get("warnings") or []:
         console.print(f"warning: {warning}", soft_wrap=True)
+
+
+def _steps(summary: dict[str, Any]) -> str:
+    """`3000 (3000 epochs)`; a run that stopped early says how far it got, `109184 (in epoch
+    36395 of 100000)`."""
+    steps, epochs = summary["steps"], summary["epochs"]
+    batch, samples = summary.get("batch_size"), (summary.get("samples") or {}).get("train")
+    if summary.get("status") == "completed" or not batch or not samples:
+        return f"{steps} ({epochs} epochs)"
+    per_epoch = -(-samples // batch)
+    return f"{steps} (in epoch {max(1, -(-steps // per_epoch))} of {epochs})"
 
 
 def _caption(summary: dict[str, Any]) -> str | None:
