@@ -433,7 +433,7 @@ def explain_config(config: Any, step: int | None = None, sample: int | None = No
     from bpcli.lifecycle import build
 
     trainer = build(config).trainer
-    per_sample = trainer.batch(0)["y"].numel() == 1  # one sample per step
+    per_sample = trainer.batches.size == 1  # one sample per step
     mini_batches = not per_sample and trainer.steps_per_epoch > 1
     if per_sample and sample is not None:
         if sample >= trainer.steps_per_epoch:

@@ -180,8 +180,13 @@ class Batches:
         self.shuffle = shuffle
         self.seeds = seeds
         self.epoch = 0
-        """The epoch whose order `order` holds (0: none yet)."""
+        """The epoch whose order `order` holds."""
         self.order = torch.empty((len(seeds), self.samples), dtype=torch.long, device=x.device) if shuffle else None
+        self.start_epoch(1)  # so that a batch asked for before training starts is the first epoch's
+
+    def like(self, x: torch.Tensor, y: torch.Tensor, seeds: list[int]) -> Batches:
+        """The same batching of other data: the stacked members' of a sweep, with their seeds."""
+        return Batches(x, y, self.size, self.shuffle, seeds)
 
     def start_epoch(self, epoch: int) -> None:
         """Draw the order of `epoch` (from 1), if it is not already the current one."""
@@ -197,8 +202,6 @@ class Batches:
         low, high = index * self.size, min(self.samples, (index + 1) * self.size)
         if not self.shuffle:
             return {"x": self.x[:, low:high], "y": self.y[:, low:high]}
-        if self.epoch == 0:  # asked for a batch before any epoch began: the first epoch's
-            self.start_epoch(1)
         chosen = self.order[:, low:high]  # (K, B): the samples of this batch, per member
         return {"x": _take(self.x, chosen), "y": _take(self.y, chosen)}
 
@@ -249,6 +252,15 @@ class Sampled:
     x: torch.Tensor
     y: torch.Tensor
 
+    def _sample(self, cfg: Any, x: torch.Tensor, y: torch.Tensor, kind_size: int) -> None:
+        """Batches of x and y, (K, N, …), as the run's `train` section says (`kind_size` when
+        batch_size is null); keeps the settings a sweep's stack needs."""
+        size, shuffle = batch_settings(cfg.train, x.shape[1], kind_size)
+        self.train = cfg.train
+        self.seed = cfg.seed
+        self.batches = Batches(x, y, size, shuffle, [cfg.seed])
+        self.steps_per_epoch = self.batches.steps_per_epoch
+
     @property
     def shuffle(self) -> bool:
         return self.batches.shuffle
@@ -277,12 +289,7 @@ class HandWrittenSGD(Sampled):
     def _train_with(self, cfg: Any, per_sample: bool = False) -> None:
         """Batches and optimizer from the run's config: one sample per step when the kind
         is `per_sample` and batch_size is null, else the full batch."""
-        samples = self.x.shape[1]
-        size, shuffle = batch_settings(cfg.train, samples, 1 if per_sample else samples)
-        self.train = cfg.train
-        self.seed = cfg.seed
-        self.batches = Batches(self.x, self.y, size, shuffle, [cfg.seed])
-        self.steps_per_epoch = self.batches.steps_per_epoch
+        self._sample(cfg, self.x, self.y, 1 if per_sample else self.x.shape[1])
         self.optimizer = Optimizer(self._params, [cfg.train])
 
     def batch(self, index: int) -> Tensors:
@@ -314,8 +321,7 @@ class HandWrittenSGD(Sampled):
         batched._grads = {name: torch.zeros_like(p) for name, p in batched._params.items()}
         batched.x = torch.cat([m.x for m in members]).to(device)
         batched.y = torch.cat([m.y for m in members]).to(device)
-        first = members[0].batches
-        batched.batches = Batches(batched.x, batched.y, first.size, first.shuffle, [m.seed for m in members])
+        batched.batches = members[0].batches.like(batched.x, batched.y, [m.seed for m in members])
         batched.optimizer = Optimizer(batched._params, [m.train for m in members])
         return batched
 

@@ -60,13 +60,10 @@ class LinearGD(HandWrittenSGD):
             self._params["b"] = b.to(device).requires_grad_(autograd)  # (K,)
         self._grads = {name: torch.zeros_like(p) for name, p in self._params.items()}
         self._train_with(cfg)
+        self._fast = self._manual and self.batches.full
+        """Hand-derived gradients of the full batch: the precomputed S·θ − c below."""
         if self._fast:
             self._use_fast_path(torch.cat([w, b.reshape(1, -1)], dim=1).to(device), [cfg.train])
-
-    @property
-    def _fast(self) -> bool:
-        """Hand-derived gradients of the full batch: the precomputed S·θ − c below."""
-        return self._manual and self.batches.full
 
     def _use_fast_path(self, theta: torch.Tensor, settings: list[Any]) -> None:
         # With θ = (w, b) and A = [x, 1], the loss is mean((A·θ − y)²) and its gradient

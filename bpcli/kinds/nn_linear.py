@@ -14,8 +14,8 @@ from pydantic import model_validator
 from bpcli.config.schema import Experiment
 from bpcli.data.dataset import Dataset
 from bpcli.errors import BpcliError
-from bpcli.kinds.base import (Batches, HandWrittenSGD, Kind, LeastSquares, LinearModel, Sampled, Tensors,
-                              batch_settings, refuse_standardising_without_intercept)
+from bpcli.kinds.base import (HandWrittenSGD, Kind, LeastSquares, LinearModel, Sampled, Tensors,
+                              refuse_standardising_without_intercept)
 from bpcli.optimizers import Optimizer
 
 
@@ -64,11 +64,7 @@ class NNLinear(Sampled):
         self.least_squares = LeastSquares(bias=cfg.model.bias, per_sample=False)
         self.x = data.x.to(device)  # (N, F)
         self.y = data.y.to(device)[:, None]  # (N, 1), the shape nn.Linear produces
-        self.train = cfg.train
-        self.seed = cfg.seed
-        size, shuffle = batch_settings(cfg.train, len(self.x), len(self.x))
-        self.batches = Batches(self.x[None], self.y[None], size, shuffle, [cfg.seed])
-        self.steps_per_epoch = self.batches.steps_per_epoch
+        self._sample(cfg, self.x[None], self.y[None], len(self.x))  # full batch unless batch_size says otherwise
         self._manual_flag = cfg.train.grad == "manual"
         self.step = self._manual_step if self._manual_flag else self._autograd_step
         self._group: Any = None
@@ -214,8 +210,7 @@ class StackedNNLinear(HandWrittenSGD):
         self._grads = {name: torch.zeros_like(p) for name, p in self._params.items()}
         self.x = torch.stack([m.x for m in members]).to(device)  # (K, N, F)
         self.y = torch.stack([m.y for m in members]).to(device)  # (K, N, 1)
-        first = members[0].batches
-        self.batches = Batches(self.x, self.y, first.size, first.shuffle, [m.seed for m in members])
+        self.batches = members[0].batches.like(self.x, self.y, [m.seed for m in members])
         self.steps_per_epoch = self.batches.steps_per_epoch
         self.optimizer = Optimizer(self._params, [m.train for m in members])
 
