@@ -24,6 +24,8 @@ from typing import Any, Sequence
 
 import torch
 
+from bpcli.config.schema import TrainConfig
+
 Tensors = dict[str, torch.Tensor]
 
 class Optimizer:
@@ -174,7 +176,7 @@ def describe(train: Any) -> str:
     extras = []
     if train.optimizer == "sgd" and train.momentum:
         extras.append(f"momentum {train.momentum:g}" + (", nesterov" if train.nesterov else ""))
-    if train.optimizer == "adam" and list(train.betas) != [0.9, 0.999]:
+    if train.optimizer == "adam" and list(train.betas) != TrainConfig.default("betas"):
         extras.append(f"betas {train.betas[0]:g}, {train.betas[1]:g}")
     if train.weight_decay:
         extras.append(f"weight decay {train.weight_decay:g}")

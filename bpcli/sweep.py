@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from bpcli import distributed
 from bpcli.config import Experiment, Override, dump_config, load_yaml, with_overrides
-from bpcli.config.schema import TrainConfig
+from bpcli.config.schema import OPTIMIZER_SETTINGS, TrainConfig
 from bpcli.devices import resolve_device
 from bpcli.engines import wrap
 from bpcli.errors import BpcliError
@@ -123,19 +123,14 @@ def expand(config: Experiment, grid: dict[str, list[Any]]) -> list[tuple[dict[st
     return members
 
 
-OPTIMIZER_SETTINGS = {"sgd": ("momentum", "nesterov"), "adam": ("betas", "eps")}
-"""The settings that belong to one optimizer only."""
-
-
 def _own_optimizer_settings(raw: dict[str, Any], settings: dict[str, Any]) -> None:
     """In a grid over the optimizer, each member keeps only its own optimizer's settings:
     `--grid optimizer=sgd,adam --momentum 0.9` compares SGD with momentum against Adam."""
     if "train.optimizer" not in settings:
         return
-    defaults = TrainConfig.model_fields
     other = "adam" if settings["train.optimizer"] == "sgd" else "sgd"
     for name in OPTIMIZER_SETTINGS[other]:
-        default = defaults[name].get_default(call_default_factory=True)
+        default = TrainConfig.default(name)
         given = settings.get(f"train.{name}", default)
         if given != default:
             raise BpcliError(

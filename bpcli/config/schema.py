@@ -27,6 +27,10 @@ DTYPE_MAX = {"float32": 3.4028234663852886e38, "float64": sys.float_info.max}
 validating a config does not import torch."""
 
 
+OPTIMIZER_SETTINGS = {"sgd": ("momentum", "nesterov"), "adam": ("betas", "eps")}
+"""The `train` settings that belong to one optimizer only."""
+
+
 class TrainConfig(Section):
     """How the parameters are updated; missing keys take the kind's defaults."""
 
@@ -77,14 +81,17 @@ class TrainConfig(Section):
     interrupted). A run with a checkpoint can be resumed with `bpcli train --resume`."""
 
 
+    @classmethod
+    def default(cls, name: str) -> Any:
+        """The default value of the field `name`."""
+        return cls.model_fields[name].get_default(call_default_factory=True)
+
     @model_validator(mode="after")
     def _settings_of_the_optimizer(self) -> TrainConfig:
         # A resolved config lists every setting, so only a value other than the default
         # is a mistake.
-        own = {"sgd": ("momentum", "nesterov"), "adam": ("betas", "eps")}
         other = "adam" if self.optimizer == "sgd" else "sgd"
-        fields = type(self).model_fields
-        misplaced = [name for name in own[other] if getattr(self, name) != fields[name].get_default(call_default_factory=True)]
+        misplaced = [name for name in OPTIMIZER_SETTINGS[other] if getattr(self, name) != self.default(name)]
         if misplaced:
             raise ValueError(
                 f"train.{misplaced[0]} is a setting of optimizer {other}, and this run uses "
