@@ -288,6 +288,7 @@ def _fit_rows(row: Callable[..., None], summary: dict[str, Any]) -> None:
     scaling = summary.get("scaling") or {}
     # Both to the same digits: rounded to 3, the optimum's loss once read 0.479 beside a trained 0.478849.
     y_units = bool(scaling) and scaling.get("y_std") == 1.0 and scaling.get("y_mean") == 0.0
+    batch, samples = summary.get("batch_size"), (summary.get("samples") or {}).get("train")
 
     def loss_row(label: str, value: Any, optimum: str = "") -> None:
         if y_units:  # only x was standardised: the loss is in y's own units
@@ -298,15 +299,13 @@ def _fit_rows(row: Callable[..., None], summary: dict[str, Any]) -> None:
     optimum = _fmt(best.get("loss")) if best else ""
     every = summary.get("final_loss_all_samples")
     if every is not None:  # per-sample or mini-batch: the last step saw one batch; the optimum is the whole data's
-        samples = (summary.get("samples") or {}).get("train")
-        loss_row("final loss (last sample)" if summary.get("batch_size") == 1 else "final loss (last batch)",
+        loss_row("final loss (last sample)" if batch == 1 else "final loss (last batch)",
                  summary.get("final_loss"))
         loss_row(f"loss on all {samples} samples" if samples else "loss on all samples", every, optimum)
     else:
         loss_row("final loss", summary.get("final_loss"), optimum)
     if "distance_to_optimum" in summary:
         row("distance to optimum", _fmt(summary["distance_to_optimum"], 3))
-    batch, samples = summary.get("batch_size"), (summary.get("samples") or {}).get("train")
     mini = batch not in (None, 1) and batch != samples
     if summary.get("optimizer") not in (None, "sgd") or mini:
         shuffled = ", shuffled" if summary.get("shuffle") else ""
@@ -314,10 +313,9 @@ def _fit_rows(row: Callable[..., None], summary: dict[str, Any]) -> None:
         row("optimizer", f"{summary.get('optimizer')}, {size}")
     if "stable_lr" in summary:
         bound = summary["stable_lr"]
-        size, samples = summary.get("batch_size"), (summary.get("samples") or {}).get("train")
-        exact = size == 1 and not summary.get("shuffle") and summary.get("kind") == "scalar-sgd"
+        exact = batch == 1 and not summary.get("shuffle") and summary.get("kind") == "scalar-sgd"
         # with smaller batches each step has its own curvature: the bound is the full batch's only
-        label = "lr (full-batch bound)" if size and samples and size < samples and not exact else "lr (largest stable)"
+        label = "lr (full-batch bound)" if batch and samples and batch < samples and not exact else "lr (largest stable)"
         row(label, f"{summary['lr']:g} ({'none of that form' if bound is None else f'{bound:.4g}'})")
     for p in summary.get("predictions") or []:
         x = p["x"]

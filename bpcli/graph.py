@@ -440,8 +440,7 @@ def explain_config(config: Any, step: int | None = None, sample: int | None = No
             raise BpcliError(f"--sample {sample} is out of range: this data has samples 0 to "
                              f"{trainer.steps_per_epoch - 1}")
         if step is None:  # the step of epoch 1 that trains on it (shuffled: where the order put it)
-            batch_index(trainer, 1)
-            order = trainer.batches.order[0].tolist() if trainer.shuffle else None
+            order = trainer.batches.order[0].tolist() if trainer.shuffle else None  # epoch 1's, drawn when made
             step = (order.index(sample) if order else sample) + 1
     if mini_batches and sample is not None and sample >= trainer.batches.size:
         raise BpcliError(f"--sample {sample} is out of range: with train.batch_size {trainer.batches.size}, "

@@ -10,12 +10,11 @@ from __future__ import annotations
 _PLAIN = str.maketrans({
     "·": "*", "−": "-", "×": "*", "÷": "/", "→": "->", "←": "<-", "⟵": "<-", "…": "...", "—": "-", "–": "-",
     "≈": "~", "±": "+/-", "√": "sqrt", "²": "^2", "¹": "^1", "⁻": "^-", "ᵀ": "^T", "ᵢ": "_i", "ŷ": "y_hat",
-    "θ": "theta", "λ": "lambda", "σ": "sigma", "μ": "mu", "µ": "mu", "Σ": "sum", "Π": "prod", "∂": "d",
+    "θ": "theta", "λ": "lambda", "σ": "sigma", "μ": "mu", "µ": "mu", "Σ": "sum", "Π": "prod",
     "∇": "grad", "⟨": "<", "⟩": ">", "κ": "kappa", "ȳ": "y_bar", "ρ": "rho", "ε": "eps", "β": "beta",
     "₁": "_1", "₂": "_2", "ᵗ": "^t", "ᵏ": "^k", "∞": "inf", "⁰": "^0", "³": "^3",
+    "∂": "del ",  # a partial derivative must not read as a total one (dJ/du)
 })
-# A partial derivative must not read as a total one (dJ/du): ∂ is spelled "del ".
-_PLAIN[ord("∂")] = "del "
 
 
 def plain(text: str, encoding: str | None) -> str:

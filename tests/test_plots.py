@@ -87,3 +87,15 @@ def test_plot_leaves_a_run_that_is_still_being_written_alone():
     finally:
         release(Path("live"))
     assert cli("plot", "live").exit_code == 0 and Path("live/loss.png").exists()
+
+
+def test_a_large_sweep_with_no_divergence_claims_none():
+    # Beyond 200 members the losses are a median and a band; the band is no diverged member.
+    from bpcli.plots.sweep import sweep_figures
+
+    result = cli("sweep", CONFIGS / "exp2.yaml", "--grid", "seed=0:250", "--epochs", "20", "--device", "cpu",
+                 "--out", "big", "-q")
+    assert result.exit_code == 0, result.output
+    losses = dict(sweep_figures("big"))["losses"]
+    labels = [t.get_text() for t in losses.axes[0].get_legend().get_texts()] if losses.axes[0].get_legend() else []
+    assert not any("diverged" in label for label in labels), labels

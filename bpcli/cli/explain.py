@@ -117,8 +117,7 @@ def _draw(graph: object, out: Path | None) -> Path:
     claimed = out is None
     path = _claim() if out is None else out
     partial = path.with_name(f".{path.stem}.partial{path.suffix}")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    try:  # the folder exists: _check_out or _claim made it
         draw_graph(graph, partial)
         os.replace(partial, path)
     except OSError as exc:

@@ -35,7 +35,6 @@ HOLD_LAST = 2.0
 SIZE = (10.0, 5.0)  # inches: two panels side by side, the landscape's legend below its panel
 DPI = 80  # 800 × 400 pixels: small files, text still readable
 
-_NOT_PARAMS = {"step", "epoch", "loss", "val_loss", "distance_to_optimum"}
 
 
 @dataclass
@@ -98,14 +97,10 @@ def _check_out(path: Path, force: bool) -> None:
 # --------------------------------------------------------------------------- the states
 
 
-def _param_columns(record: RunRecord) -> list[str]:
-    return [c for c in record.metrics if c not in _NOT_PARAMS and not c.startswith("grad_")]
-
-
 def _shape(record: RunRecord) -> list[str]:
     """The parameter columns of a line ŷ = w·x (+ b): ["w"], ["w", "b"], or one weight per
     feature then "b"; a RunDirError, in one line, for any other model."""
-    columns = _param_columns(record)
+    columns = run_plots.value_columns(record)
     features = len(record.data_x[0]) if record.data_x else 0
     weights = ["w"] if features == 1 else [f"w[{i}]" for i in range(features)]
     if columns in (weights, weights + ["b"]) and features:

@@ -6,8 +6,7 @@ with numpy (which matplotlib brings), so it too needs nothing but the run direct
 
 `figures(record)` gives every figure unsaved. A landscape is drawn onto any Axes by
 `draw_landscape(ax, landscape(record), [descent(record, colour), …])`, which `bpcli
-compare` uses to overlay several runs' paths and an animation can call frame by frame
-(with fixed `limits`).
+compare` uses to overlay several runs' paths and `bpcli animate` draws its frames over.
 """
 
 from __future__ import annotations
@@ -239,7 +238,8 @@ def _fit_plot(record: RunRecord) -> tuple[str, Any]:
     return "fit", fig
 
 
-def _value_columns(record: RunRecord) -> list[str]:
+def value_columns(record: RunRecord) -> list[str]:
+    """The parameter columns of metrics.csv: w, b, w[0], W1 (norm)…, not step, loss or gradients."""
     skip = {"step", "epoch", "loss", "val_loss", "distance_to_optimum"}
     return [c for c in record.metrics if c not in skip and not c.startswith("grad_")]
 
@@ -261,7 +261,7 @@ PARAM_PANELS = 24
 
 
 def _params_plot(record: RunRecord) -> tuple[str, Any]:
-    columns = _value_columns(record)[:PARAM_PANELS]
+    columns = value_columns(record)[:PARAM_PANELS]
     if not columns:
         return "params", None
     cols = 1 if len(columns) <= 6 else 2
@@ -386,17 +386,15 @@ def landscape(record: RunRecord) -> Surface | None:
     return Surface(names, _line_loss(record), optimum)
 
 
-def draw_landscape(ax: Any, surface: Surface, paths: list[Descent],
-                   limits: list[tuple[float, float]] | None = None) -> None:
+def draw_landscape(ax: Any, surface: Surface, paths: list[Descent]) -> None:
     """Draw the loss surface (a curve over w, or filled contours over (w, b)) and each
     path across it: its steps, a hollow circle at its start, a dot at its end (a cross
-    where it diverged), the optimum as a star. `limits`, the range of each parameter
-    (default: the paths and the optimum, with a margin), keeps frames of an animation alike."""
+    where it diverged), the optimum as a star, over the paths and the optimum with a margin."""
     import numpy as np
     from matplotlib import patheffects
     from matplotlib.lines import Line2D
 
-    limits = limits or landscape_limits(surface, paths)
+    limits = landscape_limits(surface, paths)
     if surface.names == ["w"]:
         _loss_curve(ax, surface, limits[0])
     else:

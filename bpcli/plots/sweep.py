@@ -57,7 +57,6 @@ def _in_order(value: str) -> tuple[int, float, str]:
 def _losses_figure(record: SweepRecord, steps: Any, losses: Any) -> Any:
     import numpy as np
     from matplotlib import colormaps
-    from matplotlib.collections import LineCollection
     from matplotlib.lines import Line2D
 
     info, members = record.info, record.members
@@ -69,6 +68,7 @@ def _losses_figure(record: SweepRecord, steps: Any, losses: Any) -> Any:
     ax = axes[0][0]
     cmap = colormaps["viridis"]
     every = len(members) <= SWEEP_LINES
+    crosses = False  # whether a diverged member was marked
     for i, level in enumerate(levels):
         # viridis up to 0.85: its last, palest yellow hardly shows on white
         colour = cmap(0.85 * i / max(len(levels) - 1, 1)) if colour_key else "tab:blue"
@@ -76,8 +76,8 @@ def _losses_figure(record: SweepRecord, steps: Any, losses: Any) -> Any:
         label = f"{colour_key.split('.')[-1]}={level}" if colour_key else None
         _draw_members(ax, steps, losses[:, chosen], colour, label, every)
         if every:
-            _mark_diverged(ax, steps, losses, [k for k in chosen if members[k].get("status") == "diverged"],
-                           colour)
+            crosses |= _mark_diverged(ax, steps, losses,
+                                      [k for k in chosen if members[k].get("status") == "diverged"], colour)
     ax.autoscale_view()
     log = bool(np.isfinite(losses).any())  # a log scale needs one positive value; all-diverged has none
     if log:
@@ -86,8 +86,6 @@ def _losses_figure(record: SweepRecord, steps: Any, losses: Any) -> Any:
            log=log)
     if log:
         readable_log_axis(ax)
-    crosses = bool(ax.collections) and any(len(c.get_offsets()) and not isinstance(c, LineCollection)
-                                           for c in ax.collections)
     if crosses:
         ax.add_line(Line2D([], [], linestyle="", marker="X", color="black", label="diverged (its last loss)"))
     if colour_key or not every or crosses:
@@ -97,9 +95,9 @@ def _losses_figure(record: SweepRecord, steps: Any, losses: Any) -> Any:
     return fig
 
 
-def _mark_diverged(ax: Any, steps: Any, losses: Any, diverged: list[int], colour: Any) -> None:
-    """A cross at the last drawable loss of each diverged member: a member whose loss
-    became NaN right after its first logged step has no line to show."""
+def _mark_diverged(ax: Any, steps: Any, losses: Any, diverged: list[int], colour: Any) -> bool:
+    """A cross at the last drawable loss of each diverged member (a member whose loss
+    became NaN right after its first logged step has no line to show); whether it drew one."""
     import numpy as np
 
     points = []
@@ -109,6 +107,7 @@ def _mark_diverged(ax: Any, steps: Any, losses: Any, diverged: list[int], colour
             points.append((steps[finite[-1]], losses[finite[-1], k]))
     if points:
         ax.scatter(*zip(*points), marker="X", s=50, color=colour, edgecolor="white", linewidth=0.6, zorder=4)
+    return bool(points)
 
 
 def _draw_members(ax: Any, steps: Any, curves: Any, colour: Any, label: str | None, every: bool) -> None:
