@@ -99,3 +99,15 @@ def test_a_large_sweep_with_no_divergence_claims_none():
     losses = dict(sweep_figures("big"))["losses"]
     labels = [t.get_text() for t in losses.axes[0].get_legend().get_texts()] if losses.axes[0].get_legend() else []
     assert not any("diverged" in label for label in labels), labels
+
+
+def test_a_mini_batch_runs_loss_plot_draws_the_optimum_as_a_line_and_no_gap_panel():
+    from bpcli.plots.run import figures
+    from bpcli.rundir.run import read_run
+
+    args = ["--batch-size", "4", "--lr", "0.02", "--epochs", "40", "--out", "mb", "-q", "--no-plots"]
+    assert cli("train", CONFIGS / "longley.yaml", *args).exit_code == 0
+    loss = dict(figures(read_run("mb")))["loss"]
+    assert len(loss.axes) == 1  # batch losses are no gap to the whole data's optimum
+    texts = [t.get_text() for t in loss.axes[0].get_legend().get_texts()]
+    assert any(t.startswith("optimum's loss L*") and "rounding" not in t for t in texts), texts

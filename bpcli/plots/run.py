@@ -37,10 +37,11 @@ def _loss_plot(record: RunRecord) -> tuple[str, Any]:
     """The loss of each logged step; where the optimum's loss is not negligible next to
     it, a second panel with the gap to the optimum, L − L*, the part that can still go."""
     best = _optimum_loss(record)
-    gap = best is not None and _gap_matters(record, best)
+    rounding = best is not None and _rounding(record, best)
+    gap = best is not None and not rounding and _gap_matters(record, best)
     fig, axes = figure(2 if gap else 1, 1, size=(7, 7 if gap else 4.5), sharex=True)
     ax = axes[0][0]
-    _draw_loss(ax, record, best, gap)
+    _draw_loss(ax, record, best, rounding)
     heading = title(record, "Loss")
     ax.set_title(heading, fontsize=title_size(heading, fig.get_figwidth()))
     if gap:
@@ -55,24 +56,28 @@ def _optimum_loss(record: RunRecord) -> float | None:
     return float(best) if drawable([best])[0] and best >= 0 else None
 
 
+def _rounding(record: RunRecord, best: float) -> bool:
+    """Whether L* is rounding: on noise-free data it is some 1e-15 of the data's scale ⟨y²⟩
+    (the loss of ŷ = 0), below anything a run reaches; on noisy or real data it is where
+    the loss levels off. 1e-10 of ⟨y²⟩ lies far from both."""
+    ys = drawable(record.data_y)[0]
+    scale = sum(y * y for y in ys) / len(ys) if ys else 0.0
+    return best <= 1e-10 * scale
+
+
 def _gap_matters(record: RunRecord, best: float) -> bool:
-    # On noise-free data L* is rounding, some 1e-15 of the data's scale ⟨y²⟩ (the loss of
-    # ŷ = 0): L − L* is L itself, and a second panel would repeat the first. On noisy or
-    # real data L* is where the loss levels off, and L − L* shows the convergence the
-    # loss axis hides. 1e-10 of ⟨y²⟩ lies far from both. A per-sample or mini-batch run
-    # logs its batches' losses, which are no gap to the whole data's optimum.
+    """Whether a panel of L − L* shows what the loss axis hides: not where the logged
+    losses are single batches', which are no gap to the whole data's optimum."""
     summary = record.summary
     if "final_loss_all_samples" in summary or (summary.get("batch_size") or 0) < (summary.get("samples") or {}).get("train", 0):
         return False
     _, losses = positive(record.metrics.get("step", []), record.metrics.get("loss", []))
-    ys = drawable(record.data_y)[0]
-    scale = sum(y * y for y in ys) / len(ys) if ys else 0.0
-    return any(v > best for v in losses) and best > 1e-10 * scale
+    return any(v > best for v in losses)
 
 
-def _draw_loss(ax: Any, record: RunRecord, best: float | None, gap: bool) -> None:
-    """The training (and validation) loss on a log axis, L* (a line where `gap`, the gap
-    panel, says it matters), where the run diverged."""
+def _draw_loss(ax: Any, record: RunRecord, best: float | None, rounding: bool) -> None:
+    """The training (and validation) loss on a log axis, L* (a line unless it is only
+    `rounding`), where the run diverged."""
     steps, losses = record.metrics.get("step", []), record.metrics.get("loss", [])
     xs, ys = positive(steps, losses)
     if xs:
@@ -96,7 +101,7 @@ def _draw_loss(ax: Any, record: RunRecord, best: float | None, gap: bool) -> Non
             # or real data); on noise-free data it is rounding (1e-15, 1e-30), below
             # anything the run reaches, and is only named, so that it does not set the axis.
             label = f"optimum's loss L* = {sci(best, 3)}"
-            if gap:
+            if not rounding:
                 ax.axhline(best, color="green", linestyle=":", label=label)
             else:
                 ax.plot([], [], " ", label=f"{label} (rounding, below the axis)")
