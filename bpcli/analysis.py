@@ -39,6 +39,8 @@ class Optimum:
     """The design's columns: one per feature, and one for the intercept."""
     condition: float = 1.0
     """κ of the design after centring (with an intercept) and scaling its columns."""
+    method: str = "the least-squares solution"
+    """What the optimum is, in words: the least-squares solution, the maximum-likelihood one, …"""
 
     def flat(self) -> list[float]:
         return [v for values in self.params.values() for v in values]
@@ -161,6 +163,10 @@ class StableLR:
 
     lr: float | None
     explanation: str
+    scope: str = "full batch"
+    """What the bound is computed for: `full batch` (a smaller batch has its own curvature,
+    so the bound is the full batch's only), `per sample` (one sample a step, in any order),
+    or `upper bound` (the lr is sufficient for convergence, not the largest that converges)."""
 
 
 def stable_lr(data: Dataset, fit: LeastSquares, train: TrainConfig | None = None) -> StableLR:
@@ -218,7 +224,7 @@ def _per_sample_bound(data: Dataset) -> StableLR:
         return _overflowing(float(x.abs().max()))
     squares = squares[squares > 0]  # an x so small that its square is 0 never changes w
     if squares.numel() == 0:
-        return StableLR(math.inf, "every x is 0, so the updates never change w")
+        return StableLR(math.inf, "every x is 0, so the updates never change w", "per sample")
     biggest, smallest = float(squares.max()), float(squares.min())
 
     def log_c(rates: torch.Tensor) -> torch.Tensor:
@@ -249,7 +255,9 @@ def _per_sample_bound(data: Dataset) -> StableLR:
         f"per-sample SGD on this data converges only for lr < {bound:.6g}: each update "
         f"multiplies the error in w by (1 − 2·lr·xᵢ²), and beyond that lr one epoch's product "
         f"of these factors exceeds 1 in size (every factor stays below 1 for lr < "
-        f"1/max xᵢ² = {1 / biggest:.6g})",
+        f"1/max xᵢ² = {1 / biggest:.6g}); the product does not depend on the order of the samples, so "
+        "this holds for shuffled epochs too",
+        "per sample",
     )
 
 

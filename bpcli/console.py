@@ -228,8 +228,29 @@ def print_result(console: Console, summary: dict[str, Any], run_dir: Path | None
     for label, cells in rows:
         table.add_row(label, *(cells[c] for c in columns))
     console.print(table)
+    _print_confusion(console, summary)
     for warning in summary.get("warnings") or []:
         console.print(f"warning: {warning}", soft_wrap=True)
+
+
+MAX_CONFUSION_CLASSES = 10
+"""A classifier's confusion matrix is printed for at most this many classes (summary.json has it always)."""
+
+
+def _print_confusion(console: Console, summary: dict[str, Any]) -> None:
+    """A classifier's confusion matrices, rows the true class and columns the predicted one."""
+    classes = (summary.get("task") or {}).get("classes") or []
+    if not classes or len(classes) > MAX_CONFUSION_CLASSES:
+        return
+    for split, counts in (summary.get("confusion") or {}).items():
+        table = Table(title=f"confusion ({split}): true class down, predicted across", box=box.SIMPLE_HEAD,
+                      title_justify="left")
+        table.add_column("")
+        for name in classes:
+            table.add_column(str(name), justify="right")
+        for name, line in zip(classes, counts):
+            table.add_row(str(name), *(str(n) for n in line))
+        console.print(table)
 
 
 def _steps(summary: dict[str, Any]) -> str:
@@ -250,7 +271,7 @@ def _caption(summary: dict[str, Any]) -> str | None:
         lines.append("value, optimum: in standardised units, as the model trains; data units: as in the data file")
     solved = summary.get("optimum_solved") or {}
     if solved.get("from"):
-        lines.append(f"optimum: the least-squares solution of {solved['from']}")
+        lines.append(f"optimum: {solved.get('method', 'the least-squares solution')} of {solved['from']}")
     if summary.get("r2_definition") and summary.get("r2"):
         lines.append(f"R² {summary['r2_definition']}")
     return "\n".join(lines) or None
@@ -313,10 +334,7 @@ def _fit_rows(row: Callable[..., None], summary: dict[str, Any]) -> None:
         row("optimizer", f"{summary.get('optimizer')}, {size}")
     if "stable_lr" in summary:
         bound = summary["stable_lr"]
-        exact = batch == 1 and not summary.get("shuffle") and summary.get("kind") == "scalar-sgd"
-        # with smaller batches each step has its own curvature: the bound is the full batch's only
-        label = "lr (full-batch bound)" if batch and samples and batch < samples and not exact else "lr (largest stable)"
-        row(label, f"{summary['lr']:g} ({'none of that form' if bound is None else f'{bound:.4g}'})")
+        row(_bound_label(summary), f"{summary['lr']:g} ({'none of that form' if bound is None else f'{bound:.4g}'})")
     for p in summary.get("predictions") or []:
         x = p["x"]
         at = f"{x:g}" if not isinstance(x, list) else (
@@ -329,11 +347,27 @@ def _fit_rows(row: Callable[..., None], summary: dict[str, Any]) -> None:
     uncentred = ", uncentred" if (summary.get("r2_definition") or "").startswith("uncentred") else ""
     for split, value in r2.items():
         row(f"R² ({split}{uncentred})", _fmt(value, 5), "", _fmt(best_r2.get(split), 5) if split in best_r2 else "")
+    for split, value in (summary.get("accuracy") or {}).items():
+        counts = (summary.get("confusion") or {}).get(split) or []
+        right, total = sum(counts[i][i] for i in range(len(counts))), sum(map(sum, counts))
+        row(f"accuracy ({split})", f"{value:.2%}" + (f" ({right}/{total})" if total else ""))
     for note in summary.get("data_notes") or []:
         row("data", note)
     if "grad_check" in summary:
         check = summary["grad_check"]
         row("grad check (manual vs autograd)", f"{check['worst_manual_vs_autograd']:.1e}")
+
+
+def _bound_label(summary: dict[str, Any]) -> str:
+    """How the stable-lr row is named: the bound is the run's own only when it was computed for
+    the batches the run takes (a full-batch bound says nothing exact of smaller batches)."""
+    scope = summary.get("stable_lr_scope", "full batch")
+    if scope == "upper bound":
+        return "lr (stable below)"
+    batch, samples = summary.get("batch_size"), (summary.get("samples") or {}).get("train")
+    if scope == "per sample":
+        return "lr (largest stable)" if batch == 1 else "lr (per-sample bound)"
+    return "lr (full-batch bound)" if batch and samples and batch < samples else "lr (largest stable)"
 
 
 def _convergence_rows(row: Callable[..., None], summary: dict[str, Any]) -> None:

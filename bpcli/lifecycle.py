@@ -41,7 +41,8 @@ from bpcli.rundir import run as files
 from bpcli.rundir.checkpoint import CHECKPOINT, check_belongs, data_hash, load_checkpoint
 from bpcli.rundir.files import bpcli_version, claim, create_run_dir, release, timestamp
 from bpcli.rundir.sweep import is_sweep_dir
-from bpcli.recording import MAX_DATA_ROWS, Checkpoints, GradChecks, RunLog, final_values, sample_rows, write_outputs
+from bpcli.kinds.tasks import MAX_DATA_ROWS, sample_rows, task_of
+from bpcli.recording import Checkpoints, GradChecks, RunLog, final_values, write_outputs
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -133,7 +134,7 @@ def build(config: Experiment, device: torch.device | None = None, join: bool = F
         group, device = distributed.join(device)
     check_memory(config, device)
     generator = torch.Generator().manual_seed(config.seed)
-    data = make_dataset(config.data, generator, DTYPES[config.dtype])
+    data = make_dataset(config.data, generator, DTYPES[config.dtype], classify=config.classifies)
     trainer_class = KINDS[config.kind].trainer
     if group is None:
         return Built(config, device, generator, data, trainer_class(config, data, device, generator))
@@ -230,6 +231,7 @@ def _new_summary(built: Built, engine: str, config_file: str | None) -> dict[str
         "true_function": data.true_function,
         "features": data.feature_names,
         "target": data.target_name,
+        "task": task_of(built.trainer).record(),
         "samples": {"train": len(data.y), "val": 0 if data.y_val is None else len(data.y_val)},
         "data_notes": data.notes,
         "scaling": data.scaling,

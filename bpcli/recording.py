@@ -18,6 +18,7 @@ import torch
 from bpcli import analysis
 from bpcli.data.dataset import original_linear_params, target_scaled, to_model_units, to_original_units
 from bpcli.kinds.base import flat, whole_data_loss
+from bpcli.kinds.tasks import task_of
 from bpcli.loop import Callback, Loop, Reporter, finite
 from bpcli.rundir import run as files
 from bpcli.rundir.checkpoint import data_hash, save_checkpoint
@@ -28,12 +29,6 @@ if TYPE_CHECKING:
     from bpcli.lifecycle import Built
 
 MAX_SUMMARY_VALUES = 1024  # larger tensors are summarised by shape and norm
-MAX_DATA_ROWS = 100_000  # data.csv and predictions.csv keep at most this many rows
-
-
-def sample_rows(n: int) -> torch.Tensor | None:
-    """Evenly spaced row indices when n is over MAX_DATA_ROWS (no random draw), else None."""
-    return torch.linspace(0, n - 1, MAX_DATA_ROWS).long() if n > MAX_DATA_ROWS else None
 
 
 class RunLog(Callback):
@@ -49,20 +44,23 @@ class RunLog(Callback):
         self.lr = built.config.train.lr
         sizes = {name: t[0].numel() for name, t in flat(trainer.params()).items()}
         self.columns = files.param_columns(sizes)
-        fit = trainer.least_squares
-        self.best = analysis.optimum(built.data, fit) if fit is not None else None
-        self.bound = analysis.stable_lr(built.data, fit, built.config.train) if fit is not None else None
-        if self.best is not None and self.bound is not None:
+        self.task = task_of(trainer)
+        train = built.config.train
+        self.best = self.task.optimum(built.data)
+        self.bound = self.task.stable_lr(built.data, train)
+        if self.bound is not None:
+            summary.update(stable_lr=self.bound.lr, stable_lr_scope=self.bound.scope)
+        if self.best is not None:
             self.columns.append("distance_to_optimum")
-            summary.update(optimum={**self.best.params, "loss": self.best.loss}, stable_lr=self.bound.lr)
+            summary.update(optimum={**self.best.params, "loss": self.best.loss})
             summary.update(_about_the_optimum(built, self.best))
-        self.conditioning = analysis.conditioning(built.data, fit, built.config.train) if fit is not None else None
+        self.conditioning = self.task.conditioning(built.data, train)
         summary["convergence"] = _convergence_record(self.conditioning)
         splits = built.data.splits()
-        self.validation = None
-        if "val" in splits:
-            self.validation = tuple(t.to(built.device) for t in splits["val"])
-            self.columns.append("val_loss")
+        # The rows the task measures at every logged step, moved to the device once.
+        self.splits = {split: tuple(t.to(built.device) for t in rows) for split, rows in splits.items()
+                       if split == "val" or self.task.logs_training_split}
+        self.columns += self.task.columns("val" in splits)
         self.metrics = self.board = None
         if run_dir is not None:
             self.metrics = files.MetricsWriter(run_dir / "metrics.csv", self.columns, append=start > 0)
@@ -87,10 +85,7 @@ class RunLog(Callback):
         extra = []
         if self.best is not None:
             extra.append(analysis.distance([v for t in params.values() for v in t[0].tolist()], self.best))
-        if self.validation is not None:
-            x, y = self.validation
-            with torch.no_grad():
-                extra.append(float((self.trainer.predict(x)[0] - y).pow(2).mean().item()))
+        extra += self.task.logged(self.trainer, self.splits)
         return dict(zip(self.columns, [step, epoch, losses[0].item(), *values, *grads, *extra]))
 
     def close(self) -> None:
@@ -121,6 +116,8 @@ def _to_tensorboard(board: Any, row: dict[str, float], lr: float) -> None:
             tag = f"grads/{name[len('grad_'):]}"
         elif name in ("loss", "val_loss"):
             tag = f"loss/{name}"
+        elif name in ("accuracy", "val_accuracy"):
+            tag = f"accuracy/{name}"
         elif name == "distance_to_optimum":
             tag = name
         else:
@@ -199,7 +196,10 @@ def write_outputs(built: Built, trainer: Any, config: Experiment, run_dir: Path 
     if log.best is not None:
         values = [v for t in flat(trainer.params()).values() for v in t[0].tolist()]
         summary["distance_to_optimum"] = analysis.distance(values, log.best)
-    summary.update(_fit_quality(built, log.best, summary["params"]))
+    summary.update(log.task.quality(built.trainer, built.data, log.best))
+    original = original_linear_params(built.data, summary["params"])
+    if original is not None:
+        summary["params_original_units"] = original
     if log.best is not None and log.conditioning is not None and log.conditioning.measurable:
         summary["convergence"]["rate_observed"] = analysis.observed_rate(
             [row["step"] for row in log.history], [row["loss"] for row in log.history], log.best.loss,
@@ -214,8 +214,8 @@ def write_outputs(built: Built, trainer: Any, config: Experiment, run_dir: Path 
         summary["grad_check"] = worst(checks)
     if run_dir is not None:
         files.write_summary(run_dir, summary)
-        _write_curve(run_dir, built, config)
-        _write_fitted(run_dir, built)
+        shown = [p for p in config.predict if not isinstance(p, list)] if built.data.scaling is None else []
+        log.task.write_files(run_dir, built.trainer, built.data, shown)
 
 
 def _convergence_record(found: analysis.Conditioning | None) -> dict[str, Any]:
@@ -241,6 +241,7 @@ def _about_the_optimum(built: Built, best: analysis.Optimum) -> dict[str, Any]:
     steps += ["standardising"] if data.scaling is not None else []
     before = f" before {' and '.join(steps)}" if steps else ""
     about: dict[str, Any] = {"optimum_solved": {
+        "method": best.method,
         "from": f"the {len(data.y)} training rows{' as read' if data.raw is not None else ''}, in float64{before}",
         "rank": best.rank, "columns": best.columns, "condition": best.condition,
     }}
@@ -286,57 +287,6 @@ def _units(data: Any, summary: dict[str, Any]) -> dict[str, list[str]]:
     present = [name for name in standardised + original if name.split(".")[0] in summary]
     return {"standardised": [n for n in standardised if n in present] + files[0],
             "original": [n for n in original if n in present] + files[1]}
-
-
-def _fit_quality(built: Built, best: analysis.Optimum | None, params: dict[str, Any]) -> dict[str, Any]:
-    """R² of the trained model (and of the closed-form optimum) on training and validation data."""
-    fit = built.trainer.least_squares
-    centred = fit is None or fit.bias  # a model without intercept is measured against ŷ = 0
-    quality: dict[str, Any] = {"r2": {}, "r2_definition": analysis.R2_DEFINITIONS[centred]}
-    with torch.no_grad():
-        for split, (x, y) in built.data.splits().items():
-            predicted = built.trainer.predict(x)[0].cpu()
-            if torch.isfinite(predicted).all():
-                quality["r2"][split] = analysis.r2(y, predicted, centred)
-            if best is not None:
-                quality.setdefault("optimum_r2", {})[split] = analysis.r2(y, analysis.predict(best, x), centred)
-    original = original_linear_params(built.data, params)
-    if original is not None:
-        quality["params_original_units"] = original
-    return quality
-
-
-def _write_fitted(run_dir: Path, built: Built) -> None:
-    """predictions.csv: every sample's target and prediction, for the predicted-vs-actual plot."""
-    if built.data.x.shape[1] == 1:
-        return  # one feature: the fit plot shows the curve itself
-    rows = []
-    scaled = target_scaled(built.data)
-    with torch.no_grad():
-        for split, (x, y) in built.data.splits().items():
-            sample = sample_rows(len(y))
-            x, y = (x, y) if sample is None else (x[sample], y[sample])
-            predicted = built.trainer.predict(x)[0].cpu()
-            columns = [y.tolist(), predicted.tolist()]
-            if scaled:  # the same in the target's original units: y as read, ŷ computed in float64
-                y_read = built.data.as_read(split)[1]
-                columns += [(y_read if sample is None else y_read[sample]).tolist(),
-                            to_original_units(built.data, predicted.to(torch.float64)).tolist()]
-            rows.append((split, *columns))
-    files.write_predictions(run_dir, rows, original_units=scaled)
-
-
-def _write_curve(run_dir: Path, built: Built, config: Experiment) -> None:
-    """curve.csv: the model's predictions on a grid across the data, for the fit plot."""
-    x = built.data.x
-    if x.shape[1] != 1:
-        return
-    shown = [p for p in config.predict if not isinstance(p, list)] if built.data.scaling is None else []
-    low, high = min([float(x.min()), *shown]), max([float(x.max()), *shown])
-    grid = torch.linspace(low, high, 200, dtype=x.dtype)
-    with torch.no_grad():
-        y = built.trainer.predict(grid[:, None])[0].cpu()
-    files.write_curve(run_dir, grid.tolist(), y.tolist())
 
 
 def _predictions(built: Built, config: Experiment) -> list[dict[str, Any]]:

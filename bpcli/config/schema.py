@@ -138,6 +138,12 @@ class Experiment(Section):
 
     DEFAULTS: ClassVar[dict[str, Any]] = {}
 
+    @property
+    def classifies(self) -> bool:
+        """Whether the kind learns class labels (its data's target is read as classes);
+        a classification kind returns True."""
+        return False
+
     @model_validator(mode="before")
     @classmethod
     def _fill_defaults(cls, raw: Any) -> Any:

@@ -70,8 +70,9 @@ DataConfig = Annotated[
 """The type of a config's `data` section: one of the registered sources' sections."""
 
 
-def make_dataset(cfg: Any, generator: torch.Generator, dtype: torch.dtype) -> Dataset:
-    """Build the configured data on the CPU, drawing from `generator` where it is random."""
+def make_dataset(cfg: Any, generator: torch.Generator, dtype: torch.dtype, classify: bool = False) -> Dataset:
+    """Build the configured data on the CPU, drawing from `generator` where it is random;
+    with `classify`, the target holds class labels."""
     import torch
 
     from bpcli.data.limits import fix, name_of

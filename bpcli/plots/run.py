@@ -27,9 +27,15 @@ def draw_plots(run_dir: str | Path, fmt: str = "png") -> list[Path]:
     return [save(fig, record.path / f"{name}.{fmt}") for name, fig in figures(record)]
 
 
+REGRESSION_FIGURES = ("loss", "fit", "params", "landscape", "residuals")
+"""The figures of a run whose summary names no task (runs written before tasks were recorded)."""
+
+
 def figures(record: RunRecord) -> list[tuple[str, Any]]:
-    """Every figure a run supports, by name (loss, fit, params, landscape, residuals), drawn, not saved."""
-    made = [maker(record) for maker in (_loss_plot, _fit_plot, _params_plot, _landscape_plot, _residuals_plot)]
+    """Every figure a run supports, drawn, not saved: those its kind's task names in
+    summary.json (loss, fit, params, landscape, residuals for a regression), by name."""
+    names = (record.summary.get("task") or {}).get("figures") or REGRESSION_FIGURES
+    made = [FIGURES[name](record) for name in names if name in FIGURES]
     return [(name, fig) for name, fig in made if fig is not None]
 
 
@@ -625,3 +631,14 @@ def _loss_contours(ax: Any, surface: Surface, limits: list[tuple[float, float]])
         bar.set_ticks(ticks, labels=[sci(t, 2) for t in ticks])
     ax.set_xlabel("w")
     ax.set_ylabel("b")
+
+
+FIGURES: dict[str, Callable[[RunRecord], tuple[str, Any]]] = {
+    "loss": _loss_plot,
+    "fit": _fit_plot,
+    "params": _params_plot,
+    "landscape": _landscape_plot,
+    "residuals": _residuals_plot,
+}
+"""Every figure by the name a kind's task gives it; each maker returns (name, None) for a
+run it cannot draw."""
