@@ -15,7 +15,7 @@ from typing import Any
 import typer
 from typer.core import TyperCommand, TyperGroup
 
-from bpcli.cli import animate, check, explain, plot, sweep, train
+from bpcli.cli import animate, check, explain, plot, runs, sweep, train
 from bpcli.errors import EXIT_INTERRUPTED, EXIT_RUN_FAILED, BpcliError
 from bpcli.symbols import plain
 
@@ -136,6 +136,7 @@ app.command(cls=_Command)(explain.explain)
 app.command(cls=_Command)(plot.plot)
 app.command(cls=_Command)(plot.compare)
 app.command(cls=_Command)(animate.animate)
+app.command(cls=_Command)(runs.runs)
 
 
 class _Stdout:
