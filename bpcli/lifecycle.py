@@ -280,6 +280,8 @@ def _train(built: Built, config: Experiment, run_dir: Path | None, summary: dict
     trainer = engines.wrap(built.trainer, config.train.engine, built.device, distributed=built.group is not None)
     total = config.train.epochs * trainer.steps_per_epoch
     log = RunLog(built, trainer, run_dir, summary, history, observer, tensorboard_writer_class, start)
+    if run_dir is not None and start == 0:  # what the run knows before its first step: columns, optimum, bound
+        files.write_summary(run_dir, summary)
     first = history[0]["loss"] if history else None
     if not trainer.batches.full:  # one batch's loss is no yardstick: the whole data's at the start is
         if start == 0:
@@ -417,6 +419,7 @@ def _recorded_config(run_dir: Path, overrides: list[Override] | None = None) -> 
     config_path = run_dir / "config.yaml"
     if not run_dir.exists():
         raise RunDirError(f"{run_dir}: no such run directory; give one written by `bpcli train`")
+    files.refuse_sweep(run_dir)
     if not run_dir.is_dir() or not config_path.is_file():
         raise RunDirError(f"{run_dir}: not a run directory (no config.yaml); give one written by `bpcli train`")
     return validate_config(read_yaml(config_path), overrides or [], source=str(config_path))
@@ -437,6 +440,7 @@ def resume(
     overrides = [Override(path="train.epochs", value=epochs, origin=f"--epochs {epochs}")] if epochs else []
     config = _recorded_config(run_dir, overrides)
     summary = files.read_summary(run_dir)
+    files.read_run(run_dir)  # every file the resumed run appends to or draws from, checked before a byte is written
     divergence = summary.get("divergence")
     if summary.get("status") == "diverged" and isinstance(divergence, dict):
         raise RunDirError(f"{run_dir}: diverged at step {divergence.get('step')}, so resuming would diverge "
@@ -476,7 +480,8 @@ def _restore(built: Built, run_dir: Path, summary: dict[str, Any], write: bool) 
         why = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         raise RunDirError(f"{run_dir / CHECKPOINT}: damaged (its state does not fit this run: {why}); "
                           "it cannot be resumed from, so train the run again") from None
-    return start, files.truncate_metrics(run_dir / "metrics.csv", start, config.train.log_every, write=write)
+    return start, files.truncate_metrics(run_dir / "metrics.csv", start, config.train.log_every, write=write,
+                                         summary=summary)
 
 
 def rerun(run_dir: str | Path, out: str | Path | None = None, *, force: bool = False,

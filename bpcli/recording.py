@@ -61,6 +61,7 @@ class RunLog(Callback):
         self.splits = {split: tuple(t.to(built.device) for t in rows) for split, rows in splits.items()
                        if split == "val" or self.task.logs_training_split}
         self.columns += self.task.columns("val" in splits)
+        summary["metrics_columns"] = self.columns  # what a reader of metrics.csv checks its header against
         self.metrics = self.board = None
         if run_dir is not None:
             self.metrics = files.MetricsWriter(run_dir / "metrics.csv", self.columns, append=start > 0)

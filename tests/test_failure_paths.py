@@ -375,7 +375,8 @@ def test_a_metrics_file_without_its_columns_is_named():
     assert cli("train", EXP2, "--epochs", "20", "--out", "run", "-q", "--no-plots").exit_code == 0
     Path("run/metrics.csv").write_text("a,b\n1,2\n")
     result = cli("plot", "run")
-    assert result.exit_code == 2 and one_line(result) and "metrics.csv: has no step and loss columns" in result.stderr
+    assert result.exit_code == 2 and one_line(result)
+    assert "metrics.csv: damaged: its header lacks the columns step, epoch, loss" in result.stderr
 
 
 @pytest.mark.parametrize("damage", [

@@ -150,7 +150,7 @@ def _finished_run(out="run"):
             (run / "config.yaml").read_text().replace("lr: 0.01", "lr: 0.02")), "different config"),
         (lambda run: (run / "config.yaml").unlink(), "not a run directory"),
         (lambda run: (run / "config.yaml").write_text("kind: [\n"), "config.yaml: line"),
-        (lambda run: (run / "metrics.csv").unlink(), "metrics.csv: missing or unreadable"),
+        (lambda run: (run / "metrics.csv").unlink(), "not a complete run directory (missing metrics.csv)"),
         (lambda run: (run / "summary.json").write_text("{"), "summary.json: missing or corrupt"),
     ],
 )

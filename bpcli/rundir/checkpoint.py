@@ -102,6 +102,11 @@ def check_belongs(payload: dict[str, Any], config: Experiment, data_digest: str,
             "restore the original config.yaml, or start a new run"
         )
     if payload["data_hash"] != data_digest:
+        if getattr(config.data, "source", None) == "csv":  # the file is read anew on resume: it was changed
+            raise RunDirError(
+                f"{path}: the data file {config.data.path} has changed since this checkpoint was written (its "
+                "rows no longer match the run's); restore that file, or train a new run on the new data"
+            )
         raise RunDirError(
             f"{path}: the data drawn from config.yaml differ from the checkpointed run's "
             f"(torch {payload.get('torch_version')} wrote it); resume with that torch version"

@@ -55,11 +55,14 @@ def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
     write_atomic(run_dir / "summary.json", json.dumps(_finite(summary), indent=2) + "\n")
 
 
+def data_columns(features: int) -> list[str]:
+    """data.csv's input columns: x for one feature, x[0], x[1], … for several."""
+    return ["x"] if features == 1 else [f"x[{i}]" for i in range(features)]
+
+
 def write_data(run_dir: Path, x: list[list[float]], y: list[float]) -> None:
     """Write data.csv: one row per sample, feature columns then y."""
-    features = len(x[0]) if x else 1
-    names = ["x"] if features == 1 else [f"x[{i}]" for i in range(features)]
-    lines = [",".join(names + ["y"])]
+    lines = [",".join(data_columns(len(x[0]) if x else 1) + ["y"])]
     lines += [",".join(map(repr, row + [target])) for row, target in zip(x, y)]
     write_atomic(run_dir / "data.csv", "\n".join(lines) + "\n")
 
@@ -147,11 +150,20 @@ class RunRecord:
     """(split, y, y_pred) for every sample (predictions.csv), for several features."""
 
 
+def refuse_sweep(path: Path) -> None:
+    """A RunDirError when `path` is a sweep directory where a single run is expected."""
+    if (path / "sweep.json").is_file():
+        raise RunDirError(f"{path}: is a sweep directory (sweep.json), not a single run; `bpcli plot {path}` draws "
+                          "its figures, and `bpcli train CONFIG` with one member's settings (see its summary.csv) "
+                          "makes a run of that member")
+
+
 def read_run(path: str | Path) -> RunRecord:
     """Read a run directory; a RunDirError names the first file that is missing or broken."""
     path = Path(path)
     if not path.is_dir():
         raise RunDirError(f"{path}: no such run directory; runs are in outputs/ by default")
+    refuse_sweep(path)
     missing = [name for name in RUN_FILES if not (path / name).is_file()]
     if missing:
         raise RunDirError(
@@ -169,14 +181,16 @@ def read_run(path: str | Path) -> RunRecord:
         raise RunDirError(f"{path}: config.yaml or summary.json is not a mapping")
     _check_summary(path / "summary.json", summary)
     metrics = _read_columns(path / "metrics.csv")
-    if "step" not in metrics or "loss" not in metrics:
-        raise RunDirError(f"{path}/metrics.csv: has no step and loss columns; it is not a bpcli metrics file")
+    check_metrics_header(path / "metrics.csv", list(metrics), summary)
     data = _read_columns(path / "data.csv")
-    y = data.pop("y", None)
-    if y is None or not data:
-        raise RunDirError(f"{path}/data.csv: expected x and y columns")
+    features = summary.get("features")
+    width = len(features) if isinstance(features, list) and features else len(data) - 1
+    _check_header(path / "data.csv", list(data), data_columns(width) + ["y"])
+    y = data.pop("y")
     x = [list(row) for row in zip(*data.values())]
-    curve = _read_columns(path / "curve.csv") if (path / "curve.csv").is_file() else None
+    curve = _read_columns(path / "curve.csv") if (path / "curve.csv").exists() else None
+    if curve is not None:
+        _check_header(path / "curve.csv", list(curve), ["x", "y_pred"])
     return RunRecord(path, config, summary, metrics, x, y, curve, _read_fitted(path / "predictions.csv"))
 
 
@@ -215,6 +229,14 @@ def _check_summary(path: Path, summary: dict[str, Any]) -> None:
         where = ".".join(str(part) for part in error["loc"] if "[" not in str(part))
         raise RunDirError(f"{path}: damaged ({where}: {error['msg'].lower()}); restore it, or train the run "
                           "again") from None
+
+
+def _check_header(path: Path, header: list[str], expected: list[str]) -> None:
+    """Refuse a CSV file of the run whose columns are not the ones bpcli wrote."""
+    if header != expected:
+        raise RunDirError(f"{path}: damaged: its columns are {', '.join(header[:6]) or 'none'}"
+                          f"{', …' if len(header) > 6 else ''} where bpcli wrote {', '.join(expected[:6])}"
+                          f"{', …' if len(expected) > 6 else ''}; restore it from a copy, or train the run again")
 
 
 def _read_fitted(path: Path) -> list[tuple[str, float, float]] | None:
@@ -267,6 +289,40 @@ def param_columns(params: dict[str, int]) -> list[str]:
     return ["step", "epoch", "loss"] + values + [f"grad_{c}" for c in values]
 
 
+def _values_in(values: Any) -> int:
+    """How many numbers a parameter of summary.json holds: a list's length, or the product
+    of a large tensor's recorded shape."""
+    if isinstance(values, list):
+        return len(values)
+    shape = values.get("shape") if isinstance(values, dict) else None
+    return math.prod(shape) if isinstance(shape, list) and all(isinstance(n, int) for n in shape) else 0
+
+
+def check_metrics_header(path: Path, header: list[str], summary: dict[str, Any]) -> None:
+    """Refuse a metrics.csv whose header is not the one its run wrote: the columns recorded
+    in summary.json (`metrics_columns`), or, for a run from before they were recorded,
+    step, epoch, loss and a column per parameter value of summary.json's parameters."""
+    recorded = summary.get("metrics_columns")
+    if isinstance(recorded, list) and all(isinstance(c, str) for c in recorded):
+        expected, exact = recorded, True
+    else:
+        params = summary.get("initial_params") or summary.get("params") or {}
+        sizes = {name: _values_in(values) for name, values in params.items()} if isinstance(params, dict) else {}
+        expected, exact = param_columns({name: size for name, size in sizes.items() if size}), False
+    missing = [c for c in expected if c not in header]
+    extra = [c for c in header if c not in expected] if exact else []
+    if not missing and not extra and (not exact or header == expected):
+        return
+    if missing:
+        what = f"lacks the column{'s' if len(missing) > 1 else ''} {', '.join(missing[:5])}" + (
+            f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+    elif extra:
+        what = f"has column{'s' if len(extra) > 1 else ''} {', '.join(extra[:5])} that the run never wrote"
+    else:
+        what = "has its columns in another order than the run wrote them"
+    raise RunDirError(f"{path}: damaged: its header {what}; restore it from a copy, or train the run again")
+
+
 def read_summary(run_dir: Path) -> dict[str, Any]:
     """summary.json as a mapping; a RunDirError if it is missing or damaged."""
     try:
@@ -287,7 +343,8 @@ def torch_versions(summary: dict[str, Any]) -> list[str]:
     return list(dict.fromkeys(str(v) for v in used if v))
 
 
-def truncate_metrics(path: Path, step: int, log_every: int, write: bool = True) -> list[dict[str, float]]:
+def truncate_metrics(path: Path, step: int, log_every: int, write: bool = True,
+                     summary: dict[str, Any] | None = None) -> list[dict[str, float]]:
     """Keep metrics.csv's rows up to `step`, the checkpoint's, that a run continuing from it
     would have logged: rows after it will be logged again, and a row logged only because it
     was the last step of a shorter run is dropped, so a resumed run's file equals an
@@ -301,6 +358,8 @@ def truncate_metrics(path: Path, step: int, log_every: int, write: bool = True) 
         raise RunDirError(f"{path}: empty; the run cannot be resumed")
     kept, history = [lines[0]], []
     header = next(csv.reader(io.StringIO(lines[0])))
+    if summary is not None:  # before a byte is written: a damaged header is refused, not appended to
+        check_metrics_header(path, header, summary)
     for line in lines[1:]:
         if not line.endswith("\n"):
             break  # a row torn by a hard kill: it will be logged again
