@@ -155,7 +155,7 @@ def _reproduction_on_cuda() -> list[Row]:
     result = train(load_config(ROOT / "configs" / "exp3.yaml", overrides), save=False)
     w, b = result.history[-1]["w"], result.history[-1]["b"]
     gap = max(abs(w - 3.939624071121216), abs(b - 0.6291572451591492))
-    return [(f"exp3 on cuda (graph): w = {w:.7f}, b = {b:.7f} vs EXPERIMENTS.md", "", "", f"{gap:.1e}", "≤ 1e-5")]
+    return [(f"exp3 on cuda (graph): w = {w:.7f}, b = {b:.7f} vs docs/article.md", "", "", f"{gap:.1e}", "≤ 1e-5")]
 
 
 def _resume_on_cuda() -> list[Row]:

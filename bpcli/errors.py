@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-# Exit codes, documented in the README. The CLI turns exceptions into these in one place.
+# Exit codes, documented in docs/run-directory.md. The CLI turns exceptions into these in one place.
 EXIT_RUN_FAILED = 1  # the run started but did not complete (diverged, failed)
 EXIT_USAGE = 2  # bad input: config, flags, files, devices; nothing was trained
 EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT); SIGTERM gives 143 (128 + 15)

@@ -7,7 +7,7 @@ from pydantic import BaseModel, ConfigDict
 
 class Section(BaseModel):
     """A config section. Unknown keys are errors, values are not coerced, and the
-    docstring under each field becomes its description (and the README's reference)."""
+    docstring under each field becomes its description (and the config reference in docs/config.md)."""
 
     # strict: "0.01" (a string) is not a number and `true` is not an integer;
     # an int is still accepted where a float is expected.

@@ -1,4 +1,4 @@
-"""The article's three training loops, written straight from the text (EXPERIMENTS.md).
+"""The article's three training loops, written straight from the text (docs/article.md).
 
 These are the references bpcli is compared against: global seeding, module-level code
 turned into functions, nothing else changed.

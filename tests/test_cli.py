@@ -1,6 +1,7 @@
 """The command line as a user meets it: run directories, output, overrides, errors."""
 
 import csv
+import inspect
 import json
 import subprocess
 import sys
@@ -8,8 +9,11 @@ from pathlib import Path
 
 import pytest
 import torch
+import typer
 import yaml
+from typer.testing import CliRunner
 
+from bpcli.cli import app
 from bpcli.devices import resolve_device
 from conftest import CONFIGS, cli
 
@@ -210,3 +214,18 @@ def test_help_does_not_import_torch():
            "assert 'torch' not in sys.modules and 'matplotlib' not in sys.modules, 'heavy import'"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
+
+
+
+@pytest.mark.parametrize("name", ["", *typer.main.get_command(app).commands])
+def test_help_wraps_descriptions_at_the_terminal_width_only(name):
+    # A docstring's line breaks are the source file's, not the reader's: on a terminal 200
+    # columns wide every paragraph of a command's description is one line of --help.
+    group = typer.main.get_command(app)
+    command = group.commands[name] if name else group
+    result = CliRunner().invoke(app, [*([name] if name else []), "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    lines = [" ".join(line.split()) for line in result.stdout.splitlines()]
+    for paragraph in inspect.cleandoc(command.callback.__doc__).split("\n\n"):
+        text = " ".join(paragraph.split())[:150]
+        assert any(text in line for line in lines), f"{text[:60]!r}… is broken across lines:\n{result.stdout}"

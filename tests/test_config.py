@@ -155,13 +155,13 @@ def test_missing_directory_and_binary_files(tmp_path):
         load_config(binary)
 
 
-def test_readme_config_reference_is_generated_from_the_fields():
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    match = re.search(r"<!-- config-reference:start -->\n(.*)<!-- config-reference:end -->", readme, re.S)
-    assert match, "README.md lost its config reference markers"
+def test_the_config_reference_in_docs_is_generated_from_the_fields():
+    page = (ROOT / "docs/config.md").read_text(encoding="utf-8")
+    match = re.search(r"<!-- config-reference:start -->\n(.*)<!-- config-reference:end -->", page, re.S)
+    assert match, "docs/config.md lost its config reference markers"
     assert match.group(1).strip() == reference_markdown().strip(), (
-        "README's config reference is stale: paste the output of "
-        "`python -c 'from bpcli.config import reference_markdown as r; print(r())'`"
+        "docs/config.md's config reference is stale: paste the output of "
+        "`python -c 'from bpcli.config import reference_markdown as r; print(r())'` between its markers"
     )
 
 

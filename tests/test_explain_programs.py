@@ -115,12 +115,13 @@ def test_the_local_derivative_holds_the_other_operand_fixed(x):
 
 
 def test_the_articles_worked_example_keeps_its_names():
-    graph = explain_expression(ARTICLE, {"a": 1.0, "b": 2.0, "c": 3.0})
+    # The classic values the README and docs/article.md show: a = 5, b = 3, c = 2.
+    graph = explain_expression(ARTICLE, {"a": 5.0, "b": 3.0, "c": 2.0})
     nodes = by_name(graph)
     assert [n.name for n in graph.nodes] == ["a", "b", "c", "v", "u", "J"]
     assert (nodes["v"].expression, nodes["u"].expression, nodes["J"].expression) == ("b × c", "a + v", "3 × u")
-    assert (nodes["v"].value, nodes["u"].value, nodes["J"].value) == (6.0, 7.0, 21.0)
-    assert (nodes["a"].grad, nodes["b"].grad, nodes["c"].grad) == (3.0, 9.0, 6.0)
+    assert (nodes["v"].value, nodes["u"].value, nodes["J"].value) == (6.0, 11.0, 33.0)
+    assert (nodes["a"].grad, nodes["b"].grad, nodes["c"].grad) == (3.0, 6.0, 9.0)
     assert graph.title == ARTICLE
 
 

@@ -52,7 +52,7 @@ def test_a_graphed_sweep_equals_the_eager_sweep_and_each_single_graphed_run(grad
 
 
 def test_exp3_on_cuda_reproduces_the_published_numbers():
-    # configs/exp3.yaml as shipped (30 000 epochs); w and b from EXPERIMENTS.md
+    # configs/exp3.yaml as shipped (30 000 epochs); w and b from docs/article.md
     result = train(on_cuda("exp3.yaml", "graph"), save=False)
     assert result.summary["engine"] == "graph" and result.steps == 30_000
     assert result.params["w"][0] == pytest.approx(3.939624071121216, abs=1e-5)

@@ -1,4 +1,4 @@
-"""The article's numbers (EXPERIMENTS.md), reproduced by bpcli on CPU in float32."""
+"""The article's numbers (docs/article.md), reproduced by bpcli on CPU in float32."""
 
 import pytest
 
@@ -35,7 +35,7 @@ def test_exp1_manual_and_autograd_are_identical_at_every_step():
     assert manual.history == auto.history
 
 
-# (seed, w, b) from EXPERIMENTS.md
+# (seed, w, b) from docs/article.md
 EXP2 = [(0, 3.9592, 0.6214), (1, 3.9227, 0.6414), (2, 3.8985, 0.6532)]
 EXP3 = [
     (0, 3.939624071121216, 0.6291572451591492),

@@ -7,6 +7,7 @@ code (see bpcli.errors).
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
 import traceback
@@ -49,8 +50,23 @@ def _plain_flags(params: list[Any]) -> list[Any]:
     return params
 
 
+def _reflowed(help: str | None) -> str | None:
+    """A docstring with each paragraph on one line, so that --help wraps it at the terminal's
+    width alone. Typer's rich help joins the lines of a description's first paragraph but prints
+    the others with the line breaks of the source file, which a narrower or wider terminal then
+    breaks again mid-sentence. A paragraph that starts with click's \\b keeps its lines."""
+    if not help:
+        return help
+    paragraphs = inspect.cleandoc(help).split("\n\n")
+    return "\n\n".join(p if p.startswith("\b") else " ".join(p.split("\n")) for p in paragraphs)
+
+
 class _Command(TyperCommand):
-    """A command whose flags read as flags in --help."""
+    """A command whose flags read as flags, and whose description wraps at the terminal's width, in --help."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.help = _reflowed(self.help)
 
     def get_params(self, ctx: Any) -> list[Any]:
         return _plain_flags(super().get_params(ctx))
@@ -58,6 +74,10 @@ class _Command(TyperCommand):
 
 class _Group(TyperGroup):
     """Runs a command and turns what it raises into one message and an exit code."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.help = _reflowed(self.help)
 
     def get_params(self, ctx: Any) -> list[Any]:
         return _plain_flags(super().get_params(ctx))

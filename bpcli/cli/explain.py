@@ -57,7 +57,7 @@ def explain(
 
     Examples: bpcli explain configs/exp1.yaml
 
-    bpcli explain --expr 'v = b*c; u = a + v; J = 3*u' --at a=1 --at b=2 --at c=3
+    bpcli explain --expr 'v = b*c; u = a + v; J = 3*u' --at a=5 --at b=3 --at c=2
     """
     from bpcli.console import make_console, print_graph
     from bpcli.graph import explain_config, explain_expression, parse_assignments

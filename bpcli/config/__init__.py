@@ -5,7 +5,7 @@
     overrides   `--set key=value` and the named flags (the FLAGS table)
     messages    the wording of errors
     validate    load, override, validate, dump
-    reference   the README's config reference
+    reference   the config reference of docs/config.md
 
 A kind's own `model` section lives in its file under bpcli/kinds, a data source's
 section under bpcli/data; all of them derive from bpcli.section.Section. Everything else in bpcli receives a validated config and

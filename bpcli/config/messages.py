@@ -57,7 +57,7 @@ def describe(err: dict[str, Any], cls: type[BaseModel], overrides: list[Override
         message = err["msg"]
         where = err["ctx"]["where"]
     elif kind == "string_pattern_mismatch":  # never show the user the regular expression
-        accepted = _ACCEPTED.get(where, "of the form this field takes (see the config reference in the README)")
+        accepted = _ACCEPTED.get(where, "of the form this field takes (see the config reference, docs/config.md)")
         message = f"{_short(value)} is not {accepted}"
     else:
         message = err["msg"]

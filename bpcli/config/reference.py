@@ -1,4 +1,4 @@
-"""The config reference in the README, generated from the field docstrings and the registries."""
+"""The config reference in docs/config.md, generated from the field docstrings and the registries."""
 
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ def _defaults(config: type[Experiment]) -> str:
 
 
 def reference_markdown() -> str:
-    """The config reference for the README, generated from the models' field docstrings."""
+    """The config reference for docs/config.md, generated from the models' field docstrings."""
     from bpcli.kinds import KINDS
 
     lines = _top_level(list(KINDS))
