@@ -298,3 +298,25 @@ def test_a_numeric_target_reads_as_before_without_classify(tmp_path):
     assert data.classes is None and data.y.tolist() == [0.5, 1.5]
     with pytest.raises(DataError, match="line 2, column 'y': 'no' is not a number"):
         read_csv(tmp_path, "x,y\n1,no\n2,yes\n", classify=False)
+
+
+# --------------------------------------------------------------------------- the shipped table
+
+
+def test_the_shipped_penguins_table_loads_as_three_classes():
+    from conftest import CONFIGS
+
+    path = CONFIGS / "data" / "penguins.csv"
+    cfg = SOURCES["csv"].config(source="csv", path=str(path), target="species", standardize="features",
+                                val_fraction=0.2)
+    data = make_dataset(cfg, torch.Generator().manual_seed(0), torch.float32, classify=True)
+    assert data.classes == ["Adelie", "Chinstrap", "Gentoo"]
+    assert data.feature_names == ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g"]
+    assert len(data.y) + len(data.y_val) == 342 and len(data.y_val) == 68
+    y = torch.cat([data.y, data.y_val])
+    assert torch.bincount(y.long()).tolist() == [151, 68, 123]
+    assert data.notes == []  # the rows with missing values were left out of the file
+    # The first row as read: an Adelie with a 39.1 mm bill.
+    whole = make_dataset(cfg.model_copy(update={"val_fraction": 0.0, "standardize": "none"}),
+                         torch.Generator().manual_seed(0), torch.float64, classify=True)
+    assert whole.x[0].tolist() == [39.1, 18.7, 181.0, 3750.0] and whole.y[0] == 0.0
