@@ -342,54 +342,60 @@ def _standardised(path: Path, cfg: CsvData, features: list[str], target: str,
     return scaled, scaling
 
 
-def _read_labels(path: Path, cfg: CsvData, column: int) -> list[str]:
-    """The target's cells as text, without surrounding blanks, one per row of the table."""
+def _read_labels(path: Path, cfg: CsvData, column: int) -> np.ndarray:
+    """The target's cells as text, one per row of the table."""
     import numpy as np
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # blank lines, as in _read_table
-        cells = np.loadtxt(path, delimiter=cfg.delimiter, skiprows=1 if cfg.header else 0, usecols=[column],
-                           dtype=str, ndmin=1, comments=None, quotechar='"', encoding="utf-8-sig")
-    return [cell.strip() for cell in cells.tolist()]
+        return np.loadtxt(path, delimiter=cfg.delimiter, skiprows=1 if cfg.header else 0, usecols=[column],
+                          dtype=str, ndmin=1, comments=None, quotechar='"', encoding="utf-8-sig")
 
 
-def _class_codes(path: Path, cfg: CsvData, labels: list[str]) -> tuple[np.ndarray, list[str]]:
+def _class_codes(path: Path, cfg: CsvData, cells: np.ndarray) -> tuple[np.ndarray, list[str]]:
     """Each row's class as its place among the distinct labels in order, and their names.
 
-    Labels are whole numbers, in numeric order (2 before 10), or text, in alphabetical order;
-    a NaN or infinite number is a missing value, NaN here, which data.drop_invalid drops."""
+    Labels (without surrounding blanks) are whole numbers, in numeric order (2 before 10;
+    1 and 1.0 are one class), or text, in alphabetical order; a NaN or infinite number is a
+    missing value, NaN here, which data.drop_invalid drops. Each distinct label is judged
+    once, not once per row."""
     import numpy as np
 
-    def line(row: int) -> int:
-        return _line_of(path, cfg, row)[0]
+    distinct, rows_of = np.unique(cells, return_inverse=True)
+    labels = sorted({cell.strip() for cell in distinct.tolist()})
+    at = {label: k for k, label in enumerate(labels)}
+    rows_of = np.array([at[cell.strip()] for cell in distinct.tolist()], dtype=np.int64)[rows_of.reshape(-1)]
+
+    def first(of: list[int]) -> tuple[int, str]:
+        """The line of the first row whose label is one of `of`, and that label."""
+        row = int(np.argmax(np.isin(rows_of, of)))
+        return _line_of(path, cfg, row)[0], labels[rows_of[row]]
 
     where = f"column {cfg.target!r}"
-    empty = next((i for i, label in enumerate(labels) if not label), None)
-    if empty is not None:
-        raise DataError(f"{path}: line {line(empty)}, {where} is empty; give every row a class label")
+    if "" in at:
+        raise DataError(f"{path}: line {first([at['']])[0]}, {where} is empty; give every row a class label")
     numbers = [float(label) if _is_number(label) else None for label in labels]
-    texts = [i for i, v in enumerate(numbers) if v is None]
-    finite = [i for i, v in enumerate(numbers) if v is not None and math.isfinite(v)]
+    texts = [k for k, v in enumerate(numbers) if v is None]
+    finite = [k for k, v in enumerate(numbers) if v is not None and math.isfinite(v)]
     if texts and finite:
-        a, b = finite[0], texts[0]
-        raise DataError(f"{path}: {where} mixes numbers and text as class labels: line {line(a)} holds the number "
-                        f"{_shown(labels[a])} and line {line(b)} the text {_shown(labels[b])}; write every label "
-                        "as a number or every label as text")
-    fraction = next((i for i in finite if not numbers[i].is_integer()), None)  # type: ignore[union-attr]
-    if fraction is not None:
-        raise DataError(f"{path}: line {line(fraction)}, {where}: {_shown(labels[fraction])} is not a whole number, "
-                        "and class labels that are numbers must be; a numeric target needs a kind that fits numbers")
-    missing = [v is not None and not math.isfinite(v) for v in numbers]
-    keys: list[Any] = labels if texts else numbers
-    present = {key for key, gone in zip(keys, missing) if not gone}
-    if texts:
-        order = sorted(present, key=lambda label: (label.casefold(), label))
-        names = order
-    else:
-        order = sorted(present)
-        names = [str(int(v)) for v in order]
-    place = {key: float(k) for k, key in enumerate(order)}
-    return np.array([math.nan if gone else place[key] for key, gone in zip(keys, missing)]), names
+        (a, number), (b, text) = first(finite), first(texts)
+        raise DataError(f"{path}: {where} mixes numbers and text as class labels: line {a} holds the number "
+                        f"{_shown(number)} and line {b} the text {_shown(text)}; write every label as a number "
+                        "or every label as text")
+    fractions = [k for k in finite if not float(numbers[k]).is_integer()]  # type: ignore[arg-type]
+    if fractions:
+        line, label = first(fractions)
+        raise DataError(f"{path}: line {line}, {where}: {_shown(label)} is not a whole number, and class labels "
+                        "that are numbers must be; a numeric target needs a kind that fits numbers")
+    # Each label's class: its place among the texts alphabetically, or among the values numerically.
+    keys: list[Any] = [labels[k] for k in texts] if texts else [numbers[k] for k in finite]
+    ordered = sorted(set(keys), key=(lambda t: (t.casefold(), t)) if texts else None)
+    place = {key: float(c) for c, key in enumerate(ordered)}
+    code = np.full(len(labels), np.nan)  # a missing value (NaN, inf) keeps NaN
+    for k, key in zip(texts or finite, keys):
+        code[k] = place[key]
+    names = ordered if texts else [str(int(v)) for v in ordered]
+    return code[rows_of], names
 
 
 def _classes_present(path: Path, cfg: CsvData, table: np.ndarray, names: list[str],
