@@ -320,3 +320,29 @@ def test_the_shipped_penguins_table_loads_as_three_classes():
     whole = make_dataset(cfg.model_copy(update={"val_fraction": 0.0, "standardize": "none"}),
                          torch.Generator().manual_seed(0), torch.float64, classify=True)
     assert whole.x[0].tolist() == [39.1, 18.7, 181.0, 3750.0] and whole.y[0] == 0.0
+
+
+# --------------------------------------------------------------------------- through the CLI and the run files
+
+
+def test_a_regression_kind_on_a_generated_set_stops_in_one_line(write_config):
+    from conftest import cli
+
+    config = write_config("kind: linear-gd\ndevice: cpu\ndata:\n  source: moons\n  n: 20\n")
+    result = cli("train", config, "--out", "run", "-q")
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip() == ("error: data: source: moons draws class labels and needs a classification "
+                                     "kind (logistic, softmax, or mlp with a classification loss)")
+
+
+def test_class_indices_go_through_data_csv_unchanged(tmp_path):
+    import csv
+
+    from bpcli.rundir.run import write_data
+
+    data = drawn("xor", n=30, dtype=torch.float32)
+    write_data(tmp_path, data.x.tolist(), data.y.tolist())
+    with open(tmp_path / "data.csv", encoding="utf-8") as fh:
+        rows = list(csv.reader(fh))
+    assert rows[0] == ["x[0]", "x[1]", "y"]
+    assert [float(r[2]) for r in rows[1:]] == data.y.tolist() and {r[2] for r in rows[1:]} == {"0.0", "1.0"}

@@ -122,8 +122,9 @@ def _drawn(source: str, clean: torch.Tensor, y: torch.Tensor, noise: float,
     import torch
 
     from bpcli.data.dataset import Dataset
-    from bpcli.data.limits import beyond, fix
+    from bpcli.data.limits import beyond, check_values, fix
 
+    check_values({"data.noise": noise}, dtype)
     # x = clean + noise·z, z ~ N(0, I): the noise is drawn first, then the order.
     x = clean + noise * torch.randn(clean.shape, dtype=dtype, generator=generator)
     order = torch.randperm(len(y), generator=generator)
@@ -140,17 +141,10 @@ def _drawn(source: str, clean: torch.Tensor, y: torch.Tensor, noise: float,
     return Dataset(x, y, None, feature_names=["x1", "x2"], classes=["0", "1"])
 
 
-def _noise_fits(noise: float, dtype: torch.dtype) -> None:
-    from bpcli.data.limits import check_values
-
-    check_values({"data.noise": noise}, dtype)
-
-
 def build_moons(cfg: MoonsData, generator: torch.Generator, dtype: torch.dtype) -> Dataset:
     """Two half circles of radius 1, shifted so that each reaches into the other."""
     import torch
 
-    _noise_fits(cfg.noise, dtype)
     upper, lower = _halves(cfg.n)
     # Angles evenly spaced over [0, π], both ends included (linspace, as scikit-learn):
     # class 0, the upper moon: (cos t, sin t), on the circle of radius 1 around (0, 0);
@@ -166,7 +160,6 @@ def build_circles(cfg: CirclesData, generator: torch.Generator, dtype: torch.dty
     """Two circles around the origin, of radius 1 (class 0) and factor (class 1)."""
     import torch
 
-    _noise_fits(cfg.noise, dtype)
     outer, inner = _halves(cfg.n)
     # Angles evenly spaced over a turn, 2π excluded (it would repeat 0): t = 2π·k/count.
     # Class 0: (cos t, sin t), radius 1; class 1: factor·(cos t, sin t), radius factor.
@@ -181,7 +174,6 @@ def build_xor(cfg: XorData, generator: torch.Generator, dtype: torch.dtype) -> D
     """Points drawn uniformly in a square, labelled by the sign of x1·x2."""
     import torch
 
-    _noise_fits(cfg.noise, dtype)
     # u ~ U[−1, 1)², each coordinate then pushed XOR_MARGIN away from 0 (0 counts as
     # negative, as in Playground): x = u + margin·(1 if u > 0 else −1), so |x| ≥ margin.
     u = torch.empty(cfg.n, 2, dtype=dtype).uniform_(-1.0, 1.0, generator=generator)
@@ -195,7 +187,6 @@ def build_gauss(cfg: GaussData, generator: torch.Generator, dtype: torch.dtype) 
     """Two blobs: each point is its class's centre plus noise·N(0, I)."""
     import torch
 
-    _noise_fits(cfg.noise, dtype)
     low, high = _halves(cfg.n)
     # Class 0 around (−1, −1), class 1 around (1, 1); the noise is the blobs' spread.
     centres = torch.tensor([[-1.0, -1.0], [1.0, 1.0]], dtype=dtype)
@@ -207,7 +198,6 @@ def build_spiral(cfg: SpiralData, generator: torch.Generator, dtype: torch.dtype
     """Two spiral arms winding out from the origin, half a turn apart."""
     import torch
 
-    _noise_fits(cfg.noise, dtype)
     counts = _halves(cfg.n)
     arms = []
     for count, phase in zip(counts, (math.pi, 0.0)):
