@@ -22,8 +22,9 @@ def plot(
     run_dir: RunDirArg,
     fmt: Annotated[Format, typer.Option("--format", help="File format of the plots.")] = Format.png,
 ) -> None:
-    """Redraw a run's plots (loss, fit, params, landscape) from its directory alone, or a
-    sweep's (losses, final loss against lr) from a sweep directory."""
+    """Redraw a run's plots (loss, fit, params, landscape; a classifier's loss, boundary,
+    confusion, params) from its directory alone, or a sweep's (losses, final loss against
+    lr) from a sweep directory."""
     from bpcli.errors import RunDirError
     from bpcli.plots import draw_plots, draw_sweep
     from bpcli.rundir.files import MARKER, claim, release
