@@ -57,7 +57,8 @@ def compare(
     force: Annotated[bool, typer.Option("--force", help="Replace the file already at --out.")] = False,
 ) -> None:
     """Overlay several runs' losses, fitted curves and, for runs on the same data, their
-    descent paths on one loss landscape; each run is labelled by the settings that differ."""
+    descent paths on one loss landscape (classifiers: their accuracy); each run is labelled
+    by the settings that differ."""
     from bpcli.errors import BpcliError
     from bpcli.plots import FORMATS, compare as draw
 
