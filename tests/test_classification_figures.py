@@ -424,3 +424,12 @@ def test_a_diverged_classifier_draws_what_it_can(runs, tmp_path):
     edit_summary(run, lambda s: (s.pop("confusion"), s.update(status="diverged")))
     made = dict(figures(read_run(run)))
     assert set(made) == {"loss", "params"}
+
+
+def test_softmax_weights_are_named_by_class_and_feature(runs):
+    fig = figure_of(runs / "three", "params")
+    labels = [ax.get_ylabel() for ax in fig.axes if ax.get_visible()]
+    # W is 3 rows (classes) of 2 (features), logged row by row as W[0] … W[5]
+    assert labels == ["W[apple, sweetness]", "W[apple, acidity]", "W[pear, sweetness]", "W[pear, acidity]",
+                      "W[plum, sweetness]", "W[plum, acidity]", "b[apple]", "b[pear]", "b[plum]"]
+    assert_readable(fig, "three/params")

@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from bpcli.plots.common import (SUPERSCRIPT, drawable, figure, finish, number, plus, positive, readable_log_axis,
                                 save, sci, span, title, title_size)
-from bpcli.plots.classification import boundary_plot, confusion_plot, draw_accuracy
+from bpcli.plots.classification import boundary_plot, classifier, confusion_plot, draw_accuracy, short
 from bpcli.rundir.run import RunRecord, read_run
 
 
@@ -353,7 +353,22 @@ def _display_names(record: RunRecord, columns: list[str]) -> dict[str, str]:
         half = FEATURE_NAME // 2
         feature = feature if len(feature) <= FEATURE_NAME else f"{feature[:half - 1]}…{feature[-half:]}"
         names[column] = f"w[{feature}]" if by_feature else column
+    names.update(_class_weight_names(record, columns))
     return names
+
+
+def _class_weight_names(record: RunRecord, columns: list[str]) -> dict[str, str]:
+    """A softmax classifier's W[i] as W[class, feature] (W is C rows of F, logged row by row)
+    and b[c] as b[class]; nothing for any other run."""
+    classes = [short(str(c), 10) for c in (classifier(record) or {}).get("classes") or []]
+    features = record.summary.get("features") or []
+    features = [short(str(f), 10) for f in features] or [f"x{i}" for i in range(len(record.data_x[0]))]
+    weights = [f"W[{i}]" for i in range(len(classes) * len(features))]
+    if not classes or not set(weights) <= set(columns):
+        return {}
+    names = {column: f"W[{classes[i // len(features)]}, {features[i % len(features)]}]"
+             for i, column in enumerate(weights)}
+    return names | {f"b[{c}]": f"b[{name}]" for c, name in enumerate(classes) if f"b[{c}]" in columns}
 
 
 FEATURE_NAME = 16
