@@ -433,3 +433,17 @@ def test_softmax_weights_are_named_by_class_and_feature(runs):
     assert labels == ["W[apple, sweetness]", "W[apple, acidity]", "W[pear, sweetness]", "W[pear, acidity]",
                       "W[plum, sweetness]", "W[plum, acidity]", "b[apple]", "b[pear]", "b[plum]"]
     assert_readable(fig, "three/params")
+
+
+def test_a_classifier_with_an_optimum_gets_gap_and_accuracy_panels(runs, tmp_path):
+    # logistic regression on data that are not separable has a maximum-likelihood optimum
+    # (Newton's method): its loss L* sets a gap panel, and accuracy still has its own.
+    run = copy_run(runs, "binary", tmp_path)
+    record = read_run(run)
+    final = record.metrics["loss"][-1]
+    edit_summary(run, lambda s: s.update(optimum={"loss": 0.8 * final, "w": [1.0, 1.0], "b": [0.0]}))
+    fig = figure_of(run, "loss")
+    loss, gap, accuracy = [ax for ax in fig.axes if ax.get_visible()]
+    assert gap.get_ylabel() == "L − L*" and accuracy.get_ylabel() == "accuracy"
+    assert accuracy.get_xlabel() == "step (parameter update)"
+    assert_readable(fig, "optimum/loss")
