@@ -447,3 +447,14 @@ def test_a_classifier_with_an_optimum_gets_gap_and_accuracy_panels(runs, tmp_pat
     assert gap.get_ylabel() == "L − L*" and accuracy.get_ylabel() == "accuracy"
     assert accuracy.get_xlabel() == "step (parameter update)"
     assert_readable(fig, "optimum/loss")
+
+
+def test_compare_of_a_classifier_with_a_regression_says_why_panels_are_missing(runs, tmp_path):
+    from conftest import config
+
+    train(config("exp2.yaml", train__epochs=30), tmp_path / "line", plots=False)
+    fig, notes = compare_figure([read_run(tmp_path / "line"), read_run(runs / "binary")])
+    assert notes == ["no fit panel: binary is a classifier; see its own boundary.png or confusion.png",
+                     "no landscape panel: binary is a classifier, whose loss has no least-squares surface to draw"]
+    assert [ax.get_title() for ax in fig.axes] == ["Loss", "Accuracy"]
+    assert_readable(fig, "compare classifier and line")

@@ -163,6 +163,8 @@ def _fit_panel(ax: Any, records: list[RunRecord], labels: list[str], colours: li
 def _fit_skipped(records: list[RunRecord]) -> str | None:
     """Why the runs' fitted curves cannot share a panel, or None when they can."""
     for record in records:
+        if classifier(record):
+            return f"{record.path.name} is a classifier; see its own boundary.png or confusion.png"
         if record.curve is None:
             features = len(record.data_x[0]) if record.data_x else 0
             why = f"has {features} input features" if features > 1 else "has no fitted curve (curve.csv)"
@@ -175,6 +177,8 @@ def _shared_landscape(records: list[RunRecord], labels: list[str], colours: list
     surfaces = [landscape(r) for r in records]
     if any(s is None for s in surfaces):
         name = records[surfaces.index(None)].path.name
+        if classifier(records[surfaces.index(None)]):
+            return None, [], f"{name} is a classifier, whose loss has no least-squares surface to draw"
         return None, [], (f"{name} is not a line ŷ = w·x (+ b) of one input with a known optimum, "
                           "the only model whose loss surface bpcli draws")
     if any(s.names != surfaces[0].names for s in surfaces):
