@@ -31,7 +31,8 @@ def animate(
     """Animate a run's descent into a GIF: the fit over the data, the parameters over the loss landscape.
 
     One frame per logged step (sampled down to --frames), read from the run directory alone.
-    Draws scalar-sgd, linear-gd and nn-linear runs; with several inputs, predictions beside the loss.
+    Draws scalar-sgd, linear-gd and nn-linear runs; with several inputs, predictions beside the loss;
+    a linear classifier of two features (logistic, softmax): its decision boundary moving over the data.
 
     Example: bpcli animate outputs/run1 --frames 80 --fps 15
     """

@@ -22,8 +22,9 @@ def plot(
     run_dir: RunDirArg,
     fmt: Annotated[Format, typer.Option("--format", help="File format of the plots.")] = Format.png,
 ) -> None:
-    """Redraw a run's plots (loss, fit, params, landscape) from its directory alone, or a
-    sweep's (losses, final loss against lr) from a sweep directory."""
+    """Redraw a run's plots (loss, fit, params, landscape; a classifier's loss, boundary,
+    confusion, params) from its directory alone, or a sweep's (losses, final loss against
+    lr) from a sweep directory."""
     from bpcli.errors import RunDirError
     from bpcli.plots import draw_plots, draw_sweep
     from bpcli.rundir.files import MARKER, claim, release
@@ -56,7 +57,8 @@ def compare(
     force: Annotated[bool, typer.Option("--force", help="Replace the file already at --out.")] = False,
 ) -> None:
     """Overlay several runs' losses, fitted curves and, for runs on the same data, their
-    descent paths on one loss landscape; each run is labelled by the settings that differ."""
+    descent paths on one loss landscape (classifiers: their accuracy); each run is labelled
+    by the settings that differ."""
     from bpcli.errors import BpcliError
     from bpcli.plots import FORMATS, compare as draw
 

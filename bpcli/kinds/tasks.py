@@ -278,17 +278,21 @@ def confusion(scores: torch.Tensor, y: torch.Tensor, classes: int) -> list[list[
 
 
 def _write_classified(run_dir: Path, trainer: Any, data: Dataset, classes: tuple[str, ...]) -> None:
-    """predictions.csv: every sample's class, predicted class and each class's probability."""
+    """predictions.csv: every sample's class, predicted class and each class's probability,
+    then its features (named as in data.csv), which place validation samples on the boundary figure."""
     from bpcli.rundir.files import write_atomic
 
-    lines = [",".join(["split", "y", "y_pred", *(f"p[{name}]" for name in classes)])]
+    features = data.x.shape[1]
+    names = ["x"] if features == 1 else [f"x[{i}]" for i in range(features)]
+    lines = [",".join(["split", "y", "y_pred", *(f"p[{name}]" for name in classes), *names])]
     for split, (x, y) in data.splits().items():
         sample = sample_rows(len(y))
         x, y = (x, y) if sample is None else (x[sample], y[sample])
         scores = no_grad_predict(trainer, x)
-        for label, row in zip(y.long().tolist(), scores.tolist()):
+        for label, row, point in zip(y.long().tolist(), scores.tolist(), x.tolist()):
             best = max(range(len(row)), key=row.__getitem__)
-            lines.append(",".join([split, _csv_cell(classes[label]), _csv_cell(classes[best]), *map(repr, row)]))
+            lines.append(",".join([split, _csv_cell(classes[label]), _csv_cell(classes[best]), *map(repr, row),
+                                   *map(repr, point)]))
     write_atomic(run_dir / "predictions.csv", "\n".join(lines) + "\n")
 
 

@@ -4,8 +4,10 @@ Each frame shows the state after one logged step: on the left the fitted line ov
 data, on the right the parameters on the loss landscape (contours of L(w, b), or the
 curve L(w) for y = w·x) with the path taken so far. A linear model of several features
 has no landscape to draw: its frames show predicted against actual values beside the
-loss against the step. The parameters come from metrics.csv, so the animation is as fine
-as the run's logging (train.log_every).
+loss against the step. A linear classifier of two features (logistic, softmax) shows its
+decision boundary moving over the data, the probability map beneath it and the samples
+it misclassifies ringed, beside its loss. The parameters come from metrics.csv, so the
+animation is as fine as the run's logging (train.log_every).
 
 Frames are rendered with matplotlib's Agg canvas and written as a GIF with Pillow, which
 matplotlib already needs. All frames share one palette, so Pillow stores each frame as
@@ -21,6 +23,7 @@ from typing import Any
 
 from bpcli.errors import RunDirError
 from bpcli.plots import run as run_plots
+from bpcli.plots.classification import classifier
 from bpcli.plots.common import DRAWABLE, figure, number, plus, positive, span
 from bpcli.rundir.run import RunRecord, read_run
 
@@ -60,11 +63,12 @@ def animate(run_dir: str | Path, out: str | Path | None = None, frames: int = FR
     record = read_run(run_dir)
     path = Path(out) if out is not None else record.path / "descent.gif"
     _check_out(path, force)
-    columns = _shape(record)
+    model = _classifier_columns(record) if classifier(record) else None
+    columns = model.columns if model is not None else _shape(record)
     states, notes = _states(record, columns)
     chosen = [states[i] for i in pick_frames(len(states), frames)]
     notes += _logging_hint(record, len(states), frames)
-    images = _render(record, columns, states, chosen)
+    images = _render(record, columns, states, chosen, model)
     _write_gif(images, path, fps)
     return Animation(path, len(images), int(chosen[0]["step"]), int(chosen[-1]["step"]), notes)
 
@@ -113,6 +117,42 @@ def _shape(record: RunRecord) -> list[str]:
     )
 
 
+@dataclass
+class LinearClassifier:
+    """Where a logistic or softmax run of two features logs its parameters in metrics.csv."""
+
+    columns: list[str]
+    weights: list[str]
+    """w[0], w[1] (logistic: z = w·x + b) or W[0] … W[2C − 1] (softmax: W is C rows of 2)."""
+    biases: list[str]
+    """b (logistic) or b[0] … b[C − 1] (softmax); none for a model without a bias."""
+    classes: int
+
+    @property
+    def logistic(self) -> bool:
+        return self.weights == ["w[0]", "w[1]"]
+
+
+def _classifier_columns(record: RunRecord) -> LinearClassifier:
+    """The parameter columns of a linear classifier of two features; a RunDirError, in one
+    line, for any other classifier (an MLP logs its layers' norms, not a boundary's weights)."""
+    features = len(record.data_x[0]) if record.data_x else 0
+    if features != 2:
+        raise RunDirError(f"{record.path}: animate draws a classifier's decision boundary over two features, and "
+                          f"this run has {features}; see its confusion.png and loss.png instead")
+    columns = run_plots.value_columns(record)
+    count = len(classifier(record)["classes"])
+    softmax = ([f"W[{i}]" for i in range(2 * count)], [f"b[{c}]" for c in range(count)])
+    for weights, biases in ([(["w[0]", "w[1]"], ["b"])] if count == 2 else []) + [softmax]:
+        if columns in (weights, weights + biases):
+            return LinearClassifier(columns, weights, biases if columns != weights else [], count)
+    names = ", ".join(columns[:4]) + (", …" if len(columns) > 4 else "")
+    raise RunDirError(
+        f"{record.path}: animate redraws a linear classifier's boundary from its logged weights (logistic, "
+        f"softmax runs), and this {record.summary.get('kind', '?')} run logs {names}; see its boundary.png instead"
+    )
+
+
 def _states(record: RunRecord, columns: list[str]) -> tuple[list[dict[str, float]], list[str]]:
     """Every drawable state of the run in step order: the initial parameters (step 0, where
     recorded), then each logged row up to the last one whose values are finite."""
@@ -148,7 +188,7 @@ def _states(record: RunRecord, columns: list[str]) -> tuple[list[dict[str, float
 def _initial(record: RunRecord, columns: list[str]) -> dict[str, float] | None:
     """The parameters before the first update, from summary.json, under their column names."""
     initial = record.summary.get("initial_params") or {}
-    values = [*(initial.get("w") or []), *(initial.get("b") or [])]
+    values = [v for name in ("w", "W", "b") if isinstance(initial.get(name), list) for v in initial[name]]
     if len(values) != len(columns) or not all(isinstance(v, (int, float)) for v in values):
         return None
     return {c: float(v) for c, v in zip(columns, values)}
@@ -167,7 +207,7 @@ def _logging_hint(record: RunRecord, count: int, frames: int) -> list[str]:
 
 
 def _render(record: RunRecord, columns: list[str], states: list[dict[str, float]],
-            chosen: list[dict[str, float]]) -> list[Any]:
+            chosen: list[dict[str, float]], model: LinearClassifier | None = None) -> list[Any]:
     """One image per chosen state. Everything that stays put (axes, data, contours, legends)
     is drawn once; each frame redraws only what moves over a copy of it (blitting), which
     makes a frame about ten times cheaper than drawing the whole figure."""
@@ -177,9 +217,15 @@ def _render(record: RunRecord, columns: list[str], states: list[dict[str, float]
     fig.set_dpi(DPI)
     fig.subplots_adjust(left=0.07, right=0.97, bottom=0.22, top=0.83, wspace=0.3)
     fit_ax, descent_ax = axes[0]
-    fit = _LineFit(fit_ax, record) if len(columns) <= 2 and columns[0] == "w" else _PredictedFit(fit_ax, record)
-    missing = _Landscape.missing(record, columns, states)
-    descent = _LossCurve(descent_ax, record, missing) if missing else _Landscape(descent_ax, record, columns, states)
+    if model is not None:
+        fig.subplots_adjust(wspace=0.42)  # the colour bar's label clear of the loss axis's
+        fit: Any = _Boundary(fit_ax, record, model)
+        descent: Any = _LossCurve(descent_ax, record, str(classifier(record).get("loss", "")))
+    else:
+        fit = _LineFit(fit_ax, record) if len(columns) <= 2 and columns[0] == "w" else _PredictedFit(fit_ax, record)
+        missing = _Landscape.missing(record, columns, states)
+        descent = _LossCurve(descent_ax, record, missing) if missing else _Landscape(descent_ax, record, columns,
+                                                                                     states)
     fig.suptitle(_heading(record), y=0.97)
     status = fig.text(0.5, 0.9, "", ha="center", fontsize="medium")
     moving = [*fit.moving, *descent.moving, status]
@@ -312,6 +358,98 @@ class _PredictedFit:
 
         predicted = self.x @ np.array([state[c] for c in self.weights]) + state.get("b", 0.0)
         self.points.set_offsets(np.column_stack([self.y, predicted]))
+
+
+class _Boundary:
+    """A linear classifier of two features: the probability map and the decision boundary of
+    the frame's step over the training samples, those it misclassifies ringed."""
+
+    SIDE = 100  # grid points a side: the boundary is straight (logistic) or a few straight pieces
+
+    def __init__(self, ax: Any, record: RunRecord, model: LinearClassifier) -> None:
+        import numpy as np
+        from matplotlib.colors import Normalize
+        from matplotlib.lines import Line2D
+
+        from bpcli.plots import classification as drawing
+
+        task = classifier(record)
+        self.model, names = model, [str(c) for c in task["classes"]]
+        x = np.array(record.data_x)
+        y = np.array(record.data_y).astype(int)
+        grid = record.boundary  # the plane boundary.png shows, else the data's own span
+        lows = [min(grid["x1"]), min(grid["x2"])] if grid else [span(x[:, 0])[0], span(x[:, 1])[0]]
+        highs = [max(grid["x1"]), max(grid["x2"])] if grid else [span(x[:, 0])[1], span(x[:, 1])[1]]
+        self.xs, self.ys = (np.linspace(lo, hi, self.SIDE) for lo, hi in zip(lows, highs))
+        self.plane = np.column_stack([a.ravel() for a in np.meshgrid(self.xs, self.ys)])
+        self.colours = drawing.class_colours(len(names))
+        extent = [lows[0], highs[0], lows[1], highs[1]]
+        if len(names) == 2:
+            self.image = ax.imshow(np.full((self.SIDE, self.SIDE), 0.5), origin="lower", extent=extent,
+                                   aspect="auto", cmap=drawing.two_class_map(), norm=Normalize(0, 1))
+            ax.figure.colorbar(self.image, ax=ax, fraction=0.05, pad=0.02, label=f"P({drawing.short(names[1])})")
+        else:
+            self.image = ax.imshow(np.ones((self.SIDE, self.SIDE, 3)), origin="lower", extent=extent, aspect="auto")
+        shown = _sample(len(y))
+        self.x, self.y = x[shown], y[shown]
+        size = 22 if len(shown) <= 200 else 5
+        # Redrawn with the frame (not left in the background): the map, drawn over the background, would hide them.
+        self.points = ax.scatter(self.x[:, 0], self.x[:, 1], c=[self.colours[c] for c in self.y], s=size,
+                                 edgecolor="black", linewidth=0.5, zorder=3)
+        self.rings = ax.scatter([], [], s=size * 3.5, facecolor="none", edgecolor="black", linewidth=1.3, zorder=4)
+        (self.border,) = ax.plot([], [], color="black", linewidth=1.8, zorder=5)
+        ax.set_xlim(lows[0], highs[0])
+        ax.set_ylim(lows[1], highs[1])
+        features = record.summary.get("features") or ["x[0]", "x[1]"]
+        ax.set_xlabel(f"{drawing.short(str(features[0]), 30)}{_scaled(record, 'x_std')}")
+        ax.set_ylabel(f"{drawing.short(str(features[1]), 30)}{_scaled(record, 'x_std')}")
+        handles = [Line2D([], [], linestyle="", marker="o", markersize=6, color=colour, markeredgecolor="black",
+                          label=drawing.short(name)) for name, colour in zip(names, self.colours)]
+        handles += [Line2D([], [], color="black", linewidth=1.8, label="decision boundary"),
+                    Line2D([], [], linestyle="", marker="o", markersize=9, markerfacecolor="none",
+                           markeredgecolor="black", label="misclassified")]
+        ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=min(len(handles), 5),
+                  fontsize="x-small", frameon=False)
+        ax.set_title(" ", fontsize="medium")
+        self.accuracy = ax.title
+        self.moving = [self.image, self.points, self.rings, self.border, self.accuracy]
+
+    @staticmethod
+    def probabilities(model: LinearClassifier, state: dict[str, float], points: Any) -> Any:
+        """Each class's probability at `points` (M, 2) for the parameters of `state`: (M, C)."""
+        import numpy as np
+
+        w = np.array([state[c] for c in model.weights])
+        b = np.array([state[c] for c in model.biases]) if model.biases else 0.0
+        with np.errstate(over="ignore", invalid="ignore"):
+            if model.logistic:  # P(second class) = σ(w·x + b) = exp(−log(1 + e^(−z)))
+                positive = np.exp(-np.logaddexp(0.0, -(points @ w + b)))
+                return np.column_stack([1 - positive, positive])
+            z = points @ w.reshape(model.classes, 2).T + b  # softmax(W·x + b), shifted by its largest z
+            e = np.exp(z - z.max(-1, keepdims=True))
+            return e / e.sum(-1, keepdims=True)
+
+    def show(self, state: dict[str, float]) -> None:
+        import numpy as np
+        from contourpy import contour_generator
+
+        from bpcli.plots import classification as drawing
+
+        p = self.probabilities(self.model, state, self.plane).reshape(self.SIDE, self.SIDE, -1)
+        self.image.set_data(p[..., 1] if p.shape[-1] == 2 else drawing.class_shading(p, self.colours, True))
+        # The boundary: where a class's probability meets the largest of the others (P = 0.5
+        # for two), as one line with NaN between its pieces.
+        pieces = []
+        for margin in np.moveaxis(drawing.margins(p), -1, 0):
+            if np.isfinite(margin).all() and margin.min() < 0 < margin.max():
+                pieces += [np.vstack([line, [np.nan, np.nan]]) for line in
+                           contour_generator(self.xs, self.ys, margin).lines(0.0)]
+        line = np.vstack(pieces) if pieces else np.empty((0, 2))
+        self.border.set_data(line[:, 0], line[:, 1])
+        predicted = self.probabilities(self.model, state, self.x).argmax(-1)
+        wrong = predicted != self.y
+        self.rings.set_offsets(self.x[wrong] if wrong.any() else np.empty((0, 2)))
+        self.accuracy.set_text(f"training accuracy {drawing.percent(1 - wrong.mean())}")
 
 
 class _Landscape:

@@ -1,4 +1,5 @@
-"""`bpcli compare`: several runs on one figure: their losses, fitted curves and descent paths.
+"""`bpcli compare`: several runs on one figure: their losses, fitted curves and descent paths,
+and the accuracy of classifiers.
 
 Each run keeps one colour in every panel, and one legend under the panels names it by
 the few settings that tell the runs apart. A panel that cannot be drawn for these runs
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bpcli.errors import BpcliError
+from bpcli.plots.classification import classifier, draw_accuracy
 from bpcli.plots.common import FORMATS, drawable, finish, positive, readable_log_axis, save, setting
 from bpcli.plots.run import descent, draw_landscape, landscape, landscape_drawable
 from bpcli.rundir.run import RunRecord, read_run
@@ -55,13 +57,20 @@ def compare_figure(records: list[RunRecord]) -> tuple[Any, list[str]]:
     palette = colormaps["tab10" if len(records) <= 10 else "tab20"]
     colours = [palette(i % palette.N) for i in range(len(records))]
     notes: list[str] = []
-    fit_skipped = _fit_skipped(records)
-    if fit_skipped:
-        notes.append(f"no fit panel: {fit_skipped}")
-    surface, paths, skipped = _shared_landscape(records, labels, colours)
-    if skipped:
-        notes.append(f"no landscape panel: {skipped}")
-    panels = 1 + (not fit_skipped) + (surface is not None)
+    classifiers = [r for r in records if classifier(r)]
+    if len(classifiers) == len(records):
+        # Classifiers have neither a fitted curve nor a least-squares landscape: one note, not two.
+        fit_skipped, surface, paths = "classifiers", None, []
+        notes.append("no fit or landscape panel: the runs are classifiers; see each run's boundary.png or "
+                     "confusion.png")
+    else:
+        fit_skipped = _fit_skipped(records)
+        if fit_skipped:
+            notes.append(f"no fit panel: {fit_skipped}")
+        surface, paths, skipped = _shared_landscape(records, labels, colours)
+        if skipped:
+            notes.append(f"no landscape panel: {skipped}")
+    panels = 1 + bool(classifiers) + (not fit_skipped) + (surface is not None)
 
     # Constrained layout places the legend under the panels, whatever its size; `bpcli
     # compare` draws one figure, so the time it costs is not noticed.
@@ -70,6 +79,8 @@ def compare_figure(records: list[RunRecord]) -> tuple[Any, list[str]]:
     FigureCanvasAgg(fig)
     axes = list(fig.subplots(1, panels, squeeze=False)[0])
     diverged = _loss_panel(axes.pop(0), records, labels, colours)
+    if classifiers:
+        _accuracy_panel(axes.pop(0), records, labels, colours)
     if not fit_skipped:
         _fit_panel(axes.pop(0), records, labels, colours)
     if surface is not None:
@@ -114,6 +125,18 @@ def _loss_panel(ax: Any, records: list[RunRecord], labels: list[str], colours: l
     return diverged_any
 
 
+def _accuracy_panel(ax: Any, records: list[RunRecord], labels: list[str], colours: list[str]) -> None:
+    """Every classifier's training accuracy (solid) and validation accuracy (dashed), in %."""
+    from matplotlib.lines import Line2D
+
+    shown = [(r, colour, label) for r, label, colour in zip(records, labels, colours) if classifier(r)]
+    draw_accuracy(ax, shown)
+    if any("val_accuracy" in r.metrics for r, _, _ in shown):  # the line styles, once for every run
+        ax.add_line(Line2D([], [], color="black", linestyle="-", label="training accuracy"))
+        ax.add_line(Line2D([], [], color="black", linestyle="--", label="validation accuracy"))
+    finish(ax, "step", "accuracy", "Accuracy")
+
+
 def _fit_panel(ax: Any, records: list[RunRecord], labels: list[str], colours: list[str]) -> None:
     same_data = all(r.data_x == records[0].data_x and r.data_y == records[0].data_y for r in records)
     if same_data:
@@ -140,6 +163,8 @@ def _fit_panel(ax: Any, records: list[RunRecord], labels: list[str], colours: li
 def _fit_skipped(records: list[RunRecord]) -> str | None:
     """Why the runs' fitted curves cannot share a panel, or None when they can."""
     for record in records:
+        if classifier(record):
+            return f"{record.path.name} is a classifier; see its own boundary.png or confusion.png"
         if record.curve is None:
             features = len(record.data_x[0]) if record.data_x else 0
             why = f"has {features} input features" if features > 1 else "has no fitted curve (curve.csv)"
@@ -152,6 +177,8 @@ def _shared_landscape(records: list[RunRecord], labels: list[str], colours: list
     surfaces = [landscape(r) for r in records]
     if any(s is None for s in surfaces):
         name = records[surfaces.index(None)].path.name
+        if classifier(records[surfaces.index(None)]):
+            return None, [], f"{name} is a classifier, whose loss has no least-squares surface to draw"
         return None, [], (f"{name} is not a line ŷ = w·x (+ b) of one input with a known optimum, "
                           "the only model whose loss surface bpcli draws")
     if any(s.names != surfaces[0].names for s in surfaces):

@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 from bpcli.plots.common import (SUPERSCRIPT, drawable, figure, finish, number, plus, positive, readable_log_axis,
                                 save, sci, span, title, title_size)
+from bpcli.plots.classification import boundary_plot, classifier, confusion_plot, draw_accuracy, short
 from bpcli.rundir.run import RunRecord, read_run
 
 
@@ -45,13 +46,16 @@ def _loss_plot(record: RunRecord) -> tuple[str, Any]:
     best = _optimum_loss(record)
     rounding = best is not None and _rounding(record, best)
     gap = best is not None and not rounding and _gap_matters(record, best)
-    fig, axes = figure(2 if gap else 1, 1, size=(7, 7 if gap else 4.5), sharex=True)
+    accuracy = "accuracy" in record.metrics  # a classifier: its accuracy in a panel of its own
+    fig, axes = figure(1 + gap + accuracy, 1, size=(7, (7 if gap else 4.5) + 2.6 * accuracy), sharex=True)
     ax = axes[0][0]
     _draw_loss(ax, record, best, rounding)
     heading = title(record, "Loss")
     ax.set_title(heading, fontsize=title_size(heading, fig.get_figwidth()))
     if gap:
         _draw_gap(axes[1][0], record, best)
+    if accuracy:
+        _draw_accuracy(axes[-1][0], record)
     axes[-1][0].set_xlabel("step (parameter update)")
     return "loss", fig
 
@@ -119,9 +123,22 @@ def _draw_loss(ax: Any, record: RunRecord, best: float | None, rounding: bool) -
         ax.legend(loc="best")
     else:
         ax.text(0.5, 0.5, "no finite, positive loss logged", transform=ax.transAxes, ha="center", va="center")
-    finish(ax, "", "loss (squared error)", "", log=bool(xs))
+    finish(ax, "", _loss_label(record), "", log=bool(xs))
     if xs:
         readable_log_axis(ax)
+
+
+def _loss_label(record: RunRecord) -> str:
+    """The loss axis's label: the loss the run's task names (squared error for least squares)."""
+    name = (record.summary.get("task") or {}).get("loss")
+    return "loss (squared error)" if name in (None, "mean squared error") else f"loss ({name})"
+
+
+def _draw_accuracy(ax: Any, record: RunRecord) -> None:
+    """A classifier's training (and validation) accuracy at each logged step, 0 to 100 %."""
+    draw_accuracy(ax, [(record, None, None)])
+    ax.legend(loc="best")
+    finish(ax, "", "accuracy", "")
 
 
 def _draw_gap(ax: Any, record: RunRecord, best: float) -> None:
@@ -250,8 +267,11 @@ def _fit_plot(record: RunRecord) -> tuple[str, Any]:
 
 
 def value_columns(record: RunRecord) -> list[str]:
-    """The parameter columns of metrics.csv: w, b, w[0], W1 (norm)…, not step, loss or gradients."""
+    """The parameter columns of metrics.csv: w, b, w[0], W1 (norm)…, not step, loss, gradients or a
+    task's metrics (accuracy)."""
     skip = {"step", "epoch", "loss", "val_loss", "distance_to_optimum"}
+    for metric in (record.summary.get("task") or {}).get("metrics") or []:  # a classifier's accuracy
+        skip |= {metric, f"val_{metric}"}
     return [c for c in record.metrics if c not in skip and not c.startswith("grad_")]
 
 
@@ -333,7 +353,22 @@ def _display_names(record: RunRecord, columns: list[str]) -> dict[str, str]:
         half = FEATURE_NAME // 2
         feature = feature if len(feature) <= FEATURE_NAME else f"{feature[:half - 1]}…{feature[-half:]}"
         names[column] = f"w[{feature}]" if by_feature else column
+    names.update(_class_weight_names(record, columns))
     return names
+
+
+def _class_weight_names(record: RunRecord, columns: list[str]) -> dict[str, str]:
+    """A softmax classifier's W[i] as W[class, feature] (W is C rows of F, logged row by row)
+    and b[c] as b[class]; nothing for any other run."""
+    classes = [short(str(c), 10) for c in (classifier(record) or {}).get("classes") or []]
+    features = record.summary.get("features") or []
+    features = [short(str(f), 10) for f in features] or [f"x{i}" for i in range(len(record.data_x[0]))]
+    weights = [f"W[{i}]" for i in range(len(classes) * len(features))]
+    if not classes or not set(weights) <= set(columns):
+        return {}
+    names = {column: f"W[{classes[i // len(features)]}, {features[i % len(features)]}]"
+             for i, column in enumerate(weights)}
+    return names | {f"b[{c}]": f"b[{name}]" for c, name in enumerate(classes) if f"b[{c}]" in columns}
 
 
 FEATURE_NAME = 16
@@ -639,6 +674,8 @@ FIGURES: dict[str, Callable[[RunRecord], tuple[str, Any]]] = {
     "params": _params_plot,
     "landscape": _landscape_plot,
     "residuals": _residuals_plot,
+    "boundary": boundary_plot,
+    "confusion": confusion_plot,
 }
 """Every figure by the name a kind's task gives it; each maker returns (name, None) for a
 run it cannot draw."""

@@ -8,7 +8,9 @@ alone:
     summary.json        status, final parameters, predictions, timings and versions
     data.csv            the training data, x then y (an even sample of very large data)
     curve.csv           the trained model's predictions on a grid of x (one-feature data)
-    predictions.csv     every sample's target and prediction (several features)
+    predictions.csv     every sample's target and prediction (several features); a classifier's
+                        class, predicted class and each class's probability
+    boundary.csv        a classifier's class probabilities on a grid over two features
     preprocessing.json  the means and deviations the data were standardised with
     checkpoint.pt       what resuming needs (see bpcli.rundir.checkpoint)
     loss.png, fit.png, params.png, landscape.png, residuals.png
@@ -148,6 +150,26 @@ class RunRecord:
     """The model's predictions on a grid (curve.csv), if the run wrote them."""
     fitted: list[tuple[str, float, float]] | None
     """(split, y, y_pred) for every sample (predictions.csv), for several features."""
+    classified: list[Classified] | None = None
+    """Every sample's class and predicted class (a classifier's predictions.csv)."""
+    boundary: dict[str, list[float]] | None = None
+    """Each class's probability on a grid over two features (boundary.csv): x1, x2, p[<class>]…,
+    x1 varying fastest."""
+
+
+@dataclass(frozen=True)
+class Classified:
+    """One row of a classifier's predictions.csv."""
+
+    split: str
+    y: str
+    """The sample's class, by name."""
+    y_pred: str
+    """The most probable class, by name."""
+    p: list[float]
+    """Each class's probability (a score where the task has no probabilities), in class order."""
+    x: list[float] | None
+    """The sample's features, where the file holds them (x or x[0], x[1], … columns)."""
 
 
 def refuse_sweep(path: Path) -> None:
@@ -191,7 +213,9 @@ def read_run(path: str | Path) -> RunRecord:
     curve = _read_columns(path / "curve.csv") if (path / "curve.csv").exists() else None
     if curve is not None:
         _check_header(path / "curve.csv", list(curve), ["x", "y_pred"])
-    return RunRecord(path, config, summary, metrics, x, y, curve, _read_fitted(path / "predictions.csv"))
+    fitted, classified = _read_predictions(path / "predictions.csv")
+    return RunRecord(path, config, summary, metrics, x, y, curve, fitted, classified,
+                     _read_boundary(path / "boundary.csv"))
 
 
 Number = Union[float, None]  # JSON has no NaN or infinity: summary.json writes them as null
@@ -239,15 +263,49 @@ def _check_header(path: Path, header: list[str], expected: list[str]) -> None:
                           f"{', …' if len(expected) > 6 else ''}; restore it from a copy, or train the run again")
 
 
-def _read_fitted(path: Path) -> list[tuple[str, float, float]] | None:
+def _read_predictions(path: Path) -> tuple[list[tuple[str, float, float]] | None, list[Classified] | None]:
+    """predictions.csv as a regression's (split, y, y_pred) rows, or as a classifier's rows
+    (its header names each class's probability, p[<class>]); (None, None) without the file."""
     if not path.is_file():
-        return None
+        return None, None
     try:
         with open(path, encoding="utf-8", newline="") as fh:
-            rows = list(csv.reader(fh))[1:]
-        return [(split, float(y), float(p)) for split, y, p, *_ in rows]  # the model's own units first
+            header, *rows = list(csv.reader(fh)) or [[]]
+        if any(name.startswith("p[") for name in header):
+            return None, _classified(header, rows)
+        return [(split, float(y), float(p)) for split, y, p, *_ in rows], None  # the model's own units first
     except (OSError, UnicodeDecodeError, ValueError):
         raise RunDirError(f"{path}: is corrupt; rerun the experiment to write it again") from None
+
+
+def _classified(header: list[str], rows: list[list[str]]) -> list[Classified]:
+    """A classifier's rows: split, y, y_pred by name, the p[<class>] and x columns in file order;
+    a ValueError for a row that does not fit the header."""
+    if not {"split", "y", "y_pred"} <= set(header):
+        raise ValueError
+    split, y, y_pred = (header.index(name) for name in ("split", "y", "y_pred"))
+    probabilities = [i for i, name in enumerate(header) if name.startswith("p[")]
+    features = [i for i, name in enumerate(header) if name == "x" or name.startswith("x[")]
+    out = []
+    for row in rows:
+        if len(row) != len(header):
+            raise ValueError
+        out.append(Classified(row[split], row[y], row[y_pred], [float(row[i]) for i in probabilities],
+                              [float(row[i]) for i in features] if features else None))
+    return out
+
+
+def _read_boundary(path: Path) -> dict[str, list[float]] | None:
+    """boundary.csv, checked to be the grid the boundary figure reshapes it into."""
+    if not path.is_file():
+        return None
+    grid = _read_columns(path)
+    x1, x2 = grid.get("x1", []), grid.get("x2", [])
+    side = next((i for i, v in enumerate(x2) if v != x2[0]), len(x2))  # x1 varies fastest
+    if not x1 or not any(name.startswith("p[") for name in grid) or len(x1) % side:
+        raise RunDirError(f"{path}: is not a grid of x1, x2 and p[<class>] columns; rerun the experiment to "
+                          "write it again")
+    return grid
 
 
 def _read_columns(path: Path) -> dict[str, list[float]]:
