@@ -4,17 +4,18 @@ output gradient written by hand, checked against autograd, and micrograd's moons
 import csv
 import dataclasses
 import json
-import math
 from pathlib import Path
 
 import pytest
 import torch
 
+from bpcli.config import Override, load_config
+from bpcli.data import make_dataset
 from bpcli.data.dataset import Dataset
-from bpcli.kinds import mlp
+from bpcli.data.planar import MoonsData
 from bpcli.kinds.base import autograd_gradients
 from bpcli.kinds.mlp import LOSSES, MLP, MLPConfig
-from conftest import cli
+from conftest import CONFIGS, cli
 
 CLASSIFYING = ["bce", "hinge", "cross-entropy"]
 ACTIVATIONS = ["tanh", "sigmoid", "relu"]
@@ -24,23 +25,13 @@ ACTIVATIONS = ["tanh", "sigmoid", "relu"]
 
 def labelled(x, y, classes, x_val=None, y_val=None):
     """A Dataset of class labels: y holds each row's class index as a float."""
-    data = Dataset(x=x, y=y, true_params=None, x_val=x_val, y_val=y_val, feature_names=["x1", "x2"])
-    object.__setattr__(data, "classes", list(classes))  # until Dataset has the field (branch data)
-    return data
+    return Dataset(x=x, y=y, true_params=None, x_val=x_val, y_val=y_val, feature_names=["x1", "x2"],
+                   classes=list(classes))
 
 
-def moons(n=100, noise=0.1, seed=0, generator=None, dtype=torch.float64):
-    """Two interleaving half circles, as scikit-learn's make_moons: the upper (cos t, sin t)
-    is class 0, the lower (1 − cos t, 0.5 − sin t) class 1, t ∈ [0, π], plus Gaussian noise,
-    then shuffled (drawn in the order of bpcli's moons source)."""
-    g = generator or torch.Generator().manual_seed(seed)
-    upper, lower = n // 2, n - n // 2
-    t0, t1 = torch.linspace(0, math.pi, upper, dtype=dtype), torch.linspace(0, math.pi, lower, dtype=dtype)
-    x = torch.cat([torch.stack([t0.cos(), t0.sin()], 1), torch.stack([1 - t1.cos(), 0.5 - t1.sin()], 1)])
-    x = x + noise * torch.randn(x.shape, generator=g, dtype=dtype)
-    y = torch.cat([torch.zeros(upper, dtype=dtype), torch.ones(lower, dtype=dtype)])
-    order = torch.randperm(n, generator=g)
-    return labelled(x[order], y[order], ["0", "1"])
+def moons(n=30, seed=0):
+    """bpcli's moons source (noise 0.1) in float64, drawn with `seed`."""
+    return make_dataset(MoonsData(n=n), torch.Generator().manual_seed(seed), torch.float64, classify=True)
 
 
 def blobs(n=150, seed=0, spread=0.5, val=0):
@@ -59,8 +50,6 @@ def data_is(monkeypatch):
 
     def use(dataset):
         def make(cfg, generator, dtype, classify=False):
-            if callable(dataset):  # drawn from the run's generator, as a source draws
-                return dataset(generator, dtype)
             x_val = None if dataset.x_val is None else dataset.x_val.to(dtype)
             y_val = None if dataset.y_val is None else dataset.y_val.to(dtype)
             return labelled(dataset.x.to(dtype), dataset.y.to(dtype), dataset.classes, x_val, y_val)
@@ -71,15 +60,27 @@ def data_is(monkeypatch):
 
 
 def two_or_three(loss, seed=0, n=30):
-    """Data for a loss: three classes for cross-entropy, two for the others."""
-    return blobs(n, seed) if LOSSES[loss].one_per_class else moons(n, seed=seed)
+    """Data for a loss: three classes for cross-entropy, two (moons) for the others."""
+    return blobs(n, seed) if LOSSES[loss].one_per_class else moons(n, seed)
 
 
-def yaml(loss, activation="tanh", hidden="[6, 5]", dtype="float32", **train):
-    """An mlp config; the data section is a stand-in for the data `data_is` gives."""
+@pytest.fixture
+def data_for(data_is):
+    """A run's data: the config's own (moons, `n` points) for a loss with one output, three
+    blobs made here (and `val` held-out rows) for cross-entropy."""
+
+    def use(loss, n, val=0):
+        if LOSSES[loss].one_per_class:
+            data_is(blobs(n, val=val))
+
+    return use
+
+
+def yaml(loss, activation="tanh", hidden="[6, 5]", dtype="float32", n=30, **train):
+    """An mlp config on n points of moons (which `data_is` may replace)."""
     settings = {"lr": 0.3, "epochs": 60, "log_every": 10, **train}
     lines = "".join(f"  {k}: {v}\n" for k, v in settings.items())
-    return (f"kind: mlp\ndevice: cpu\nseed: 0\ndtype: {dtype}\ndata:\n  source: synthetic\n"
+    return (f"kind: mlp\ndevice: cpu\nseed: 0\ndtype: {dtype}\ndata:\n  source: moons\n  n: {n}\n"
             f"model:\n  hidden: {hidden}\n  activation: {activation}\n  loss: {loss}\ntrain:\n{lines}")
 
 
@@ -91,7 +92,7 @@ def summary(run):
 
 
 def trainer(loss, activation, data, seed):
-    cfg = MLPConfig.model_validate({"kind": "mlp", "dtype": "float64", "seed": seed, "data": {"source": "synthetic"},
+    cfg = MLPConfig.model_validate({"kind": "mlp", "dtype": "float64", "seed": seed, "data": {"source": "function" if loss == "mse" else "moons"},
                                     "model": {"hidden": [5, 4], "activation": activation, "loss": loss},
                                     "train": {"grad": "autograd"}})
     return MLP(cfg, data, torch.device("cpu"), torch.Generator().manual_seed(seed))
@@ -101,7 +102,7 @@ def trainer(loss, activation, data, seed):
 @pytest.mark.parametrize("loss", ["mse", *CLASSIFYING])
 def test_each_losss_hand_written_gradient_equals_autograd(loss, activation):
     for seed in range(3):
-        data = two_or_three(loss, seed) if loss != "mse" else moons(30, seed=seed)
+        data = two_or_three(loss, seed)
         t = trainer(loss, activation, data, seed)
         g = torch.Generator().manual_seed(100 + seed)
         for scale in (0.5, 3.0):  # small and large outputs: hinge samples on both sides of the margin
@@ -133,21 +134,25 @@ def test_the_losses_are_the_textbook_formulas():
 @pytest.mark.parametrize("batch", [1, 8, None])
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 @pytest.mark.parametrize("loss", CLASSIFYING)
-def test_bpcli_check_passes_for_every_loss_activation_and_batch_size(loss, activation, batch, write_config, data_is):
-    data_is(two_or_three(loss, n=24))
+def test_bpcli_check_passes_for_every_loss_activation_and_batch_size(loss, activation, batch, write_config, data_for):
+    data_for(loss, 24)
     extra = {"batch_size": batch} if batch else {}
-    result = cli("check", write_config(yaml(loss, activation, momentum=0.9, **extra)), "--steps", "3")
+    result = cli("check", write_config(yaml(loss, activation, n=24, momentum=0.9, **extra)), "--steps", "3")
     assert result.exit_code == 0, result.output
     assert "agree" in result.stdout
 
 
 @pytest.mark.parametrize("loss", ["mse", *CLASSIFYING])
-def test_a_planted_bug_in_each_output_gradient_fails_check(loss, write_config, data_is, monkeypatch):
+def test_a_planted_bug_in_each_output_gradient_fails_check(loss, write_config, data_for, monkeypatch):
     right = LOSSES[loss]
     wrong = dataclasses.replace(right, grad=lambda S, y: right.grad(S, y) * 1.01)  # dL/dS off by 1 %
     monkeypatch.setitem(LOSSES, loss, wrong)
-    data_is(two_or_three(loss, n=24))
-    result = cli("check", write_config(yaml(loss)), "--steps", "2")
+    if loss == "mse":
+        config = CONFIGS / "mlp.yaml"  # sin(x)
+    else:
+        data_for(loss, 24)
+        config = write_config(yaml(loss, n=24))
+    result = cli("check", config, "--steps", "2", "--device", "cpu")
     assert result.exit_code == 1
     assert "disagrees with autograd at step 1" in result.stderr
 
@@ -155,14 +160,18 @@ def test_a_planted_bug_in_each_output_gradient_fails_check(loss, write_config, d
 # --------------------------------------------------------------------------- training
 
 
-def test_micrograds_moons_demo_reaches_every_training_point(write_config, data_is):
+def test_micrograds_moons_demo_reaches_every_training_point():
     # micrograd's demo: moons (n 100, noise 0.1), MLP 2-16-16-1 with ReLU, hinge loss + 1e-4·Σp²,
-    # full-batch SGD, 100 steps, 100 % training accuracy. configs/moons.yaml is this run.
-    data_is(lambda generator, dtype: moons(100, 0.1, generator=generator, dtype=dtype))
-    config = write_config(yaml("hinge", "relu", "[16, 16]", lr=0.8, epochs=100, log_every=10, weight_decay=2e-4))
-    result = cli("train", config, "--out", "moons", "--no-plots", "-q")
+    # full-batch SGD, 100 steps: 100 % training accuracy. configs/moons.yaml is this run.
+    moons_config = CONFIGS / "moons.yaml"
+    config = load_config(moons_config, [Override(path="device", value="cpu", origin="test")])
+    assert (config.data.source, config.data.n, config.data.noise) == ("moons", 100, 0.1)
+    assert (config.model.hidden, config.model.activation, config.model.loss) == ([16, 16], "relu", "hinge")
+    assert (config.train.epochs, config.train.batch_size, config.train.weight_decay) == (100, None, 2e-4)
+    result = cli("train", moons_config, "--device", "cpu", "--out", "moons", "--no-plots", "-q")
     assert result.exit_code == 0, result.output
     assert summary("moons")["accuracy"]["train"] == 1.0
+    assert summary("moons")["confusion"]["train"] == [[50, 0], [0, 50]]
 
 
 def test_cross_entropy_tells_three_blobs_apart(write_config, data_is):
@@ -177,9 +186,9 @@ def test_cross_entropy_tells_three_blobs_apart(write_config, data_is):
 
 
 @pytest.mark.parametrize("loss", CLASSIFYING)
-def test_accuracy_is_what_predictions_csv_says(loss, write_config, data_is):
-    data_is(blobs(90, val=30) if loss == "cross-entropy" else moons(90))
-    assert cli("train", write_config(yaml(loss, epochs=40)), "--out", "run", "--no-plots", "-q").exit_code == 0
+def test_accuracy_is_what_predictions_csv_says(loss, write_config, data_for):
+    data_for(loss, 90, val=30)
+    assert cli("train", write_config(yaml(loss, n=90, epochs=40)), "--out", "run", "--no-plots", "-q").exit_code == 0
     rows = list(csv.DictReader(open("run/predictions.csv")))
     fitted = summary("run")
     for split in fitted["accuracy"]:
@@ -196,9 +205,9 @@ def test_accuracy_is_what_predictions_csv_says(loss, write_config, data_is):
 
 
 @pytest.mark.parametrize("loss", ["hinge", "cross-entropy"])
-def test_a_classifiers_sweep_members_equal_their_single_runs(loss, write_config, data_is):
-    data_is(two_or_three(loss, n=40))
-    config = write_config(yaml(loss, epochs=30))
+def test_a_classifiers_sweep_members_equal_their_single_runs(loss, write_config, data_for):
+    data_for(loss, 40)
+    config = write_config(yaml(loss, n=40, epochs=30))
     assert cli("sweep", config, "--grid", "lr=0.1,0.5", "--grid", "seed=0:2", "--out", "s", "-q").exit_code == 0
     members = list(csv.DictReader(open("s/summary.csv")))
     assert len(members) == 4
@@ -211,9 +220,9 @@ def test_a_classifiers_sweep_members_equal_their_single_runs(loss, write_config,
 
 
 @pytest.mark.parametrize("loss", CLASSIFYING)
-def test_a_classifier_resumes_bit_for_bit(loss, write_config, data_is):
-    data_is(blobs(60, val=20) if loss == "cross-entropy" else moons(60))
-    config = write_config(yaml(loss, epochs=60, momentum=0.9, batch_size=16))
+def test_a_classifier_resumes_bit_for_bit(loss, write_config, data_for):
+    data_for(loss, 60, val=20)
+    config = write_config(yaml(loss, n=60, epochs=60, momentum=0.9, batch_size=16))
     assert cli("train", config, "--epochs", "25", "--out", "cut", "--no-plots", "-q").exit_code == 0
     assert cli("train", "--resume", "cut", "--epochs", "60", "--no-plots", "-q").exit_code == 0
     assert cli("train", config, "--out", "whole", "--no-plots", "-q").exit_code == 0
@@ -223,10 +232,10 @@ def test_a_classifier_resumes_bit_for_bit(loss, write_config, data_is):
 
 
 @pytest.mark.parametrize("loss", CLASSIFYING)
-def test_manual_and_autograd_training_stay_together(loss, write_config, data_is):
-    data_is(two_or_three(loss, n=60))
+def test_manual_and_autograd_training_stay_together(loss, write_config, data_for):
+    data_for(loss, 60)
     for grad in ("manual", "autograd"):
-        config = write_config(yaml(loss, grad=grad, dtype="float64"))
+        config = write_config(yaml(loss, n=60, grad=grad, dtype="float64"))
         assert cli("train", config, "--out", grad, "--no-plots", "-q").exit_code == 0
     manual, autograd = summary("manual"), summary("autograd")
     assert manual["final_loss"] == pytest.approx(autograd["final_loss"], rel=1e-9)
@@ -241,7 +250,13 @@ def test_a_classification_loss_on_numbers_is_refused_in_one_line(loss, write_con
     config = write_config(f"kind: mlp\ndevice: cpu\nmodel:\n  loss: {loss}\n")  # the default data: sin(x)
     result = cli("train", config, "--no-plots")
     assert result.exit_code == 2
-    assert result.stderr.count("\n") == 1 and "class labels" in result.stderr and "mse" in result.stderr
+    assert result.stderr.count("\n") == 1 and "class labels" in result.stderr and "model.loss: mse" in result.stderr
+
+
+def test_mse_on_class_labels_is_refused_in_one_line(write_config):
+    result = cli("train", write_config("kind: mlp\ndevice: cpu\ndata:\n  source: moons\n"), "--no-plots")
+    assert result.exit_code == 2
+    assert result.stderr.count("\n") == 1 and "bce, hinge or cross-entropy" in result.stderr
 
 
 @pytest.mark.parametrize("loss", ["bce", "hinge"])
@@ -253,8 +268,8 @@ def test_one_output_for_three_classes_is_refused_with_the_fix(loss, write_config
 
 
 @pytest.mark.parametrize("loss", CLASSIFYING)
-def test_explain_shows_a_classifiers_step(loss, write_config, data_is):
-    data_is(two_or_three(loss, n=20))
-    result = cli("explain", write_config(yaml(loss, hidden="[4]")), "--out", "graph.png")
+def test_explain_shows_a_classifiers_step(loss, write_config, data_for):
+    data_for(loss, 20)
+    result = cli("explain", write_config(yaml(loss, hidden="[4]", n=20)), "--out", "graph.png")
     assert result.exit_code == 0, result.output
     assert Path("graph.png").exists()

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Callable, ClassVar, Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from bpcli.config.schema import Experiment
+from bpcli.data import targets_mismatch
 from bpcli.errors import DataError
 from bpcli.section import Section
 from bpcli.data.dataset import Dataset
@@ -156,6 +157,15 @@ class MLPConfig(Experiment):
     def classifies(self) -> bool:
         return LOSSES[self.model.loss].classifies
 
+    @model_validator(mode="after")
+    def _loss_fits_the_data(self) -> MLPConfig:
+        problem = targets_mismatch(self.data.source, self.classifies)
+        if problem and self.classifies:  # the data layer's words, and the fix on this side
+            raise ValueError(f"{problem}; or fit the numbers with model.loss: mse")
+        if problem:
+            raise ValueError(f"{problem}: set model.loss: bce, hinge or cross-entropy")
+        return self
+
 
 class MLP(HandWrittenSGD):
     """A multi-layer perceptron fitted by full-batch gradient descent, with a backward
@@ -231,13 +241,9 @@ class MLP(HandWrittenSGD):
 
 
 def _classes(cfg: MLPConfig, data: Dataset) -> list[str]:
-    """The classes a classification loss learns, refusing data it cannot learn from."""
-    loss = cfg.model.loss
-    classes = getattr(data, "classes", None)
-    if classes is None:
-        raise DataError(f"model.loss: {loss} learns class labels, and data.source: {cfg.data.source} gives numbers; "
-                        "use a source of labels (moons, circles, xor, gauss, spiral, or csv with a column of "
-                        "labels), or model.loss: mse")
+    """The classes a classification loss learns (the config made sure the data have them),
+    refusing more than two for a loss with one output."""
+    loss, classes = cfg.model.loss, data.classes or []
     if len(classes) > 2 and not LOSSES[loss].one_per_class:
         raise DataError(f"model.loss: {loss} tells two classes apart with one output, and the data have "
                         f"{len(classes)}; use model.loss: cross-entropy")
