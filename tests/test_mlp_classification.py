@@ -185,6 +185,19 @@ def test_cross_entropy_tells_three_blobs_apart(write_config, data_is):
     assert {"accuracy", "val_loss", "val_accuracy"} <= set(rows[-1])
 
 
+def test_cross_entropy_learns_the_penguins_species_and_draws_its_figures(write_config):
+    # real data with text labels: predictions.csv then holds names, which the plots must not read as numbers
+    config = write_config(f"kind: mlp\ndevice: cpu\ndata:\n  source: csv\n  path: {CONFIGS / 'data/penguins.csv'}\n"
+                          "  target: species\n  standardize: features\n  val_fraction: 0.2\n"
+                          "model:\n  hidden: [8]\n  loss: cross-entropy\ntrain:\n  lr: 0.5\n  epochs: 150\n")
+    result = cli("train", config, "--out", "penguins", "-q")
+    assert result.exit_code == 0, result.output
+    fitted = summary("penguins")
+    assert fitted["task"]["classes"] == ["Adelie", "Chinstrap", "Gentoo"]
+    assert fitted["accuracy"]["train"] >= 0.97 and fitted["accuracy"]["val"] >= 0.97
+    assert Path("penguins/loss.png").exists()
+
+
 @pytest.mark.parametrize("loss", CLASSIFYING)
 def test_accuracy_is_what_predictions_csv_says(loss, write_config, data_for):
     data_for(loss, 90, val=30)

@@ -177,7 +177,10 @@ def read_run(path: str | Path) -> RunRecord:
         raise RunDirError(f"{path}/data.csv: expected x and y columns")
     x = [list(row) for row in zip(*data.values())]
     curve = _read_columns(path / "curve.csv") if (path / "curve.csv").is_file() else None
-    return RunRecord(path, config, summary, metrics, x, y, curve, _read_fitted(path / "predictions.csv"))
+    # A classifier's predictions.csv holds class names and probabilities, not (y, ŷ) numbers.
+    classifies = isinstance(summary.get("task"), dict) and summary["task"].get("type") == "classification"
+    fitted = None if classifies else _read_fitted(path / "predictions.csv")
+    return RunRecord(path, config, summary, metrics, x, y, curve, fitted)
 
 
 Number = Union[float, None]  # JSON has no NaN or infinity: summary.json writes them as null
