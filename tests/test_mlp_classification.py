@@ -92,7 +92,9 @@ def summary(run):
 
 
 def trainer(loss, activation, data, seed):
-    cfg = MLPConfig.model_validate({"kind": "mlp", "dtype": "float64", "seed": seed, "data": {"source": "function" if loss == "mse" else "moons"},
+    """A 2-5-4-O MLP built on `data` (the config's data section only has to fit the loss)."""
+    source = "function" if loss == "mse" else "moons"
+    cfg = MLPConfig.model_validate({"kind": "mlp", "dtype": "float64", "seed": seed, "data": {"source": source},
                                     "model": {"hidden": [5, 4], "activation": activation, "loss": loss},
                                     "train": {"grad": "autograd"}})
     return MLP(cfg, data, torch.device("cpu"), torch.Generator().manual_seed(seed))
