@@ -243,8 +243,9 @@ def _print_confusion(console: Console, summary: dict[str, Any]) -> None:
     if not classes or len(classes) > MAX_CONFUSION_CLASSES:
         return
     for split, counts in (summary.get("confusion") or {}).items():
-        table = Table(title=f"confusion ({split}): true class down, predicted across", box=box.SIMPLE_HEAD,
-                      title_justify="left")
+        # The title on a line of its own: a table's title wraps to the table's width.
+        console.print(f"confusion matrix ({split}): true class down, predicted class across", soft_wrap=True)
+        table = Table(box=box.SIMPLE_HEAD)
         table.add_column("")
         for name in classes:
             table.add_column(str(name), justify="right")
