@@ -321,13 +321,75 @@ def optimizer_rows(rounds: int, steps: int) -> list[Row]:
     return rows
 
 
+def plain_logistic(steps: int, data, lr: float) -> float:
+    """Logistic regression on bpcli's data, the loop written in plain torch: logits, mean
+    BCE from logits, backward, a hand-written SGD step; seconds per step."""
+    import torch.nn.functional as F
+
+    x, y = data.x, data.y
+    w = torch.zeros(x.shape[1], requires_grad=True)
+    b = torch.zeros(1, requires_grad=True)
+    start = time.perf_counter()
+    for _ in range(steps):
+        loss = F.binary_cross_entropy_with_logits(x @ w + b, y)
+        loss.backward()
+        with torch.no_grad():
+            for p in (w, b):
+                p -= lr * p.grad
+                p.grad = None
+    return (time.perf_counter() - start) / steps
+
+
+def plain_moons_mlp(steps: int, data, lr: float, weight_decay: float) -> float:
+    """micrograd's moons MLP (2-16-16-1, ReLU, hinge loss) in plain torch: nn.Sequential,
+    the max-margin loss mean(relu(1 − t·s)), optim.SGD with weight decay; seconds per step."""
+    x, t = data.x, 2 * data.y - 1  # labels ±1
+    model = nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 1))
+    optimizer = optim.SGD(model.parameters(), lr=lr, weight_decay=weight_decay)
+    start = time.perf_counter()
+    for _ in range(steps):
+        loss = torch.relu(1 - t * model(x)[:, 0]).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return (time.perf_counter() - start) / steps
+
+
+def classification_rows(rounds: int, steps: int) -> list[Row]:
+    """A logistic step and micrograd's moons MLP step, bpcli's loop against the same loop in
+    plain torch on the same data (CPU, eager)."""
+    rows: list[Row] = []
+    logistic = _config("logistic.yaml", train__epochs=steps, train__log_every=steps)
+    data = build(logistic).data
+    for grad in ("autograd", "manual"):
+        cfg = logistic.model_copy(update={"train": logistic.train.model_copy(update={"grad": grad})})
+        ours, plain, ratio = median_ratio(lambda: train(cfg, save=False).summary["train_seconds"] / steps,
+                                          lambda: plain_logistic(steps, data, logistic.train.lr), rounds)
+        rows.append((f"logistic ({len(data.y)} samples), CPU, grad {grad}: bpcli / the loop in plain torch",
+                     f"{ours * 1e6:.1f} µs", f"{plain * 1e6:.1f} µs", f"{ratio:.3f}×", "≤ 1.1×"))
+    moons = _config("moons.yaml", train__epochs=steps, train__log_every=steps)
+    data = build(moons).data
+    for grad in ("autograd", "manual"):
+        cfg = moons.model_copy(update={"train": moons.train.model_copy(update={"grad": grad})})
+        ours, plain, ratio = median_ratio(
+            lambda: train(cfg, save=False).summary["train_seconds"] / steps,
+            lambda: plain_moons_mlp(steps, data, moons.train.lr, moons.train.weight_decay), rounds)
+        rows.append((f"moons MLP 2-16-16-1 hinge, CPU, grad {grad}: bpcli / the loop in plain torch",
+                     f"{ours * 1e6:.1f} µs", f"{plain * 1e6:.1f} µs", f"{ratio:.3f}×", "≤ 1.1×"))
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
     parser.add_argument("--gpu-only", action="store_true", help="only the GPU section (needs cuda)")
+    parser.add_argument("--classification", action="store_true", help="only the classification rows")
     args = parser.parse_args()
     rounds, steps = (3, 2000) if args.quick else (7, 5000)
     rows = []
+    if args.classification:
+        _print(classification_rows(rounds, steps), rounds)
+        return
     if args.gpu_only:  # longer runs: a graphed step is tens of µs, so capture must not count
         rounds, steps = (2, 4000) if args.quick else (3, 10_000)
         _print(gpu_rows(rounds, steps), rounds)
@@ -357,6 +419,7 @@ def main() -> None:
                  f"{single * 1e6:.1f} µs", f"{ratio:.2f}×", "≤ 3×"))
 
     rows += optimizer_rows(rounds, steps)
+    rows += classification_rows(rounds, steps)
 
     seconds, megabytes = csv_load_seconds(200_000 if args.quick else 1_000_000)
     label = f"CSV load, {'2·10⁵' if args.quick else '10⁶'} rows × 5 columns ({megabytes:.0f} MB)"

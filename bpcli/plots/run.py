@@ -307,12 +307,15 @@ def _params_plot(record: RunRecord) -> tuple[str, Any]:
     # only wanders by rounding (1e-7) is drawn as the flat line it is, its legend says by
     # how much it moves, instead of rounding noise filling the panel.
     floor = 1e-3 * max((abs(v) for c in columns for v in drawable(record.metrics[c])[0]), default=0.0)
+    paths, every_step = _param_paths(record, columns)
     for ax, column in zip(panels, columns):
-        values = drawable(steps, record.metrics[column])
+        values = drawable(*paths[column])
         moved = max(values[1]) - min(values[1]) if values[1] else 0.0
         small = 0 < moved < floor
-        label = names[column] + (f" (moves only {sci(moved)})" if small else "")
-        ax.plot(*values, color="tab:blue", linewidth=1.5, label=label)
+        label = names[column] + (" (every step)" if every_step else " (logged steps)") + (
+            f", moves only {sci(moved)}" if small else "")
+        ax.plot(*values, color="tab:blue", linewidth=1.5, label=label,
+                marker=None if every_step or len(values[0]) > 60 else ".")
         shown = list(values[1])
         true = _reference(record.summary, column, "true_params")
         best = _reference(record.summary, column, "optimum")
@@ -336,6 +339,47 @@ def _params_plot(record: RunRecord) -> tuple[str, Any]:
     heading = title(record, "Parameters" + units)
     fig.suptitle(heading, y=1 - 0.12 / fig.get_figheight(), fontsize=title_size(heading, fig.get_figwidth()))
     return "params", fig
+
+
+def _initial_values(record: RunRecord) -> dict[str, float]:
+    """Each metrics column's value before the first update, from summary.json's initial_params:
+    a parameter's values one by one, or its norm where metrics.csv logs a norm."""
+    import math
+
+    from bpcli.rundir.run import flat_names
+
+    found: dict[str, float] = {}
+    for name, values in (record.summary.get("initial_params") or {}).items():
+        if isinstance(values, dict):  # a large tensor, recorded by its norm
+            found[f"norm({name})"] = values.get("norm")
+            continue
+        if not isinstance(values, list) or not values:
+            continue
+        columns = flat_names(name, len(values))
+        if len(columns) == 1 and len(values) > 1:  # logged as its norm
+            found[columns[0]] = math.sqrt(math.fsum(v * v for v in values if drawable([v])[0]))
+        else:
+            found.update(zip(columns, values))
+    return {column: value for column, value in found.items() if drawable([value])[0]}
+
+
+def _param_paths(record: RunRecord, columns: list[str]) -> tuple[dict[str, tuple[list[float], list[float]]], bool]:
+    """Each column's path from step 0 (the initial parameters) on: every step, where the run
+    can be replayed (as the landscape replays a line's plain gradient descent), else the
+    logged steps; and whether it is every step."""
+    steps = list(record.metrics["step"])
+    path = descent(record, None)
+    names = _line_params(record)
+    if path is not None and path.every_step:
+        every = {name: (list(range(len(values))), list(values)) for name, values in zip(names, path.points)}
+        if set(columns) <= set(every):
+            return {column: every[column] for column in columns}, True
+    start = _initial_values(record)
+    out = {}
+    for column in columns:
+        values = list(record.metrics[column])
+        out[column] = ([0.0, *steps], [start[column], *values]) if column in start else (steps, values)
+    return out, len(steps) == steps[-1] if steps else False
 
 
 def _display_names(record: RunRecord, columns: list[str]) -> dict[str, str]:
