@@ -99,6 +99,7 @@ def _newton(a: torch.Tensor, labels: torch.Tensor, classes: int) -> tuple[torch.
     targets = torch.nn.functional.one_hot(labels, classes).to(torch.float64)[:, 1:]  # (N, C − 1)
     theta = torch.zeros(m, d, dtype=torch.float64)
     loss = _loss(a, labels, theta)
+    polished = 0
     for _ in range(MAX_ITERATIONS):
         p = torch.softmax(_logits(a, theta), dim=1)[:, 1:]
         gradient = ((p - targets).T @ a / n).reshape(-1)  # dL/dθ_c = Aᵀ(p_c − y_c)/N
@@ -107,13 +108,18 @@ def _newton(a: torch.Tensor, labels: torch.Tensor, classes: int) -> tuple[torch.
         # smallest δ (θ then stays the minimum-norm optimum).
         step = torch.linalg.pinv(hessian, hermitian=True, rtol=1e-13) @ gradient
         decrement = float(gradient @ step)  # λ² = gᵀH⁻¹g: twice the loss Newton's model expects to shed
-        if decrement <= 1e-28 * max(1.0, loss):  # below float64's resolution of the loss
+        if decrement <= 1e-28 * max(1.0, loss) or polished == 3:  # converged to float64's resolution
             eigenvalues = torch.linalg.eigvalsh(hessian)
             top = float(eigenvalues[-1])
             tolerance = top * len(eigenvalues) * 1e-13
             kept = eigenvalues[eigenvalues > tolerance]
             condition = top / float(kept[0]) if len(kept) == len(eigenvalues) else math.inf
             return theta, "", condition
+        if decrement < 1e-20 * max(1.0, loss):
+            # The loss changes below its own rounding, so a line search cannot see the step;
+            # this close, Newton's quadratic model is exact and a few full steps finish the job.
+            theta, polished = theta - step.reshape(m, d), polished + 1
+            continue
         t = 1.0
         while True:  # backtracking until the loss falls as Newton's model says it should (Armijo)
             trial = theta - t * step.reshape(m, d)
