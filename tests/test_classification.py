@@ -98,8 +98,8 @@ def test_logistic_takes_the_steps_of_nn_linear_with_bce_with_logits_and_sgd(moon
         sgd.step()
         ours = trainer.step(0)
         assert float(ours) == pytest.approx(float(loss.detach()), rel=1e-12)
-        worst = max(worst, float((trainer.params()["w"][0] - layer.weight[0]).abs().max()),
-                    float((trainer.params()["b"][0] - layer.bias[0]).abs()))
+        worst = max(worst, float((trainer.params()["w"][0] - layer.weight[0].detach()).abs().max()),
+                    float((trainer.params()["b"][0] - layer.bias[0].detach()).abs()))
     assert worst < 1e-6
     assert worst < 1e-12  # in fact: the same steps, to rounding
 
@@ -120,8 +120,8 @@ def test_softmax_takes_the_steps_of_nn_linear_with_cross_entropy_and_sgd(blobs, 
         loss.backward()
         sgd.step()
         assert float(trainer.step(0)) == pytest.approx(float(loss.detach()), rel=1e-12)
-        worst = max(worst, float((trainer.params()["W"][0] - layer.weight).abs().max()),
-                    float((trainer.params()["b"][0] - layer.bias).abs().max()))
+        worst = max(worst, float((trainer.params()["W"][0] - layer.weight.detach()).abs().max()),
+                    float((trainer.params()["b"][0] - layer.bias.detach()).abs().max()))
     assert worst < 1e-12
 
 
@@ -269,7 +269,8 @@ def test_a_planted_bug_in_a_classifier_gradient_is_caught(config, kind, name, re
 def test_explain_shows_the_sigmoid_and_its_local_derivative(write_config):
     from bpcli.graph import explain_config
 
-    config = write_config("kind: logistic\ndevice: cpu\ndata: {x: [-2.0, -1.0, 0.5, 1.0, 3.0], y: [0, 0, 1, 0, 1]}\n"
+    Path("five.csv").write_text("x,label\n-2.0,0\n-1.0,0\n0.5,1\n1.0,0\n3.0,1\n")
+    config = write_config("kind: logistic\ndevice: cpu\ndata: {source: csv, path: five.csv, target: label}\n"
                           "model: {init_w: 0.5, init_b: 0.1}\ntrain: {lr: 0.5, epochs: 10}\n")
     graph = explain_config(load_config(config), sample=2)
     sigmoid = next(n for n in graph.nodes if n.op == "sigmoid")
@@ -303,8 +304,7 @@ class HingeConfig(Experiment):
     """Initial parameters."""
 
     DEFAULTS: ClassVar[dict[str, Any]] = {
-        "data": {"x": [-2.0, -1.5, -1.0, -0.2, 0.3, 0.1, 1.0, 1.4, 2.0, 2.5],
-                 "y": [0, 0, 0, 0, 0, 1, 1, 1, 1, 1]},
+        "data": {"source": "csv", "path": "hinge.csv", "target": "label"},
         "model": {},
         "train": {"lr": 0.1, "epochs": 200, "log_every": 10, "grad": "manual"},
     }
@@ -347,8 +347,13 @@ class Hinge(HandWrittenSGD):
 KIND = Kind("hinge", HingeConfig, Hinge)
 
 
+HINGE_X = [-2.0, -1.5, -1.0, -0.2, 0.3, 0.1, 1.0, 1.4, 2.0, 2.5]
+HINGE_Y = [0, 0, 0, 0, 0, 1, 1, 1, 1, 1]
+
+
 @pytest.fixture
 def hinge(write_config):
+    Path("hinge.csv").write_text("x,label\n" + "".join(f"{x},{y}\n" for x, y in zip(HINGE_X, HINGE_Y)))
     register(KIND)  # the one registry line
     yield write_config("kind: hinge\ndevice: cpu\n", "hinge.yaml")
     unregister("hinge")
@@ -366,8 +371,7 @@ def test_a_registered_classifier_trains_and_reports_its_accuracy(hinge):
     assert len(predicted) == 10
     from_file = sum(r["y"] == r["y_pred"] for r in predicted) / len(predicted)
     a, c = done["params"]["a"][0], done["params"]["c"][0]
-    x, y = HingeConfig.DEFAULTS["data"]["x"], HingeConfig.DEFAULTS["data"]["y"]
-    by_hand = sum((a * xi + c > 0) == (yi == 1) for xi, yi in zip(x, y)) / len(x)
+    by_hand = sum((a * x + c > 0) == (y == 1) for x, y in zip(HINGE_X, HINGE_Y)) / len(HINGE_X)
     assert done["accuracy"]["train"] == pytest.approx(from_file) == pytest.approx(by_hand)
     assert from_file == 0.9  # the one sample on the wrong side (x = 0.3, class 0) stays wrong
     assert float(rows("h")[-1]["accuracy"]) == pytest.approx(from_file)

@@ -109,7 +109,8 @@ def test_a_key_in_the_wrong_section_points_to_the_right_one(write_config):
         ("kind: linear-gd\ndata:\n  n: 0\n", "data.n: input should be greater than or equal to 1"),
         ("kind: linear-gd\ndata:\n  noise: -1\n", "data.noise: input should be greater than or equal to 0"),
         ("kind: linear-gd\ndata:\n  x_low: 2\n", "data: x_low (2.0) must be below x_high (1.0); swap them"),
-        ("kind: linear-gd\ndata:\n  source: excel\n", "data.source: must be 'inline', 'synthetic', 'function' or 'csv' (got 'excel')"),
+        ("kind: linear-gd\ndata:\n  source: excel\n", "data.source: must be 'inline', 'synthetic', 'function', "
+         "'csv', 'moons', 'circles', 'xor', 'gauss' or 'spiral' (got 'excel')"),
         ("kind: linear-gd\ndevice: gpu\n", "device: 'gpu' is not a device bpcli knows"),
         ("kind: linear-gd\nseed: -1\n", "seed: input should be greater than or equal to 0"),
         ("kind: scalar-sgd\ndata:\n  x: [1, 2]\n  y: [1]\n", "data: x has 2 values but y has 1"),

@@ -4,11 +4,17 @@ The file is read with numpy's C parser and checked cell by cell only when that f
 problems are then reported with their lines, the first few in full and the rest counted.
 Validation rows are chosen by a shuffle drawn from the run's generator (before the
 parameters are drawn), and standardisation uses the training rows' statistics alone.
+
+For a kind that classifies, the target column holds class labels, whole numbers or text:
+the classes are the distinct labels, numbers in numeric order and text in alphabetical
+order, and y each row's class index. The index takes the label's place in the table as
+read, so that dropping rows, splitting and `raw` treat it as any target.
 """
 
 from __future__ import annotations
 
 import csv
+import math
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TextIO
@@ -33,7 +39,8 @@ class CsvData(Section):
     path: str = Field(min_length=1)
     """The CSV file; a relative path is relative to the config file's folder."""
     target: str = Field(min_length=1)
-    """The column to predict (its name, or its number from 0 when header is false)."""
+    """The column to predict (its name, or its number from 0 when header is false): numbers,
+    or for a kind that classifies, class labels (whole numbers or text)."""
     features: list[str] | None = Field(None, min_length=1)
     """The input columns; null takes every column but the target."""
     header: bool = True
@@ -46,7 +53,8 @@ class CsvData(Section):
     """Rescale to mean 0 and standard deviation 1 (with the training split's statistics):
     the features, or the features and the target. Parameters, the optimum and predictions
     are also reported in the original units. Refused for models without intercept
-    (scalar-sgd, model.bias: false), which centring would give one."""
+    (scalar-sgd, model.bias: false), which centring would give one; `all` is refused for a
+    kind that classifies (class labels are not rescaled)."""
     val_fraction: float = Field(0.0, ge=0.0, le=0.9)
     """Share of the rows held out, after a shuffle drawn with the seed, to measure the
     validation loss."""
@@ -141,8 +149,11 @@ def _ignored(cell: str) -> float:
     return 0.0
 
 
-def _read_table(path: Path, cfg: CsvData, names: list[str], columns: list[int]) -> np.ndarray:
-    """The used columns as float64, features first and the target last (or a DataError)."""
+def _read_table(path: Path, cfg: CsvData, names: list[str], columns: list[int], labels: bool) -> np.ndarray:
+    """The used columns as float64, features first and the target last (or a DataError).
+
+    With `labels`, the target may hold text: its cells are read by _read_labels, and its
+    column here holds 0.0 where a cell is not a number."""
     import numpy as np
 
     def load(converters: dict[int, Any] | None) -> np.ndarray:
@@ -157,7 +168,8 @@ def _read_table(path: Path, cfg: CsvData, names: list[str], columns: list[int]) 
     # an unused column); the first row is checked against the header below. If an unused
     # column holds text, it is read again through a converter that ignores it (a Python
     # call per cell, so only when needed).
-    unused = {i: _ignored for i in range(len(names)) if i not in columns}
+    numeric = columns[:-1] if labels else columns
+    unused = {i: _ignored for i in range(len(names)) if i not in numeric}
     try:
         try:
             table = load(None)
@@ -166,11 +178,11 @@ def _read_table(path: Path, cfg: CsvData, names: list[str], columns: list[int]) 
                 raise
             table = load(unused)
     except ValueError as exc:  # a cell that is not a number, a row of another length, bad UTF-8
-        raise DataError(f"{path}: {_problems(path, cfg, names, columns, exc)}") from None
+        raise DataError(f"{path}: {_problems(path, cfg, names, numeric, exc)}") from None
     if not len(table):
         return np.empty((0, len(columns)))
     if table.shape[1] != len(names):
-        raise DataError(f"{path}: {_problems(path, cfg, names, columns, None)}")
+        raise DataError(f"{path}: {_problems(path, cfg, names, numeric, None)}")
     return table if columns == list(range(len(names))) else table[:, columns]
 
 
@@ -224,8 +236,10 @@ def _problems(path: Path, cfg: CsvData, names: list[str], columns: list[int],
                             found("cells", f"line {line}, column {names[i]!r}: {_shown(row[i])} is not a number")
         except csv.Error as exc:
             return f"line {reader.line_num} cannot be read as CSV ({exc})"
+    # The target is checked here unless it holds class labels (and may hold text).
+    checked = "data.target and data.features" if names.index(cfg.target) in columns else "data.features"
     fixes = {"rows": f"give every row {width} cells",
-             "cells": "make every cell of data.target and data.features a number",
+             "cells": f"make every cell of {checked} a number",
              "text": "save the file as UTF-8"}
     total = sum(counts.values())
     if total == 0:  # numpy refused something the check above let through
@@ -328,6 +342,90 @@ def _standardised(path: Path, cfg: CsvData, features: list[str], target: str,
     return scaled, scaling
 
 
+def _read_labels(path: Path, cfg: CsvData, column: int) -> np.ndarray:
+    """The target's cells as text, one per row of the table."""
+    import numpy as np
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # blank lines, as in _read_table
+        return np.loadtxt(path, delimiter=cfg.delimiter, skiprows=1 if cfg.header else 0, usecols=[column],
+                          dtype=str, ndmin=1, comments=None, quotechar='"', encoding="utf-8-sig")
+
+
+def _class_codes(path: Path, cfg: CsvData, cells: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """Each row's class as its place among the distinct labels in order, and their names.
+
+    Labels (without surrounding blanks) are whole numbers, in numeric order (2 before 10;
+    1 and 1.0 are one class), or text, in alphabetical order; a NaN or infinite number is a
+    missing value, NaN here, which data.drop_invalid drops. Each distinct label is judged
+    once, not once per row."""
+    import numpy as np
+
+    distinct, rows_of = np.unique(cells, return_inverse=True)
+    labels = sorted({cell.strip() for cell in distinct.tolist()})
+    at = {label: k for k, label in enumerate(labels)}
+    rows_of = np.array([at[cell.strip()] for cell in distinct.tolist()], dtype=np.int64)[rows_of.reshape(-1)]
+
+    def first(of: list[int]) -> tuple[int, str]:
+        """The line of the first row whose label is one of `of`, and that label."""
+        row = int(np.argmax(np.isin(rows_of, of)))
+        return _line_of(path, cfg, row)[0], labels[rows_of[row]]
+
+    where = f"column {cfg.target!r}"
+    if "" in at:
+        raise DataError(f"{path}: line {first([at['']])[0]}, {where} is empty; give every row a class label")
+    numbers = [float(label) if _is_number(label) else None for label in labels]
+    texts = [k for k, v in enumerate(numbers) if v is None]
+    finite = [k for k, v in enumerate(numbers) if v is not None and math.isfinite(v)]
+    if texts and finite:
+        (a, number), (b, text) = first(finite), first(texts)
+        raise DataError(f"{path}: {where} mixes numbers and text as class labels: line {a} holds the number "
+                        f"{_shown(number)} and line {b} the text {_shown(text)}; write every label as a number "
+                        "or every label as text")
+    fractions = [k for k in finite if not float(numbers[k]).is_integer()]  # type: ignore[arg-type]
+    if fractions:
+        line, label = first(fractions)
+        raise DataError(f"{path}: line {line}, {where}: {_shown(label)} is not a whole number, and class labels "
+                        "that are numbers must be; a numeric target needs a kind that fits numbers")
+    # Each label's class: its place among the texts alphabetically, or among the values numerically.
+    keys: list[Any] = [labels[k] for k in texts] if texts else [numbers[k] for k in finite]
+    ordered = sorted(set(keys), key=(lambda t: (t.casefold(), t)) if texts else None)
+    place = {key: float(c) for c, key in enumerate(ordered)}
+    code = np.full(len(labels), np.nan)  # a missing value (NaN, inf) keeps NaN
+    for k, key in zip(texts or finite, keys):
+        code[k] = place[key]
+    names = ordered if texts else [str(int(v)) for v in ordered]
+    return code[rows_of], names
+
+
+def _classes_present(path: Path, cfg: CsvData, table: np.ndarray, names: list[str],
+                     dropped: str) -> tuple[np.ndarray, list[str]]:
+    """The table with its classes numbered 0 … C−1 among the usable rows, and their names."""
+    import numpy as np
+
+    present = np.unique(table[:, -1])  # a class whose rows were all dropped is no class
+    if len(present) < 2:
+        raise DataError(f"{path}: column {cfg.target!r} holds one class, {names[int(present[0])]!r}, in its "
+                        f"{len(table)} usable rows{dropped}; a classifier needs at least two")
+    table[:, -1] = np.searchsorted(present, table[:, -1])
+    return table, [names[int(c)] for c in present]
+
+
+def _every_class_trains(path: Path, cfg: CsvData, y: np.ndarray, train: np.ndarray, classes: list[str]) -> None:
+    """Refuse a validation split that holds out every row of a class (`y`: all rows' classes)."""
+    import numpy as np
+
+    counts, trained = np.bincount(y.astype(int), minlength=len(classes)), np.bincount(
+        y[train].astype(int), minlength=len(classes))
+    missing = [i for i in range(len(classes)) if trained[i] == 0]
+    if missing:
+        i = missing[0]
+        more = f" (and {len(missing) - 1} more class{'es' if len(missing) > 2 else ''})" if len(missing) > 1 else ""
+        raise DataError(f"{path}: class {classes[i]!r} of column {cfg.target!r} has no row in the training split: "
+                        f"data.val_fraction: {cfg.val_fraction} holds out all {counts[i]} of its rows{more}; use a "
+                        "smaller data.val_fraction or another seed")
+
+
 def _split(path: Path, cfg: CsvData, rows: int, dropped: str) -> int:
     """How many rows to hold out for validation: at least 1, leaving at least 2 to train on."""
     held = round(rows * cfg.val_fraction)
@@ -345,22 +443,32 @@ def _split(path: Path, cfg: CsvData, rows: int, dropped: str) -> int:
     return held
 
 
-def build(cfg: CsvData, generator: torch.Generator, dtype: torch.dtype) -> Dataset:
-    """The table's training (and validation) rows as tensors, standardised if asked."""
+def build(cfg: CsvData, generator: torch.Generator, dtype: torch.dtype, classify: bool = False) -> Dataset:
+    """The table's training (and validation) rows as tensors, standardised if asked; with
+    `classify`, the target read as class labels."""
     import torch
 
     from bpcli.data.dataset import Dataset
 
     path = Path(cfg.path)
+    if classify and cfg.standardize == "all":
+        raise DataError(f"{path}: data.standardize: all would rescale the class labels of column {cfg.target!r}; "
+                        "use data.standardize: features, which rescales the inputs alone")
     names = _read_header(path, cfg)
     features, columns = _columns(path, cfg, names)
-    table = _read_table(path, cfg, names, columns)
+    table = _read_table(path, cfg, names, columns, classify)
+    labels: list[str] = []
+    if classify and len(table):
+        table[:, -1], labels = _class_codes(path, cfg, _read_labels(path, cfg, columns[-1]))
     _in_range(path, cfg, table, names, columns, dtype)
     rows = len(table)
     table, notes = _finite_rows(path, cfg, table, names, columns)
     dropped = f" ({rows - len(table)} dropped for NaN or infinite values)" if len(table) < rows else ""
     if len(table) < 2:
         raise DataError(f"{path}: has {len(table)} usable row(s){dropped}; gradient descent needs at least 2")
+    classes = None
+    if classify:
+        table, classes = _classes_present(path, cfg, table, labels, dropped)
 
     x_all = torch.from_numpy(table[:, :-1]).to(dtype)
     y_all = torch.from_numpy(table[:, -1]).to(dtype)
@@ -369,6 +477,8 @@ def build(cfg: CsvData, generator: torch.Generator, dtype: torch.dtype) -> Datas
         held = _split(path, cfg, len(table), dropped)
         order = torch.randperm(len(table), generator=generator)  # drawn before the parameters
         splits = [(x_all[order[held:]], y_all[order[held:]]), (x_all[order[:held]], y_all[order[:held]])]
+        if classes is not None:
+            _every_class_trains(path, cfg, table[:, -1], order[held:].numpy(), classes)
     # The rows as read, in float64: the closed-form optimum is solved from these, not from
     # values already rounded to the dtype and standardised in it.
     raw = {"train": table}
@@ -379,4 +489,4 @@ def build(cfg: CsvData, generator: torch.Generator, dtype: torch.dtype) -> Datas
     if cfg.standardize != "none":
         splits, scaling = _standardised(path, cfg, features, cfg.target, splits)
     (x, y), (x_val, y_val) = splits[0], (splits[1] if len(splits) > 1 else (None, None))
-    return Dataset(x, y, None, None, x_val, y_val, features, cfg.target, scaling, notes, raw)
+    return Dataset(x, y, None, None, x_val, y_val, features, cfg.target, scaling, notes, raw, classes)

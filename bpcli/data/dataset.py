@@ -11,7 +11,8 @@ import torch
 
 @dataclass(frozen=True)
 class Dataset:
-    """Inputs x of shape (N, F), targets y of shape (N,), and what is known about them."""
+    """Inputs x of shape (N, F), targets y of shape (N,) (numbers, or class indices), and
+    what is known about them."""
 
     x: torch.Tensor
     y: torch.Tensor
@@ -30,6 +31,10 @@ class Dataset:
     raw: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
     """Each split's rows (x, y) as read, in float64, before rounding to the run's dtype and
     standardising (CSV data); None when x and y are the data as read."""
+    classes: list[str] | None = None
+    """The class names in order, when y holds class labels (None for a numeric target): y
+    (and y_val, and raw's y) then holds each row's class index 0 … C−1 as a float, and of
+    two classes the second, y = 1, is the positive one."""
 
     def as_read(self, split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
         """A split's rows as read, in float64 and the original units."""

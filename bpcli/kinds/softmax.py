@@ -27,7 +27,7 @@ class SoftmaxConfig(Experiment):
     """Initial parameters: init_w and init_b set every value of W and of b."""
 
     DEFAULTS: ClassVar[dict[str, Any]] = {
-        "data": {"source": "spiral", "n": 300, "noise": 0.1},
+        "data": {"source": "gauss", "n": 200, "noise": 0.5},
         "model": {},
         "train": {"lr": 0.5, "epochs": 1000, "log_every": 50, "grad": "manual"},
     }
