@@ -31,8 +31,8 @@ MAX_ITERATIONS = 100
 means the loss keeps falling along a direction without end (see _newton)."""
 MAX_UNKNOWNS = 2000
 """The largest (C − 1)·(F + 1) solved for: the Hessian has that many rows."""
-SEPARABLE = ("the classes are linearly separable: a hyperplane puts every training sample on its own class's "
-             "side, so scaling the weights up lowers the loss toward 0 without end; no finite optimum exists, and "
+SEPARABLE = ("the classes are linearly separable: some weights classify every training sample correctly, so "
+             "scaling them up lowers the loss toward 0 without end; no finite optimum exists, and "
              "training drives the weights to grow without bound as the loss falls (the run is not diverging: its "
              "loss falls)")
 
