@@ -5,6 +5,7 @@ through everything the shipped kinds do."""
 import csv
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -264,6 +265,22 @@ def test_a_planted_bug_in_a_classifier_gradient_is_caught(config, kind, name, re
     result = cli("check", request.getfixturevalue(config), "--steps", "2")
     assert result.exit_code == 1
     assert f"the hand-derived gradient of {name} disagrees with autograd at step 1" in result.stderr
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="torchrun jobs are tested on Linux")
+@pytest.mark.parametrize("config", ["moons", "blobs"])
+def test_two_torchrun_processes_give_the_single_process_classifier(config, request):
+    from test_distributed import torchrun
+
+    args = [request.getfixturevalue(config), "--epochs", "200", "--no-plots", "-q"]
+    job = torchrun("train", *args, "--out", "two")
+    assert job.returncode == 0, job.stderr[-2000:]
+    assert cli("train", *args, "--out", "one").exit_code == 0
+    two, one = summary("two"), summary("one")
+    assert two["processes"] == 2
+    for name, values in one["params"].items():
+        assert two["params"][name] == pytest.approx(values, abs=1e-10)
+    assert two["accuracy"] == one["accuracy"] and two["distance_to_optimum"] < 1
 
 
 def test_explain_shows_the_sigmoid_and_its_local_derivative(write_config):
