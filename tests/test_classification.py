@@ -153,6 +153,21 @@ def test_logistic_reaches_the_newton_optimum(moons):
     assert float(layer.weight.grad.abs().max()) < 1e-12 and float(layer.bias.grad.abs().max()) < 1e-12
 
 
+def test_the_optimum_of_standardised_data_is_in_the_models_units(write_config, tmp_path):
+    x, label = _two_moons(100, 0.3, 0)
+    _write_csv(tmp_path / "scaled.csv", x * torch.tensor([100.0, 0.01]) + torch.tensor([5.0, -3.0]), label)
+    config = write_config("kind: logistic\ndevice: cpu\ndtype: float64\n"
+                          "data: {source: csv, path: scaled.csv, target: label, standardize: features}\n"
+                          "train: {lr: 4.0, epochs: 3000, log_every: 500}\n")
+    assert cli("train", config, "--out", "run", "-q", "--no-plots").exit_code == 0
+    done = summary("run")
+    assert done["distance_to_optimum"] < 1e-6
+    # The unscaled data's optimum, in the data's units: w scaled by 1/100 and 100 (to the rounding of x).
+    assert done["optimum_original_units"]["w"] == pytest.approx([1.2587586141727 / 100, -3.8105529975045 * 100],
+                                                                 rel=1e-6)
+    assert done["params_original_units"]["w"] == pytest.approx(done["optimum_original_units"]["w"], rel=1e-9)
+
+
 def test_softmax_reports_the_optimum_gradient_descent_approaches(blobs):
     result = cli("train", blobs, "--epochs", "3000", "--lr", "3", "--out", "run", "-q", "--no-plots")
     assert result.exit_code == 0, result.output
