@@ -317,6 +317,18 @@ def test_explain_shows_the_sigmoid_and_its_local_derivative(write_config):
     assert result.exit_code == 0 and "sigmoid(v3)" in result.stdout and Path("g.png").exists()
 
 
+def test_explain_falls_back_to_the_training_loss_once_the_sigmoid_rounds(write_config):
+    from bpcli.graph import explain_config
+
+    Path("five.csv").write_text("x,label\n-2.0,0\n-1.0,0\n0.5,1\n1.0,0\n3.0,1\n")
+    config = write_config("kind: logistic\ndevice: cpu\ndata: {source: csv, path: five.csv, target: label}\n"
+                          "model: {init_w: 100.0, init_b: 0.0}\ntrain: {lr: 0.5, epochs: 10}\n")
+    graph = explain_config(load_config(config), sample=4)  # z = 300: σ(z) is 1 in float32, log(1 − σ) is −inf
+    assert not any(n.op == "sigmoid" for n in graph.nodes) and any(n.op == "log1p" for n in graph.nodes)
+    loss = graph.nodes[graph.loss].value
+    assert loss == pytest.approx(100 / 5, rel=1e-6)  # sample 3 (x = 1, class 0) costs softplus(100) = 100
+
+
 # --------------------------------------------------------------------------- a throw-away classifier kind
 
 

@@ -116,10 +116,11 @@ class Logistic(HandWrittenSGD):
         L = mean(−[y·log p + (1 − y)·log(1 − p)]), so that the graph shows σ with its local
         derivative σ(1 − σ). Equal to `loss`, but it takes log(0) once σ(z) rounds to 0 or 1,
         so then `loss` itself is explained."""
-        z = self._logits(params, batch["x"])
-        p = torch.sigmoid(z)
+        with torch.no_grad():  # not a node of the graph
+            p = torch.sigmoid(self._logits({name: t.detach() for name, t in params.items()}, batch["x"]))
         if not bool(((p > 0) & (p < 1)).all()):
             return self.loss(params, batch)
+        p = torch.sigmoid(self._logits(params, batch["x"]))
         y = batch["y"]
         return (-(y * torch.log(p) + (1 - y) * torch.log(1 - p))).mean(-1)
 
