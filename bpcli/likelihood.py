@@ -29,6 +29,8 @@ METHOD = "the maximum-likelihood solution (Newton's method)"
 MAX_ITERATIONS = 100
 """Newton's method converges quadratically once close; this many steps without converging
 means the loss keeps falling along a direction without end (see _newton)."""
+FLAT = 1e-10
+"""The smallest curvature, relative to the data's, of a finite optimum (see _newton)."""
 MAX_UNKNOWNS = 2000
 """The largest (C − 1)·(F + 1) solved for: the Hessian has that many rows."""
 SEPARABLE = ("the classes are linearly separable: some weights classify every training sample correctly, so "
@@ -82,39 +84,56 @@ def _hessian(a: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
     return blocks.reshape(m * d, m * d)
 
 
-def _newton(a: torch.Tensor, labels: torch.Tensor, classes: int) -> tuple[torch.Tensor | None, str, float]:
-    """The free rows θ (C − 1, D) of the optimum with class 0's row fixed at 0, by damped
-    Newton steps from θ = 0; or None, with why, where no finite optimum exists; and κ of the
-    Hessian at the optimum.
+def _whitened(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """B = A·T with BᵀB/N = I on the columns float64 can tell apart, and T (D, r).
 
-    Separability is detected two ways. (1) An iterate that separates the classes (see
-    _separates) is a certificate. (2) Otherwise, on overlapping classes, the loss has
-    bounded level sets and Newton's method with a line search converges quadratically; when
-    it has not converged after MAX_ITERATIONS steps the loss is still falling along a
-    direction without end: some classes are separated from the rest with samples on the
-    boundary (quasi-complete separation), where no finite optimum exists either.
+    Newton's method is affine invariant, so its iterates in B's coordinates are A's mapped
+    by T; but there the Hessian's eigenvalues are the loss's curvature relative to the
+    data's, in [0, 1/2], which tells a finite optimum from one that runs off (see _newton).
+    θ_A = θ_B·Tᵀ lies in A's row space: with collinear columns, the minimum-norm optimum.
     """
+    n = len(a)
+    _, sigma, vh = torch.linalg.svd(a, full_matrices=False)
+    tolerance = max(a.shape) * torch.finfo(torch.float64).eps * float(sigma[0]) if len(sigma) else 0.0
+    kept = int((sigma > tolerance).sum())
+    t = vh[:kept].T / sigma[:kept] * math.sqrt(n)
+    return a @ t, t
+
+
+def _newton(a: torch.Tensor, labels: torch.Tensor, classes: int) -> tuple[torch.Tensor | None, str]:
+    """The free rows θ (C − 1, D) of the optimum with class 0's row fixed at 0, by damped
+    Newton steps from θ = 0; or None, with why, where no finite optimum exists.
+
+    Separability is detected three ways. (1) An iterate that separates the classes (see
+    _separates) is a certificate. (2) Where Newton's method settles, the curvature of the
+    loss along every direction the data determine is measured relative to the data's own
+    (the whitened Hessian's smallest eigenvalue, at most 1/2): below FLAT it means that
+    every sample that direction depends on is fitted with a probability within about FLAT
+    of certainty, which happens when the weights have run off along a direction that
+    separates some classes with samples on the boundary (quasi-complete separation), where
+    the loss's change is below float64's resolution and Newton's steps seem to settle.
+    (3) A run of MAX_ITERATIONS steps without settling means the same.
+    """
+    a, back = _whitened(a)
     n, d = a.shape
     m = classes - 1
     targets = torch.nn.functional.one_hot(labels, classes).to(torch.float64)[:, 1:]  # (N, C − 1)
     theta = torch.zeros(m, d, dtype=torch.float64)
     loss = _loss(a, labels, theta)
     polished = 0
+    running_off = ("no finite optimum: the loss keeps falling along a direction without end, as it does when some "
+                   "classes are separated from the others with samples on the boundary (quasi-complete "
+                   "separation): the weights grow without bound as training goes on")
     for _ in range(MAX_ITERATIONS):
         p = torch.softmax(_logits(a, theta), dim=1)[:, 1:]
-        gradient = ((p - targets).T @ a / n).reshape(-1)  # dL/dθ_c = Aᵀ(p_c − y_c)/N
+        gradient = ((p - targets).T @ a / n).reshape(-1)  # dL/dθ_c = Bᵀ(p_c − y_c)/N
         hessian = _hessian(a, p)
-        # The step solves H·δ = g; with collinear columns H is singular and pinv gives the
-        # smallest δ (θ then stays the minimum-norm optimum).
-        step = torch.linalg.pinv(hessian, hermitian=True, rtol=1e-13) @ gradient
+        step = torch.linalg.pinv(hessian, hermitian=True, rtol=1e-13) @ gradient  # H·δ = g
         decrement = float(gradient @ step)  # λ² = gᵀH⁻¹g: twice the loss Newton's model expects to shed
-        if decrement <= 1e-28 * max(1.0, loss) or polished == 3:  # converged to float64's resolution
-            eigenvalues = torch.linalg.eigvalsh(hessian)
-            top = float(eigenvalues[-1])
-            tolerance = top * len(eigenvalues) * 1e-13
-            kept = eigenvalues[eigenvalues > tolerance]
-            condition = top / float(kept[0]) if len(kept) == len(eigenvalues) else math.inf
-            return theta, "", condition
+        if decrement <= 1e-28 * max(1.0, loss) or polished == 3:  # settled, to float64's resolution
+            if float(torch.linalg.eigvalsh(hessian)[0]) < FLAT:
+                return None, running_off
+            return theta @ back.T, ""
         if decrement < 1e-20 * max(1.0, loss):
             # The loss changes below its own rounding, so a line search cannot see the step;
             # this close, Newton's quadratic model is exact and a few full steps finish the job.
@@ -129,11 +148,16 @@ def _newton(a: torch.Tensor, labels: torch.Tensor, classes: int) -> tuple[torch.
             t /= 2
         theta, loss = trial, trial_loss
         if _separates(a, labels, theta):
-            return None, SEPARABLE, math.inf
-    return None, (f"no finite optimum: Newton's method did not settle in {MAX_ITERATIONS} steps (‖θ‖ = "
-                  f"{float(theta.norm()):.3g} and growing) because the loss keeps falling along a direction without "
-                  "end, as it does when some classes are separated from the others with samples on the boundary "
-                  "(quasi-complete separation); the weights grow without bound as training goes on"), math.inf
+            return None, SEPARABLE
+    return None, running_off
+
+
+def _condition(a: torch.Tensor, theta: torch.Tensor, labels: torch.Tensor) -> float:
+    """κ of the Hessian of the mean cross-entropy at θ (class 0's row fixed), in A's units."""
+    p = torch.softmax(_logits(a, theta[1:]), dim=1)[:, 1:]
+    eigenvalues = torch.linalg.eigvalsh(_hessian(a, p))
+    top = float(eigenvalues[-1])
+    return top / float(eigenvalues[0]) if float(eigenvalues[0]) > top * len(eigenvalues) * 1e-15 else math.inf
 
 
 def _to_model_units(data: Dataset, theta: torch.Tensor, bias: bool) -> torch.Tensor:
@@ -170,11 +194,11 @@ def solve(data: Dataset, classes: int, bias: bool) -> tuple[torch.Tensor | None,
     if (classes - 1) * columns > MAX_UNKNOWNS:
         return None, (f"not solved: {(classes - 1) * columns} unknowns make a Hessian beyond the {MAX_UNKNOWNS} "
                       "rows solved here"), rank, columns, math.inf
-    free, why, condition = _newton(a, labels, classes)
+    free, why = _newton(a, labels, classes)
     if free is None:
-        return None, why, rank, columns, condition
+        return None, why, rank, columns, math.inf
     theta = torch.cat([torch.zeros(1, columns, dtype=torch.float64), free])
-    return _to_model_units(data, theta, bias), "", rank, columns, condition
+    return _to_model_units(data, theta, bias), "", rank, columns, _condition(a, theta, labels)
 
 
 def mean_cross_entropy(data: Dataset, theta: torch.Tensor, bias: bool) -> float:

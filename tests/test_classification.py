@@ -99,8 +99,8 @@ def test_logistic_takes_the_steps_of_nn_linear_with_bce_with_logits_and_sgd(moon
         sgd.step()
         ours = trainer.step(0)
         assert float(ours) == pytest.approx(float(loss.detach()), rel=1e-12)
-        worst = max(worst, float((trainer.params()["w"][0] - layer.weight[0].detach()).abs().max()),
-                    float((trainer.params()["b"][0] - layer.bias[0].detach()).abs()))
+        worst = max(worst, float((trainer.params()["w"][0].detach() - layer.weight[0].detach()).abs().max()),
+                    float((trainer.params()["b"][0].detach() - layer.bias[0].detach()).abs()))
     assert worst < 1e-6
     assert worst < 1e-12  # in fact: the same steps, to rounding
 
@@ -121,8 +121,8 @@ def test_softmax_takes_the_steps_of_nn_linear_with_cross_entropy_and_sgd(blobs, 
         loss.backward()
         sgd.step()
         assert float(trainer.step(0)) == pytest.approx(float(loss.detach()), rel=1e-12)
-        worst = max(worst, float((trainer.params()["W"][0] - layer.weight.detach()).abs().max()),
-                    float((trainer.params()["b"][0] - layer.bias.detach()).abs().max()))
+        worst = max(worst, float((trainer.params()["W"][0].detach() - layer.weight.detach()).abs().max()),
+                    float((trainer.params()["b"][0].detach() - layer.bias.detach()).abs().max()))
     assert worst < 1e-12
 
 
@@ -199,6 +199,25 @@ def test_separable_classes_have_no_optimum_and_the_run_is_not_diverged(write_con
     norms = [math.hypot(float(r["w[0]"]), float(r["w[1]"])) for r in logged]
     assert norms == sorted(norms) and norms[-1] > 1.2 * norms[2]  # … as the weights keep growing
     assert done["accuracy"]["train"] == 1.0
+
+
+def test_classes_that_touch_on_a_line_have_no_optimum_but_an_outlier_does_not_count():
+    from bpcli import likelihood
+    from bpcli.data.dataset import Dataset
+
+    x = torch.tensor([[-2.0], [-1.0], [0.0], [0.0], [1.0], [2.0]], dtype=torch.float64)
+    touching = Dataset(x, torch.tensor([0, 0, 0, 1, 1, 1], dtype=torch.float64), None)  # both classes at x = 0
+    assert "quasi-complete separation" in likelihood.logistic_optimum(touching, bias=True)
+    # Overlapping classes with one sample so far out that σ rounds to 1 there: a finite optimum.
+    x = torch.tensor([[-2.0], [-1.0], [0.0], [0.5], [1.0], [2.0], [1000.0]], dtype=torch.float64)
+    outlier = Dataset(x, torch.tensor([0, 1, 0, 1, 0, 1, 1], dtype=torch.float64), None)
+    best = likelihood.logistic_optimum(outlier, bias=True)
+    layer = torch.nn.Linear(1, 1, dtype=torch.float64)
+    with torch.no_grad():
+        layer.weight.fill_(best.params["w"][0])
+        layer.bias.fill_(best.params["b"][0])
+    torch.nn.BCEWithLogitsLoss()(layer(x)[:, 0], outlier.y).backward()
+    assert float(layer.weight.grad.abs()) < 1e-14 and float(layer.bias.grad.abs()) < 1e-14
 
 
 def test_stable_lr_is_an_upper_bound_on_the_curvature(moons):
