@@ -15,7 +15,7 @@ given in the units the model trains in (standardised, when the data are).
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 
