@@ -20,7 +20,7 @@ from bpcli.kinds.softmax import Softmax
 from bpcli.kinds.tasks import Classification, class_names
 from bpcli.lifecycle import build
 from bpcli.section import Section
-from conftest import cli
+from conftest import cli, config
 
 # --------------------------------------------------------------------------- data
 
@@ -233,6 +233,24 @@ def test_stable_lr_is_an_upper_bound_on_the_curvature(moons):
     assert all(b <= a for a, b in zip(losses, losses[1:]))
     adam = load_config(moons, _set(train__optimizer="adam"))
     assert built.trainer.task.stable_lr(built.data, adam.train).lr is None
+
+
+@pytest.mark.parametrize("name", ["logistic.yaml", "logistic-gauss.yaml", "logistic-circles.yaml", "softmax.yaml"])
+def test_the_shipped_classifier_configs(name):
+    from bpcli.lifecycle import train
+
+    done = train(config(name), "run", plots=False).summary
+    assert done["status"] == "completed"
+    accuracy = done["accuracy"]
+    if name == "logistic.yaml":  # the moons: a line gets 87 %, at the maximum-likelihood optimum
+        assert accuracy["train"] == pytest.approx(0.87) and done["distance_to_optimum"] < 1e-4
+    elif name == "logistic-gauss.yaml":  # two blobs apart: separable, no optimum
+        assert accuracy["train"] == 1.0 and "linearly separable" in done["no_optimum"]
+    elif name == "logistic-circles.yaml":  # a line cannot classify circles
+        assert accuracy["train"] < 0.6 and done["distance_to_optimum"] < 1e-4
+    else:  # penguins: three species from four measurements, a fifth held out
+        assert done["task"]["classes"] == ["Adelie", "Chinstrap", "Gentoo"]
+        assert accuracy["train"] > 0.98 and accuracy["val"] > 0.95
 
 
 # --------------------------------------------------------------------------- everything else a kind does
