@@ -220,6 +220,17 @@ def test_classes_that_touch_on_a_line_have_no_optimum_but_an_outlier_does_not_co
     assert float(layer.weight.grad.abs()) < 1e-14 and float(layer.bias.grad.abs()) < 1e-14
 
 
+def test_logistic_refuses_more_than_two_classes_in_one_line(write_config):
+    from conftest import CONFIGS
+
+    path = write_config(f"kind: logistic\ndevice: cpu\ndata: {{source: csv, path: {CONFIGS / 'data/penguins.csv'}, "
+                        "target: species, standardize: features}\n")
+    result = cli("train", path, "--out", "run", "-q")
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1
+    assert "the target has 3 (Adelie, Chinstrap, Gentoo); use kind: softmax" in result.stderr
+    assert not Path("run").exists()
+
+
 def test_stable_lr_is_an_upper_bound_on_the_curvature(moons):
     config = load_config(moons)
     built = build(config)
