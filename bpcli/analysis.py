@@ -55,11 +55,15 @@ class Optimum:
         if self.unique:
             return None
         kappa = "infinite" if not math.isfinite(self.condition) else f"{self.condition:.2g}"
+        squares = self.method == "the least-squares solution"
+        solution = "least-squares" if squares else "maximum-likelihood"
+        why_not = ("since the solve already centres and scales every column" if squares else
+                   "it changes no column's dependence on the others")
         return (f"the design has effective rank {self.rank} of {self.columns} columns (condition number "
-                f"κ = {kappa}, beyond what float64 resolves), so the least-squares \"optimum\" is one of "
-                "many and the distance to it means little; drop a column that the others determine (a "
-                "duplicate, a constant beside the intercept, a sum of other columns); standardising would not "
-                "help, since the solve already centres and scales every column")
+                f"κ = {kappa}, beyond what float64 resolves), so the {solution} "
+                "\"optimum\" is one of many and the distance to it means little; drop a column that the others "
+                "determine (a duplicate, a constant beside the intercept, a sum of other columns); standardising "
+                f"would not help, {why_not}")
 
 
 def _design(data: Dataset, bias: bool) -> torch.Tensor:

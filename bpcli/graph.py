@@ -51,7 +51,8 @@ OP_SYMBOLS = {
     "__rdiv__": "÷", "pow": "^", "__pow__": "^", "__rpow__": "^", "neg": "−", "__neg__": "−", "matmul": "@",
     "__matmul__": "@", "mean": "mean", "sum": "sum", "linear": "linear", "mse_loss": "mse_loss",
     "tanh": "tanh", "sigmoid": "sigmoid", "relu": "relu", "exp": "exp", "log": "log", "sin": "sin",
-    "cos": "cos", "sqrt": "sqrt", "abs": "abs", "square": "square",
+    "cos": "cos", "sqrt": "sqrt", "abs": "abs", "square": "square", "log1p": "log1p", "logsumexp": "logsumexp",
+    "clamp_min": "max", "softmax": "softmax", "log_softmax": "log_softmax",
 }
 WRITTEN_AS = {"sum": "sum({0})", "mean": "mean({0})", "mse_loss": "mean(({0} − {1})^2)", "linear": "{0} @ {1}ᵀ + {2}"}
 """Operations shown as a learner writes them rather than as torch calls them (the axis of
@@ -400,8 +401,10 @@ def explain_step(trainer: Any, index: int, sample: int | None, lr: float, title:
     params = {name: p.detach().clone().requires_grad_(True) for name, p in trainer.params().items()}
     leaves: dict[str, tuple[str, torch.Tensor]] = {name: ("param", p) for name, p in params.items()}
     leaves.update({name: ("input", t) for name, t in batch.items()})
+    # A kind may give its loss as a learner writes it (logistic: σ, then the log-loss), equal to the loss it trains on.
+    written_loss = getattr(trainer, "explained_loss", trainer.loss)
     with _recorder() as recorder:
-        loss = trainer.loss(params, batch)
+        loss = written_loss(params, batch)
     graph, full = _build(recorder.calls, leaves, loss, samples, shown, title)
     # The parameters are the first leaves: their gradients are the ones the update uses
     # (one member, so the loss is one number). Only the first SHOWN_VALUES of each are

@@ -46,7 +46,13 @@ class RunLog(Callback):
         self.columns = files.param_columns(sizes)
         self.task = task_of(trainer)
         train = built.config.train
-        self.best = self.task.optimum(built.data)
+        found = self.task.optimum(built.data)
+        self.best = None if isinstance(found, str) else found
+        if isinstance(found, str):  # the maths proves there is none (separable classes): say why
+            summary["no_optimum"] = found
+            warnings = summary.setdefault("warnings", [])
+            if f"optimum: {found}" not in warnings:  # a resumed run's summary has it already
+                warnings.append(f"optimum: {found}")
         self.bound = self.task.stable_lr(built.data, train)
         if self.bound is not None:
             summary.update(stable_lr=self.bound.lr, stable_lr_scope=self.bound.scope)

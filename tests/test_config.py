@@ -117,7 +117,7 @@ def test_a_key_in_the_wrong_section_points_to_the_right_one(write_config):
         ("kind: scalar-sgd\nmodel:\n  init_b: 1\n", "model.init_b: unknown key (did you mean 'init_w'?)"),
         ("kind: scalar-sgd\ndata:\n  n: 5\n", "use kind linear-gd to fit y = w·x + b"),
         ("kind: linear-regression\n", "kind: unknown kind 'linear-regression' (did you mean 'linear-gd'?)"),
-        ("seed: 1\n", "kind: missing; add `kind:` (one of scalar-sgd, linear-gd, nn-linear, mlp)"),
+        ("seed: 1\n", "kind: missing; add `kind:` (one of scalar-sgd, linear-gd, nn-linear, mlp, logistic, softmax)"),
         ("kind: linear-gd\ntrain: 5\n", "train: input should be a valid dictionary"),
     ],
 )

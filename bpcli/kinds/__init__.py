@@ -10,7 +10,7 @@ A kind can also be registered at run time with `register` (from a notebook or a 
 
 from __future__ import annotations
 
-from bpcli.kinds import linear_gd, mlp, nn_linear, scalar_sgd
+from bpcli.kinds import linear_gd, logistic, mlp, nn_linear, scalar_sgd, softmax
 from bpcli.kinds.base import Kind, LeastSquares, Trainer
 
 # The registry: every experiment kind by name, in the order the docs list them.
@@ -21,6 +21,8 @@ KINDS: dict[str, Kind] = {
         linear_gd.KIND,
         nn_linear.KIND,
         mlp.KIND,
+        logistic.KIND,
+        softmax.KIND,
     )
 }
 

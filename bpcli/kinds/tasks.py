@@ -65,8 +65,9 @@ class Task(Protocol):
         validation rows (and the training rows, if the task logs them) on the trainer's device."""
         ...
 
-    def optimum(self, data: Dataset) -> Optimum | None:
-        """The optimum of the training loss solved from the data as read, where the maths gives one."""
+    def optimum(self, data: Dataset) -> Optimum | str | None:
+        """The optimum of the training loss solved from the data as read, where the maths gives
+        one; a str says why the maths proves there is none (None: nothing is known)."""
         ...
 
     def stable_lr(self, data: Dataset, train: Any) -> StableLR | None:
@@ -209,8 +210,9 @@ class Classification:
     classes: tuple[str, ...]
     loss_name: str
     probabilities: bool = True
-    solve: Callable[[Dataset], Optimum | None] | None = None
-    """The optimum of the training loss (e.g. Newton's method for logistic regression)."""
+    solve: Callable[[Dataset], Optimum | str | None] | None = None
+    """The optimum of the training loss (e.g. Newton's method for logistic regression), or
+    why none exists (e.g. "the classes are linearly separable: …")."""
     bound: Callable[[Dataset, Any], StableLR | None] | None = None
     """The stable-lr bound of the configured optimizer on this data, where one is known."""
     name: str = "classification"
@@ -237,7 +239,7 @@ class Classification:
                 values += [float(loss.item()), accuracy(trainer.predict(x)[0], y)]
         return values
 
-    def optimum(self, data: Dataset) -> Optimum | None:
+    def optimum(self, data: Dataset) -> Optimum | str | None:
         return self.solve(data) if self.solve is not None else None
 
     def stable_lr(self, data: Dataset, train: Any) -> StableLR | None:
@@ -321,9 +323,25 @@ def _write_boundary(run_dir: Path, trainer: Any, data: Dataset, classes: tuple[s
     write_atomic(run_dir / "boundary.csv", "\n".join(lines) + "\n")
 
 
+def class_names(data: Dataset) -> tuple[str, ...]:
+    """The classes of classification data, in the order of their indices in y: the data's
+    own names, or (for data that names none) the indices 0 … C − 1 that y holds."""
+    from bpcli.errors import DataError
+
+    named = getattr(data, "classes", None)
+    if named:
+        return tuple(named)
+    values = sorted(set(data.y.tolist()))
+    if any(v != int(v) or v < 0 for v in values):
+        raise DataError(f"data: a classifier's target holds class indices 0, 1, …, but it has the value "
+                        f"{next(v for v in values if v != int(v) or v < 0):g}; give each sample its class's index")
+    return tuple(str(c) for c in range(int(max(values, default=-1)) + 1))
+
+
 def one_hot(y: torch.Tensor, classes: int, dtype: torch.dtype) -> torch.Tensor:
     """Y with Y[…, c] = 1 where y = c: (…,) class indices give (…, C)."""
     return torch.nn.functional.one_hot(y.long(), classes).to(dtype)
 
 
-__all__ = ["Classification", "Regression", "Task", "Tensors", "accuracy", "confusion", "one_hot", "task_of"]
+__all__ = ["Classification", "Regression", "Task", "Tensors", "accuracy", "class_names", "confusion", "one_hot",
+           "task_of"]
