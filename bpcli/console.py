@@ -309,7 +309,9 @@ def _fit_rows(row: Callable[..., None], summary: dict[str, Any]) -> None:
     best = summary.get("optimum") or {}
     scaling = summary.get("scaling") or {}
     # Both to the same digits: rounded to 3, the optimum's loss once read 0.479 beside a trained 0.478849.
-    y_units = bool(scaling) and scaling.get("y_std") == 1.0 and scaling.get("y_mean") == 0.0
+    # (A classifier's loss has no units: it is a cross-entropy of class probabilities.)
+    classifies = (summary.get("task") or {}).get("type") == "classification"
+    y_units = bool(scaling) and scaling.get("y_std") == 1.0 and scaling.get("y_mean") == 0.0 and not classifies
     batch, samples = summary.get("batch_size"), (summary.get("samples") or {}).get("train")
 
     def loss_row(label: str, value: Any, optimum: str = "") -> None:
