@@ -29,7 +29,7 @@ from bpcli.kinds.base import flat, whole_data_loss
 from bpcli.lifecycle import build, check_memory, tensorboard_writer_class
 from bpcli.loop import Callback, Divergence, Loop, Progress, Reporter
 from bpcli.rundir import sweep as files
-from bpcli.rundir.files import bpcli_version, create_run_dir, release
+from bpcli.rundir.files import bpcli_version, create_run_dir, make_folder, release
 
 # The settings that may differ between members of one batched run: they change the
 # numbers (data, initial values, learning rate), never the shapes or the schedule.
@@ -337,6 +337,7 @@ def _write_tensorboard(folder: Path, grid: dict[str, list[Any]], rows: list[dict
     """TensorBoard runs under `folder`, named by their settings (lr=0.01 seed=3): the loss
     at every logged step and each parameter's final value, as a single run would log them."""
     writer_class = tensorboard_writer_class()
+    make_folder(folder)  # never a link, and listed in the manifest before it is written
     steps = [step for step, _ in history]
     keys = list(grid) if len(rows) <= TENSORBOARD_MEMBERS else [k for k in grid if k != "seed"]
     groups: dict[str, list[int]] = {}
@@ -344,7 +345,7 @@ def _write_tensorboard(folder: Path, grid: dict[str, list[Any]], rows: list[dict
         name = ",".join(f"{key.split('.')[-1]}={row[key]}" for key in keys) or "all-members"
         groups.setdefault(name, []).append(k)
     for name, members in groups.items():
-        board = writer_class(log_dir=str(folder / name))
+        board = writer_class(log_dir=str(make_folder(folder / name)))
         for step, values in zip(steps, (values for _, values in history)):
             chosen = [values[k] for k in members]
             finite = sorted(v for v in chosen if math.isfinite(v))

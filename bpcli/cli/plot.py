@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from bpcli.cli.options import RunDirArg
+from bpcli.cli.options import OutPath, RunDirArg
 
 
 class Format(str, Enum):
@@ -24,7 +24,7 @@ def plot(
 ) -> None:
     """Redraw a run's plots (loss, fit, params, landscape) from its directory alone, or a
     sweep's (losses, final loss against lr) from a sweep directory."""
-    from bpcli.errors import RunDirError
+    from bpcli.errors import RunDirBusy, RunDirError
     from bpcli.plots import draw_plots, draw_sweep
     from bpcli.rundir.files import MARKER, claim, release
     from bpcli.rundir.sweep import is_sweep_dir
@@ -34,8 +34,8 @@ def plot(
     held = (run_dir / MARKER).is_file()
     if held:
         try:
-            claim(run_dir)
-        except RunDirError:
+            claim(run_dir, elsewhere="copy the run elsewhere and plot the copy")
+        except RunDirBusy:
             raise RunDirError(f"{run_dir}: a bpcli process is still writing this run; it draws its plots when it "
                               "ends (then, or after Ctrl-C, bpcli plot redraws them)") from None
     try:
@@ -51,7 +51,8 @@ def compare(
     run_dirs: Annotated[list[Path], typer.Argument(metavar="RUN_DIR", help="The run directories to draw together "
                                                    "(two or more).", show_default=False)],
     out: Annotated[Optional[Path], typer.Option(
-        "--out", help="The figure to write (.png, .svg or .pdf); default: outputs/compare<N>.png, the next "
+        "--out", parser=OutPath, help="The figure to write (.png, .svg or .pdf); default: outputs/compare<N>.png, "
+        "the next "
         "free N.", show_default=False)] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace the file already at --out.")] = False,
 ) -> None:
