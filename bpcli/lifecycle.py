@@ -295,7 +295,7 @@ def _train(built: Built, config: Experiment, run_dir: Path | None, summary: dict
     loop = Loop(trainer, total, config.train.log_every, callbacks, start, stop=stop)
     with _recorded_failure(loop, summary, run_dir, checkpoints):
         try:
-            loop.run()
+            loop.run()  # a signal after it is noted only (StopRequest.held): the final files are written whole
             if loop.status == "diverged":  # the step it stopped at is logged here, after the search
                 log.on_log(loop, loop.step, divergence.losses)
                 if checkpoints.last >= loop.step:  # written on the way to divergence: keep the last good state

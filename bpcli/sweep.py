@@ -227,7 +227,7 @@ def _finish(directory: Path | None, config: Experiment, grid: dict[str, list[Any
     total = max(p["steps"] for p in parts)
     seconds = max(p["seconds"] for p in parts)
     results = [r for p in parts for r in p["results"]]
-    steps = [s for s, _ in next(p for p in parts if p["history"])["history"]]
+    steps = [s for s, _ in next((p for p in parts if p["history"]), {"history": []})["history"]]
     history = [(step, [v for p in parts if p["history"] for v in p["history"][i][1]])
                for i, step in enumerate(steps)]
     rows = [{"member": k, **settings, **result} for k, ((settings, _), result) in enumerate(zip(members, results))]
@@ -235,9 +235,9 @@ def _finish(directory: Path | None, config: Experiment, grid: dict[str, list[Any
     result = SweepResult(directory, rows, _aggregate(rows, grid), seconds, total, status, parts[0]["signal"])
     if directory is not None:
         _write(directory, config, grid, result, history, parts[0]["device"], len(parts))
-        if config.log.tensorboard:
+        if config.log.tensorboard and history:
             _write_tensorboard(directory / "tensorboard", grid, rows, history)
-        if plots:
+        if plots and history:  # a sweep stopped before its first step has no loss to draw
             from bpcli.plots import draw_sweep
 
             draw_sweep(directory, history=history)
@@ -272,8 +272,9 @@ class SweepLog(Callback):
             self.reporter.on_log(_progress_row(step, loop.epoch(step), losses))
 
     def history(self) -> list[tuple[int, list[float]]]:
-        """[(step, [loss of each member])]; waits for the device."""
-        return list(zip(self.steps, torch.stack(self.losses).tolist()))
+        """[(step, [loss of each member])], empty when no step was logged (a sweep stopped
+        before its first); waits for the device."""
+        return list(zip(self.steps, torch.stack(self.losses).tolist())) if self.losses else []
 
 
 def _train_members(members: list[tuple[dict[str, Any], Experiment]], config: Experiment,
@@ -318,7 +319,7 @@ def _results(count: int, trainer: Any, history: list[tuple[int, list[float]]], d
         result: dict[str, Any] = {
             "status": "diverged" if k in diverged else status,
             "diverged_at_step": diverged.get(k),
-            "final_loss": history[-1][1][k],
+            "final_loss": history[-1][1][k] if history else None,  # None: stopped before the first step
         }
         for name, values in params.items():
             for i, v in enumerate(values[k]):
@@ -386,7 +387,7 @@ def _aggregate(rows: list[dict[str, Any]], grid: dict[str, list[Any]]) -> list[d
         entry["members"] = len(group)
         entry["diverged"] = sum(r["status"] == "diverged" for r in group)
         for column in numeric:
-            data = [r[column] for r in group if r["status"] != "diverged"]
+            data = [r[column] for r in group if r["status"] != "diverged" and r[column] is not None]
             entry[f"{column}_mean"] = statistics.fmean(data) if data else math.nan
             entry[f"{column}_std"] = statistics.pstdev(data) if len(data) > 1 else 0.0 if data else math.nan
         aggregates.append(entry)

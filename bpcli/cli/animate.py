@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from bpcli import interrupts
 from bpcli.cli.options import OutPath, RunDirArg
 
 # The library's defaults and limits (bpcli.plots.animate), written out so that `bpcli --help`
@@ -35,6 +36,7 @@ def animate(
 
     Example: bpcli animate outputs/run1 --frames 80 --fps 15
     """
+    interrupts.defer()  # Ctrl-C stops between two frames: no GIF is left half written
     from bpcli.plots.animate import animate as draw
 
 

@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from bpcli import interrupts
 from bpcli.cli.options import OutPath, RunDirArg
 
 
@@ -24,6 +25,7 @@ def plot(
 ) -> None:
     """Redraw a run's plots (loss, fit, params, landscape) from its directory alone, or a
     sweep's (losses, final loss against lr) from a sweep directory."""
+    interrupts.defer()  # Ctrl-C stops between two figures: none is left half written
     from bpcli.errors import RunDirBusy, RunDirError
     from bpcli.plots import draw_plots, draw_sweep
     from bpcli.rundir.files import MARKER, claim, release
@@ -58,6 +60,7 @@ def compare(
 ) -> None:
     """Overlay several runs' losses, fitted curves and, for runs on the same data, their
     descent paths on one loss landscape; each run is labelled by the settings that differ."""
+    interrupts.defer()  # Ctrl-C stops before the figure is written, or after: never half of it
     from bpcli.errors import BpcliError
     from bpcli.plots import FORMATS, compare as draw
 

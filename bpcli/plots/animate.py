@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bpcli import interrupts
 from bpcli.errors import RunDirError
 from bpcli.plots import run as run_plots
 from bpcli.plots.common import DRAWABLE, figure, number, plus, positive, span
@@ -191,6 +192,7 @@ def _render(record: RunRecord, columns: list[str], states: list[dict[str, float]
     diverged = (record.summary.get("divergence") or {}).get("step")
     images = []
     for i, state in enumerate(chosen):
+        interrupts.check()  # Ctrl-C stops the drawing between two frames
         canvas.restore_region(background)
         fit.show(state)
         status.set_text(descent.show(state))
