@@ -11,9 +11,10 @@ stops at once. This module imports nothing heavy.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
-from typing import Any
+from typing import Any, Iterator
 
 pending: int | None = None
 """The signal that came before the run took over, if one did."""
@@ -62,11 +63,26 @@ def take() -> int | None:
     return signum
 
 
+@contextlib.contextmanager
+def holding() -> Iterator[None]:
+    """Inside, `check` stops nothing: the files that end a sweep are written whole, and a
+    signal then (noted) leaves the sweep as it ended, as for a run (StopRequest.held)."""
+    global _holding
+    _holding = True
+    try:
+        yield
+    finally:
+        _holding = False
+
+
+_holding = False
+
+
 def check() -> None:
     """Stop here (KeyboardInterrupt) if a signal was recorded: the commands that write files
     rather than train (plot, animate, compare) call this between files and frames, so a
     signal stops them where no file is half written and no module half imported."""
     global stopping
-    if take() is not None and not stopping:
+    if not _holding and take() is not None and not stopping:
         stopping = True
         raise KeyboardInterrupt

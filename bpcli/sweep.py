@@ -18,7 +18,7 @@ from typing import Any, Optional
 import torch
 from pydantic import ValidationError
 
-from bpcli import distributed
+from bpcli import distributed, interrupts
 from bpcli.config import Experiment, Override, dump_config, load_yaml, with_overrides
 from bpcli.config.schema import OPTIMIZER_SETTINGS, TrainConfig
 from bpcli.devices import resolve_device
@@ -187,7 +187,8 @@ def run_sweep(config: Experiment, grid: dict[str, list[Any]], out: Path | None =
         if group is not None:
             distributed.leave()
             group = None
-        return _finish(directory, config, grid, members, parts, plots)
+        with interrupts.holding():  # training is over: its files are written whole
+            return _finish(directory, config, grid, members, parts, plots)
     except BaseException as exc:
         if group is not None:
             distributed.leave(clean=False)

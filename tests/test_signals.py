@@ -131,3 +131,23 @@ def test_a_sweep_stopped_before_its_first_step_is_interrupted(monkeypatch):
     info = json.loads(Path("s/sweep.json").read_text())
     assert info["status"] == "interrupted" and info["steps"] == 0
     assert Path("s/metrics.csv").read_text() == "step,member,loss\n"
+
+
+def test_a_ctrl_c_while_a_sweep_writes_its_last_files_leaves_it_completed(monkeypatch):
+    # Training is over: the files that end the sweep are written whole, and the sweep is
+    # what it was (as a run's: StopRequest.held), not `interrupted` half-way through them.
+    import bpcli.plots
+    from bpcli import interrupts
+
+    drawn = bpcli.plots.draw_sweep
+
+    def draw_sweep(*args, **kwargs):
+        interrupts.pending = signal.SIGINT  # as the deferred handler records a Ctrl-C
+        return drawn(*args, **kwargs)
+
+    monkeypatch.setattr(bpcli.plots, "draw_sweep", draw_sweep)
+    result = cli("sweep", EXP2, "--grid", "lr=0.01,0.1", "--device", "cpu", "--epochs", "5", "--out", "s", "-q")
+    assert result.exit_code == 0, result.output
+    assert json.loads(Path("s/sweep.json").read_text())["status"] == "completed"
+    assert _whole(Path("s/losses.png")) and _whole(Path("s/lr.png"))
+    interrupts.take()
