@@ -46,6 +46,10 @@ class RunDirError(BpcliError):
     """The run directory cannot be created, written, or read."""
 
 
+class RunDirBusy(RunDirError):
+    """Another bpcli process is writing the run directory."""
+
+
 class RunFailed(BpcliError):
     """Training started but did not complete; the run directory says how far it got."""
 

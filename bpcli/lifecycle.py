@@ -299,7 +299,7 @@ def _train(built: Built, config: Experiment, run_dir: Path | None, summary: dict
     loop = Loop(trainer, total, config.train.log_every, callbacks, start, stop=stop)
     with _recorded_failure(loop, summary, run_dir, checkpoints):
         try:
-            loop.run()
+            loop.run()  # a signal after it is noted only (StopRequest.held): the final files are written whole
             if loop.status == "diverged":  # the step it stopped at is logged here, after the search
                 log.on_log(loop, loop.step, divergence.losses)
                 if checkpoints.last >= loop.step:  # written on the way to divergence: keep the last good state
@@ -312,12 +312,27 @@ def _train(built: Built, config: Experiment, run_dir: Path | None, summary: dict
             log.close()
             write_outputs(built, trainer, config, run_dir, summary, loop, log, grad_checks.checks)
         if run_dir is not None and plots:
-            from bpcli.plots import draw_plots  # matplotlib only when plotting
-
-            draw_plots(run_dir)
+            _draw_plots(run_dir, summary, loop)
     return TrainResult(status=loop.status, run_dir=run_dir, params=summary["params"],
                        final_loss=summary["final_loss"], steps=loop.step, history=history,
                        summary=summary, signal=loop.signal)
+
+
+def _draw_plots(run_dir: Path, summary: dict[str, Any], loop: Loop) -> None:
+    """The run's figures; one that cannot be written (a full disk, a link where a figure
+    goes) leaves the run `failed`, exit 1, as any file the run cannot write."""
+    from bpcli.plots import draw_plots  # matplotlib only when plotting
+
+    try:
+        draw_plots(run_dir)
+    except (OSError, RunDirError) as exc:
+        why = str(exc) if isinstance(exc, RunDirError) else f"{exc.filename or run_dir}: {exc.strerror or exc}"
+        loop.status = "failed"
+        summary.update(status="failed", error={"step": loop.step, "type": type(exc).__name__, "message": why})
+        with contextlib.suppress(OSError, BpcliError):  # a full disk may refuse this too
+            files.write_summary(run_dir, summary)
+        raise RunFailed(f"{why.rstrip('.')} (the run trained {loop.step} steps, is recorded as failed, and its "
+                        f"checkpoint is intact; once fixed, `bpcli plot {run_dir}` draws the figures)") from None
 
 
 @contextlib.contextmanager
@@ -450,7 +465,8 @@ def resume(
         if not built.writes:  # other ranks of a torchrun job train alongside rank 0 and write nothing
             start, history = _restore(built, run_dir, summary, write=False)
             return _train(built, config, None, summary, history, False, None, start)
-        claim(run_dir)  # before anything is read: a run being written is not resumed under it
+        # before anything is read: a run being written is not resumed under it
+        claim(run_dir, elsewhere="copy the run directory and resume the copy")
         with _held(run_dir), StopRequest().installed() as stop:
             start, history = _restore(built, run_dir, summary, write=True)
             files.write_config(run_dir, dump_config(config))

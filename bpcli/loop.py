@@ -51,17 +51,22 @@ def _overrides(callback: Callback, hook: str) -> bool:
 
 class StopRequest:
     """SIGINT and SIGTERM turned into a request to stop after the current step; a second
-    signal stops at once (KeyboardInterrupt)."""
+    signal while the loop steps stops at once (KeyboardInterrupt)."""
 
     def __init__(self) -> None:
         self.signum: int | None = interrupts.take()
         """The signal that asked to stop, if one did (one during start-up counts: see
         bpcli.interrupts)."""
+        self.held = True
+        """Whether a signal is only noted, never raised: outside the loop's steps, while a
+        run's files are set up or written at its end, where a KeyboardInterrupt could land
+        in a half-written file or a half-imported module (Loop.run lifts it while it steps)."""
 
     def _handle(self, signum: int, frame: Any) -> None:
-        if self.signum is not None:
+        if self.signum is not None and not self.held:
             raise KeyboardInterrupt  # asked twice: stop now
-        self.signum = signum
+        self.signum = self.signum or signum
+
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[StopRequest]:
@@ -131,6 +136,7 @@ class Loop:
         shuffles = self.trainer.shuffle
         stop = self.stop
         started = time.perf_counter()
+        stop.held = False  # a second signal while stepping stops at once
         try:
             with stop.installed() if self._install else contextlib.nullcontext():
                 for step in range(self.start + 1, self.total + 1):
@@ -161,6 +167,7 @@ class Loop:
             self.status = "failed"  # never "completed" for a loop that did not run to its end
             raise
         finally:
+            stop.held = True  # what follows (a run's final files and figures) is written whole
             self.seconds = time.perf_counter() - started
         return self
 

@@ -10,6 +10,7 @@ writes when it ends.
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -22,7 +23,7 @@ from bpcli.kinds.tasks import task_of
 from bpcli.loop import Callback, Loop, Reporter, finite
 from bpcli.rundir import run as files
 from bpcli.rundir.checkpoint import data_hash, save_checkpoint
-from bpcli.rundir.files import timestamp
+from bpcli.rundir.files import record, timestamp
 
 if TYPE_CHECKING:
     from bpcli.config import Experiment
@@ -72,7 +73,7 @@ class RunLog(Callback):
         if run_dir is not None:
             self.metrics = files.MetricsWriter(run_dir / "metrics.csv", self.columns, append=start > 0)
             if built.config.log.tensorboard:
-                self.board = tensorboard()(log_dir=str(run_dir), purge_step=start + 1 if start else None)
+                self.board = _board(tensorboard(), run_dir, start)
 
     def on_log(self, loop: Loop, step: int, losses: torch.Tensor) -> None:
         row = self.row(step, loop.epoch(step), losses)
@@ -111,6 +112,16 @@ def _logged(values: torch.Tensor) -> list[float]:
     if not math.isfinite(norm):  # finite values whose squares overflow the dtype: measure in float64
         norm = float(values.double().norm().item())
     return [norm]
+
+
+def _board(writer_class: Any, run_dir: Path, start: int) -> Any:
+    """TensorBoard's writer on the run directory; the event file it opens (named by the
+    host, the time and the process) is listed in the run's manifest, so --force knows it."""
+    before = set(os.listdir(run_dir))
+    board = writer_class(log_dir=str(run_dir), purge_step=start + 1 if start else None)
+    board.flush()
+    record(run_dir, *(name for name in os.listdir(run_dir) if name not in before and not name.startswith(".")))
+    return board
 
 
 def _to_tensorboard(board: Any, row: dict[str, float], lr: float) -> None:

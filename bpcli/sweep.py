@@ -18,7 +18,7 @@ from typing import Any, Optional
 import torch
 from pydantic import ValidationError
 
-from bpcli import distributed
+from bpcli import distributed, interrupts
 from bpcli.config import Experiment, Override, dump_config, load_yaml, with_overrides
 from bpcli.config.schema import OPTIMIZER_SETTINGS, TrainConfig
 from bpcli.devices import resolve_device
@@ -29,7 +29,7 @@ from bpcli.kinds.base import flat, whole_data_loss
 from bpcli.lifecycle import build, check_memory, tensorboard_writer_class
 from bpcli.loop import Callback, Divergence, Loop, Progress, Reporter
 from bpcli.rundir import sweep as files
-from bpcli.rundir.files import bpcli_version, create_run_dir, release
+from bpcli.rundir.files import bpcli_version, create_run_dir, make_folder, release
 
 # The settings that may differ between members of one batched run: they change the
 # numbers (data, initial values, learning rate), never the shapes or the schedule.
@@ -187,7 +187,8 @@ def run_sweep(config: Experiment, grid: dict[str, list[Any]], out: Path | None =
         if group is not None:
             distributed.leave()
             group = None
-        return _finish(directory, config, grid, members, parts, plots)
+        with interrupts.holding():  # training is over: its files are written whole
+            return _finish(directory, config, grid, members, parts, plots)
     except BaseException as exc:
         if group is not None:
             distributed.leave(clean=False)
@@ -227,7 +228,7 @@ def _finish(directory: Path | None, config: Experiment, grid: dict[str, list[Any
     total = max(p["steps"] for p in parts)
     seconds = max(p["seconds"] for p in parts)
     results = [r for p in parts for r in p["results"]]
-    steps = [s for s, _ in next(p for p in parts if p["history"])["history"]]
+    steps = [s for s, _ in next((p for p in parts if p["history"]), {"history": []})["history"]]
     history = [(step, [v for p in parts if p["history"] for v in p["history"][i][1]])
                for i, step in enumerate(steps)]
     rows = [{"member": k, **settings, **result} for k, ((settings, _), result) in enumerate(zip(members, results))]
@@ -235,9 +236,9 @@ def _finish(directory: Path | None, config: Experiment, grid: dict[str, list[Any
     result = SweepResult(directory, rows, _aggregate(rows, grid), seconds, total, status, parts[0]["signal"])
     if directory is not None:
         _write(directory, config, grid, result, history, parts[0]["device"], len(parts))
-        if config.log.tensorboard:
+        if config.log.tensorboard and history:
             _write_tensorboard(directory / "tensorboard", grid, rows, history)
-        if plots:
+        if plots and history:  # a sweep stopped before its first step has no loss to draw
             from bpcli.plots import draw_sweep
 
             draw_sweep(directory, history=history)
@@ -272,8 +273,9 @@ class SweepLog(Callback):
             self.reporter.on_log(_progress_row(step, loop.epoch(step), losses))
 
     def history(self) -> list[tuple[int, list[float]]]:
-        """[(step, [loss of each member])]; waits for the device."""
-        return list(zip(self.steps, torch.stack(self.losses).tolist()))
+        """[(step, [loss of each member])], empty when no step was logged (a sweep stopped
+        before its first); waits for the device."""
+        return list(zip(self.steps, torch.stack(self.losses).tolist())) if self.losses else []
 
 
 def _train_members(members: list[tuple[dict[str, Any], Experiment]], config: Experiment,
@@ -318,7 +320,7 @@ def _results(count: int, trainer: Any, history: list[tuple[int, list[float]]], d
         result: dict[str, Any] = {
             "status": "diverged" if k in diverged else status,
             "diverged_at_step": diverged.get(k),
-            "final_loss": history[-1][1][k],
+            "final_loss": history[-1][1][k] if history else None,  # None: stopped before the first step
         }
         for name, values in params.items():
             for i, v in enumerate(values[k]):
@@ -337,6 +339,7 @@ def _write_tensorboard(folder: Path, grid: dict[str, list[Any]], rows: list[dict
     """TensorBoard runs under `folder`, named by their settings (lr=0.01 seed=3): the loss
     at every logged step and each parameter's final value, as a single run would log them."""
     writer_class = tensorboard_writer_class()
+    make_folder(folder)  # never a link, and listed in the manifest before it is written
     steps = [step for step, _ in history]
     keys = list(grid) if len(rows) <= TENSORBOARD_MEMBERS else [k for k in grid if k != "seed"]
     groups: dict[str, list[int]] = {}
@@ -344,7 +347,7 @@ def _write_tensorboard(folder: Path, grid: dict[str, list[Any]], rows: list[dict
         name = ",".join(f"{key.split('.')[-1]}={row[key]}" for key in keys) or "all-members"
         groups.setdefault(name, []).append(k)
     for name, members in groups.items():
-        board = writer_class(log_dir=str(folder / name))
+        board = writer_class(log_dir=str(make_folder(folder / name)))
         for step, values in zip(steps, (values for _, values in history)):
             chosen = [values[k] for k in members]
             finite = sorted(v for v in chosen if math.isfinite(v))
@@ -385,7 +388,7 @@ def _aggregate(rows: list[dict[str, Any]], grid: dict[str, list[Any]]) -> list[d
         entry["members"] = len(group)
         entry["diverged"] = sum(r["status"] == "diverged" for r in group)
         for column in numeric:
-            data = [r[column] for r in group if r["status"] != "diverged"]
+            data = [r[column] for r in group if r["status"] != "diverged" and r[column] is not None]
             entry[f"{column}_mean"] = statistics.fmean(data) if data else math.nan
             entry[f"{column}_std"] = statistics.pstdev(data) if len(data) > 1 else 0.0 if data else math.nan
         aggregates.append(entry)

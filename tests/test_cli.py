@@ -31,8 +31,8 @@ def test_train_writes_a_complete_run_directory():
     assert result.exit_code == 0, result.output
     run = Path("outputs/run1")
     assert sorted(p.name for p in run.iterdir()) == sorted(
-        [".bpcli", "config.yaml", "metrics.csv", "summary.json", "data.csv", "curve.csv", "checkpoint.pt",
-         "loss.png", "fit.png", "params.png", "landscape.png"]
+        [".bpcli", "manifest.json", "config.yaml", "metrics.csv", "summary.json", "data.csv", "curve.csv",
+         "checkpoint.pt", "loss.png", "fit.png", "params.png", "landscape.png"]
     )
     assert header(run / "metrics.csv") == ["step", "epoch", "loss", "w", "b", "grad_w", "grad_b",
                                            "distance_to_optimum"]

@@ -130,7 +130,7 @@ def test_a_drawing_that_fails_leaves_no_file_behind(monkeypatch):
 
     monkeypatch.setattr(Figure, "savefig", refuse)
     result = cli("explain", CONFIGS / "exp1.yaml")
-    assert result.exit_code == 2 and "outputs/graph1.png: cannot write it (No space left on device)" in result.stderr
+    assert result.exit_code == 2 and "outputs/graph1.png: cannot be written (No space left on device)" in result.stderr
     assert list(Path("outputs").iterdir()) == []
     Path("old.png").write_bytes(b"kept")
     result = cli("explain", CONFIGS / "exp1.yaml", "--out", "old.png", "--force")

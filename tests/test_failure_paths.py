@@ -432,7 +432,7 @@ def test_a_figure_that_cannot_be_written_is_one_line(monkeypatch):
     monkeypatch.setattr(Figure, "savefig", refuse)
     result = cli("plot", "run")
     assert result.exit_code == 2 and one_line(result), result.output
-    assert "run/loss.png: cannot be written (Permission denied)" in result.stderr
+    assert "run/loss.png: is read-only (Permission denied)" in result.stderr
 
 
 def test_plot_and_compare_draw_a_diverged_run():

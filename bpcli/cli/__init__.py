@@ -16,6 +16,7 @@ from typing import Any
 import typer
 from typer.core import TyperCommand, TyperGroup
 
+from bpcli import interrupts
 from bpcli.cli import animate, check, explain, plot, runs, sweep, train
 from bpcli.errors import EXIT_INTERRUPTED, EXIT_RUN_FAILED, BpcliError
 from bpcli.symbols import plain
@@ -106,6 +107,11 @@ class _Group(TyperGroup):
         except Exception as exc:
             if _is_cli_signal(exc):
                 raise  # usage errors, --help and exits belong to Typer
+            if interrupts.received:  # a Ctrl-C cut short an import or a write: its error is no bug
+                if _debug():
+                    traceback.print_exc()
+                sys.stderr.write("interrupted\n")
+                raise typer.Exit(EXIT_INTERRUPTED)
             # A bug in bpcli, or something it did not foresee.
             if _debug():
                 traceback.print_exc()

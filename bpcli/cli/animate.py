@@ -7,7 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from bpcli.cli.options import RunDirArg
+from bpcli import interrupts
+from bpcli.cli.options import OutPath, RunDirArg
 
 # The library's defaults and limits (bpcli.plots.animate), written out so that `bpcli --help`
 # does not import the plotting package; a test keeps them in step.
@@ -18,7 +19,7 @@ def animate(
     run_dir: RunDirArg,
     out: Annotated[
         Optional[Path],
-        typer.Option("--out", help="The GIF to write (default: RUN_DIR/descent.gif).", show_default=False),
+        typer.Option("--out", parser=OutPath, help="The GIF to write (default: RUN_DIR/descent.gif).", show_default=False),
     ] = None,
     frames: Annotated[
         int,
@@ -36,7 +37,9 @@ def animate(
 
     Example: bpcli animate outputs/run1 --frames 80 --fps 15
     """
+    interrupts.defer()  # Ctrl-C stops between two frames: no GIF is left half written
     from bpcli.plots.animate import animate as draw
+
 
     result = draw(run_dir, out, frames=frames, fps=fps, force=force)
     size = result.path.stat().st_size / 1024

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from bpcli.cli.options import Device, Lr, OptionalConfigArg, Seed, Set
+from bpcli.cli.options import Device, Lr, OptionalConfigArg, OutPath, Seed, Set
 from bpcli.errors import BpcliError
 from bpcli.graph import MAX_FORMULA_LENGTH, MAX_OPERATIONS  # no torch: it is imported when a graph is computed
 
@@ -35,7 +34,7 @@ def explain(
     ] = None,
     out: Annotated[
         Optional[Path],
-        typer.Option("--out", help="Where to draw the graph (.png, .svg or .pdf); default: outputs/graph<N>.png, "
+        typer.Option("--out", parser=OutPath, help="Where to draw the graph (.png, .svg or .pdf); default: outputs/graph<N>.png, "
                                    "the next free N.", show_default=False),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace the file already at --out.")] = False,
@@ -109,22 +108,22 @@ def _check_out(out: Path, force: bool) -> None:
 
 
 def _draw(graph: object, out: Path | None) -> Path:
-    """Draw the graph to `out`, or to the next free outputs/graph<N>.png, through a
-    temporary file beside it: a drawing that fails leaves no half-written file, and an
+    """Draw the graph to `out`, or to the next free outputs/graph<N>.png (see
+    bpcli.rundir.files.write_file: a drawing that fails leaves no half-written file); an
     earlier file is replaced only when --out names it with --force (checked before)."""
     from bpcli.plots import draw_graph
+    from bpcli.rundir.files import unwritable
 
     claimed = out is None
     path = _claim() if out is None else out
-    partial = path.with_name(f".{path.stem}.partial{path.suffix}")
     try:  # the folder exists: _check_out or _claim made it
-        draw_graph(graph, partial)
-        os.replace(partial, path)
-    except OSError as exc:
-        for leftover in [partial] + ([path] if claimed else []):
-            leftover.unlink(missing_ok=True)
-        raise BpcliError(f"{path}: cannot write it ({exc.strerror or exc}); choose another --out") from None
-    return path
+        return draw_graph(graph, path)
+    except BaseException as exc:
+        if claimed:  # the empty placeholder _claim made
+            path.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise unwritable(path, exc, "choose another --out") from None
+        raise
 
 
 def _claim() -> Path:

@@ -116,8 +116,20 @@ Grad = Annotated[
     typer.Option("--grad", help="Gradients by autograd or by the hand-derived formulas (train.grad).",
                  show_default=False),
 ]
+def out_path(value: str) -> Path:
+    """An --out value, refused in one line if it cannot name a new file or directory (empty,
+    or a name longer than a file system allows): see bpcli.rundir.files.check_out."""
+    from bpcli.rundir.files import check_out
+
+    return check_out(value)
+
+
+OutPath = out_path
+"""The parser every --out option uses."""
+
 Out = Annotated[
     Optional[Path],
-    typer.Option("--out", help="Run directory to write (default: outputs/run<N>, the next free N)."),
+    typer.Option("--out", parser=out_path, metavar="DIR",
+                 help="Run directory to write (default: outputs/run<N>, the next free N)."),
 ]
 Force = Annotated[bool, typer.Option("--force", help="Replace the run already in --out (never other files).")]

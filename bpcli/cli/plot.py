@@ -9,7 +9,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from bpcli.cli.options import RunDirArg
+from bpcli import interrupts
+from bpcli.cli.options import OutPath, RunDirArg
 
 
 class Format(str, Enum):
@@ -25,7 +26,8 @@ def plot(
     """Redraw a run's plots (loss, fit, params, landscape; a classifier's loss, boundary,
     confusion, params) from its directory alone, or a sweep's (losses, final loss against
     lr) from a sweep directory."""
-    from bpcli.errors import RunDirError
+    interrupts.defer()  # Ctrl-C stops between two figures: none is left half written
+    from bpcli.errors import RunDirBusy, RunDirError
     from bpcli.plots import draw_plots, draw_sweep
     from bpcli.rundir.files import MARKER, claim, release
     from bpcli.rundir.sweep import is_sweep_dir
@@ -35,8 +37,8 @@ def plot(
     held = (run_dir / MARKER).is_file()
     if held:
         try:
-            claim(run_dir)
-        except RunDirError:
+            claim(run_dir, elsewhere="copy the run elsewhere and plot the copy")
+        except RunDirBusy:
             raise RunDirError(f"{run_dir}: a bpcli process is still writing this run; it draws its plots when it "
                               "ends (then, or after Ctrl-C, bpcli plot redraws them)") from None
     try:
@@ -52,13 +54,15 @@ def compare(
     run_dirs: Annotated[list[Path], typer.Argument(metavar="RUN_DIR", help="The run directories to draw together "
                                                    "(two or more).", show_default=False)],
     out: Annotated[Optional[Path], typer.Option(
-        "--out", help="The figure to write (.png, .svg or .pdf); default: outputs/compare<N>.png, the next "
+        "--out", parser=OutPath, help="The figure to write (.png, .svg or .pdf); default: outputs/compare<N>.png, "
+        "the next "
         "free N.", show_default=False)] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace the file already at --out.")] = False,
 ) -> None:
     """Overlay several runs' losses, fitted curves and, for runs on the same data, their
     descent paths on one loss landscape (classifiers: their accuracy); each run is labelled
     by the settings that differ."""
+    interrupts.defer()  # Ctrl-C stops before the figure is written, or after: never half of it
     from bpcli.errors import BpcliError
     from bpcli.plots import FORMATS, compare as draw
 

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from bpcli.cli.options import (BatchSize, ConfigArg, Device, Engine, Epochs, Grad, LogEvery, Momentum, Optimizer, Set,
+from bpcli.cli.options import (BatchSize, ConfigArg, Device, Engine, Epochs, Grad, LogEvery, Momentum, Optimizer, OutPath, Set,
                                main_process)
 from bpcli import interrupts
 from bpcli.errors import RunFailed, RunInterrupted
@@ -31,7 +31,7 @@ def sweep(
     batch_size: BatchSize = None,
     set_: Set = None,
     out: Annotated[
-        Optional[Path], typer.Option("--out", help="Sweep directory (default: outputs/sweep<N>).")
+        Optional[Path], typer.Option("--out", parser=OutPath, help="Sweep directory (default: outputs/sweep<N>).")
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace the sweep already in --out.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the sweep directory.")] = False,

@@ -14,6 +14,7 @@ from bpcli.cli.options import (
     Engine,
     Epochs,
     Force,
+    OutPath,
     Grad,
     LogEvery,
     Lr,
@@ -173,7 +174,7 @@ def rerun(
         typer.Option("--steps", min=1, help="With --verify: how many logged losses to compare (default: all)."),
     ] = None,
     out: Annotated[
-        Optional[Path], typer.Option("--out", help="Without --verify: the new run's directory.")
+        Optional[Path], typer.Option("--out", parser=OutPath, help="Without --verify: the new run's directory.")
     ] = None,
     force: Force = False,
     quiet: Quiet = False,

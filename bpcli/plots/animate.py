@@ -16,15 +16,16 @@ the rectangle that changed since the previous one.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bpcli import interrupts
 from bpcli.errors import RunDirError
 from bpcli.plots import run as run_plots
 from bpcli.plots.classification import classifier
 from bpcli.plots.common import DRAWABLE, figure, number, plus, positive, span
+from bpcli.rundir.files import unwritable, write_file
 from bpcli.rundir.run import RunRecord, read_run
 
 FRAMES = 60
@@ -237,6 +238,7 @@ def _render(record: RunRecord, columns: list[str], states: list[dict[str, float]
     diverged = (record.summary.get("divergence") or {}).get("step")
     images = []
     for i, state in enumerate(chosen):
+        interrupts.check()  # Ctrl-C stops the drawing between two frames
         canvas.restore_region(background)
         fit.show(state)
         status.set_text(descent.show(state))
@@ -555,12 +557,8 @@ def _write_gif(images: list[Any], path: Path, fps: float) -> None:
     frames = [image.quantize(palette=palette, dither=Image.Dither.NONE) for image in images]
     delay = round(1000 / fps)
     durations = [delay] * (len(frames) - 1) + [max(delay, int(HOLD_LAST * 1000))]
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # two processes never share one
     try:
-        frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:], duration=durations,
-                       loop=0, disposal=1)
-        os.replace(tmp, path)
+        write_file(path, lambda fh: frames[0].save(fh, format="GIF", save_all=True, append_images=frames[1:],
+                                                   duration=durations, loop=0, disposal=1))
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise RunDirError(f"{path}: cannot be written ({exc.strerror or exc}); choose another --out, "
-                          "or free some space") from None
+        raise unwritable(path, exc, "choose another --out") from None

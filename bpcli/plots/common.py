@@ -30,16 +30,16 @@ def figure(rows: int = 1, cols: int = 1, size: tuple[float, float] = (7, 4.5),
 
 
 def save(fig: Any, path: Path, elsewhere: str = "copy the run directory elsewhere") -> Path:
-    """Write a figure; a RunDirError, in one line, when the file cannot be written
-    (`elsewhere`: the last way out the message offers)."""
-    from bpcli.errors import RunDirError
+    """Write a figure (see bpcli.rundir.files.write_file); a RunDirError, in one line, when
+    the file cannot be written (`elsewhere`: the last way out the message offers)."""
+    from bpcli import interrupts
+    from bpcli.rundir.files import unwritable, write_file
 
+    interrupts.check()  # a Ctrl-C noted while the figure was drawn stops here, before it is written
     try:
-        fig.savefig(path)
+        return write_file(path, lambda fh: fig.savefig(fh, format=path.suffix.lstrip(".").lower()))
     except OSError as exc:
-        raise RunDirError(f"{path}: cannot be written ({exc.strerror or exc}); make its folder writable "
-                          f"(or free some space), or {elsewhere}") from None
-    return path
+        raise unwritable(path, exc, elsewhere) from None
 
 
 def finish(ax: Any, xlabel: str, ylabel: str, heading: str, *, log: bool = False) -> None:

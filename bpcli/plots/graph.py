@@ -92,9 +92,10 @@ class _Layout:
 
 def draw_graph(graph: Any, out: Path) -> Path:
     """Draw a computational graph (bpcli.graph.Graph) to `out` (.png, .svg or .pdf)."""
-    out = Path(out)
-    graph_figure(graph).savefig(out, format=out.suffix.lstrip(".").lower() or None)
-    return out
+    from bpcli.rundir.files import write_file
+
+    out, fig = Path(out), graph_figure(graph)
+    return write_file(out, lambda fh: fig.savefig(fh, format=out.suffix.lstrip(".").lower() or "png"))
 
 
 def graph_figure(graph: Any) -> Any:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ import torch
 
 from bpcli.config import Experiment
 from bpcli.errors import RunDirError
-from bpcli.rundir.files import bpcli_version
+from bpcli.rundir.files import bpcli_version, write_file
 
 CHECKPOINT = "checkpoint.pt"
 FORMAT = 1
@@ -51,7 +50,7 @@ def save_checkpoint(
     config: Experiment,
     data_digest: str,
 ) -> Path:
-    """Write checkpoint.pt through a temporary file and a rename; return its path."""
+    """Write checkpoint.pt (through a temporary file and a rename); return its path."""
     payload = {
         "format": FORMAT,
         "step": step,
@@ -62,14 +61,7 @@ def save_checkpoint(
         "bpcli_version": bpcli_version(),
         "torch_version": str(torch.__version__),  # a plain str: weights_only loads only those
     }
-    path = run_dir / CHECKPOINT
-    tmp = run_dir / f".{CHECKPOINT}.tmp"
-    with open(tmp, "wb") as fh:
-        torch.save(payload, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    return path
+    return write_file(run_dir / CHECKPOINT, lambda fh: torch.save(payload, fh))
 
 
 def load_checkpoint(run_dir: Path, device: torch.device) -> dict[str, Any]:

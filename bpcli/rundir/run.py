@@ -15,8 +15,9 @@ alone:
     checkpoint.pt       what resuming needs (see bpcli.rundir.checkpoint)
     loss.png, fit.png, params.png, landscape.png, residuals.png
 
-Files other than metrics.csv are written atomically (a temporary file, then a rename),
-so an interrupted run never leaves half a file behind.
+Files other than metrics.csv are written through bpcli.rundir.files.write_file (a
+temporary file, then a rename), so an interrupted run never leaves half a file behind;
+metrics.csv grows a whole row at a time.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from bpcli.errors import RunDirError
-from bpcli.rundir.files import write_atomic
+from bpcli.rundir.files import record, write_text
 
 RUN_FILES = ("config.yaml", "summary.json", "metrics.csv", "data.csv")
 
@@ -54,7 +55,7 @@ def _finite(value: Any) -> Any:
 
 def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
     """Write summary.json (atomically)."""
-    write_atomic(run_dir / "summary.json", json.dumps(_finite(summary), indent=2) + "\n")
+    write_text(run_dir / "summary.json", json.dumps(_finite(summary), indent=2) + "\n")
 
 
 def data_columns(features: int) -> list[str]:
@@ -66,23 +67,23 @@ def write_data(run_dir: Path, x: list[list[float]], y: list[float]) -> None:
     """Write data.csv: one row per sample, feature columns then y."""
     lines = [",".join(data_columns(len(x[0]) if x else 1) + ["y"])]
     lines += [",".join(map(repr, row + [target])) for row, target in zip(x, y)]
-    write_atomic(run_dir / "data.csv", "\n".join(lines) + "\n")
+    write_text(run_dir / "data.csv", "\n".join(lines) + "\n")
 
 
 def write_curve(run_dir: Path, x: list[float], y: list[float]) -> None:
     """Write curve.csv: the trained model's predictions y_pred on a grid of x."""
     lines = ["x,y_pred"] + [f"{a!r},{b!r}" for a, b in zip(x, y)]
-    write_atomic(run_dir / "curve.csv", "\n".join(lines) + "\n")
+    write_text(run_dir / "curve.csv", "\n".join(lines) + "\n")
 
 
 def write_config(run_dir: Path, text: str) -> None:
     """Write config.yaml, the resolved config as YAML."""
-    write_atomic(run_dir / "config.yaml", text)
+    write_text(run_dir / "config.yaml", text)
 
 
 def write_preprocessing(run_dir: Path, scaling: dict[str, Any]) -> None:
     """Write preprocessing.json: the statistics the data were standardised with."""
-    write_atomic(run_dir / "preprocessing.json", json.dumps(scaling, indent=2) + "\n")
+    write_text(run_dir / "preprocessing.json", json.dumps(scaling, indent=2) + "\n")
 
 
 def write_predictions(run_dir: Path, rows: list[tuple[Any, ...]], original_units: bool = False) -> None:
@@ -92,7 +93,7 @@ def write_predictions(run_dir: Path, rows: list[tuple[Any, ...]], original_units
     lines = ["split,y_standardised,y_pred_standardised,y,y_pred" if original_units else "split,y,y_pred"]
     for split, *columns in rows:
         lines += [",".join([split, *map(repr, values)]) for values in zip(*columns)]
-    write_atomic(run_dir / "predictions.csv", "\n".join(lines) + "\n")
+    write_text(run_dir / "predictions.csv", "\n".join(lines) + "\n")
 
 
 class MetricsWriter:
@@ -101,7 +102,11 @@ class MetricsWriter:
     def __init__(self, path: Path, columns: list[str], append: bool = False) -> None:
         self.path = path
         self.columns = columns
-        flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
+        if path.is_symlink():
+            raise RunDirError(f"{path}: is a symbolic link; bpcli never writes through a link, so remove it, "
+                              "then run again")
+        record(path.parent, path.name)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_APPEND if append else os.O_TRUNC)
         self._fd = os.open(path, flags, 0o644)
         if not append:
             self._append(columns)
@@ -434,5 +439,5 @@ def truncate_metrics(path: Path, step: int, log_every: int, write: bool = True,
         kept.append(line)
         history.append(row)
     if write:
-        write_atomic(path, "".join(kept))
+        write_text(path, "".join(kept))
     return history

@@ -18,19 +18,19 @@ from pathlib import Path
 from typing import Any
 
 from bpcli.errors import RunDirError
-from bpcli.rundir.files import write_atomic
+from bpcli.rundir.files import write_text
 
 SWEEP_FILES = ("sweep.json", "summary.csv", "aggregates.csv", "metrics.csv")
 
 
 def write_config(directory: Path, text: str) -> None:
     """Write config.yaml, the base config."""
-    write_atomic(directory / "config.yaml", text)
+    write_text(directory / "config.yaml", text)
 
 
 def write_info(directory: Path, info: dict[str, Any]) -> None:
     """Write sweep.json."""
-    write_atomic(directory / "sweep.json", json.dumps(info, indent=2, default=str) + "\n")
+    write_text(directory / "sweep.json", json.dumps(info, indent=2, default=str) + "\n")
 
 
 def write_table(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -40,13 +40,13 @@ def write_table(path: Path, rows: list[dict[str, Any]]) -> None:
     writer.writeheader()
     writer.writerows({k: ("" if v is None else repr(v) if isinstance(v, float) else v) for k, v in r.items()}
                      for r in rows)
-    write_atomic(path, buffer.getvalue())
+    write_text(path, buffer.getvalue())
 
 
 def write_losses(directory: Path, history: list[tuple[int, list[float]]]) -> None:
     """Write metrics.csv: every member's loss at every logged step."""
     lines = ["step,member,loss"] + [f"{step},{k},{v!r}" for step, values in history for k, v in enumerate(values)]
-    write_atomic(directory / "metrics.csv", "\n".join(lines) + "\n")
+    write_text(directory / "metrics.csv", "\n".join(lines) + "\n")
 
 
 def is_sweep_dir(path: Path) -> bool:
