@@ -282,7 +282,7 @@ def confusion(scores: torch.Tensor, y: torch.Tensor, classes: int) -> list[list[
 def _write_classified(run_dir: Path, trainer: Any, data: Dataset, classes: tuple[str, ...]) -> None:
     """predictions.csv: every sample's class, predicted class and each class's probability,
     then its features (named as in data.csv), which place validation samples on the boundary figure."""
-    from bpcli.rundir.files import write_atomic
+    from bpcli.rundir.files import write_text
 
     features = data.x.shape[1]
     names = ["x"] if features == 1 else [f"x[{i}]" for i in range(features)]
@@ -295,7 +295,7 @@ def _write_classified(run_dir: Path, trainer: Any, data: Dataset, classes: tuple
             best = max(range(len(row)), key=row.__getitem__)
             lines.append(",".join([split, _csv_cell(classes[label]), _csv_cell(classes[best]), *map(repr, row),
                                    *map(repr, point)]))
-    write_atomic(run_dir / "predictions.csv", "\n".join(lines) + "\n")
+    write_text(run_dir / "predictions.csv", "\n".join(lines) + "\n")
 
 
 def _csv_cell(text: str) -> str:
@@ -308,7 +308,7 @@ def _csv_cell(text: str) -> str:
 def _write_boundary(run_dir: Path, trainer: Any, data: Dataset, classes: tuple[str, ...]) -> None:
     """boundary.csv: each class's probability on a grid over the plane of two features, a
     margin around every sample (training and validation), for the decision-boundary figure."""
-    from bpcli.rundir.files import write_atomic
+    from bpcli.rundir.files import write_text
 
     points = torch.cat([x for x, _ in data.splits().values()]).to(torch.float64)
     low, high = points.min(0).values, points.max(0).values
@@ -320,7 +320,7 @@ def _write_boundary(run_dir: Path, trainer: Any, data: Dataset, classes: tuple[s
     scores = no_grad_predict(trainer, grid.to(data.x.dtype))
     lines = [",".join(["x1", "x2", *(f"p[{name}]" for name in classes)])]
     lines += [",".join(map(repr, [*point, *row])) for point, row in zip(grid.tolist(), scores.tolist())]
-    write_atomic(run_dir / "boundary.csv", "\n".join(lines) + "\n")
+    write_text(run_dir / "boundary.csv", "\n".join(lines) + "\n")
 
 
 def class_names(data: Dataset) -> tuple[str, ...]:
