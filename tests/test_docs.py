@@ -87,3 +87,25 @@ def test_the_readmes_learning_rate_limit():
     diverges = cli("train", ROOT / "configs/exp2.yaml", "--lr", "0.9", "--device", "cpu", "--no-plots", "--out", "d")
     assert diverges.exit_code == 1
     assert "diverged at step 22" in diverges.stderr and "2/λ_max = 0.79614" in diverges.stderr
+
+
+def test_the_readmes_classification_numbers(tmp_path):
+    # The README's classification section: what each shipped classifier reaches.
+    text = README.read_text(encoding="utf-8")
+    claims = {
+        "moons.yaml": (r"moons\.yaml .*?(\d+) % in (\d+) steps", "train"),
+        "logistic.yaml": (r"logistic\.yaml .*?a line gets (\d+) %", "train"),
+        "softmax.yaml": (r"softmax\.yaml .*?: ([\d.]+) %, (\d+) % held out", "train"),
+    }
+    for name, (pattern, split) in claims.items():
+        numbers = re.search(pattern, text).groups()
+        train(config(name), tmp_path / name, plots=False)
+        summary = json.loads((tmp_path / name / "summary.json").read_text())
+        assert f"{100 * summary['accuracy'][split]:.{1 if '.' in numbers[0] else 0}f}" == numbers[0], name
+        if name == "moons.yaml":
+            assert summary["steps"] == int(numbers[1])
+        if name == "softmax.yaml":
+            assert f"{100 * summary['accuracy']['val']:.0f}" == numbers[1]
+    for name in ("xor.yaml", "spiral.yaml"):  # Playground's data: the MLPs classify every point
+        train(config(name), tmp_path / name, plots=False)
+        assert json.loads((tmp_path / name / "summary.json").read_text())["accuracy"]["train"] == 1.0, name
