@@ -342,7 +342,11 @@ def _fit_rows(row: Callable[..., None], summary: dict[str, Any]) -> None:
         x = p["x"]
         at = f"{x:g}" if not isinstance(x, list) else (
             "(" + ", ".join(f"{v:g}" for v in x[:3]) + (", …)" if len(x) > 3 else ")"))
-        if scaling:  # asked and answered in the original units
+        if isinstance(p["y_pred"], str):  # a classifier: the class, and how sure it is
+            sure = max(p.get("p") or [float("nan")])
+            word = "p" if (summary.get("task") or {}).get("probabilities", True) else "score"
+            row(f"class at x = {at}", f"{p['y_pred']} ({word} {_fmt(sure, 4)})")
+        elif scaling:  # asked and answered in the original units
             row(f"ŷ at x = {at}", "", "", "", _fmt(p["y_pred"], 8))
         else:
             row(f"ŷ at x = {at}", _fmt(p["y_pred"], 8))

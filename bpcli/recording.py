@@ -313,5 +313,9 @@ def _predictions(built: Built, config: Experiment) -> list[dict[str, Any]]:
         return []
     x = torch.tensor(config.predict, dtype=built.data.x.dtype).reshape(len(config.predict), -1)
     with torch.no_grad():
-        y = to_original_units(built.data, built.trainer.predict(to_model_units(built.data, x))[0].cpu())
+        out = built.trainer.predict(to_model_units(built.data, x))[0].cpu()
+    classes = getattr(task_of(built.trainer), "classes", None)
+    if classes is not None:  # a classifier: the most probable class, and every class's probability (or score)
+        return [{"x": xi, "y_pred": classes[int(row.argmax())], "p": row.tolist()} for xi, row in zip(config.predict, out)]
+    y = to_original_units(built.data, out)
     return [{"x": xi, "y_pred": yi} for xi, yi in zip(config.predict, y.tolist())]

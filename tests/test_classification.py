@@ -20,7 +20,7 @@ from bpcli.kinds.softmax import Softmax
 from bpcli.kinds.tasks import Classification, class_names
 from bpcli.lifecycle import build
 from bpcli.section import Section
-from conftest import cli, config
+from conftest import CONFIGS, cli, config
 
 # --------------------------------------------------------------------------- data
 
@@ -482,3 +482,14 @@ def test_a_registered_classifier_sweeps_resumes_and_is_checked(hinge):
     assert Path("cut/metrics.csv").read_bytes() == Path("whole/metrics.csv").read_bytes()
     result = cli("check", hinge, "--steps", "3")
     assert result.exit_code == 0 and "agree" in result.stdout
+
+
+def test_a_classifier_predicts_a_class_with_its_probability():
+    result = cli("train", CONFIGS / "softmax.yaml", "--epochs", "100", "--set", "predict=[[40,18,190,3700],[50,15,220,5500]]",
+                 "--out", "run", "--no-plots")
+    assert result.exit_code == 0, result.output
+    predictions = json.loads(Path("run/summary.json").read_text())["predictions"]
+    assert [p["y_pred"] for p in predictions] == ["Adelie", "Gentoo"]  # a small-billed light bird, a large heavy one
+    for p in predictions:
+        assert sum(p["p"]) == pytest.approx(1.0, abs=1e-6) and max(p["p"]) > 0.5
+    assert "class at x = (40, 18, 190, …)" in result.stdout and "Adelie (p 0." in result.stdout

@@ -229,7 +229,9 @@ Values = Union[list[Number], dict[str, Any]]  # every value, or {"shape", "norm"
 
 class _Prediction(BaseModel):
     x: Union[float, list[float]]
-    y_pred: Number
+    y_pred: Union[Number, str]
+    """A number, or a classifier's predicted class (its name, with every class's probability in p)."""
+    p: Optional[list[Number]] = None
 
 
 class _Summary(BaseModel):
