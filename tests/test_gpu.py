@@ -16,7 +16,8 @@ from conftest import InterruptAt, config
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 # Epochs for a few hundred steps of each shipped kind (exp1 takes three steps an epoch).
-SHORT = {"exp1.yaml": 100, "exp2.yaml": 300, "exp3.yaml": 300, "mlp.yaml": 300}
+SHORT = {"exp1.yaml": 100, "exp2.yaml": 300, "exp3.yaml": 300, "mlp.yaml": 300,
+         "logistic.yaml": 300, "softmax.yaml": 300, "moons.yaml": 100, "xor.yaml": 300}
 
 
 def on_cuda(name, engine, **changes):
