@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import torch
 from pydantic import model_validator
 
+from bpcli.config.schema import Experiment
 from bpcli.errors import BpcliError
 from bpcli.optimizers import Optimizer
 from bpcli.section import Section
@@ -131,6 +132,34 @@ class LinearModel(Section):
             raise ValueError("model.init_b is set but model.bias is false, so there is no b to start; "
                              "remove model.init_b, or set model.bias: true")
         return self
+
+
+class LinearExperiment(Experiment):
+    """A config whose model is w·x + b (LinearModel): without an intercept, data.standardize
+    is refused (see refuse_standardising_without_intercept)."""
+
+    model: LinearModel
+    """Initial parameters."""
+
+    @model_validator(mode="after")
+    def _no_centring_without_bias(self) -> LinearExperiment:
+        if not self.model.bias:
+            refuse_standardising_without_intercept(self, "model.bias: false", "model.bias: true")
+        return self
+
+
+def linear_init(cfg: Any, shape: tuple[int, ...], generator: torch.Generator, dtype: torch.dtype,
+                low: float = 0.0, high: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """w ~ U[low, high) of `shape` (members first), then b of shape[:-1], drawn after the data
+    as the article draws them; model.init_w / init_b overwrite every value (still drawn, so
+    that later draws do not move). Without a bias, b holds no values."""
+    w = uniform(shape, generator, dtype, low, high)
+    b = uniform(shape[:-1], generator, dtype, low, high) if cfg.model.bias else w[..., :0]
+    if cfg.model.init_w is not None:
+        w.fill_(cfg.model.init_w)
+    if cfg.model.init_b is not None:
+        b.fill_(cfg.model.init_b)
+    return w, b
 
 
 def refuse_standardising_without_intercept(cfg: Any, model: str, fix: str) -> None:

@@ -5,16 +5,13 @@ from __future__ import annotations
 from typing import Any, ClassVar, Literal
 
 import torch
-from pydantic import model_validator
 
-from bpcli.config.schema import Experiment
 from bpcli.data.dataset import Dataset
-from bpcli.kinds.base import (HandWrittenSGD, Kind, LeastSquares, LinearModel, Tensors,
-                              refuse_standardising_without_intercept, uniform)
+from bpcli.kinds.base import HandWrittenSGD, Kind, LeastSquares, LinearExperiment, LinearModel, Tensors, linear_init
 from bpcli.optimizers import Optimizer
 
 
-class LinearGDConfig(Experiment):
+class LinearGDConfig(LinearExperiment):
     """Experiment 2: y = w·x + b by full-batch gradient descent with a hand-written update."""
 
     kind: Literal["linear-gd"]
@@ -28,11 +25,6 @@ class LinearGDConfig(Experiment):
         "train": {"lr": 0.01, "epochs": 3000, "log_every": 500, "grad": "autograd"},
     }
 
-    @model_validator(mode="after")
-    def _no_centring_without_bias(self) -> LinearGDConfig:
-        if not self.model.bias:
-            refuse_standardising_without_intercept(self, "model.bias: false", "model.bias: true")
-        return self
 
 
 class LinearGD(HandWrittenSGD):
@@ -44,12 +36,7 @@ class LinearGD(HandWrittenSGD):
                  generator: torch.Generator) -> None:
         features = data.x.shape[1]
         # The article draws w = torch.rand(1), then b = torch.rand(1), after the data.
-        w = uniform((1, features), generator, data.x.dtype)
-        b = uniform((1,), generator, data.x.dtype) if cfg.model.bias else w[:, :0]  # no b: 0 values
-        if cfg.model.init_w is not None:
-            w.fill_(cfg.model.init_w)
-        if cfg.model.init_b is not None:
-            b.fill_(cfg.model.init_b)
+        w, b = linear_init(cfg, (1, features), generator, data.x.dtype)
         self.least_squares = LeastSquares(bias=cfg.model.bias, per_sample=False)
         autograd = cfg.train.grad == "autograd"
         self.x = data.x.to(device)[None]  # (K, N, F)

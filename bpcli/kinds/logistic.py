@@ -8,17 +8,14 @@ from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import model_validator
 
-from bpcli.config.schema import Experiment
 from bpcli.data.dataset import Dataset
 from bpcli.errors import DataError
-from bpcli.kinds.base import (HandWrittenSGD, Kind, LinearModel, Tensors, refuse_standardising_without_intercept,
-                              uniform)
+from bpcli.kinds.base import HandWrittenSGD, Kind, LinearExperiment, LinearModel, Tensors, linear_init
 from bpcli.kinds.tasks import Classification, class_names
 
 
-class LogisticConfig(Experiment):
+class LogisticConfig(LinearExperiment):
     """Binary logistic regression σ(w·x + b), mean binary cross-entropy, gradient descent."""
 
     kind: Literal["logistic"]
@@ -36,11 +33,6 @@ class LogisticConfig(Experiment):
     def classifies(self) -> bool:
         return True
 
-    @model_validator(mode="after")
-    def _no_centring_without_bias(self) -> LogisticConfig:
-        if not self.model.bias:
-            refuse_standardising_without_intercept(self, "model.bias: false", "model.bias: true")
-        return self
 
 
 def softplus(z: torch.Tensor) -> torch.Tensor:
@@ -62,12 +54,7 @@ class Logistic(HandWrittenSGD):
                             "more than two")
         features = data.x.shape[1]
         # As linear-gd: w ~ U[0, 1) per feature, then b ~ U[0, 1), after the data.
-        w = uniform((1, features), generator, data.x.dtype)
-        b = uniform((1,), generator, data.x.dtype) if cfg.model.bias else w[:, :0]  # no b: 0 values
-        if cfg.model.init_w is not None:
-            w.fill_(cfg.model.init_w)
-        if cfg.model.init_b is not None:
-            b.fill_(cfg.model.init_b)
+        w, b = linear_init(cfg, (1, features), generator, data.x.dtype)
         autograd = cfg.train.grad == "autograd"
         self.x = data.x.to(device)[None]  # (K, N, F)
         self.y = data.y.to(device)[None]  # (K, N): 0 or 1, the index of each sample's class
@@ -118,11 +105,12 @@ class Logistic(HandWrittenSGD):
         """The loss as a learner writes it, for `bpcli explain`: p = σ(z), then
         L = mean(−[y·log p + (1 − y)·log(1 − p)]), so that the graph shows σ with its local
         derivative σ(1 − σ). Equal to `loss`, but it takes log(0) once σ(z) rounds to 0 or 1,
-        so then `loss` itself is explained."""
+        so then the stable form softplus(z) − y·z is explained."""
         with torch.no_grad():  # not a node of the graph
             p = torch.sigmoid(self._logits({name: t.detach() for name, t in params.items()}, batch["x"]))
-        if not bool(((p > 0) & (p < 1)).all()):
-            return self.loss(params, batch)
+        if not bool(((p > 0) & (p < 1)).all()):  # the stable form, written out: softplus(z) − y·z
+            z = self._logits(params, batch["x"])
+            return (softplus(z) - batch["y"] * z).mean(-1)
         p = torch.sigmoid(self._logits(params, batch["x"]))
         y = batch["y"]
         return (-(y * torch.log(p) + (1 - y) * torch.log(1 - p))).mean(-1)

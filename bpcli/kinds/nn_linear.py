@@ -9,17 +9,14 @@ from typing import Any, ClassVar, Literal
 import torch
 import torch.nn.functional as F
 from torch import nn, optim
-from pydantic import model_validator
 
-from bpcli.config.schema import Experiment
 from bpcli.data.dataset import Dataset
 from bpcli.errors import BpcliError
-from bpcli.kinds.base import (HandWrittenSGD, Kind, LeastSquares, LinearModel, Sampled, Tensors,
-                              refuse_standardising_without_intercept)
+from bpcli.kinds.base import HandWrittenSGD, Kind, LeastSquares, LinearExperiment, LinearModel, Sampled, Tensors
 from bpcli.optimizers import Optimizer
 
 
-class NNLinearConfig(Experiment):
+class NNLinearConfig(LinearExperiment):
     """Experiment 3: nn.Linear(F, 1) with nn.MSELoss and optim.SGD."""
 
     kind: Literal["nn-linear"]
@@ -33,11 +30,6 @@ class NNLinearConfig(Experiment):
         "train": {"lr": 0.001, "epochs": 30000, "log_every": 20, "grad": "autograd"},
     }
 
-    @model_validator(mode="after")
-    def _no_centring_without_bias(self) -> NNLinearConfig:
-        if not self.model.bias:
-            refuse_standardising_without_intercept(self, "model.bias: false", "model.bias: true")
-        return self
 
 
 class NNLinear(Sampled):

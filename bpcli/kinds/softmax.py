@@ -8,17 +8,14 @@ import math
 from typing import Any, ClassVar, Literal
 
 import torch
-from pydantic import model_validator
 
-from bpcli.config.schema import Experiment
 from bpcli.data.dataset import Dataset
 from bpcli.errors import DataError
-from bpcli.kinds.base import (HandWrittenSGD, Kind, LinearModel, Tensors, refuse_standardising_without_intercept,
-                              uniform)
+from bpcli.kinds.base import HandWrittenSGD, Kind, LinearExperiment, LinearModel, Tensors, linear_init
 from bpcli.kinds.tasks import Classification, class_names, one_hot
 
 
-class SoftmaxConfig(Experiment):
+class SoftmaxConfig(LinearExperiment):
     """Multinomial logistic regression softmax(W·x + b), mean cross-entropy, gradient descent."""
 
     kind: Literal["softmax"]
@@ -36,11 +33,6 @@ class SoftmaxConfig(Experiment):
     def classifies(self) -> bool:
         return True
 
-    @model_validator(mode="after")
-    def _no_centring_without_bias(self) -> SoftmaxConfig:
-        if not self.model.bias:
-            refuse_standardising_without_intercept(self, "model.bias: false", "model.bias: true")
-        return self
 
 
 class Softmax(HandWrittenSGD):
@@ -56,12 +48,7 @@ class Softmax(HandWrittenSGD):
         features, count = data.x.shape[1], len(classes)
         # Like nn.Linear: W, then b, ~ U(−1/√F, 1/√F), after the data.
         bound = 1 / math.sqrt(features)
-        w = uniform((1, count, features), generator, data.x.dtype, -bound, bound)
-        b = uniform((1, count), generator, data.x.dtype, -bound, bound) if cfg.model.bias else w[:, :, 0][:, :0]
-        if cfg.model.init_w is not None:
-            w.fill_(cfg.model.init_w)
-        if cfg.model.init_b is not None:
-            b.fill_(cfg.model.init_b)
+        w, b = linear_init(cfg, (1, count, features), generator, data.x.dtype, -bound, bound)
         autograd = cfg.train.grad == "autograd"
         self.classes = count
         self.x = data.x.to(device)[None]  # (K, N, F)
