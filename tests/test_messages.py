@@ -1,0 +1,41 @@
+"""Verdicts that are true and messages a learner can act on (issue 20, sections 4 and 5).
+
+Each test feeds several members of a class of input, not one case, and asserts the one-line
+message names the real cause.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from conftest import CONFIGS, cli
+
+EXP1, EXP2, EXP3, MLP = (CONFIGS / f"{n}.yaml" for n in ("exp1", "exp2", "exp3", "mlp"))
+
+
+def one_line(result):
+    return len(result.stderr.strip().splitlines()) == 1
+
+
+# --------------------------------------------------------------------------- sweep grids
+
+
+@pytest.mark.parametrize("grid", ["lr=0.1,0.1", "lr=0.1,1e-1", "lr=0.01,0.1,0.010", "seed=3,1,3",
+                                  "optimizer=sgd,sgd", "model.init_w=0.5,null,.5"])
+def test_a_grid_value_given_twice_is_refused_in_one_line(grid):
+    from bpcli.errors import BpcliError
+    from bpcli.sweep import parse_grid
+
+    with pytest.raises(BpcliError, match="twice") as caught:
+        parse_grid([grid])
+    assert "\n" not in str(caught.value) and "once" in str(caught.value)
+    result = cli("sweep", EXP2, "--grid", grid, "--epochs", "2", "--out", "s")
+    assert result.exit_code == 2 and one_line(result) and "twice" in result.stderr, result.output
+
+
+def test_distinct_grid_values_still_sweep():
+    from bpcli.sweep import parse_grid
+
+    assert parse_grid(["lr=0.1,0.01", "seed=0:3"]) == {"train.lr": [0.1, 0.01], "seed": [0, 1, 2]}
