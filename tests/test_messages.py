@@ -39,3 +39,19 @@ def test_distinct_grid_values_still_sweep():
     from bpcli.sweep import parse_grid
 
     assert parse_grid(["lr=0.1,0.01", "seed=0:3"]) == {"train.lr": [0.1, 0.01], "seed": [0, 1, 2]}
+
+
+# --------------------------------------------------------------------------- config values
+
+
+@pytest.mark.parametrize("value", ["[.nan]", "[.inf]", "[1, -.inf]", "[2.0, .NaN, 3]"])
+def test_a_prediction_input_that_is_not_finite_is_called_that(value):
+    result = cli("config", EXP2, "--set", f"predict={value}")
+    assert result.exit_code == 2, result.output
+    assert "finite number" in result.stderr and "valid list" not in result.stderr, result.stderr
+    assert one_line(result)
+
+
+def test_a_prediction_of_the_wrong_shape_is_still_refused():
+    result = cli("config", EXP2, "--set", "predict=[abc]")
+    assert result.exit_code == 2 and "predict[0]" in result.stderr and one_line(result), result.stderr
