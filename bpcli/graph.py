@@ -671,6 +671,11 @@ def _check_names(statements: list[_Statement], values: dict[str, float]) -> list
             if name in _FUNCTIONS:
                 raise BpcliError(f"--expr {s.label}: {name} is a function; call it, e.g. {name}(a)")
             if name not in defined and later.get(name, 0) > s.number:
+                cycle = _cycle(statements, s, name)
+                if cycle:
+                    raise BpcliError(f"--expr {s.label}: its steps form a cycle, {' → '.join(cycle)} (each uses "
+                                     "the next), so no order computes them; compute one of them from the variables "
+                                     "given with --at or from earlier steps")
                 raise BpcliError(f"--expr {s.label}: uses {name} before step {later[name]} defines it; "
                                  f"put that step first")
         if s.name in defined:
@@ -706,6 +711,28 @@ def _check_names(statements: list[_Statement], values: dict[str, float]) -> list
         where = f"the formula {statements[0].label}" if len(statements) == 1 else "the program"
         raise BpcliError(f"--at {', '.join(unused)}: not in {where}")
     return variables
+
+
+def _cycle(statements: list[_Statement], step: _Statement, name: str) -> list[str]:
+    """The names around a cycle through `step`, which uses `name` (a later step's result):
+    [a, b, a] for a = b; b = a. Empty when following what each step uses never comes back
+    to `step`, so that moving a step earlier fixes the program."""
+    uses = {s.name: s.uses() for s in statements if s.name}
+    path, seen = [step.name, name], {name}
+    stack = [(name, iter(uses.get(name, [])))]
+    while stack:
+        current, following = stack[-1]
+        nxt = next(following, None)
+        if nxt is None:
+            stack.pop()
+            path.pop()
+        elif nxt == step.name:
+            return [str(n) for n in path + [nxt]]
+        elif nxt in uses and nxt not in seen:
+            seen.add(nxt)
+            path.append(nxt)
+            stack.append((nxt, iter(uses[nxt])))
+    return []
 
 
 def _fold(node: ast.AST, statement: _Statement, folded: dict[int, float]) -> float | None:

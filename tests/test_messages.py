@@ -55,3 +55,22 @@ def test_a_prediction_input_that_is_not_finite_is_called_that(value):
 def test_a_prediction_of_the_wrong_shape_is_still_refused():
     result = cli("config", EXP2, "--set", "predict=[abc]")
     assert result.exit_code == 2 and "predict[0]" in result.stderr and one_line(result), result.stderr
+
+
+# --------------------------------------------------------------------------- explain --expr programs
+
+
+@pytest.mark.parametrize("program,at,cycle", [
+    ("a = b; b = a", [], "a → b → a"),
+    ("a = b*2; b = a + x; J = 3*b", ["--at", "x=1"], "a → b → a"),
+    ("u = w*2; v = u + x; w = v*3; J = w", ["--at", "x=1"], "u → w → v → u"),
+])
+def test_a_cycle_of_steps_is_named_as_a_cycle(program, at, cycle):
+    result = cli("explain", "--expr", program, *at)
+    assert result.exit_code == 2 and one_line(result), result.output
+    assert "cycle" in result.stderr and cycle in result.stderr and "put that step first" not in result.stderr
+
+
+def test_a_step_out_of_order_without_a_cycle_is_still_told_to_move():
+    result = cli("explain", "--expr", "u = a + v; v = b*c; J = 3*u", "--at", "a=1", "--at", "b=2", "--at", "c=3")
+    assert result.exit_code == 2 and "put that step first" in result.stderr and "cycle" not in result.stderr
