@@ -442,13 +442,20 @@ def explain_config(config: Any, step: int | None = None, sample: int | None = No
         if step is None:  # the step of epoch 1 that trains on it (shuffled: where the order put it)
             order = trainer.batches.order[0].tolist() if trainer.shuffle else None  # epoch 1's, drawn when made
             step = (order.index(sample) if order else sample) + 1
-    if mini_batches and sample is not None and sample >= trainer.batches.size:
-        raise BpcliError(f"--sample {sample} is out of range: with train.batch_size {trainer.batches.size}, "
-                         f"--sample is a place in the step's batch, 0 to {trainer.batches.size - 1}")
     step = step or 1
     total = config.train.epochs * trainer.steps_per_epoch
     if step > total:
         raise BpcliError(f"--step {step} is beyond this config's {total} steps; raise train.epochs")
+    if mini_batches and sample is not None:
+        # Batch i of an epoch holds samples i·B … i·B + B − 1: B of them, but the last batch
+        # holds the remainder, N − i·B.
+        index, size = (step - 1) % trainer.steps_per_epoch, trainer.batches.size
+        held = min(size, trainer.batches.samples - index * size)
+        if sample >= held:
+            short = f" (the last of its epoch, the remainder of {trainer.batches.samples} samples in batches of " \
+                    f"{size})" if held < size else ""
+            raise BpcliError(f"--sample {sample} is out of range: --sample is a place in the step's batch, and step "
+                             f"{step}'s batch{short} has {held} sample{'s' if held != 1 else ''}, 0 to {held - 1}")
     for earlier in range(1, step):
         trainer.step(batch_index(trainer, earlier))
     index = batch_index(trainer, step)

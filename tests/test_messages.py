@@ -74,3 +74,16 @@ def test_a_cycle_of_steps_is_named_as_a_cycle(program, at, cycle):
 def test_a_step_out_of_order_without_a_cycle_is_still_told_to_move():
     result = cli("explain", "--expr", "u = a + v; v = b*c; J = 3*u", "--at", "a=1", "--at", "b=2", "--at", "c=3")
     assert result.exit_code == 2 and "put that step first" in result.stderr and "cycle" not in result.stderr
+
+
+# --------------------------------------------------------------------------- explain --sample
+
+
+@pytest.mark.parametrize("n,batch,step,size", [(16, 7, 15, 2), (16, 7, 3, 2), (10, 4, 6, 2), (9, 4, 3, 1)])
+def test_sample_beyond_a_short_last_batch_names_that_step_s_batch(n, batch, step, size):
+    sample = size + 1 if size + 1 < batch else size
+    result = cli("explain", MLP, "--set", f"data.n={n}", "--set", f"train.batch_size={batch}",
+                 "--step", step, "--sample", sample, "--device", "cpu", "--out", "g.png")
+    assert result.exit_code == 2 and one_line(result), result.output
+    assert f"step {step}'s batch" in result.stderr and f"{size} sample" in result.stderr, result.stderr
+    assert "this data has" not in result.stderr
