@@ -13,8 +13,8 @@ graph of more than MAX_OPERATIONS operations is refused, since nobody can read i
 formula is checked before anything is computed: its length, its number of operations, and
 every constant part of it, in float64 (so 9**9**9 is refused as beyond float64 at once
 rather than computed as a Python integer). A formula whose value, or whose derivative, is
-infinite or NaN at the given values is refused with the operation named, e.g.
-"1/0: division by zero". A training step's graph, on the other hand, is shown as training
+infinite, NaN or undefined at the given values is refused with the operation named, e.g.
+"1/0: division by zero", or abs(x) at x=0, whose corner has no slope. A training step's graph, on the other hand, is shown as training
 computed it, NaN and infinity included: that is what a diverged step looks like.
 
 torch is imported only where a graph is computed, so a formula's mistakes are reported
@@ -908,25 +908,60 @@ def _check_values(steps: list[_Step], at: str) -> None:
 
 def _check_gradients(steps: list[_Step], result: torch.Tensor, leaves: dict[str, tuple[str, torch.Tensor]],
                      at: str, label: str, root: str) -> None:
-    """Refuse a formula whose gradient is infinite or NaN at the given values (`at`), naming
-    the first operation whose own derivative is, or else the variable."""
+    """Refuse a formula whose gradient is infinite, NaN or undefined at the given values
+    (`at`), naming the first operation whose own derivative is, or else the variable.
+
+    autograd's answer is not enough: where a derivative does not exist it returns a number
+    all the same (0 for abs and relu at 0, 0 for both partials of a**b at a = b = 0), so each
+    operation's partials are also checked against the points where they are undefined."""
     import torch
 
-    tensors = [t for _, t in leaves.values()]
-    grads = torch.autograd.grad(result, tensors, retain_graph=True, allow_unused=True)
-    if all(g is None or math.isfinite(float(g)) for g in grads):
-        return
-    # Every value is finite, so some operation's own derivative is not (sqrt at 0), or the
-    # chain rule's product of finite ones overflows.
     for step in steps:
-        for operand, text in zip(step.operands, step.operand_texts):
+        for position, (operand, text) in enumerate(zip(step.operands, step.operand_texts)):
             if isinstance(operand, torch.Tensor) and operand.requires_grad:
                 (local,) = torch.autograd.grad(step.out, operand, retain_graph=True)
                 if not math.isfinite(float(local)):
                     raise BpcliError(f"--expr {step.label}: {step.text}: its derivative with respect to "
                                      f"{text} is {float(local)}{at}; explain it where it is differentiable")
+                undefined = _undefined_partial(step, position)
+                if undefined:
+                    raise BpcliError(f"--expr {step.label}: {step.text}: its derivative with respect to {text} "
+                                     f"is undefined{at}: {undefined}; explain it where it is differentiable")
+    tensors = [t for _, t in leaves.values()]
+    grads = torch.autograd.grad(result, tensors, retain_graph=True, allow_unused=True)
+    if all(g is None or math.isfinite(float(g)) for g in grads):
+        return
+    # Every operation's own derivative is finite: the chain rule's product of them overflows.
     name = next(n for n, g in zip(leaves, grads) if g is not None and not math.isfinite(float(g)))
     raise BpcliError(f"--expr {label}: d{root}/d{name} is {_BEYOND_FLOAT64}{at}")
+
+
+def _undefined_partial(step: _Step, position: int) -> str:
+    """Why the partial derivative of an operation with respect to its operand `position` does
+    not exist at its operands' values, where autograd gives a finite number; '' where it exists.
+
+    + − × ÷, exp, sin, cos, tanh and sigmoid are differentiable wherever their value is finite
+    (÷ by 0 and log of 0 are refused as values). sqrt at 0 and a power below 1 of 0 have an
+    infinite slope, which autograd reports itself. What is left: corners, jumps and the edge
+    of a fractional power's domain."""
+    numbers = [float(x.detach()) if hasattr(x, "detach") else float(x) for x in step.operands]
+    if step.op == "abs" and numbers[0] == 0:
+        return "abs has a corner at 0, slope −1 to its left and 1 to its right"
+    if step.op == "relu" and numbers[0] == 0:
+        return "relu has a corner at 0, slope 0 to its left and 1 to its right"
+    if step.op != "**":
+        return ""
+    base, exponent = numbers
+    if position == 1 and base == 0 and exponent == 0:
+        # ∂(a^b)/∂b = a^b·ln a; at a = 0, 0^b is 1 at b = 0, 0 for b > 0 and infinite for b < 0.
+        b = step.operand_texts[1]
+        return f"0**{b} is 1 at {b} = 0 but 0 for every {b} > 0 (and infinite below 0), a jump"
+    if position == 0 and base == 0 and exponent != int(exponent):
+        # ∂(a^p)/∂a = p·a^(p−1); a fractional power p is defined for a ≥ 0 only, so at 0 the
+        # slope exists from the right alone (0 for p > 1; p < 1 is infinite, caught above).
+        return (f"a fractional power (here {exponent:g}) is defined only for values ≥ 0, so at 0 it has a slope "
+                "from the right alone")
+    return ""
 
 
 def _why(step: _Step, value: float) -> str:

@@ -87,3 +87,46 @@ def test_sample_beyond_a_short_last_batch_names_that_step_s_batch(n, batch, step
     assert result.exit_code == 2 and one_line(result), result.output
     assert f"step {step}'s batch" in result.stderr and f"{size} sample" in result.stderr, result.stderr
     assert "this data has" not in result.stderr
+
+
+# --------------------------------------------------------------------------- explain --expr derivatives
+
+
+@pytest.mark.parametrize("formula,at,respect", [
+    ("J = x**x", ["x=0"], "x"),
+    ("J = a**b", ["a=0", "b=0"], "b"),
+    ("J = 2*a**b + 1", ["a=0", "b=0"], "b"),
+    ("J = a**b", ["a=0", "b=1.5"], "a"),
+    ("J = x**1.5", ["x=0"], "x"),
+    ("J = (x - 1)**2.5", ["x=1"], "x - 1"),
+    ("J = abs(x)", ["x=0"], "x"),
+    ("J = 3*abs(x - y)", ["x=2", "y=2"], "x - y"),
+    ("J = relu(x)", ["x=0"], "x"),
+    ("J = relu(a*b) + a", ["a=0", "b=5"], "a*b"),
+    ("J = sqrt(x)", ["x=0"], "x"),
+])
+def test_a_derivative_that_is_infinite_or_undefined_is_refused(formula, at, respect):
+    args = [a for value in at for a in ("--at", value)]
+    result = cli("explain", "--expr", formula, *args, "--out", "g.png")
+    assert result.exit_code == 2 and one_line(result), result.output
+    assert f"with respect to {respect}" in result.stderr, result.stderr
+    assert "d(node)" not in result.stdout
+
+
+@pytest.mark.parametrize("formula,at,expected", [
+    ("J = x**2", ["x=0"], {"x": 0.0}),
+    ("J = x**3", ["x=-2"], {"x": 12.0}),
+    ("J = x**1", ["x=0"], {"x": 1.0}),
+    ("J = x**0 + x", ["x=0"], {"x": 1.0}),
+    ("J = a**b", ["a=0", "b=2"], {"a": 0.0, "b": 0.0}),
+    ("J = a**b", ["a=2", "b=0"], {"a": 0.0, "b": math.log(2)}),
+    ("J = abs(x)", ["x=-3"], {"x": -1.0}),
+    ("J = relu(x)", ["x=0.5"], {"x": 1.0}),
+    ("J = 2**x", ["x=0"], {"x": math.log(2)}),
+])
+def test_derivatives_that_exist_are_still_shown(formula, at, expected):
+    from bpcli.graph import explain_expression, parse_assignments
+
+    graph = explain_expression(formula, parse_assignments(at))
+    found = {n.name: n.full_grad[0] for n in graph.nodes if n.kind == "param"}
+    assert found == pytest.approx(expected)
