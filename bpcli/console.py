@@ -9,6 +9,8 @@ with no colour codes or carriage returns, so logs stay short and readable.
 
 from __future__ import annotations
 
+import math
+
 import contextlib
 import time
 from pathlib import Path
@@ -355,7 +357,11 @@ def _fit_rows(row: Callable[..., None], summary: dict[str, Any]) -> None:
         row("data", note)
     if "grad_check" in summary:
         check = summary["grad_check"]
-        row("grad check (manual vs autograd)", f"{check['worst_manual_vs_autograd']:.1e}")
+        worst, lost = check.get("worst_manual_vs_autograd"), check.get("not_comparable_from")
+        text = f"{worst:.1e}" if isinstance(worst, float) else ""
+        if lost:
+            text += (", then " if text else "") + f"not comparable from step {lost['step']} (infinite or NaN)"
+        row("grad check (manual vs autograd)", text)
 
 
 def _bound_label(summary: dict[str, Any]) -> str:
@@ -419,19 +425,34 @@ def print_grad_checks(console: Console, checks: list[Any], kind: str) -> None:
                   caption="|g| is the norm of a tensor's gradient; errors are relative")
     for header in ("step", "θ", "manual", "autograd", "finite diff", "err manual", "err f.d."):
         table.add_column(header, justify="left" if header == "θ" else "right", no_wrap=True)
+    def error(value: float) -> str:  # NaN: a value was infinite or NaN, so no error is measured
+        return f"{value:.1e}" if math.isfinite(value) else "n/c"
+
     for c in checks:
-        verdict = "[green]" if c.ok else "[red]"
+        verdict = "[green]" if c.ok else "[red]" if c.comparable else "[yellow]"
         table.add_row(
             str(c.step), c.name if len(c.manual) == 1 else f"{c.name} ({len(c.manual)})",
             _values(c.manual), _values(c.autograd), _values(c.finite_difference),
-            f"{verdict}{c.manual_vs_autograd:.1e}", f"{c.fd_vs_autograd:.1e}",
+            f"{verdict}{error(c.manual_vs_autograd)}", error(c.fd_vs_autograd),
         )
     console.print(table)
-    worst = max(c.manual_vs_autograd for c in checks)
-    status = "agree" if all(c.ok for c in checks) else "DISAGREE"
+    compared = [c for c in checks if c.comparable]
     tolerance = f"{TOLERANCE:.0e}".replace("e-0", "e-")  # 1e-6, not Python's 1e-06
-    console.print(f"manual and autograd {status}: worst relative error {worst:.1e} (tolerance {tolerance}); "
-                  f"finite differences agree to {max(c.fd_vs_autograd for c in checks):.1e}", soft_wrap=True)
+    lost = next((c for c in checks if not c.comparable), None)
+    if lost is not None:
+        console.print(f"n/c: not comparable, a gradient is infinite or NaN; from step {lost.step} ({lost.name}) the "
+                      "methods cannot be compared", soft_wrap=True)
+    if not compared:
+        return
+    steps = sorted({c.step for c in compared})
+    where = f" at steps {steps[0]} to {steps[-1]}" if lost is not None and len(steps) > 1 else \
+        f" at step {steps[0]}" if lost is not None else ""
+    status = "agree" if all(c.ok for c in compared) else "DISAGREE"
+    fd = [c.fd_vs_autograd for c in compared if math.isfinite(c.fd_vs_autograd)]
+    differences = f"; finite differences agree to {max(fd):.1e}" if fd else ""
+    console.print(f"manual and autograd {status}{where}: worst relative error "
+                  f"{max(c.manual_vs_autograd for c in compared):.1e} (tolerance {tolerance}){differences}",
+                  soft_wrap=True)
 
 
 def print_graph(console: Console, graph: Any) -> None:

@@ -130,3 +130,38 @@ def test_derivatives_that_exist_are_still_shown(formula, at, expected):
     graph = explain_expression(formula, parse_assignments(at))
     found = {n.name: n.full_grad[0] for n in graph.nodes if n.kind == "param"}
     assert found == pytest.approx(expected)
+
+
+# --------------------------------------------------------------------------- bpcli check
+
+
+@pytest.mark.parametrize("config,lr", [(EXP2, "1e30"), (EXP2, "3e25"), (EXP3, "1e35"), (EXP1, "1e30")])
+def test_check_never_calls_values_that_are_not_finite_agreement(config, lr):
+    result = cli("check", config, "--lr", lr, "--steps", "4", "--device", "cpu")
+    assert result.exit_code == 1 and one_line(result), result.output
+    assert "not comparable" in result.stdout and "not finite" in result.stderr, result.output
+    assert "agree:" not in result.stdout  # an agreement is qualified by the steps it covers
+    for line in result.stdout.splitlines():
+        if line.split()[:1] != [] and line.split()[0].isdigit() and ("inf" in line or "nan" in line):
+            # a row of the table: no error measured beside an infinity or a NaN
+            assert "e+00" not in line and "e-" not in line and "n/c" in line, line
+    assert "--steps" in result.stderr or "--lr" in result.stderr
+
+
+def test_relative_error_of_values_that_are_not_finite_is_not_a_number():
+    import torch
+
+    from bpcli.gradcheck import relative_error
+
+    inf, nan = math.inf, math.nan
+    for a, b in [([inf], [inf]), ([-inf], [-inf]), ([nan], [nan]), ([1.0, inf], [1.0, inf]), ([inf], [1e30]),
+                 ([nan], [0.0])]:
+        assert math.isnan(relative_error(torch.tensor(a), torch.tensor(b)))
+    exact = torch.float64
+    assert relative_error(torch.tensor([1.0, 2.0], dtype=exact), torch.tensor([1.0, 2.0 + 2e-9], dtype=exact)) == \
+        pytest.approx(1e-9)
+
+
+def test_a_check_whose_values_are_finite_still_agrees():
+    result = cli("check", EXP2, "--steps", "3", "--device", "cpu")
+    assert result.exit_code == 0 and "manual and autograd agree" in result.stdout and "comparable" not in result.stdout
