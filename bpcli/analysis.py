@@ -164,6 +164,10 @@ class StableLR:
     lr: float | None
     explanation: str
     scope: str = "full batch"
+    curvature: float | None = None
+    """The data's own part of the bound's curvature (λ_max of the Hessian, or 2·max xᵢ² per
+    sample), without the weight decay the bound adds to it."""
+    weight_decay: float = 0.0
     """What the bound is computed for: `full batch` (a smaller batch has its own curvature,
     so the bound is the full batch's only), `per sample` (one sample a step, in any order),
     or `upper bound` (the lr is sufficient for convergence, not the largest that converges)."""
@@ -180,7 +184,7 @@ def stable_lr(data: Dataset, fit: LeastSquares, train: TrainConfig | None = None
         if momentum:
             return StableLR(None, "per-sample SGD with momentum carries its velocity from sample to sample, so "
                                   "no closed-form bound is computed")
-        return _per_sample_bound(data)
+        return _per_sample_bound(data, train.weight_decay if train is not None else 0.0)
     eigenvalues = hessian_eigenvalues(data, fit)
     if eigenvalues is None:
         return _overflowing(float(_design(data, fit.bias).abs().max()))
@@ -210,16 +214,17 @@ def stable_lr(data: Dataset, fit: LeastSquares, train: TrainConfig | None = None
         bound,
         f"{how} on this data's mean squared error converges only for lr < {rule} = {bound:.6g}, where "
         f"λ_max = {top:.6g} is the largest eigenvalue of the loss's Hessian (2/N)·AᵀA{decay}{caveat}",
+        curvature=float(eigenvalues.max()), weight_decay=weight_decay,
     )
 
 
-def _per_sample_bound(data: Dataset) -> StableLR:
-    # The update on sample i, w ← w − lr·2·x_i·(w·x_i − y_i), multiplies the error w − w*
-    # by (1 − 2·lr·x_i²). One epoch multiplies it by c(lr) = Π_i (1 − 2·lr·x_i²); the run
-    # converges iff |c(lr)| < 1. |c| starts at 1 and falls as lr grows from 0, so the bound
-    # is the first lr > 0 where |c(lr)| climbs back to 1.
+def _per_sample_bound(data: Dataset, weight_decay: float = 0.0) -> StableLR:
+    # The update on sample i, w ← w − lr·(2·x_i·(w·x_i − y_i) + λ·w), multiplies the error
+    # about its fixed point by (1 − 2·lr·(x_i² + λ/2)). One epoch multiplies it by
+    # c(lr) = Π_i (1 − 2·lr·(x_i² + λ/2)); the run converges iff |c(lr)| < 1. |c| starts at 1
+    # and falls as lr grows from 0, so the bound is the first lr > 0 where |c(lr)| climbs back to 1.
     x = data.x[:, 0].to(torch.float64)
-    squares = (x * x)[x != 0]
+    squares = x * x + weight_decay / 2 if weight_decay else (x * x)[x != 0]
     if not bool(torch.isfinite(squares).all()):
         return _overflowing(float(x.abs().max()))
     squares = squares[squares > 0]  # an x so small that its square is 0 never changes w
@@ -250,14 +255,17 @@ def _per_sample_bound(data: Dataset) -> StableLR:
             else:
                 above = mid
         bound = below
+    decay = f", with weight_decay λ = {weight_decay:g}" if weight_decay else ""
+    squared = "(xᵢ² + λ/2)" if weight_decay else "xᵢ²"
     return StableLR(
         bound,
         f"per-sample SGD on this data converges only for lr < {bound:.6g}: each update "
-        f"multiplies the error in w by (1 − 2·lr·xᵢ²), and beyond that lr one epoch's product "
+        f"multiplies the error in w by (1 − 2·lr·{squared}), and beyond that lr one epoch's product "
         f"of these factors exceeds 1 in size (every factor stays below 1 for lr < "
-        f"1/max xᵢ² = {1 / biggest:.6g}); the product does not depend on the order of the samples, so "
-        "this holds for shuffled epochs too",
+        f"1/max {squared} = {1 / biggest:.6g}{decay}); the product does not depend on the order of the samples, "
+        "so this holds for shuffled epochs too",
         "per sample",
+        curvature=2 * float((x * x).max()), weight_decay=weight_decay,
     )
 
 

@@ -165,3 +165,41 @@ def test_relative_error_of_values_that_are_not_finite_is_not_a_number():
 def test_a_check_whose_values_are_finite_still_agrees():
     result = cli("check", EXP2, "--steps", "3", "--device", "cpu")
     assert result.exit_code == 0 and "manual and autograd agree" in result.stdout and "comparable" not in result.stdout
+
+
+# --------------------------------------------------------------------------- why a run diverged
+
+
+def diverged(config, *args):
+    result = cli("train", config, *args, "--device", "cpu", "--out", "d", "--no-plots", "-q")
+    assert result.exit_code == 1 and one_line(result), result.output
+    return result.stderr
+
+
+@pytest.mark.parametrize("config,lr", [(EXP2, "3e38"), (EXP2, "1e39"), (EXP2, "2e38"), (EXP1, "3e38"),
+                                       (EXP3, "3e38"), (EXP2, "1e300")])
+def test_an_update_that_overflows_blames_the_learning_rate(config, lr):
+    message = diverged(config, "--lr", lr)
+    assert "not the cause" not in message and "before any update" not in message, message
+    assert "lr·g" in message and "learning rate is the cause" in message and "--lr" in message, message
+
+
+@pytest.mark.parametrize("config,decay,lr", [(EXP2, "1e30", "0.01"), (EXP2, "1e40", "0.01"), (EXP2, "300", "0.01"),
+                                             (EXP2, "5e3", "0.001"), (EXP3, "1e30", "0.01"), (MLP, "1e30", "0.01"),
+                                             (EXP1, "1e25", "0.01")])
+def test_a_weight_decay_that_drives_the_update_is_named(config, decay, lr):
+    message = diverged(config, "--set", f"train.weight_decay={decay}", "--lr", lr)
+    assert "weight decay" in message and "train.weight_decay" in message, message
+    assert "data's scale" not in message and "Rescale the data" not in message, message
+
+
+@pytest.mark.parametrize("lr", ["1.0", "5", "1e20"])
+def test_a_learning_rate_above_the_bound_is_still_named(lr):
+    message = diverged(EXP2, "--lr", lr)
+    assert "is too large" in message and "Try --lr" in message and "weight decay" not in message, message
+
+
+@pytest.mark.parametrize("init", ["model.init_w=1e30", "model.init_b=-2e19"])
+def test_values_too_large_before_any_update_are_still_not_blamed_on_the_lr(init):
+    message = diverged(EXP2, "--set", init)
+    assert "before any update" in message and "learning rate is not the cause" in message, message
