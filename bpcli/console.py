@@ -222,14 +222,24 @@ def print_result(console: Console, summary: dict[str, Any], run_dir: Path | None
     if run_dir is not None:
         row("run directory", str(run_dir))
     columns = [c for c in RESULT_COLUMNS if c == "value" or any(cells[c] for _, cells in rows)]
-    table = Table(title=f"{summary['kind']}: {summary['status']}", show_header=True,
-                  caption=_caption(summary), caption_justify="left")
-    table.add_column("")
-    for column in columns:
-        table.add_column(column, justify="right")
-    for label, cells in rows:
-        table.add_row(label, *(cells[c] for c in columns))
-    console.print(table)
+    title, caption = f"{summary['kind']}: {summary['status']}", _caption(summary)
+    if not _fits(console, [["", *columns], *([label, *(cells[c] for c in columns)] for label, cells in rows)]):
+        # Too narrow for the table: a cell would be wrapped or cut. One line per row instead,
+        # each number whole (the terminal wraps a long line; nothing is dropped).
+        console.print(title, soft_wrap=True)
+        for label, cells in rows:
+            beside = "; ".join(f"{c}: {cells[c]}" for c in columns[1:] if cells[c])
+            console.print(f"{label}: {cells['value']}" + (f" ({beside})" if beside else ""), soft_wrap=True)
+        if caption:
+            console.print(caption, soft_wrap=True)
+    else:
+        table = Table(title=title, show_header=True, caption=caption, caption_justify="left")
+        table.add_column("")
+        for column in columns:
+            table.add_column(column, justify="right")
+        for label, cells in rows:
+            table.add_row(label, *(cells[c] for c in columns))
+        console.print(table)
     _print_confusion(console, summary)
     for warning in summary.get("warnings") or []:
         console.print(f"warning: {warning}", soft_wrap=True)
@@ -245,6 +255,13 @@ def _print_confusion(console: Console, summary: dict[str, Any]) -> None:
     if not classes or len(classes) > MAX_CONFUSION_CLASSES:
         return
     for split, counts in (summary.get("confusion") or {}).items():
+        if not _fits(console, [["", *map(str, classes)], *([str(name), *map(str, line)]
+                                                          for name, line in zip(classes, counts))]):
+            console.print(f"confusion ({split}): each true class, then the count predicted as each class", soft_wrap=True)
+            for name, line in zip(classes, counts):
+                console.print(f"{name}: " + ", ".join(f"{predicted} {n}" for predicted, n in zip(classes, line)),
+                              soft_wrap=True)
+            continue
         table = Table(title=f"confusion ({split}): true class down, predicted across", box=box.SIMPLE_HEAD,
                       title_justify="left")
         table.add_column("")
@@ -253,6 +270,16 @@ def _print_confusion(console: Console, summary: dict[str, Any]) -> None:
         for name, line in zip(classes, counts):
             table.add_row(str(name), *(str(n) for n in line))
         console.print(table)
+
+
+def _fits(console: Console, cells: list[list[str]]) -> bool:
+    """Whether a table of these rows of cells (the header first) fits the console with every
+    cell on one line: each column as wide as its widest cell, plus a space either side and
+    a rule between columns and at both edges."""
+    from rich.cells import cell_len
+
+    widths = [max(cell_len(str(row[i])) for row in cells) for i in range(len(cells[0]))]
+    return sum(w + 3 for w in widths) + 1 <= console.width
 
 
 def _steps(summary: dict[str, Any]) -> str:

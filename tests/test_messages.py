@@ -203,3 +203,55 @@ def test_a_learning_rate_above_the_bound_is_still_named(lr):
 def test_values_too_large_before_any_update_are_still_not_blamed_on_the_lr(init):
     message = diverged(EXP2, "--set", init)
     assert "before any update" in message and "learning rate is not the cause" in message, message
+
+
+# --------------------------------------------------------------------------- the results table, any width
+
+
+def _printed(summary, run_dir, width):
+    import io
+
+    from rich.console import Console
+
+    from bpcli.console import print_result
+
+    out = io.StringIO()
+    print_result(Console(file=out, width=width, highlight=False, color_system=None), summary, run_dir)
+    return out.getvalue()
+
+
+def _cells(summary, run_dir):
+    """Every cell the results table holds, as printed on a console wide enough for it."""
+    wide = _printed(summary, run_dir, 400)
+    return [c.strip() for line in wide.splitlines() if "│" in line for c in line.split("│") if c.strip()]
+
+
+@pytest.mark.parametrize("config", ["exp2.yaml", "diabetes.yaml"])
+def test_no_width_hides_or_cuts_a_number_of_the_results(config):
+    from bpcli.lifecycle import train
+    from conftest import config as load
+
+    result = train(load(config, train__epochs=5), "r", plots=False)
+    cells = _cells(result.summary, result.run_dir)
+    assert any(c[:1].isdigit() or c[:1] == "-" for c in cells)
+    shortened = _printed(result.summary, result.run_dir, 400).count("…")  # the inputs of a prediction, by design
+    for width in (10, 20, 30, 45, 61, 80):
+        text = _printed(result.summary, result.run_dir, width)
+        assert text.count("…") == shortened, (width, text)
+        for cell in cells:
+            assert cell in text, (width, cell, text)
+
+
+def test_the_confusion_matrix_is_never_cut_either():
+    from bpcli.lifecycle import train
+    from conftest import config as load
+
+    summary = dict(train(load("exp2.yaml", train__epochs=2), "r", plots=False).summary)
+    classes = ["setosa", "versicolor", "virginica"]
+    counts = [[12345, 2, 0], [3, 45678, 9], [0, 7, 98765]]
+    summary.update(task={"classes": classes}, confusion={"train": counts}, accuracy={"train": 0.99})
+    for width in (10, 30, 45, 200):
+        text = _printed(summary, None, width)
+        assert "…" not in text
+        for name, line in zip(classes, counts):
+            assert name in text and all(str(n) in text for n in line), (width, text)
