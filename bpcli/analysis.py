@@ -41,6 +41,10 @@ class Optimum:
     """κ of the design after centring (with an intercept) and scaling its columns."""
     method: str = "the least-squares solution"
     """What the optimum is, in words: the least-squares solution, the maximum-likelihood one, …"""
+    rows: int = 0
+    """The distinct rows of inputs the optimum is solved from (0: not counted)."""
+    samples: int = 0
+    """The rows it is solved from."""
 
     def flat(self) -> list[float]:
         return [v for values in self.params.values() for v in values]
@@ -54,6 +58,12 @@ class Optimum:
         """What to tell the user when the optimum is not unique (None when it is)."""
         if self.unique:
             return None
+        if 0 < self.rows < self.columns:  # too few rows: no column is at fault
+            distinct = "" if self.rows == self.samples else f" but {self.rows} distinct row{'s' * (self.rows != 1)}"
+            return (f"the data has {self.samples} row{'s' * (self.samples != 1)}{distinct} for {self.columns} "
+                    f"parameters, fewer rows than parameters, so every parameter value on a line (a plane) of "
+                    "solutions fits it equally well: the least-squares \"optimum\" is one of many and the distance "
+                    "to it means little; add rows (data.n, or more of the file) or fit fewer features")
         kappa = "infinite" if not math.isfinite(self.condition) else f"{self.condition:.2g}"
         return (f"the design has effective rank {self.rank} of {self.columns} columns (condition number "
                 f"κ = {kappa}, beyond what float64 resolves), so the least-squares \"optimum\" is one of "
@@ -118,7 +128,9 @@ def optimum(data: Dataset, fit: LeastSquares) -> Optimum:
     theta = torch.tensor([v for values in params.values() for v in values], dtype=torch.float64)
     loss = float((_design(data, fit.bias) @ theta - data.y.to(torch.float64)).pow(2).mean())
     columns = x.shape[1] + (1 if fit.bias else 0)
-    return Optimum(params, loss, original if data.scaling is not None else None, rank, columns, condition)
+    distinct = len(torch.unique(x.to(torch.float64), dim=0)) if len(x) else 0
+    return Optimum(params, loss, original if data.scaling is not None else None, rank, columns, condition,
+                   rows=distinct, samples=len(x))
 
 
 def predict(best: Optimum, x: torch.Tensor) -> torch.Tensor:
@@ -139,6 +151,18 @@ def r2(y: torch.Tensor, predicted: torch.Tensor, centred: bool = True) -> float:
     total = float((y - y.mean()).pow(2).sum()) if centred else float(y.pow(2).sum())
     residual = float((y - predicted).pow(2).sum())
     return 1.0 - residual / total if total > 0 else float("nan")
+
+
+def r2_undefined(y: torch.Tensor, centred: bool = True) -> str | None:
+    """Why R² cannot be computed for targets y (its baseline leaves nothing to explain), or None."""
+    y = y.to(torch.float64).cpu()
+    if centred and len(y) == 1:
+        return "one row: R² measures the fit against the spread of y about its mean, and one value has none"
+    if centred and float((y - y.mean()).pow(2).sum()) == 0:
+        return f"every y is {float(y[0]):g}, so there is no spread about the mean for the fit to explain"
+    if not centred and float(y.pow(2).sum()) == 0:
+        return "every y is 0, so there is nothing for the fit to explain"
+    return None
 
 
 R2_DEFINITIONS = {

@@ -374,7 +374,11 @@ def _fit_rows(row: Callable[..., None], summary: dict[str, Any]) -> None:
             row(f"ŷ at x = {at}", _fmt(p["y_pred"], 8))
     r2, best_r2 = summary.get("r2") or {}, summary.get("optimum_r2") or {}
     uncentred = ", uncentred" if (summary.get("r2_definition") or "").startswith("uncentred") else ""
+    undefined = summary.get("r2_undefined") or {}
     for split, value in r2.items():
+        if split in undefined:  # NaN in memory, null in summary.json: say why rather than "nan"
+            row(f"R² ({split}{uncentred})", f"undefined: {undefined[split]}")
+            continue
         row(f"R² ({split}{uncentred})", _fmt(value, 5), "", _fmt(best_r2.get(split), 5) if split in best_r2 else "")
     for split, value in (summary.get("accuracy") or {}).items():
         counts = (summary.get("confusion") or {}).get(split) or []

@@ -255,3 +255,51 @@ def test_the_confusion_matrix_is_never_cut_either():
         assert "…" not in text
         for name, line in zip(classes, counts):
             assert name in text and all(str(n) in text for n in line), (width, text)
+
+
+# --------------------------------------------------------------------------- too few rows
+
+
+def _csv(path, rows, features, seed=0, repeat=False):
+    import random
+
+    generator = random.Random(seed)
+    lines = [",".join([f"x{i}" for i in range(features)] + ["y"])]
+    first = [f"{generator.random():.4f}" for _ in range(features + 1)]
+    for _ in range(rows):
+        lines.append(",".join(first if repeat else [f"{generator.random():.4f}" for _ in range(features + 1)]))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("rows,features,repeat", [(5, 8, False), (2, 3, False), (6, 7, False), (9, 3, True)])
+def test_fewer_rows_than_parameters_is_said_so_not_drop_a_column(tmp_path, write_config, rows, features, repeat):
+    data = _csv(tmp_path / "few.csv", rows, features, repeat=repeat)
+    path = write_config(f"kind: linear-gd\ndevice: cpu\ndata:\n  source: csv\n  path: {data}\n  target: y\n"
+                        "train:\n  lr: 0.01\n  epochs: 5\n  log_every: 1\n")
+    result = cli("train", path, "--out", "r", "--no-plots")
+    assert result.exit_code == 0, result.output
+    warning = next(line for line in result.stdout.splitlines() if "optimum:" in line and "warning" in line)
+    assert "drop a column" not in warning and "fewer" in warning and "parameters" in warning, warning
+    assert (f"{rows} rows" if not repeat else "1 distinct row") in warning, warning
+
+
+def test_one_synthetic_row_is_fewer_rows_than_parameters_and_its_r2_is_undefined():
+    result = cli("train", EXP2, "--set", "data.n=1", "--epochs", "5", "--out", "r", "--no-plots", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert "1 row for 2 parameters" in result.stdout and "drop a column" not in result.stdout, result.stdout
+    r2 = next(line for line in result.stdout.splitlines() if "R²" in line and "train" in line)
+    assert "nan" not in r2 and "None" not in r2 and "undefined" in r2, r2
+    assert "1 training row," in result.stdout  # one row, not "1 training rows"
+
+
+def test_an_r2_with_no_spread_to_explain_is_undefined_with_its_reason():
+    import torch
+
+    from bpcli import analysis
+
+    for y, centred in (([3.0], True), ([2.0, 2.0, 2.0], True), ([0.0, 0.0], False)):
+        y = torch.tensor(y)
+        assert math.isnan(analysis.r2(y, y + 1, centred))
+        assert analysis.r2_undefined(y, centred)
+    assert analysis.r2_undefined(torch.tensor([1.0, 2.0]), True) is None
