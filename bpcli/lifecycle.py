@@ -524,7 +524,8 @@ def _check_steps(run_dir: Path, steps: list[float], total: int) -> None:
     previous = 0.0
     for step in steps:
         if not (math.isfinite(step) and step == int(step) and previous < step <= total):
-            raise RunDirError(f"{run_dir}/metrics.csv: step {step:g} is not a step of this run (1 to {total}, "
+            shown = str(int(step)) if math.isfinite(step) and step == int(step) else repr(step)  # never 1e+09
+            raise RunDirError(f"{run_dir}/metrics.csv: step {shown} is not a step of this run (1 to {total}, "
                               "increasing); the file does not belong to config.yaml beside it")
         previous = step
 

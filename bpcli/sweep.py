@@ -204,6 +204,8 @@ def run_sweep(config: Experiment, grid: dict[str, list[Any]], out: Path | None =
     except BaseException as exc:
         if group is not None:
             distributed.leave(clean=False)
+        if isinstance(exc, OSError) and exc.filename is None and directory is not None:
+            exc.filename = str(directory)  # a figure or an event file that failed part-way: name where
         if directory is not None:  # never left saying `running`
             _record_failure(directory, config, grid, len(members), exc)
         raise

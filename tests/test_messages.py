@@ -303,3 +303,52 @@ def test_an_r2_with_no_spread_to_explain_is_undefined_with_its_reason():
         assert math.isnan(analysis.r2(y, y + 1, centred))
         assert analysis.r2_undefined(y, centred)
     assert analysis.r2_undefined(torch.tensor([1.0, 2.0]), True) is None
+
+
+# --------------------------------------------------------------------------- numbers and files named in full
+
+
+@pytest.mark.parametrize("step,shown", [("1000000000", "step 1000000000 "), ("1000000000.5", "step 1000000000.5 "),
+                                        ("123456789012", "step 123456789012 ")])
+def test_a_step_number_is_printed_whole(step, shown):
+    assert cli("train", EXP2, "--epochs", "5", "--log-every", "1", "--out", "v", "--no-plots", "-q",
+               "--device", "cpu").exit_code == 0
+    from pathlib import Path
+
+    lines = Path("v/metrics.csv").read_text().splitlines()
+    lines[-1] = ",".join([step, *lines[-1].split(",")[1:]])
+    Path("v/metrics.csv").write_text("\n".join(lines) + "\n")
+    result = cli("rerun", "v", "--verify")
+    assert result.exit_code != 0 and shown in result.stderr and "e+" not in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("failing", ["metrics.csv", "summary.csv", "aggregates.csv", "sweep.json"])
+def test_a_sweep_on_a_full_disk_names_the_file(monkeypatch, failing):
+    import errno
+
+    from bpcli.rundir import files
+
+    original = files.write_atomic
+
+    def full(path, text):
+        if path.name == failing:  # as a write that fails part-way raises it: no file name
+            raise OSError(errno.ENOSPC, "No space left on device")
+        original(path, text)
+
+    monkeypatch.setattr(files, "write_atomic", full)
+    result = cli("sweep", EXP2, "--grid", "lr=0.01,0.1", "--epochs", "3", "--out", "s")
+    assert result.exit_code == 1 and one_line(result), result.output
+    assert f"s/{failing}: No space left on device" in result.stderr, result.stderr
+
+
+def test_a_sweep_whose_figure_fails_names_the_sweep_directory(monkeypatch):
+    import errno
+
+    import bpcli.plots
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(bpcli.plots, "draw_sweep", full)
+    result = cli("sweep", EXP2, "--grid", "lr=0.01,0.1", "--epochs", "3", "--out", "s")
+    assert result.exit_code == 1 and "s: No space left on device" in result.stderr, result.stderr

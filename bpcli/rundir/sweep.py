@@ -18,9 +18,19 @@ from pathlib import Path
 from typing import Any
 
 from bpcli.errors import RunDirError
-from bpcli.rundir.files import write_atomic
+from bpcli.rundir import files
 
 SWEEP_FILES = ("sweep.json", "summary.csv", "aggregates.csv", "metrics.csv")
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """files.write_atomic, with the file named in its error: a write that fails part-way (a
+    full disk) raises an OSError without a file name, or with the temporary file's."""
+    try:
+        files.write_atomic(path, text)
+    except OSError as exc:
+        exc.filename = str(path)
+        raise
 
 
 def write_config(directory: Path, text: str) -> None:
