@@ -223,23 +223,21 @@ def print_result(console: Console, summary: dict[str, Any], run_dir: Path | None
         row("run directory", str(run_dir))
     columns = [c for c in RESULT_COLUMNS if c == "value" or any(cells[c] for _, cells in rows)]
     title, caption = f"{summary['kind']}: {summary['status']}", _caption(summary)
-    if not _fits(console, [["", *columns], *([label, *(cells[c] for c in columns)] for label, cells in rows)]):
-        # Too narrow for the table: a cell would be wrapped or cut. One line per row instead,
-        # each number whole (the terminal wraps a long line; nothing is dropped).
+    table = Table(title=title, show_header=True, caption=caption, caption_justify="left")
+    table.add_column("")
+    for column in columns:
+        table.add_column(column, justify="right")
+    for label, cells in rows:
+        table.add_row(label, *(cells[c] for c in columns))
+    if _fits(console, table):
+        console.print(table)
+    else:  # one line per row, the value first: "w: 3.99 (true: 4; optimum: 3.98)"
         console.print(title, soft_wrap=True)
         for label, cells in rows:
             beside = "; ".join(f"{c}: {cells[c]}" for c in columns[1:] if cells[c])
             console.print(f"{label}: {cells['value']}" + (f" ({beside})" if beside else ""), soft_wrap=True)
         if caption:
             console.print(caption, soft_wrap=True)
-    else:
-        table = Table(title=title, show_header=True, caption=caption, caption_justify="left")
-        table.add_column("")
-        for column in columns:
-            table.add_column(column, justify="right")
-        for label, cells in rows:
-            table.add_row(label, *(cells[c] for c in columns))
-        console.print(table)
     _print_confusion(console, summary)
     for warning in summary.get("warnings") or []:
         console.print(f"warning: {warning}", soft_wrap=True)
@@ -255,13 +253,6 @@ def _print_confusion(console: Console, summary: dict[str, Any]) -> None:
     if not classes or len(classes) > MAX_CONFUSION_CLASSES:
         return
     for split, counts in (summary.get("confusion") or {}).items():
-        if not _fits(console, [["", *map(str, classes)], *([str(name), *map(str, line)]
-                                                          for name, line in zip(classes, counts))]):
-            console.print(f"confusion ({split}): each true class, then the count predicted as each class", soft_wrap=True)
-            for name, line in zip(classes, counts):
-                console.print(f"{name}: " + ", ".join(f"{predicted} {n}" for predicted, n in zip(classes, line)),
-                              soft_wrap=True)
-            continue
         table = Table(title=f"confusion ({split}): true class down, predicted across", box=box.SIMPLE_HEAD,
                       title_justify="left")
         table.add_column("")
@@ -269,17 +260,39 @@ def _print_confusion(console: Console, summary: dict[str, Any]) -> None:
             table.add_column(str(name), justify="right")
         for name, line in zip(classes, counts):
             table.add_row(str(name), *(str(n) for n in line))
+        if _fits(console, table):
+            console.print(table)
+            continue
+        console.print(f"confusion ({split}): each true class, then the count predicted as each class", soft_wrap=True)
+        for name, line in zip(classes, counts):
+            console.print(f"{name}: " + ", ".join(f"{predicted} {n}" for predicted, n in zip(classes, line)),
+                          soft_wrap=True)
+
+
+def _fits(console: Console, table: Table) -> bool:
+    """Whether a table fits the console with every cell on one line (its widest rendering)."""
+    from rich.measure import Measurement
+
+    return Measurement.get(console, console.options.update_width(1_000_000), table).maximum <= console.width
+
+
+def _show(console: Console, table: Table) -> None:
+    """Print a table, or, where it would not fit with every cell on one line, one line per
+    row, `first cell: header value; …`, so that no number is wrapped or cut (the terminal
+    wraps a long line; nothing is dropped)."""
+    if _fits(console, table):
         console.print(table)
-
-
-def _fits(console: Console, cells: list[list[str]]) -> bool:
-    """Whether a table of these rows of cells (the header first) fits the console with every
-    cell on one line: each column as wide as its widest cell, plus a space either side and
-    a rule between columns and at both edges."""
-    from rich.cells import cell_len
-
-    widths = [max(cell_len(str(row[i])) for row in cells) for i in range(len(cells[0]))]
-    return sum(w + 3 for w in widths) + 1 <= console.width
+        return
+    if table.title:
+        console.print(table.title, soft_wrap=True)
+    headers = [str(column.header) for column in table.columns]
+    for row in zip(*(list(column.cells) for column in table.columns)):
+        cells = [cell if isinstance(cell, str) else getattr(cell, "plain", str(cell)) for cell in row]
+        rest = "; ".join(f"{h}: {v}" if h else v for h, v in zip(headers[1:], cells[1:]) if v)
+        first = f"{headers[0]} {cells[0]}" if headers[0] and cells[0] else cells[0]
+        console.print(f"{first}: {rest}" if first else rest, soft_wrap=True)
+    if table.caption:
+        console.print(table.caption, soft_wrap=True)
 
 
 def _steps(summary: dict[str, Any]) -> str:
@@ -466,7 +479,7 @@ def print_grad_checks(console: Console, checks: list[Any], kind: str) -> None:
             _values(c.manual), _values(c.autograd), _values(c.finite_difference),
             f"{verdict}{error(c.manual_vs_autograd)}", error(c.fd_vs_autograd),
         )
-    console.print(table)
+    _show(console, table)
     compared = [c for c in checks if c.comparable]
     tolerance = f"{TOLERANCE:.0e}".replace("e-0", "e-")  # 1e-6, not Python's 1e-06
     lost = next((c for c in checks if not c.comparable), None)
@@ -504,7 +517,7 @@ def print_graph(console: Console, graph: Any) -> None:
     for node in nodes:
         forward.add_row(node.name, node.expression if node.op is not None else leaf_words[node.kind],
                         escape(node.value_text), node.grad_text)  # "[sample 0]" is not markup
-    console.print(forward)
+    _show(console, forward)
 
     heading(f"Backward pass: the chain rule, from {root} back to the {'variables' if graph.formula else 'parameters'}")
     backward = Table(box=box.SIMPLE_HEAD)
@@ -527,7 +540,7 @@ def print_graph(console: Console, graph: Any) -> None:
             total = "" if None in parts else _sum(parts)
             backward.add_row(f"d{root}/d{node.name} = the sum of its {len(parts)} shares", total,
                              node.grad_text, style="bold")
-    console.print(backward)
+    _show(console, backward)
     if graph.sample is not None:
         console.print(f"Per-sample values are shown for sample {graph.sample} of {graph.samples}; a "
                       "parameter's gradient adds up every sample's share.", soft_wrap=True)
@@ -543,7 +556,7 @@ def print_graph(console: Console, graph: Any) -> None:
             update.add_column(header, justify="left" if header == "θ" else "right")
         for u in graph.update[:16]:
             update.add_row(u["param"], f"{u['before']:.8g}", f"{u['grad']:.8g}", f"{u['lr']:g}", f"{u['after']:.8g}")
-        console.print(update)
+        _show(console, update)
     elif graph.update:
         heading("Update: θ ← θ − lr·dL/dθ")
         update = Table(box=box.SIMPLE_HEAD)
@@ -552,7 +565,7 @@ def print_graph(console: Console, graph: Any) -> None:
         for u in graph.update[:16]:
             update.add_row(u["param"], f"{u['before']:.8g}", f"{u['grad']:.8g}", f"{u['lr']:g}",
                            f"{u['before'] - u['lr'] * u['grad']:.8g}", f"{u['after']:.8g}")
-        console.print(update)
+        _show(console, update)
 
 
 def _number(value: float) -> str:
@@ -591,7 +604,7 @@ def print_sweep(console: Console, result: Any) -> None:
         values = [f"{row[m + '_mean']:.4g}" + (f" ± {row[m + '_std']:.2g}" if averaged > 1 else "")
                   for m in measures]
         table.add_row(*cells, runs, *values)
-    console.print(table)
+    _show(console, table)
     if result.out is not None:
         more = " (its aggregates.csv has every parameter's mean and std)" if left_out else ""
         console.print(f"sweep directory: {result.out}{more}", soft_wrap=True)

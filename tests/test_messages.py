@@ -352,3 +352,30 @@ def test_a_sweep_whose_figure_fails_names_the_sweep_directory(monkeypatch):
     monkeypatch.setattr(bpcli.plots, "draw_sweep", full)
     result = cli("sweep", EXP2, "--grid", "lr=0.01,0.1", "--epochs", "3", "--out", "s")
     assert result.exit_code == 1 and "s: No space left on device" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("width", ["12", "30", "47"])
+def test_check_sweep_and_explain_tables_never_cut_a_number(monkeypatch, width):
+    wide = {
+        "check": cli("check", EXP2, "--steps", "2", "--device", "cpu").stdout,
+        "sweep": cli("sweep", EXP2, "--grid", "lr=0.01,0.1", "--epochs", "3", "--out", "s1").stdout,
+        "explain": cli("explain", "--expr", "J = 3*(a + b*c)", "--at", "a=1.25", "--at", "b=-2.5", "--at", "c=3",
+                       "--out", "g1.png").stdout,
+    }
+    monkeypatch.setenv("COLUMNS", width)
+    narrow = {
+        "check": cli("check", EXP2, "--steps", "2", "--device", "cpu").stdout,
+        "sweep": cli("sweep", EXP2, "--grid", "lr=0.01,0.1", "--epochs", "3", "--out", "s2").stdout,
+        "explain": cli("explain", "--expr", "J = 3*(a + b*c)", "--at", "a=1.25", "--at", "b=-2.5", "--at", "c=3",
+                       "--out", "g2.png").stdout,
+    }
+    import re
+
+    for command, text in narrow.items():
+        assert "…" not in text, (command, text)
+        # every number of the wide output is printed whole in the narrow one (timings aside)
+        untimed = re.sub(r"\d+\.\d+ s\b", "", wide[command])  # timings differ from run to run
+        numbers = {n for n in re.findall(r"-?\d[\d.e+-]*", untimed) if len(n) > 2}
+        shown = set(re.findall(r"-?\d[\d.e+-]*", text))
+        missing = numbers - shown
+        assert not missing, (command, sorted(missing), text)
