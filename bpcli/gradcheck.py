@@ -155,6 +155,8 @@ def worst(checks: list[ParamCheck]) -> dict[str, Any]:
     first = next((c for c in checks if not c.comparable), None)
     if first is not None:  # infinite or NaN gradients: neither agreement nor disagreement
         record["not_comparable_from"] = {"step": first.step, "param": first.name}
+        if not any(c.disagrees for c in checks):
+            record["agree"] = None  # agreement where compared; not established beyond
     return record
 
 

@@ -379,3 +379,15 @@ def test_check_sweep_and_explain_tables_never_cut_a_number(monkeypatch, width):
         shown = set(re.findall(r"-?\d[\d.e+-]*", text))
         missing = numbers - shown
         assert not missing, (command, sorted(missing), text)
+
+
+def test_a_training_run_s_grad_check_never_records_infinities_as_agreement():
+    from bpcli.lifecycle import train
+    from conftest import config as load
+
+    for lr in (1e30, 1e35):
+        result = train(load("exp2.yaml", train__lr=lr, train__check_grad_every=1, train__log_every=100), None,
+                       plots=False)
+        check = result.summary["grad_check"]  # checked up to step 100, infinite from step 3
+        assert check["agree"] is None and check["not_comparable_from"]["step"] >= 2, check
+        assert math.isfinite(check["worst_manual_vs_autograd"])
