@@ -27,7 +27,7 @@ from typing import Any, Iterator
 
 import torch
 
-from bpcli import analysis, distributed, engines
+from bpcli import distributed, engines
 from bpcli.config import Experiment, Override, dump_config, read_yaml, validate_config
 from bpcli.data import make_dataset
 from bpcli.data.dataset import Dataset
