@@ -147,7 +147,7 @@ def _learning_rate(built: Any, bound: StableLR | None, largest: float) -> str:
     wider = dtype != "float64"
     if bound is not None and bound.lr is None:  # no bound of the form lr < c/λ_max (Adam)
         return f" {bound.explanation[0].upper()}{bound.explanation[1:]}; try a smaller learning rate than {lr:g} (--lr)."
-    if bound is not None and _small_batches(built):
+    if bound is not None and bound.scope == "full batch" and not built.trainer.batches.full:
         size = built.trainer.batches.size
         return (f" With {'one sample' if size == 1 else f'batches of {size}'} a step follows its own batch's "
                 f"curvature, which can be far steeper than the whole data's, so the full-batch bound "
@@ -164,12 +164,3 @@ def _learning_rate(built: Any, bound: StableLR | None, largest: float) -> str:
     if bound is not None:
         return f" The learning rate {lr:g} is too large: {bound.explanation}. Try --lr {bound.lr / 2:.3g}."
     return f" Try a smaller learning rate than {lr:g} (--lr)."
-
-
-def _small_batches(built: Any) -> bool:
-    """Whether the run steps on batches smaller than its data, other than the per-sample
-    SGD in data order whose exact bound bpcli computes."""
-    batches = built.trainer.batches
-    exact = batches.size == 1 and not batches.shuffle and built.trainer.least_squares is not None \
-        and built.trainer.least_squares.per_sample
-    return not batches.full and not exact

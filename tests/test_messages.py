@@ -391,3 +391,14 @@ def test_a_training_run_s_grad_check_never_records_infinities_as_agreement():
         check = result.summary["grad_check"]  # checked up to step 100, infinite from step 3
         assert check["agree"] is None and check["not_comparable_from"]["step"] >= 2, check
         assert math.isfinite(check["worst_manual_vs_autograd"])
+
+
+@pytest.mark.parametrize("lr,shuffle", [("0.3", "true"), ("0.25", "true"), ("0.3", "false"), ("1.0", "true")])
+def test_a_per_sample_run_is_told_its_own_per_sample_bound_in_any_order(lr, shuffle):
+    message = diverged(EXP1, "--lr", lr, "--set", f"train.shuffle={shuffle}")
+    assert "full-batch bound" not in message and "per-sample SGD" in message and "Try --lr" in message, message
+
+
+def test_a_mini_batch_run_is_still_told_the_full_batch_bound_promises_nothing():
+    message = diverged(MLP.parent / "exp2.yaml", "--lr", "3", "--set", "train.batch_size=10")
+    assert "full-batch bound" in message and "batch_size" in message, message
