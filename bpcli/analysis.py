@@ -41,6 +41,10 @@ class Optimum:
     """κ of the design after centring (with an intercept) and scaling its columns."""
     method: str = "the least-squares solution"
     """What the optimum is, in words: the least-squares solution, the maximum-likelihood one, …"""
+    rows: int = 0
+    """The distinct rows of inputs the optimum is solved from (0: not counted)."""
+    samples: int = 0
+    """The rows it is solved from."""
 
     def flat(self) -> list[float]:
         return [v for values in self.params.values() for v in values]
@@ -54,6 +58,12 @@ class Optimum:
         """What to tell the user when the optimum is not unique (None when it is)."""
         if self.unique:
             return None
+        if 0 < self.rows < self.columns:  # too few rows: no column is at fault
+            distinct = "" if self.rows == self.samples else f" but {self.rows} distinct row{'s' * (self.rows != 1)}"
+            return (f"the data has {self.samples} row{'s' * (self.samples != 1)}{distinct} for {self.columns} "
+                    f"parameters, fewer rows than parameters, so every parameter value on a line (a plane) of "
+                    "solutions fits it equally well: the least-squares \"optimum\" is one of many and the distance "
+                    "to it means little; add rows (data.n, or more of the file) or fit fewer features")
         kappa = "infinite" if not math.isfinite(self.condition) else f"{self.condition:.2g}"
         squares = self.method == "the least-squares solution"
         solution = "least-squares" if squares else "maximum-likelihood"
@@ -122,7 +132,9 @@ def optimum(data: Dataset, fit: LeastSquares) -> Optimum:
     theta = torch.tensor([v for values in params.values() for v in values], dtype=torch.float64)
     loss = float((_design(data, fit.bias) @ theta - data.y.to(torch.float64)).pow(2).mean())
     columns = x.shape[1] + (1 if fit.bias else 0)
-    return Optimum(params, loss, original if data.scaling is not None else None, rank, columns, condition)
+    distinct = len(torch.unique(x.to(torch.float64), dim=0)) if len(x) else 0
+    return Optimum(params, loss, original if data.scaling is not None else None, rank, columns, condition,
+                   rows=distinct, samples=len(x))
 
 
 def predict(best: Optimum, x: torch.Tensor) -> torch.Tensor:
@@ -143,6 +155,18 @@ def r2(y: torch.Tensor, predicted: torch.Tensor, centred: bool = True) -> float:
     total = float((y - y.mean()).pow(2).sum()) if centred else float(y.pow(2).sum())
     residual = float((y - predicted).pow(2).sum())
     return 1.0 - residual / total if total > 0 else float("nan")
+
+
+def r2_undefined(y: torch.Tensor, centred: bool = True) -> str | None:
+    """Why R² cannot be computed for targets y (its baseline leaves nothing to explain), or None."""
+    y = y.to(torch.float64).cpu()
+    if centred and len(y) == 1:
+        return "one row: R² measures the fit against the spread of y about its mean, and one value has none"
+    if centred and float((y - y.mean()).pow(2).sum()) == 0:
+        return f"every y is {float(y[0]):g}, so there is no spread about the mean for the fit to explain"
+    if not centred and float(y.pow(2).sum()) == 0:
+        return "every y is 0, so there is nothing for the fit to explain"
+    return None
 
 
 R2_DEFINITIONS = {
@@ -168,6 +192,10 @@ class StableLR:
     lr: float | None
     explanation: str
     scope: str = "full batch"
+    curvature: float | None = None
+    """The data's own part of the bound's curvature (λ_max of the Hessian, or 2·max xᵢ² per
+    sample), without the weight decay the bound adds to it."""
+    weight_decay: float = 0.0
     """What the bound is computed for: `full batch` (a smaller batch has its own curvature,
     so the bound is the full batch's only), `per sample` (one sample a step, in any order),
     or `upper bound` (the lr is sufficient for convergence, not the largest that converges)."""
@@ -184,7 +212,7 @@ def stable_lr(data: Dataset, fit: LeastSquares, train: TrainConfig | None = None
         if momentum:
             return StableLR(None, "per-sample SGD with momentum carries its velocity from sample to sample, so "
                                   "no closed-form bound is computed")
-        return _per_sample_bound(data)
+        return _per_sample_bound(data, train.weight_decay if train is not None else 0.0)
     eigenvalues = hessian_eigenvalues(data, fit)
     if eigenvalues is None:
         return _overflowing(float(_design(data, fit.bias).abs().max()))
@@ -214,16 +242,17 @@ def stable_lr(data: Dataset, fit: LeastSquares, train: TrainConfig | None = None
         bound,
         f"{how} on this data's mean squared error converges only for lr < {rule} = {bound:.6g}, where "
         f"λ_max = {top:.6g} is the largest eigenvalue of the loss's Hessian (2/N)·AᵀA{decay}{caveat}",
+        curvature=float(eigenvalues.max()), weight_decay=weight_decay,
     )
 
 
-def _per_sample_bound(data: Dataset) -> StableLR:
-    # The update on sample i, w ← w − lr·2·x_i·(w·x_i − y_i), multiplies the error w − w*
-    # by (1 − 2·lr·x_i²). One epoch multiplies it by c(lr) = Π_i (1 − 2·lr·x_i²); the run
-    # converges iff |c(lr)| < 1. |c| starts at 1 and falls as lr grows from 0, so the bound
-    # is the first lr > 0 where |c(lr)| climbs back to 1.
+def _per_sample_bound(data: Dataset, weight_decay: float = 0.0) -> StableLR:
+    # The update on sample i, w ← w − lr·(2·x_i·(w·x_i − y_i) + λ·w), multiplies the error
+    # about its fixed point by (1 − 2·lr·(x_i² + λ/2)). One epoch multiplies it by
+    # c(lr) = Π_i (1 − 2·lr·(x_i² + λ/2)); the run converges iff |c(lr)| < 1. |c| starts at 1
+    # and falls as lr grows from 0, so the bound is the first lr > 0 where |c(lr)| climbs back to 1.
     x = data.x[:, 0].to(torch.float64)
-    squares = (x * x)[x != 0]
+    squares = x * x + weight_decay / 2 if weight_decay else (x * x)[x != 0]
     if not bool(torch.isfinite(squares).all()):
         return _overflowing(float(x.abs().max()))
     squares = squares[squares > 0]  # an x so small that its square is 0 never changes w
@@ -254,14 +283,17 @@ def _per_sample_bound(data: Dataset) -> StableLR:
             else:
                 above = mid
         bound = below
+    decay = f", with weight_decay λ = {weight_decay:g}" if weight_decay else ""
+    squared = "(xᵢ² + λ/2)" if weight_decay else "xᵢ²"
     return StableLR(
         bound,
         f"per-sample SGD on this data converges only for lr < {bound:.6g}: each update "
-        f"multiplies the error in w by (1 − 2·lr·xᵢ²), and beyond that lr one epoch's product "
+        f"multiplies the error in w by (1 − 2·lr·{squared}), and beyond that lr one epoch's product "
         f"of these factors exceeds 1 in size (every factor stays below 1 for lr < "
-        f"1/max xᵢ² = {1 / biggest:.6g}); the product does not depend on the order of the samples, so "
-        "this holds for shuffled epochs too",
+        f"1/max {squared} = {1 / biggest:.6g}{decay}); the product does not depend on the order of the samples, "
+        "so this holds for shuffled epochs too",
         "per sample",
+        curvature=2 * float((x * x).max()), weight_decay=weight_decay,
     )
 
 

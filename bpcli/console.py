@@ -9,6 +9,8 @@ with no colour codes or carriage returns, so logs stay short and readable.
 
 from __future__ import annotations
 
+import math
+
 import contextlib
 import time
 from pathlib import Path
@@ -220,14 +222,22 @@ def print_result(console: Console, summary: dict[str, Any], run_dir: Path | None
     if run_dir is not None:
         row("run directory", str(run_dir))
     columns = [c for c in RESULT_COLUMNS if c == "value" or any(cells[c] for _, cells in rows)]
-    table = Table(title=f"{summary['kind']}: {summary['status']}", show_header=True,
-                  caption=_caption(summary), caption_justify="left")
+    title, caption = f"{summary['kind']}: {summary['status']}", _caption(summary)
+    table = Table(title=title, show_header=True, caption=caption, caption_justify="left")
     table.add_column("")
     for column in columns:
         table.add_column(column, justify="right")
     for label, cells in rows:
         table.add_row(label, *(cells[c] for c in columns))
-    console.print(table)
+    if _fits(console, table):
+        console.print(table)
+    else:  # one line per row, the value first: "w: 3.99 (true: 4; optimum: 3.98)"
+        console.print(title, soft_wrap=True)
+        for label, cells in rows:
+            beside = "; ".join(f"{c}: {cells[c]}" for c in columns[1:] if cells[c])
+            console.print(f"{label}: {cells['value']}" + (f" ({beside})" if beside else ""), soft_wrap=True)
+        if caption:
+            console.print(caption, soft_wrap=True)
     _print_confusion(console, summary)
     for warning in summary.get("warnings") or []:
         console.print(f"warning: {warning}", soft_wrap=True)
@@ -251,7 +261,39 @@ def _print_confusion(console: Console, summary: dict[str, Any]) -> None:
             table.add_column(str(name), justify="right")
         for name, line in zip(classes, counts):
             table.add_row(str(name), *(str(n) for n in line))
+        if _fits(console, table):
+            console.print(table)
+            continue
+        console.print(f"confusion ({split}): each true class, then the count predicted as each class", soft_wrap=True)
+        for name, line in zip(classes, counts):
+            console.print(f"{name}: " + ", ".join(f"{predicted} {n}" for predicted, n in zip(classes, line)),
+                          soft_wrap=True)
+
+
+def _fits(console: Console, table: Table) -> bool:
+    """Whether a table fits the console with every cell on one line (its widest rendering)."""
+    from rich.measure import Measurement
+
+    return Measurement.get(console, console.options.update_width(1_000_000), table).maximum <= console.width
+
+
+def _show(console: Console, table: Table) -> None:
+    """Print a table, or, where it would not fit with every cell on one line, one line per
+    row, `first cell: header value; …`, so that no number is wrapped or cut (the terminal
+    wraps a long line; nothing is dropped)."""
+    if _fits(console, table):
         console.print(table)
+        return
+    if table.title:
+        console.print(table.title, soft_wrap=True)
+    headers = [str(column.header) for column in table.columns]
+    for row in zip(*(list(column.cells) for column in table.columns)):
+        cells = [cell if isinstance(cell, str) else getattr(cell, "plain", str(cell)) for cell in row]
+        rest = "; ".join(f"{h}: {v}" if h else v for h, v in zip(headers[1:], cells[1:]) if v)
+        first = f"{headers[0]} {cells[0]}" if headers[0] and cells[0] else cells[0]
+        console.print(f"{first}: {rest}" if first else rest, soft_wrap=True)
+    if table.caption:
+        console.print(table.caption, soft_wrap=True)
 
 
 def _steps(summary: dict[str, Any]) -> str:
@@ -352,7 +394,11 @@ def _fit_rows(row: Callable[..., None], summary: dict[str, Any]) -> None:
             row(f"ŷ at x = {at}", _fmt(p["y_pred"], 8))
     r2, best_r2 = summary.get("r2") or {}, summary.get("optimum_r2") or {}
     uncentred = ", uncentred" if (summary.get("r2_definition") or "").startswith("uncentred") else ""
+    undefined = summary.get("r2_undefined") or {}
     for split, value in r2.items():
+        if split in undefined:  # NaN in memory, null in summary.json: say why rather than "nan"
+            row(f"R² ({split}{uncentred})", f"undefined: {undefined[split]}")
+            continue
         row(f"R² ({split}{uncentred})", _fmt(value, 5), "", _fmt(best_r2.get(split), 5) if split in best_r2 else "")
     for split, value in (summary.get("accuracy") or {}).items():
         counts = (summary.get("confusion") or {}).get(split) or []
@@ -362,7 +408,11 @@ def _fit_rows(row: Callable[..., None], summary: dict[str, Any]) -> None:
         row("data", note)
     if "grad_check" in summary:
         check = summary["grad_check"]
-        row("grad check (manual vs autograd)", f"{check['worst_manual_vs_autograd']:.1e}")
+        worst, lost = check.get("worst_manual_vs_autograd"), check.get("not_comparable_from")
+        text = f"{worst:.1e}" if isinstance(worst, float) else ""
+        if lost:
+            text += (", then " if text else "") + f"not comparable from step {lost['step']} (infinite or NaN)"
+        row("grad check (manual vs autograd)", text)
 
 
 def _bound_label(summary: dict[str, Any]) -> str:
@@ -426,19 +476,34 @@ def print_grad_checks(console: Console, checks: list[Any], kind: str) -> None:
                   caption="|g| is the norm of a tensor's gradient; errors are relative")
     for header in ("step", "θ", "manual", "autograd", "finite diff", "err manual", "err f.d."):
         table.add_column(header, justify="left" if header == "θ" else "right", no_wrap=True)
+    def error(value: float) -> str:  # NaN: a value was infinite or NaN, so no error is measured
+        return f"{value:.1e}" if math.isfinite(value) else "n/c"
+
     for c in checks:
-        verdict = "[green]" if c.ok else "[red]"
+        verdict = "[green]" if c.ok else "[red]" if c.comparable else "[yellow]"
         table.add_row(
             str(c.step), c.name if len(c.manual) == 1 else f"{c.name} ({len(c.manual)})",
             _values(c.manual), _values(c.autograd), _values(c.finite_difference),
-            f"{verdict}{c.manual_vs_autograd:.1e}", f"{c.fd_vs_autograd:.1e}",
+            f"{verdict}{error(c.manual_vs_autograd)}", error(c.fd_vs_autograd),
         )
-    console.print(table)
-    worst = max(c.manual_vs_autograd for c in checks)
-    status = "agree" if all(c.ok for c in checks) else "DISAGREE"
+    _show(console, table)
+    compared = [c for c in checks if c.comparable]
     tolerance = f"{TOLERANCE:.0e}".replace("e-0", "e-")  # 1e-6, not Python's 1e-06
-    console.print(f"manual and autograd {status}: worst relative error {worst:.1e} (tolerance {tolerance}); "
-                  f"finite differences agree to {max(c.fd_vs_autograd for c in checks):.1e}", soft_wrap=True)
+    lost = next((c for c in checks if not c.comparable), None)
+    if lost is not None:
+        console.print(f"n/c: not comparable, a gradient is infinite or NaN; from step {lost.step} ({lost.name}) the "
+                      "methods cannot be compared", soft_wrap=True)
+    if not compared:
+        return
+    steps = sorted({c.step for c in compared})
+    where = f" at steps {steps[0]} to {steps[-1]}" if lost is not None and len(steps) > 1 else \
+        f" at step {steps[0]}" if lost is not None else ""
+    status = "agree" if all(c.ok for c in compared) else "DISAGREE"
+    fd = [c.fd_vs_autograd for c in compared if math.isfinite(c.fd_vs_autograd)]
+    differences = f"; finite differences agree to {max(fd):.1e}" if fd else ""
+    console.print(f"manual and autograd {status}{where}: worst relative error "
+                  f"{max(c.manual_vs_autograd for c in compared):.1e} (tolerance {tolerance}){differences}",
+                  soft_wrap=True)
 
 
 def print_graph(console: Console, graph: Any) -> None:
@@ -459,7 +524,7 @@ def print_graph(console: Console, graph: Any) -> None:
     for node in nodes:
         forward.add_row(node.name, node.expression if node.op is not None else leaf_words[node.kind],
                         escape(node.value_text), node.grad_text)  # "[sample 0]" is not markup
-    console.print(forward)
+    _show(console, forward)
 
     heading(f"Backward pass: the chain rule, from {root} back to the {'variables' if graph.formula else 'parameters'}")
     backward = Table(box=box.SIMPLE_HEAD)
@@ -482,7 +547,7 @@ def print_graph(console: Console, graph: Any) -> None:
             total = "" if None in parts else _sum(parts)
             backward.add_row(f"d{root}/d{node.name} = the sum of its {len(parts)} shares", total,
                              node.grad_text, style="bold")
-    console.print(backward)
+    _show(console, backward)
     if graph.sample is not None:
         console.print(f"Per-sample values are shown for sample {graph.sample} of {graph.samples}; a "
                       "parameter's gradient adds up every sample's share.", soft_wrap=True)
@@ -498,7 +563,7 @@ def print_graph(console: Console, graph: Any) -> None:
             update.add_column(header, justify="left" if header == "θ" else "right")
         for u in graph.update[:16]:
             update.add_row(u["param"], f"{u['before']:.8g}", f"{u['grad']:.8g}", f"{u['lr']:g}", f"{u['after']:.8g}")
-        console.print(update)
+        _show(console, update)
     elif graph.update:
         heading("Update: θ ← θ − lr·dL/dθ")
         update = Table(box=box.SIMPLE_HEAD)
@@ -507,7 +572,7 @@ def print_graph(console: Console, graph: Any) -> None:
         for u in graph.update[:16]:
             update.add_row(u["param"], f"{u['before']:.8g}", f"{u['grad']:.8g}", f"{u['lr']:g}",
                            f"{u['before'] - u['lr'] * u['grad']:.8g}", f"{u['after']:.8g}")
-        console.print(update)
+        _show(console, update)
 
 
 def _number(value: float) -> str:
@@ -546,7 +611,7 @@ def print_sweep(console: Console, result: Any) -> None:
         values = [f"{row[m + '_mean']:.4g}" + (f" ± {row[m + '_std']:.2g}" if averaged > 1 else "")
                   for m in measures]
         table.add_row(*cells, runs, *values)
-    console.print(table)
+    _show(console, table)
     if result.out is not None:
         more = " (its aggregates.csv has every parameter's mean and std)" if left_out else ""
         console.print(f"sweep directory: {result.out}{more}", soft_wrap=True)

@@ -7,6 +7,7 @@ function, so a disagreement can only come from a wrong formula.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,22 +39,33 @@ class ParamCheck:
     """The worst relative error between the central difference and autograd."""
 
     @property
+    def comparable(self) -> bool:
+        """Whether manual and autograd are finite numbers, so that their error means something."""
+        return math.isfinite(self.manual_vs_autograd)
+
+    @property
     def ok(self) -> bool:
+        """Manual and autograd agree: finite, and within TOLERANCE (NaN compares False)."""
         return self.manual_vs_autograd <= TOLERANCE
+
+    @property
+    def disagrees(self) -> bool:
+        return self.comparable and not self.ok
 
 
 def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
-    """max |a − b| / max(|a|, |b|, FLOOR), elementwise, over two tensors of equal shape.
+    """max |a − b| / max(|a|, |b|, FLOOR), elementwise, over two tensors of equal shape;
+    NaN, "not comparable", when any value of either is infinite or NaN.
 
-    Values that are the same (equal infinities, NaN beside NaN) agree exactly; an infinity
-    or a NaN beside anything else is a relative error of 1, the largest there is.
+    Two infinities, or two NaNs, are not two methods agreeing: the gradient overflowed and
+    neither says what it is, so no error is measured (a value of 0 would read as agreement).
     """
     if a.numel() == 0:
         return 0.0
+    if not (bool(torch.isfinite(a).all()) and bool(torch.isfinite(b).all())):
+        return math.nan
     scale = torch.maximum(torch.maximum(a.abs(), b.abs()), torch.full_like(a, FLOOR))
-    same = (a == b) | (a.isnan() & b.isnan())
-    ratio = torch.where(same, torch.zeros_like(a), ((a - b).abs() / scale).nan_to_num(nan=1.0))
-    return float(ratio.max().item())
+    return float(((a - b).abs() / scale).max().item())
 
 
 def _central_differences(trainer: Trainer, params: Tensors, batch: Tensors) -> Tensors:
@@ -93,7 +105,7 @@ def compare_gradients(trainer: Trainer, index: int, step: int) -> list[ParamChec
     for name in params:
         a, m = autograd[name].detach().cpu(), manual[name].detach().cpu().reshape(autograd[name].shape)
         f = finite[name].cpu()
-        measured = ~torch.isnan(f)
+        measured = min(f.numel(), MAX_FD_VALUES)  # the values beyond are not measured (NaN)
         checks.append(
             ParamCheck(
                 step=step,
@@ -102,7 +114,7 @@ def compare_gradients(trainer: Trainer, index: int, step: int) -> list[ParamChec
                 autograd=a.reshape(-1).tolist(),
                 finite_difference=f.reshape(-1).tolist(),
                 manual_vs_autograd=relative_error(m, a),
-                fd_vs_autograd=relative_error(f[measured], a[measured]),
+                fd_vs_autograd=relative_error(f.reshape(-1)[:measured], a.reshape(-1)[:measured]),
             )
         )
     return checks
@@ -129,15 +141,23 @@ def worst(checks: list[ParamCheck]) -> dict[str, Any]:
     """The worst errors over a set of checks, as recorded in summary.json."""
     if not checks:
         return {}
-    bad = max(checks, key=lambda c: c.manual_vs_autograd)
-    return {
+    compared = [c for c in checks if c.comparable]
+    bad = max(compared, key=lambda c: c.manual_vs_autograd) if compared else None
+    errors = [c.fd_vs_autograd for c in checks if math.isfinite(c.fd_vs_autograd)]
+    record = {
         "checks": len({c.step for c in checks}),
-        "worst_manual_vs_autograd": bad.manual_vs_autograd,
-        "worst_at": {"step": bad.step, "param": bad.name},
-        "worst_finite_difference_vs_autograd": max(c.fd_vs_autograd for c in checks),
+        "worst_manual_vs_autograd": bad.manual_vs_autograd if bad else None,
+        "worst_at": {"step": bad.step, "param": bad.name} if bad else None,
+        "worst_finite_difference_vs_autograd": max(errors) if errors else None,
         "tolerance": TOLERANCE,
         "agree": all(c.ok for c in checks),
     }
+    first = next((c for c in checks if not c.comparable), None)
+    if first is not None:  # infinite or NaN gradients: neither agreement nor disagreement
+        record["not_comparable_from"] = {"step": first.step, "param": first.name}
+        if not any(c.disagrees for c in checks):
+            record["agree"] = None  # agreement where compared; not established beyond
+    return record
 
 
 # --------------------------------------------------------------------------- the update rule
@@ -151,7 +171,10 @@ class UpdateCheck:
     """The rule, e.g. `sgd`, `sgd (momentum 0.9, nesterov)`, `adam`."""
     steps: int
     difference: float
-    """The worst relative difference between the two rules' parameters over the steps."""
+    """The worst relative difference between the two rules' parameters over the steps compared."""
+    given: int = 0
+    """The gradients given; those after the first that makes a parameter infinite or NaN are
+    not compared (`steps` counts the ones that are)."""
 
     @property
     def ok(self) -> bool:
@@ -177,12 +200,15 @@ def check_update(train: Any, start: Tensors, gradients: list[Tensors]) -> Update
         reference = torch.optim.SGD(theirs, lr=train.lr, momentum=train.momentum, nesterov=train.nesterov,
                                     weight_decay=train.weight_decay)
     rule = Optimizer(ours, [train])
-    worst = 0.0
+    worst, compared = 0.0, 0
     for grads in gradients:
         grads = {name: g.detach().to(torch.float64) for name, g in grads.items()}
         rule.step(ours, grads)
         for p, g in zip(theirs, grads.values()):
             p.grad = g.clone()
         reference.step()
-        worst = max([worst] + [relative_error(a, b.detach()) for a, b in zip(ours.values(), theirs)])
-    return UpdateCheck(describe(train), len(gradients), worst)
+        errors = [relative_error(a, b.detach()) for a, b in zip(ours.values(), theirs)]
+        if not all(math.isfinite(e) for e in errors):  # infinite or NaN from here on: not comparable
+            break
+        worst, compared = max([worst, *errors]), compared + 1
+    return UpdateCheck(describe(train), compared, worst, len(gradients))

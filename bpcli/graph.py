@@ -13,8 +13,8 @@ graph of more than MAX_OPERATIONS operations is refused, since nobody can read i
 formula is checked before anything is computed: its length, its number of operations, and
 every constant part of it, in float64 (so 9**9**9 is refused as beyond float64 at once
 rather than computed as a Python integer). A formula whose value, or whose derivative, is
-infinite or NaN at the given values is refused with the operation named, e.g.
-"1/0: division by zero". A training step's graph, on the other hand, is shown as training
+infinite, NaN or undefined at the given values is refused with the operation named, e.g.
+"1/0: division by zero", or abs(x) at x=0, whose corner has no slope. A training step's graph, on the other hand, is shown as training
 computed it, NaN and infinity included: that is what a diverged step looks like.
 
 torch is imported only where a graph is computed, so a formula's mistakes are reported
@@ -445,13 +445,20 @@ def explain_config(config: Any, step: int | None = None, sample: int | None = No
         if step is None:  # the step of epoch 1 that trains on it (shuffled: where the order put it)
             order = trainer.batches.order[0].tolist() if trainer.shuffle else None  # epoch 1's, drawn when made
             step = (order.index(sample) if order else sample) + 1
-    if mini_batches and sample is not None and sample >= trainer.batches.size:
-        raise BpcliError(f"--sample {sample} is out of range: with train.batch_size {trainer.batches.size}, "
-                         f"--sample is a place in the step's batch, 0 to {trainer.batches.size - 1}")
     step = step or 1
     total = config.train.epochs * trainer.steps_per_epoch
     if step > total:
         raise BpcliError(f"--step {step} is beyond this config's {total} steps; raise train.epochs")
+    if mini_batches and sample is not None:
+        # Batch i of an epoch holds samples i·B … i·B + B − 1: B of them, but the last batch
+        # holds the remainder, N − i·B.
+        index, size = (step - 1) % trainer.steps_per_epoch, trainer.batches.size
+        held = min(size, trainer.batches.samples - index * size)
+        if sample >= held:
+            short = f" (the last of its epoch, the remainder of {trainer.batches.samples} samples in batches of " \
+                    f"{size})" if held < size else ""
+            raise BpcliError(f"--sample {sample} is out of range: --sample is a place in the step's batch, and step "
+                             f"{step}'s batch{short} has {held} sample{'s' if held != 1 else ''}, 0 to {held - 1}")
     for earlier in range(1, step):
         trainer.step(batch_index(trainer, earlier))
     index = batch_index(trainer, step)
@@ -674,6 +681,11 @@ def _check_names(statements: list[_Statement], values: dict[str, float]) -> list
             if name in _FUNCTIONS:
                 raise BpcliError(f"--expr {s.label}: {name} is a function; call it, e.g. {name}(a)")
             if name not in defined and later.get(name, 0) > s.number:
+                cycle = _cycle(statements, s, name)
+                if cycle:
+                    raise BpcliError(f"--expr {s.label}: its steps form a cycle, {' → '.join(cycle)} (each uses "
+                                     "the next), so no order computes them; compute one of them from the variables "
+                                     "given with --at or from earlier steps")
                 raise BpcliError(f"--expr {s.label}: uses {name} before step {later[name]} defines it; "
                                  f"put that step first")
         if s.name in defined:
@@ -709,6 +721,28 @@ def _check_names(statements: list[_Statement], values: dict[str, float]) -> list
         where = f"the formula {statements[0].label}" if len(statements) == 1 else "the program"
         raise BpcliError(f"--at {', '.join(unused)}: not in {where}")
     return variables
+
+
+def _cycle(statements: list[_Statement], step: _Statement, name: str) -> list[str]:
+    """The names around a cycle through `step`, which uses `name` (a later step's result):
+    [a, b, a] for a = b; b = a. Empty when following what each step uses never comes back
+    to `step`, so that moving a step earlier fixes the program."""
+    uses = {s.name: s.uses() for s in statements if s.name}
+    path, seen = [step.name, name], {name}
+    stack = [(name, iter(uses.get(name, [])))]
+    while stack:
+        current, following = stack[-1]
+        nxt = next(following, None)
+        if nxt is None:
+            stack.pop()
+            path.pop()
+        elif nxt == step.name:
+            return [str(n) for n in path + [nxt]]
+        elif nxt in uses and nxt not in seen:
+            seen.add(nxt)
+            path.append(nxt)
+            stack.append((nxt, iter(uses[nxt])))
+    return []
 
 
 def _fold(node: ast.AST, statement: _Statement, folded: dict[int, float]) -> float | None:
@@ -877,25 +911,60 @@ def _check_values(steps: list[_Step], at: str) -> None:
 
 def _check_gradients(steps: list[_Step], result: torch.Tensor, leaves: dict[str, tuple[str, torch.Tensor]],
                      at: str, label: str, root: str) -> None:
-    """Refuse a formula whose gradient is infinite or NaN at the given values (`at`), naming
-    the first operation whose own derivative is, or else the variable."""
+    """Refuse a formula whose gradient is infinite, NaN or undefined at the given values
+    (`at`), naming the first operation whose own derivative is, or else the variable.
+
+    autograd's answer is not enough: where a derivative does not exist it returns a number
+    all the same (0 for abs and relu at 0, 0 for both partials of a**b at a = b = 0), so each
+    operation's partials are also checked against the points where they are undefined."""
     import torch
 
-    tensors = [t for _, t in leaves.values()]
-    grads = torch.autograd.grad(result, tensors, retain_graph=True, allow_unused=True)
-    if all(g is None or math.isfinite(float(g)) for g in grads):
-        return
-    # Every value is finite, so some operation's own derivative is not (sqrt at 0), or the
-    # chain rule's product of finite ones overflows.
     for step in steps:
-        for operand, text in zip(step.operands, step.operand_texts):
+        for position, (operand, text) in enumerate(zip(step.operands, step.operand_texts)):
             if isinstance(operand, torch.Tensor) and operand.requires_grad:
                 (local,) = torch.autograd.grad(step.out, operand, retain_graph=True)
                 if not math.isfinite(float(local)):
                     raise BpcliError(f"--expr {step.label}: {step.text}: its derivative with respect to "
                                      f"{text} is {float(local)}{at}; explain it where it is differentiable")
+                undefined = _undefined_partial(step, position)
+                if undefined:
+                    raise BpcliError(f"--expr {step.label}: {step.text}: its derivative with respect to {text} "
+                                     f"is undefined{at}: {undefined}; explain it where it is differentiable")
+    tensors = [t for _, t in leaves.values()]
+    grads = torch.autograd.grad(result, tensors, retain_graph=True, allow_unused=True)
+    if all(g is None or math.isfinite(float(g)) for g in grads):
+        return
+    # Every operation's own derivative is finite: the chain rule's product of them overflows.
     name = next(n for n, g in zip(leaves, grads) if g is not None and not math.isfinite(float(g)))
     raise BpcliError(f"--expr {label}: d{root}/d{name} is {_BEYOND_FLOAT64}{at}")
+
+
+def _undefined_partial(step: _Step, position: int) -> str:
+    """Why the partial derivative of an operation with respect to its operand `position` does
+    not exist at its operands' values, where autograd gives a finite number; '' where it exists.
+
+    + − × ÷, exp, sin, cos, tanh and sigmoid are differentiable wherever their value is finite
+    (÷ by 0 and log of 0 are refused as values). sqrt at 0 and a power below 1 of 0 have an
+    infinite slope, which autograd reports itself. What is left: corners, jumps and the edge
+    of a fractional power's domain."""
+    numbers = [float(x.detach()) if hasattr(x, "detach") else float(x) for x in step.operands]
+    if step.op == "abs" and numbers[0] == 0:
+        return "abs has a corner at 0, slope −1 to its left and 1 to its right"
+    if step.op == "relu" and numbers[0] == 0:
+        return "relu has a corner at 0, slope 0 to its left and 1 to its right"
+    if step.op != "**":
+        return ""
+    base, exponent = numbers
+    if position == 1 and base == 0 and exponent == 0:
+        # ∂(a^b)/∂b = a^b·ln a; at a = 0, 0^b is 1 at b = 0, 0 for b > 0 and infinite for b < 0.
+        b = step.operand_texts[1]
+        return f"0**{b} is 1 at {b} = 0 but 0 for every {b} > 0 (and infinite below 0), a jump"
+    if position == 0 and base == 0 and exponent != int(exponent):
+        # ∂(a^p)/∂a = p·a^(p−1); a fractional power p is defined for a ≥ 0 only, so at 0 the
+        # slope exists from the right alone (0 for p > 1; p < 1 is infinite, caught above).
+        return (f"a fractional power (here {exponent:g}) is defined only for values ≥ 0, so at 0 it has a slope "
+                "from the right alone")
+    return ""
 
 
 def _why(step: _Step, value: float) -> str:

@@ -27,11 +27,12 @@ from typing import Any, Iterator
 
 import torch
 
-from bpcli import analysis, distributed, engines
+from bpcli import distributed, engines
 from bpcli.config import Experiment, Override, dump_config, read_yaml, validate_config
 from bpcli.data import make_dataset
 from bpcli.data.dataset import Dataset
 from bpcli.devices import resolve_device
+from bpcli.divergence import explain as why_diverged
 from bpcli.errors import BpcliError, DataError, RunDirError, RunFailed, RunInterrupted
 from bpcli.kinds import KINDS, Trainer
 from bpcli.kinds.base import whole_data_loss
@@ -304,8 +305,8 @@ def _train(built: Built, config: Experiment, run_dir: Path | None, summary: dict
                 log.on_log(loop, loop.step, divergence.losses)
                 if checkpoints.last >= loop.step:  # written on the way to divergence: keep the last good state
                     checkpoints.save(*divergence.good)
-                summary["divergence"] = _explain_divergence(built, loop.step, start, divergence.reason or "",
-                                                            log.bound)
+                summary["divergence"] = why_diverged(built, trainer, loop.step, start, divergence.reason or "",
+                                                     log.bound, divergence.started)
             else:  # completed or interrupted: resumable from here
                 checkpoints.save(loop.step)
         finally:
@@ -356,62 +357,6 @@ def _recorded_failure(loop: Loop, summary: dict[str, Any], run_dir: Path | None,
             raise RunFailed(f"{where}: cannot be written ({exc.strerror or exc}); the run stopped at step "
                             f"{loop.step} and is recorded as failed{kept}") from exc
         raise
-
-
-def _explain_divergence(built: Built, step: int, start: int, reason: str,
-                        bound: analysis.StableLR | None) -> dict[str, Any]:
-    """The divergence record for summary.json: where, why, and what to change."""
-    config, data = built.config, built.data
-    lr = config.train.lr
-    record: dict[str, Any] = {"step": step, "reason": reason, "lr": lr}
-    message = f"training diverged at step {step}: {reason}."
-    largest = max(float(data.x.abs().max()), float(data.y.abs().max()))
-    limit = torch.finfo(data.x.dtype).max
-    wider = config.dtype != "float64"  # whether a wider dtype is left to suggest
-    if largest > math.sqrt(limit):
-        # A squared error of such values cannot be held, whatever the learning rate.
-        cause = (f" The data's values reach {largest:.3g}, whose square is beyond what {config.dtype} holds "
-                 f"({limit:.3g}), so the loss cannot be computed whatever the learning rate; rescale the data "
-                 "(for a CSV file, data.standardize: all)" + (" or use dtype: float64." if wider else "."))
-    elif step == 1 and start == 0:
-        # No update has happened yet: the learning rate cannot be the cause.
-        cause = (f" It happened before any update, so the learning rate is not the cause: the initial parameters "
-                 f"or the data (largest |value| {largest:.3g}) are too large for {config.dtype}; choose smaller "
-                 "model.init_* values or rescale the data" + (", or use dtype: float64." if wider else "."))
-    elif bound is not None and bound.lr is None:  # no bound of the form lr < c/λ_max (Adam)
-        cause = f" {bound.explanation[0].upper()}{bound.explanation[1:]}; try a smaller learning rate than {lr:g} (--lr)."
-    elif bound is not None and _small_batches(built):
-        size = built.trainer.batches.size
-        cause = (f" With {'one sample' if size == 1 else f'batches of {size}'} a step follows its own batch's "
-                 f"curvature, which can be far steeper than the whole data's, so the full-batch bound "
-                 f"({bound.lr:.4g}) promises nothing here; try a smaller learning rate than {lr:g} (--lr) or a "
-                 "larger train.batch_size." if bound.lr is not None else
-                 f" Try a smaller learning rate than {lr:g} (--lr) or a larger train.batch_size.")
-    elif bound is not None and lr < bound.lr:
-        cause = (f" The learning rate {lr:g} is below the stable bound {bound.lr:.6g}, so it is not the cause: "
-                 f"the values outgrew {config.dtype} (largest |value| in the data {largest:.3g}); rescale the data "
-                 "or the initial parameters" + (", or use dtype: float64." if wider else "."))
-    elif bound is not None and bound.lr < 1e-8:
-        cause = (f" The data's scale (largest |value| {largest:.3g}) makes the stable learning rate tiny: "
-                 f"{bound.explanation}. Rescale the data (for a CSV file, data.standardize: all) rather than "
-                 "shrinking the learning rate.")
-    elif bound is not None:
-        cause = f" The learning rate {lr:g} is too large: {bound.explanation}. Try --lr {bound.lr / 2:.3g}."
-    else:
-        cause = f" Try a smaller learning rate than {lr:g} (--lr)."
-    if bound is not None:
-        record["stable_lr"] = bound.lr
-    record["message"] = message + cause
-    return record
-
-
-def _small_batches(built: Built) -> bool:
-    """Whether the run steps on batches smaller than its data, other than the per-sample
-    SGD in data order whose exact bound bpcli computes."""
-    batches = built.trainer.batches
-    exact = batches.size == 1 and not batches.shuffle and built.trainer.least_squares is not None \
-        and built.trainer.least_squares.per_sample
-    return not batches.full and not exact
 
 
 def tensorboard_writer_class() -> Any:
@@ -600,7 +545,8 @@ def _check_steps(run_dir: Path, steps: list[float], total: int) -> None:
     previous = 0.0
     for step in steps:
         if not (math.isfinite(step) and step == int(step) and previous < step <= total):
-            raise RunDirError(f"{run_dir}/metrics.csv: step {step:g} is not a step of this run (1 to {total}, "
+            shown = str(int(step)) if math.isfinite(step) and step == int(step) else repr(step)  # never 1e+09
+            raise RunDirError(f"{run_dir}/metrics.csv: step {shown} is not a step of this run (1 to {total}, "
                               "increasing); the file does not belong to config.yaml beside it")
         previous = step
 

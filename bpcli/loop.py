@@ -228,6 +228,9 @@ class StopAtDivergence(Divergence):
         """The losses of the step the run stopped at."""
         self.reason: str | None = None
         """Why the run diverged, in words."""
+        self.started: list[dict[str, Any]] = []
+        """The states the step it stopped at, and the step before it where that was taken
+        again, started from, latest first: what bpcli.divergence reads to say why."""
 
     def on_log(self, loop: Loop, step: int, losses: torch.Tensor) -> None:
         bad = bool(self.check(step, losses)[0])  # reads the device, as the step's row does
@@ -245,6 +248,7 @@ class StopAtDivergence(Divergence):
         first = float(self.first[0]) if self.first is not None else math.inf
         for step in range(start + 1, loop.total + 1):
             before = copy.deepcopy(self.trainer.state_dict())
+            self.started = [before, *self.started[:1]]
             losses = self.trainer.step(batch_index(self.trainer, step), True).reshape(-1).clone()
             loss = float(losses[0])
             if not math.isfinite(loss) or not finite(self.trainer.params()):

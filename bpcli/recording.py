@@ -260,7 +260,8 @@ def _about_the_optimum(built: Built, best: analysis.Optimum) -> dict[str, Any]:
     before = f" before {' and '.join(steps)}" if steps else ""
     about: dict[str, Any] = {"optimum_solved": {
         "method": best.method,
-        "from": f"the {len(data.y)} training rows{' as read' if data.raw is not None else ''}, in float64{before}",
+        "from": f"the {len(data.y)} training row{'s' * (len(data.y) != 1)}{' as read' if data.raw is not None else ''}, "
+                f"in float64{before}",
         "rank": best.rank, "columns": best.columns, "condition": best.condition,
     }}
     if best.original is not None:

@@ -78,10 +78,23 @@ def parse_grid(items: list[str]) -> dict[str, list[Any]]:
                 raise BpcliError(f"--grid {item!r}: a value is not valid YAML") from None
         if not values:
             raise BpcliError(f"--grid {item!r}: the range is empty (stop is exclusive)")
+        _refuse_repeats(key, text.split(",") if not colon else [], values)
         grid[path] = values
     if not grid:
         raise BpcliError("give at least one --grid, e.g. --grid lr=0.001,0.01,0.1 --grid seed=0:10")
     return grid
+
+
+def _refuse_repeats(key: str, written: list[str], values: list[Any]) -> None:
+    """Refuse a value listed twice (0.1 and 1e-1, 1 and 1.0 are one value): its members would
+    be the same run trained twice, whose spread of 0 would pass for agreement."""
+    for i, value in enumerate(values):
+        for j in range(i):
+            if values[j] == value and isinstance(values[j], bool) == isinstance(value, bool):
+                first, second = (written[j].strip(), written[i].strip()) if written else ("", "")
+                texts = f" (as {first} and {second})" if first != second else ""
+                raise BpcliError(f"--grid {key}: {value!r} is given twice{texts}, so two members would be the "
+                                 "same run; list each value once")
 
 
 def expand(config: Experiment, grid: dict[str, list[Any]]) -> list[tuple[dict[str, Any], Experiment]]:
@@ -192,6 +205,8 @@ def run_sweep(config: Experiment, grid: dict[str, list[Any]], out: Path | None =
     except BaseException as exc:
         if group is not None:
             distributed.leave(clean=False)
+        if isinstance(exc, OSError) and exc.filename is None and directory is not None:
+            exc.filename = str(directory)  # a figure or an event file that failed part-way: name where
         if directory is not None:  # never left saying `running`
             _record_failure(directory, config, grid, len(members), exc)
         raise

@@ -18,8 +18,9 @@ def explain(
     step: Annotated[Optional[int], typer.Option("--step", min=1, help="Which training step (default 1).")] = None,
     sample: Annotated[
         Optional[int],
-        typer.Option("--sample", min=0, help="Whose values to show: sample I of a full batch (from 0); "
-                                             "for per-sample kinds, the step that trains on sample I."),
+        typer.Option("--sample", min=0, help="Whose values to show: sample I of the step's batch (from 0; "
+                                             "an epoch's last batch may be shorter); for per-sample kinds, the "
+                                             "step that trains on sample I."),
     ] = None,
     expr: Annotated[
         Optional[str],

@@ -52,8 +52,28 @@ def validate_config(
     try:
         return entry.config.model_validate(raw)
     except ValidationError as exc:
-        lines = [describe(err, entry.config, overrides or []) for err in exc.errors()]
+        lines = [describe(err, entry.config, overrides or []) for err in _union_errors(exc.errors())]
         raise ConfigError(source, list(dict.fromkeys(lines))) from None  # each problem once
+
+
+def _union_errors(errors: list[Any]) -> list[Any]:
+    """The errors of one member of each union a value fits none of (predict: a list of
+    numbers, or of lists): the member that objects least to the value's types, so that
+    [.nan] is "not a finite number" from the list of numbers, not "not a list" from the
+    list of lists; other errors as they are."""
+    def split(err: Any) -> tuple[tuple[Any, ...], str | None]:
+        loc = err["loc"]
+        at = next((i for i, p in enumerate(loc) if isinstance(p, str) and p.startswith("list[")), None)
+        return (tuple(loc[:at]), loc[at]) if at is not None else (tuple(loc), None)
+
+    members: dict[tuple[Any, ...], dict[str, list[Any]]] = {}
+    for err in errors:
+        union, member = split(err)
+        if member is not None:
+            members.setdefault(union, {}).setdefault(member, []).append(err)
+    chosen = {union: min(found.values(), key=lambda errs: (sum(e["type"].endswith("_type") for e in errs), len(errs)))
+              for union, found in members.items()}
+    return [err for err in errors if split(err)[1] is None or any(err is e for e in chosen[split(err)[0]])]
 
 
 def with_overrides(config: Experiment, overrides: list[Override]) -> Experiment:

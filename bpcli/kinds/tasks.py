@@ -153,6 +153,9 @@ class Regression:
             predicted = no_grad_predict(trainer, x)
             if torch.isfinite(predicted).all():
                 quality["r2"][split] = analysis.r2(y, predicted, centred)
+            undefined = analysis.r2_undefined(y, centred)
+            if undefined:
+                quality.setdefault("r2_undefined", {})[split] = undefined
             if best is not None:
                 quality.setdefault("optimum_r2", {})[split] = analysis.r2(y, analysis.predict(best, x), centred)
         return quality

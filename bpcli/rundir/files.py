@@ -323,9 +323,11 @@ def _write(path: Path, write: Callable[[BinaryIO], Any] | bytes) -> None:
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.filename in (None, tmp):
+            exc.filename = str(path)  # a full disk names the file bpcli was writing, not its temporary copy
         raise
 
 
