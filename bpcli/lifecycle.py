@@ -27,7 +27,7 @@ from typing import Any, Iterator
 
 import torch
 
-from bpcli import analysis, distributed, engines
+from bpcli import analysis, distributed, engines, schedules
 from bpcli.config import Experiment, Override, dump_config, read_yaml, validate_config
 from bpcli.data import make_dataset
 from bpcli.data.dataset import Dataset
@@ -222,6 +222,7 @@ def _new_summary(built: Built, engine: str, config_file: str | None) -> dict[str
         "engine": engine,
         "lr": config.train.lr,
         "optimizer": describe(config.train),
+        **_schedule_record(config.train, config.train.epochs * built.trainer.steps_per_epoch),
         # under torchrun a trainer holds its shard; a full batch is every sample
         "batch_size": len(data.y) if built.trainer.batches.full else built.trainer.batches.size,
         "shuffle": built.trainer.batches.shuffle,
@@ -244,6 +245,13 @@ def _new_summary(built: Built, engine: str, config_file: str | None) -> dict[str
         "torch_version": torch.__version__,
         "python_version": platform.python_version(),
     }
+
+
+def _schedule_record(train: Any, updates: int) -> dict[str, Any]:
+    """summary.json's words for an lr schedule and the largest lr it reaches (nothing for a constant lr)."""
+    if not schedules.scheduled(train):
+        return {}
+    return {"schedule": schedules.describe(train, updates), "lr_peak": schedules.peak(train, updates)}
 
 
 def _write_start(run_dir: Path, config: Experiment, data: Dataset, summary: dict[str, Any]) -> None:
@@ -345,7 +353,8 @@ def _explain_divergence(built: Built, step: int, start: int, reason: str,
                         bound: analysis.StableLR | None) -> dict[str, Any]:
     """The divergence record for summary.json: where, why, and what to change."""
     config, data = built.config, built.data
-    lr = config.train.lr
+    # the largest lr the schedule reaches is what the bound is checked against
+    lr = schedules.peak(config.train, config.train.epochs * built.trainer.steps_per_epoch)
     record: dict[str, Any] = {"step": step, "reason": reason, "lr": lr}
     message = f"training diverged at step {step}: {reason}."
     largest = max(float(data.x.abs().max()), float(data.y.abs().max()))

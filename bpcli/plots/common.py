@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from bpcli.optimizers import DEFAULT, describe
 from bpcli.rundir.run import RunRecord
 
 FORMATS = ("png", "svg", "pdf")
@@ -58,9 +59,9 @@ def finish(ax: Any, xlabel: str, ylabel: str, heading: str, *, log: bool = False
 def title(record: RunRecord, what: str) -> str:
     """A figure's title: what it shows, the kind, and the settings that shape the descent."""
     s, train = record.summary, record.config.get("train") or {}
-    rule = [train["optimizer"]] if train.get("optimizer", "sgd") != "sgd" else []  # plain SGD goes unsaid
-    rule += [f"momentum={setting(train['momentum'])}" + (" (Nesterov)" if train.get("nesterov") else "")] \
-        if train.get("momentum") else []
+    words = describe(train)
+    rule = [words] if words != DEFAULT else []  # the default rule, plain, goes unsaid
+    rule += [train["schedule"] + " schedule"] if train.get("schedule", "constant") != "constant" else []
     rule += [f"batch_size={train['batch_size']}"] if train.get("batch_size") else []
     settings = ", ".join([*rule, f"lr={setting(s.get('lr'))}", f"seed={s.get('seed')}", str(s.get("status"))])
     return f"{what} — {s.get('kind')} ({settings})"

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from bpcli.errors import BpcliError
+from bpcli.optimizers import DEFAULT
 from bpcli.plots.common import FORMATS, drawable, finish, positive, readable_log_axis, save, setting
 from bpcli.plots.run import descent, draw_landscape, landscape, landscape_drawable
 from bpcli.rundir.run import RunRecord, read_run
@@ -19,7 +20,7 @@ from bpcli.rundir.run import RunRecord, read_run
 KEY_SETTINGS = ("kind", "train.optimizer", "train.lr", "train.momentum", "train.batch_size", "seed", "data")
 """The settings a run is labelled by when they differ between the runs, in this order."""
 
-DEFAULTS = {"train.optimizer": "sgd", "train.momentum": 0.0}
+DEFAULTS = {"train.optimizer": DEFAULT, "train.momentum": 0.0}
 """What a run whose config predates a key trained with (plain SGD, no momentum)."""
 
 UNUSED = {"train.momentum": 0.0}

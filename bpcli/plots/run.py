@@ -251,7 +251,7 @@ def _fit_plot(record: RunRecord) -> tuple[str, Any]:
 
 def value_columns(record: RunRecord) -> list[str]:
     """The parameter columns of metrics.csv: w, b, w[0], W1 (norm)…, not step, loss or gradients."""
-    skip = {"step", "epoch", "loss", "val_loss", "distance_to_optimum"}
+    skip = {"step", "epoch", "loss", "val_loss", "distance_to_optimum", "lr"}
     return [c for c in record.metrics if c not in skip and not c.startswith("grad_")]
 
 

@@ -1,0 +1,40 @@
+"""torch.optim.lr_scheduler.ExponentialLR: the lr is multiplied by γ after every update.
+
+    lr_k = lr · γ^k      (gamma null: the γ that takes lr to lr_end over the run, (lr_end/lr)^(1/updates))
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def gamma(s: Any, base: float, span: int) -> float:
+    return s.gamma if s.gamma is not None else (s.lr_end / base) ** (1 / span)
+
+
+class Exponential:
+    name = "exponential"
+    words = "exponential decay"
+    uses = ("gamma", "lr_end")
+
+    def lr(self, k: Any, base: Any, s: Any, span: int) -> Any:
+        import torch
+
+        if s.gamma is None:  # one γ per member when each has its own lr
+            return base * torch.pow(torch.as_tensor(s.lr_end / base, dtype=k.dtype) ** (1 / span), k)
+        return base * torch.pow(torch.as_tensor(s.gamma, dtype=k.dtype), k)  # lr·γ^k
+
+    def peak(self, base: float, s: Any, span: int) -> float:
+        return base * max(1.0, gamma(s, base, span) ** (span - 1))
+
+    def torch_scheduler(self, optimizer: Any, s: Any, span: int) -> Any:
+        import torch
+
+        base = optimizer.param_groups[0]["lr"]
+        return torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=gamma(s, float(base), span))
+
+    def describe(self, s: Any, span: int) -> str:
+        return f"× {s.gamma:g} every update" if s.gamma is not None else f"to {s.lr_end:g}"
+
+
+SCHEDULE = Exponential()
