@@ -14,9 +14,10 @@ import torch
 import bpcli.optimizers.sgd
 from bpcli.config.schema import TrainConfig
 from bpcli.kinds.base import Batches, batch_index, epoch_order
-from bpcli.lifecycle import build, train
-from bpcli.optimizers import OPTIMIZERS, Optimizer, describe
-from conftest import CONFIGS, cli, config
+from bpcli.lifecycle import build, resume, train
+from bpcli.optimizers import OPTIMIZERS, Optimizer, Stability, describe
+from bpcli.section import Section
+from conftest import CONFIGS, InterruptAt, cli, config
 
 
 def settings(optimizer="sgd", lr=0.05, **changes):
@@ -387,3 +388,128 @@ def test_a_run_below_the_optimum_says_the_rounded_data_have_another_minimum(tmp_
     as_read = cli("train", tmp_path / "near.yaml", "--set", "dtype=float64", "--out", "wide", "--no-plots")
     assert not any("below the optimum" in w for w in json.loads(Path("wide/summary.json").read_text()).get("warnings", []))
     assert as_read.exit_code == 0
+
+
+# --------------------------------------------------------------------------- the registry
+
+
+class SignSGDSettings(Section):
+    """signSGD has no settings besides lr."""
+
+
+class TorchSignSGD(torch.optim.Optimizer):
+    """The reference: p ← p − lr·sign(g), as a torch.optim class."""
+
+    def __init__(self, params, lr):
+        super().__init__(params, {"lr": lr})
+
+    @torch.no_grad()
+    def step(self):
+        for group in self.param_groups:
+            for p in group["params"]:
+                p.sub_(group["lr"] * torch.sign(p.grad))
+
+
+class SignSGD:
+    """A throw-away rule, one file's worth of code: p ← p − lr·sign(g)."""
+
+    name = "signsgd"
+    words = "signSGD (steps of the gradient's sign)"
+    torch_name = "SignSGD"
+    Settings = SignSGDSettings
+
+    def knobs(self, s):
+        return {"none": 0.0}
+
+    def counts_steps(self, s):
+        return False
+
+    def plain(self, s):
+        return False
+
+    def slots(self, p, s):
+        return {}
+
+    def step(self, p, g, state, lr, s, t):
+        p.sub_(lr * torch.sign(g))  # p ← p − lr·sign(g)
+
+    def torch_optimizer(self, params, lr, s, capturable):
+        return TorchSignSGD(params, lr)
+
+    def describe(self, s):
+        return ""
+
+    def formula(self, s, g):
+        return f"signsgd: θ ← θ − lr·sign({g})"
+
+    def stability(self, s):
+        return Stability(reason="signSGD's steps are lr long whatever the gradient, so no bound of that form applies")
+
+
+@pytest.fixture
+def signsgd(monkeypatch):
+    monkeypatch.setitem(OPTIMIZERS, "signsgd", SignSGD())  # the one registry line
+
+
+def test_a_new_rule_is_one_file_and_one_registry_line(signsgd, tmp_path):
+    changes = {"train__optimizer": "signsgd", "train__lr": 0.01, "train__epochs": 300, "train__log_every": 1}
+    # it trains, with the words and theory it gives
+    whole = train(config("exp2.yaml", **changes), tmp_path / "whole", plots=False)
+    assert whole.status == "completed" and whole.summary["optimizer"] == "signsgd"
+    assert whole.losses[-1] < whole.losses[0] / 10
+    assert whole.summary["stable_lr"] is None
+    # it resumes bit for bit
+    cut = train(config("exp2.yaml", **changes), tmp_path / "cut", plots=False, observer=InterruptAt(111))
+    assert cut.status == "interrupted"
+    assert resume(tmp_path / "cut", plots=False).params == whole.params
+    # it sweeps beside the others, one batched run, each member its single run
+    result = cli("sweep", CONFIGS / "exp2.yaml", "--grid", "optimizer=sgd,signsgd,adam", "--set", "train.lr=0.01",
+                 "--epochs", "300", "--out", tmp_path / "sweep", "-q")
+    assert result.exit_code == 0, result.output
+    member = next(m for m in rows_of(tmp_path / "sweep/summary.csv") if m["train.optimizer"] == "signsgd")
+    assert float(member["final_loss"]) == pytest.approx(whole.final_loss, rel=1e-6)
+    # it is checked against its torch.optim class, and explain shows its step
+    check = cli("check", CONFIGS / "exp2.yaml", "--set", "train.optimizer=signsgd", "--steps", "5")
+    assert check.exit_code == 0, check.output
+    assert "update rule signsgd" in check.stdout
+    explained = cli("explain", CONFIGS / "exp2.yaml", "--set", "train.optimizer=signsgd", "--step", "2")
+    assert explained.exit_code == 0, explained.output
+    assert "signsgd: θ ← θ − lr·sign(dL/dθ)" in explained.stdout
+
+
+def test_a_setting_no_member_can_use_is_refused_alike_by_train_and_sweep():
+    single = cli("train", CONFIGS / "exp2.yaml", "--optimizer", "adam", "--momentum", "0.9", "--out", "t")
+    swept = cli("sweep", CONFIGS / "exp2.yaml", "--grid", "optimizer=adam,adagrad", "--momentum", "0.9", "--out", "s")
+    assert single.exit_code == swept.exit_code == 2
+    said = "train.momentum is a setting of optimizer sgd and rmsprop, and"
+    assert said in single.stderr and said in swept.stderr
+    assert "or set train.optimizer: sgd" in single.stderr and "or set train.optimizer: sgd" in swept.stderr
+    assert not Path("t").exists() and not Path("s").exists()
+    # a grid where one rule can use it gives it to that rule's members only
+    fine = cli("sweep", CONFIGS / "exp2.yaml", "--grid", "optimizer=adamw,rmsprop", "--momentum", "0.5",
+               "--epochs", "20", "--out", "mixed", "-q")
+    assert fine.exit_code == 0, fine.output
+    config_of = {m["train.optimizer"]: m for m in rows_of("mixed/summary.csv")}
+    assert set(config_of) == {"adamw", "rmsprop"}
+
+
+@pytest.mark.parametrize("name", sorted(set(OPTIMIZERS) - {"sgd"}))
+def test_resume_after_an_interrupt_is_bit_identical_for_each_rule(tmp_path, name):
+    cfg = config("exp3.yaml", train__optimizer=name, train__lr=0.01, train__epochs=120, train__log_every=3,
+                 train__batch_size=16)
+    whole = train(cfg, tmp_path / "whole", plots=False)
+    stopped = train(cfg, tmp_path / "cut", plots=False, observer=InterruptAt(201))
+    assert stopped.status == "interrupted"
+    resumed = resume(tmp_path / "cut", plots=False)
+    assert resumed.params == whole.params
+    assert (tmp_path / "cut/metrics.csv").read_bytes() == (tmp_path / "whole/metrics.csv").read_bytes()
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_nn_linear_trains_with_torch_optims_own_class_for_each_rule(name):
+    from bpcli.kinds.nn_linear import NNLinear
+
+    built = build(config("exp3.yaml", train__optimizer=name, train__epochs=5))
+    assert isinstance(built.trainer, NNLinear)
+    assert type(built.trainer.optimizer).__name__ == OPTIMIZERS[name].torch_name
+    assert type(built.trainer.optimizer).__module__.startswith("torch.optim")
