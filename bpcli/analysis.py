@@ -161,7 +161,7 @@ def distance(values: list[float], best: Optimum) -> float:
 @dataclass(frozen=True)
 class StableLR:
     """The largest learning rate for which the run's optimizer converges on this data
-    (None where no bound of that form exists: Adam, momentum on single samples)."""
+    (None where no bound of that form exists: adaptive rules, momentum on single samples)."""
 
     lr: float | None
     explanation: str

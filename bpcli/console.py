@@ -489,7 +489,7 @@ def print_graph(console: Console, graph: Any) -> None:
         values = node.full_grad or []
         shown = ", ".join(_number(v) for v in values[:4]) + (" …" if len(values) > 4 else "")
         console.print(f"d{root}/d{node.name} = {shown}", soft_wrap=True)
-    if graph.update and graph.rule:  # momentum, Adam, weight decay: the optimizer's own step
+    if graph.update and graph.rule:  # another rule, momentum, weight decay, a schedule: the optimizer's own step
         heading(f"Update, {graph.rule}")
         update = Table(box=box.SIMPLE_HEAD)
         for header in ("θ", "before", "dL/dθ", "lr", "after"):

@@ -370,7 +370,7 @@ def _explain_divergence(built: Built, step: int, start: int, reason: str,
         cause = (f" It happened before any update, so the learning rate is not the cause: the initial parameters "
                  f"or the data (largest |value| {largest:.3g}) are too large for {config.dtype}; choose smaller "
                  "model.init_* values or rescale the data" + (", or use dtype: float64." if wider else "."))
-    elif bound is not None and bound.lr is None:  # no bound of the form lr < c/λ_max (Adam)
+    elif bound is not None and bound.lr is None:  # no bound of the form lr < c/λ_max (adaptive rules)
         cause = f" {bound.explanation[0].upper()}{bound.explanation[1:]}; try a smaller learning rate than {lr:g} (--lr)."
     elif bound is not None and _small_batches(built):
         size = built.trainer.batches.size

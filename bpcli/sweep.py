@@ -124,7 +124,7 @@ def expand(config: Experiment, grid: dict[str, list[Any]]) -> list[tuple[dict[st
 
 def _own_optimizer_settings(raw: dict[str, Any], settings: dict[str, Any]) -> None:
     """In a grid over the optimizer, each member keeps only its own rule's settings:
-    `--grid optimizer=sgd,adam --momentum 0.9` compares SGD with momentum against Adam. A
+    `--grid optimizer=sgd,adam --momentum 0.9` compares SGD with momentum against Adam (docs/optimizers.md). A
     setting that the grid gives the member itself must be its rule's."""
     if "train.optimizer" not in settings:
         return

@@ -42,14 +42,16 @@ class _TrainFields(Section):
     log_every: int = Field(ge=1)
     """Record loss, parameters and gradients every this many steps (the first and last
     steps are always recorded)."""
-    optimizer: str = optimizers.DEFAULT
-    """The update rule, with torch.optim's meaning and settings: one of
-    """ + ", ".join(f"`{name}`" for name in optimizers.OPTIMIZERS) + """ (see docs/optimizers.md). Its
-    settings (momentum, betas, …) are the fields below; a setting of another rule is refused."""
-    schedule: str = "constant"
-    """How the lr changes over the run, once per update, as torch.optim.lr_scheduler does: one of
-    """ + ", ".join(f"`{name}`" for name in schedules.SCHEDULES) + """. With no further setting a
-    schedule spans the whole run (cosine: T_max = the run's updates; linear: from lr to lr_end)."""
+    optimizer: str = Field(optimizers.DEFAULT, description=(
+        "The update rule, with torch.optim's meaning and settings: one of "
+        + ", ".join(f"`{name}`" for name in optimizers.OPTIMIZERS)
+        + " (docs/optimizers.md). Its settings are the fields below that name it; a setting of another "
+          "rule is refused."))
+    schedule: str = Field("constant", description=(
+        "How the lr changes over the run, once per update, as torch.optim.lr_scheduler does: one of "
+        + ", ".join(f"`{name}`" for name in schedules.SCHEDULES)
+        + ". With no further setting a schedule spans the whole run (cosine: T_max = the run's updates; "
+          "linear: from lr to lr_end)."))
     warmup: int = Field(0, ge=0)
     """Updates of linear warm-up in front of the schedule: update k < warmup uses
     lr·(k + 1)/(warmup + 1)."""
@@ -142,9 +144,10 @@ def _rule_fields() -> dict[str, Any]:
         defaults = {o: optimizers.OPTIMIZERS[o].Settings.model_fields[name].get_default(call_default_factory=True)
                     for o in owners}
         shown = ", ".join(f"{o} {json.dumps(d)}" for o, d in defaults.items())
-        description = f"{', '.join(owners)}: {first.description} Default: {shown}."
-        annotation = Annotated[first.annotation, *first.metadata] if first.metadata else first.annotation
-        fields[name] = (Optional[annotation], Field(None, description=description))
+        description = f"{', '.join(owners)}: {first.description} Null: the rule's default ({shown})."
+        optional = Optional[first.annotation]
+        annotation = Annotated[optional, *first.metadata] if first.metadata else optional
+        fields[name] = (annotation, Field(None, description=description))
     return fields
 
 

@@ -24,7 +24,7 @@ DEFAULTS = {"train.optimizer": DEFAULT, "train.momentum": 0.0}
 """What a run whose config predates a key trained with (plain SGD, no momentum)."""
 
 UNUSED = {"train.momentum": 0.0}
-"""Values that mean a setting is off: left out of a run's label (no `momentum=0` beside adam)."""
+"""Values that mean a setting is off: left out of a run's label (no `momentum=0` beside a rule without it)."""
 
 NEVER_LABELS = ("predict", "device", "train.log_every", "train.engine", "train.checkpoint_every",
                 "train.check_grad_every", "train.diverge_factor", "log.")
