@@ -80,6 +80,13 @@ OPTIMIZERS = [
     {"train__optimizer": "adam"},
     {"train__optimizer": "adam", "train__batch_size": 16},  # shuffled mini-batches: the order is rewritten each epoch
     {"train__momentum": 0.5, "train__batch_size": 7, "train__shuffle": False},
+    {"train__momentum": 0.5, "train__dampening": 0.2},
+    {"train__optimizer": "adamw", "train__amsgrad": True},
+    {"train__optimizer": "rmsprop", "train__lr": 0.001, "train__momentum": 0.5, "train__centered": True},
+    {"train__optimizer": "adagrad", "train__lr_decay": 0.01},
+    # a schedule's lr lives in a device tensor that the captured step rewrites in place
+    {"train__schedule": "cosine", "train__warmup": 10, "train__momentum": 0.9},
+    {"train__schedule": "linear", "train__optimizer": "adam"},
 ]
 
 

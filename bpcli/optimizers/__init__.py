@@ -234,7 +234,13 @@ class Optimizer:
 
 
 class _Knobs:
-    """A group's settings for one parameter, as attributes (s.momentum, s.beta1, …)."""
+    """A group's settings for one parameter, as attributes (s.momentum, s.beta1, …), and
+    s.on(name): whether the setting is nonzero for any member, decided once here so that a
+    step never reads the device to branch (a CUDA graph could not capture it)."""
 
     def __init__(self, values: dict[str, Any]) -> None:
         self.__dict__.update(values)
+        self._on = {key: bool(v.any()) if hasattr(v, "any") else bool(v) for key, v in values.items()}
+
+    def on(self, name: str) -> bool:
+        return self._on[name]

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import Field
 
-from bpcli.optimizers.base import Stability, adaptive, any_of, over
+from bpcli.optimizers.base import Stability, adaptive, over
 from bpcli.section import Section
 
 
@@ -52,9 +52,9 @@ class Adagrad:
         return {"sum": torch.zeros_like(p) + s.initial_accumulator_value}
 
     def step(self, p: Any, g: Any, state: dict[str, Any], lr: Any, s: Any, t: Any) -> None:
-        if any_of(s.weight_decay):
+        if s.on("weight_decay"):
             g = g + s.weight_decay * p  # g ← g + λ·p
-        if any_of(s.lr_decay):
+        if s.on("lr_decay"):
             lr = over(lr, 1 + (t - 1) * s.lr_decay).to(p.dtype)  # η = lr / (1 + (t − 1)·lr_decay)
         total = state["sum"]
         total.add_(g * g)  # S ← S + g²

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from bpcli.optimizers.base import Stability, adaptive, any_of, over, pick
+from bpcli.optimizers.base import Stability, adaptive, over, pick
 from bpcli.section import Section
 
 Beta = Annotated[float, Field(ge=0.0, lt=1.0)]
@@ -45,7 +45,7 @@ def slots(p: Any, s: Any) -> dict[str, Any]:
     # multiplications for a member alone or in a batch (a vectorised pow is not the scalar one)
     powers = torch.ones((p.shape[0],) + (1,) * (p.dim() - 1), dtype=torch.float64, device=p.device)
     state = {"m": torch.zeros_like(p), "v": torch.zeros_like(p), "beta1_power": powers, "beta2_power": powers.clone()}
-    if any_of(s.amsgrad):
+    if s.on("amsgrad"):
         state["v_max"] = torch.zeros_like(p)
     return state
 
@@ -88,7 +88,7 @@ class Adam:
         return slots(p, s)
 
     def step(self, p: Any, g: Any, state: dict[str, Any], lr: Any, s: Any, t: Any) -> None:
-        if any_of(s.weight_decay):
+        if s.on("weight_decay"):
             g = g + s.weight_decay * p  # g ← g + λ·p
         moments_step(p, g, state, lr, s, t)
 

@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import Field
 
 from bpcli.optimizers import adam
-from bpcli.optimizers.base import Stability, adaptive, any_of
+from bpcli.optimizers.base import Stability, adaptive
 from bpcli.section import Section
 
 
@@ -49,7 +49,7 @@ class AdamW:
         return adam.slots(p, s)
 
     def step(self, p: Any, g: Any, state: dict[str, Any], lr: Any, s: Any, t: Any) -> None:
-        if any_of(s.weight_decay):
+        if s.on("weight_decay"):
             p.mul_(1 - lr * s.weight_decay)  # p ← p·(1 − lr·λ)
         adam.moments_step(p, g, state, lr, s, t)
 

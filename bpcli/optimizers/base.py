@@ -3,9 +3,11 @@
 A rule is one file under bpcli/optimizers holding an object with these attributes, listed
 in the registry OPTIMIZERS (bpcli/optimizers/__init__.py). The driver `Optimizer` groups a
 sweep's members by rule and calls each rule's `step` on its members' rows, so the rule
-sees tensors with a leading member dimension and settings that are either Python values
+sees tensors with a leading member dimension and settings `s` that are either Python values
 (shared by its members) or tensors shaped to broadcast against the parameter (one value
-per member). This module imports no torch, so that validating a config stays fast.
+per member); `s.on(name)` says, without reading the device, whether a setting is nonzero
+for any member. A step must not read the device (no .item(), no `if tensor`), so that a
+CUDA graph can capture it. This module imports no torch, so that validating a config stays fast.
 """
 
 from __future__ import annotations
@@ -83,11 +85,6 @@ class Rule(Protocol):
 
     def stability(self, s: Section) -> Stability:
         """What theory says of this rule with these settings."""
-
-
-def any_of(value: Any) -> bool:
-    """Whether a setting (a number, a bool, or a tensor of one per member) is nonzero for any member."""
-    return bool(value.any()) if hasattr(value, "any") else bool(value)
 
 
 def pick(mask: Any, yes: Tensor, no: Tensor) -> Tensor:

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import Field
 
-from bpcli.optimizers.base import Stability, adaptive, any_of, pick
+from bpcli.optimizers.base import Stability, adaptive, pick
 from bpcli.section import Section
 
 
@@ -52,14 +52,14 @@ class RMSprop:
         import torch
 
         state = {"square_avg": torch.zeros_like(p)}
-        if any_of(s.centered):
+        if s.on("centered"):
             state["grad_avg"] = torch.zeros_like(p)
-        if any_of(s.momentum):
+        if s.on("momentum"):
             state["momentum_buffer"] = torch.zeros_like(p)
         return state
 
     def step(self, p: Any, g: Any, state: dict[str, Any], lr: Any, s: Any, t: Any) -> None:
-        if any_of(s.weight_decay):
+        if s.on("weight_decay"):
             g = g + s.weight_decay * p  # g ← g + λ·p
         v = state["square_avg"]
         v.mul_(s.alpha).add_((1 - s.alpha) * (g * g))  # v ← α·v + (1 − α)·g²

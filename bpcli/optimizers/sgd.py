@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from bpcli.optimizers.base import Stability, any_of, pick
+from bpcli.optimizers.base import Stability, pick
 from bpcli.section import Section
 
 
@@ -59,14 +59,14 @@ class SGD:
     def slots(self, p: Any, s: Any) -> dict[str, Any]:
         import torch
 
-        return {"velocity": torch.zeros_like(p)} if any_of(s.momentum) else {}
+        return {"velocity": torch.zeros_like(p)} if s.on("momentum") else {}
 
     def step(self, p: Any, g: Any, state: dict[str, Any], lr: Any, s: Any, t: Any) -> None:
-        if any_of(s.weight_decay):
+        if s.on("weight_decay"):
             g = g + s.weight_decay * p  # g ← g + λ·p
         v = state.get("velocity")
         if v is not None:
-            if any_of(s.dampening):
+            if s.on("dampening"):
                 import torch
 
                 # v ← μ·v + (1 − d)·g, but v₁ = g: torch.optim.SGD starts the buffer at the gradient
