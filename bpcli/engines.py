@@ -99,4 +99,10 @@ class GraphEngine:
 def wrap(trainer: Any, engine: str, device: torch.device, distributed: bool = False) -> Any:
     """The trainer itself (eager) or the trainer behind a GraphEngine, as `engine` decides."""
     chosen = choose(engine, device, trainer.steps_per_epoch, distributed)
+    # A trainer may know that its step cannot be captured (it says why); `auto` then runs eagerly.
+    reason = getattr(trainer, "not_graphable", None)
+    if reason and chosen == "graph":
+        if engine == "graph":
+            raise BpcliError(f"train.engine: graph {reason}; use engine: eager (or auto)")
+        return trainer
     return GraphEngine(trainer) if chosen == "graph" else trainer

@@ -94,6 +94,8 @@ OPTIMIZERS = [
 @pytest.mark.parametrize("name,grad", [("exp2.yaml", "manual"), ("exp2.yaml", "autograd"), ("exp3.yaml", "autograd"),
                                        ("mlp.yaml", "manual")])
 def test_the_graph_engine_steps_every_optimizer_as_eager_does(name, grad, changes):
+    if "train__schedule" in changes and name == "exp3.yaml":
+        pytest.skip("a single nn-linear run steps torch.optim, whose tensor lr is read on the host: refused by design")
     runs = {engine: train(on_cuda(name, engine, train__epochs=60, train__log_every=5, train__grad=grad, **changes),
                           save=False)
             for engine in ("eager", "graph")}

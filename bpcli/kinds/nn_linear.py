@@ -18,7 +18,7 @@ from bpcli.errors import BpcliError
 from bpcli.kinds.base import (HandWrittenSGD, Kind, LeastSquares, LinearModel, Sampled, Tensors,
                               refuse_standardising_without_intercept)
 from bpcli.optimizers import OPTIMIZERS, Optimizer, settings_of
-from bpcli.schedules import Schedule
+from bpcli.schedules import Schedule, scheduled
 
 
 class NNLinearConfig(Experiment):
@@ -69,6 +69,11 @@ class NNLinear(Sampled):
         self._sample(cfg, self.x[None], self.y[None], len(self.x))  # full batch unless batch_size says otherwise
         self._manual_flag = cfg.train.grad == "manual"
         self._schedule: Schedule | None = None
+        if scheduled(cfg.train):
+            # torch.optim's SGD and Adagrad read a tensor lr on the host (.item()), which a CUDA
+            # graph cannot capture; bpcli's own rules (nn-linear sweeps, the other kinds) can.
+            self.not_graphable = ("cannot capture torch.optim's step with an lr schedule in a single nn-linear run "
+                                  "(a sweep's members can)")
         self.step = self._manual_step if self._manual_flag else self._autograd_step
         self._group: Any = None
 
