@@ -27,7 +27,7 @@ from typing import Any, Iterator
 
 import torch
 
-from bpcli import analysis, distributed, engines, schedules
+from bpcli import analysis, distributed, engines, schedules, threads
 from bpcli.config import Experiment, Override, dump_config, read_yaml, validate_config
 from bpcli.data import make_dataset
 from bpcli.data.dataset import Dataset
@@ -96,6 +96,12 @@ def memory_needed(config: Experiment) -> int:
     # an MLP also keeps each layer's input and pre-activation, and their gradients.
     widths = sum(getattr(config.model, "hidden", None) or [])
     return samples * itemsize * (4 * 2 + 4 * widths)
+
+
+def use_threads(config: Experiment, members: int = 1) -> dict[str, Any]:
+    """Set torch's CPU threads for this problem (see bpcli.threads); what summary.json records."""
+    numbers = members * memory_needed(config) // DTYPES[config.dtype].itemsize
+    return threads.use(config.train.threads, numbers)
 
 
 def check_memory(config: Experiment, device: torch.device, members: int = 1) -> None:
@@ -177,13 +183,15 @@ def train(
 
     Under torchrun every process calls this; rank 0 alone writes and plots.
     """
+    threads = use_threads(config)
     built = build(config, join=distributed.launched())
     with _membership(built):
         if not built.writes:
             save, plots, observer = False, False, None
         _check_predict(config, built.data)
         engine = engines.choose(config.train.engine, built.device, built.trainer.steps_per_epoch,
-                                distributed=built.group is not None)  # before writing
+                                distributed=built.group is not None,
+                                not_graphable=getattr(built.trainer, "not_graphable", None))  # before writing
         if config.log.tensorboard and save:
             tensorboard_writer_class()
         # Record the device actually used, so config.yaml re-runs the same way.
@@ -193,7 +201,7 @@ def train(
         with StopRequest().installed() as stop:
             run_dir = create_run_dir(Path(out) if out else None, force=force) if save else None
             with _held(run_dir):
-                summary = _new_summary(built, engine, config_file)
+                summary = {**_new_summary(built, engine, config_file), **threads}
                 if run_dir is not None:
                     _write_start(run_dir, resolved, built.data, summary)
                 return _train(built, resolved, run_dir, summary, [], plots, observer, stop=stop)
@@ -450,6 +458,7 @@ def resume(
     if summary.get("status") == "diverged" and isinstance(divergence, dict):
         raise RunDirError(f"{run_dir}: diverged at step {divergence.get('step')}, so resuming would diverge "
                           "again; train it anew with a smaller learning rate (--lr)")
+    summary.update(use_threads(config))
     built = build(config, join=distributed.launched())
     with _membership(built):
         if not built.writes:  # other ranks of a torchrun job train alongside rank 0 and write nothing

@@ -26,7 +26,7 @@ from bpcli.engines import wrap
 from bpcli.errors import BpcliError
 from bpcli.kinds import KINDS
 from bpcli.kinds.base import flat, whole_data_loss
-from bpcli.lifecycle import build, check_memory, tensorboard_writer_class
+from bpcli.lifecycle import build, check_memory, tensorboard_writer_class, use_threads
 from bpcli.loop import Callback, Divergence, Loop, Progress, Reporter
 from bpcli.rundir import sweep as files
 from bpcli.rundir.files import bpcli_version, create_run_dir, release
@@ -187,7 +187,9 @@ def run_sweep(config: Experiment, grid: dict[str, list[Any]], out: Path | None =
     group = None
     if distributed.launched():
         group, _ = distributed.join(resolve_device(config.device))
-    check_memory(config, resolve_device(config.device), -(-len(members) // (1 if group is None else group.world)))
+    share = -(-len(members) // (1 if group is None else group.world))  # members per process
+    check_memory(config, resolve_device(config.device), share)
+    use_threads(config, share)  # sweep.json records the count
     writer = group is None or group.rank == 0
     if config.log.tensorboard and save and writer:
         tensorboard_writer_class()  # a missing package is said before training, not after
@@ -415,7 +417,7 @@ def _write(directory: Path, config: Experiment, grid: dict[str, list[Any]], resu
     files.write_info(directory, {
         "kind": config.kind, "grid": grid, "members": len(result.members), "status": result.status,
         "steps": result.steps,
-        "device": device, "processes": processes, "train_seconds": result.seconds,
+        "device": device, "processes": processes, "threads": torch.get_num_threads(), "train_seconds": result.seconds,
         "seconds_per_step": result.seconds / max(result.steps, 1),
         "diverged": sum(r["status"] == "diverged" for r in result.members),
         "bpcli_version": bpcli_version(), "torch_version": str(torch.__version__),

@@ -72,6 +72,11 @@ BatchSize = Annotated[
     typer.Option("--batch-size", help="Samples per update: 1 per-sample, N full batch, between: mini-batches, "
                  "shuffled each epoch (train.batch_size).", show_default=False),
 ]
+Threads = Annotated[
+    Optional[int],
+    typer.Option("--threads", help="CPU threads for torch (train.threads; default: one for a small problem, "
+                 "or OMP_NUM_THREADS when set).", show_default=False),
+]
 LogEvery = Annotated[
     Optional[int],
     typer.Option("--log-every", help="Record a row of metrics.csv every N steps (train.log_every).",

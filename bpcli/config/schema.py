@@ -85,6 +85,9 @@ class _TrainFields(Section):
     checkpoint_every: int = Field(0, ge=0)
     """Write checkpoint.pt every this many steps (0: only when the run ends or is
     interrupted). A run with a checkpoint can be resumed with `bpcli train --resume`."""
+    threads: int | None = Field(None, ge=1, le=1024)
+    """CPU threads torch uses (null: OMP_NUM_THREADS when set, else one for a small problem,
+    where spinning OpenMP threads cost more than they save, and torch's default for a large one)."""
 
     @classmethod
     def default(cls, name: str) -> Any:
