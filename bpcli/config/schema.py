@@ -118,7 +118,8 @@ class _TrainFields(Section):
             raise ValueError(problem)
         rule = optimizers.OPTIMIZERS[self.optimizer]
         try:
-            own = rule.Settings(**{k: v for k, v in values.items() if k in rule.Settings.model_fields and v is not None})
+            own = rule.Settings(**{k: v for k, v in values.items()
+                                   if k in rule.Settings.model_fields and v is not None})
         except ValidationError as exc:
             raise ValueError(exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
         for name in values:  # the rule's settings resolved, the others' null (left out of a dump)
