@@ -215,6 +215,22 @@ class Optimizer:
         group.rule.step(own, g.index_select(0, rows), state, lr, group.knobs[name], step)
         p.index_copy_(0, rows, own)
 
+    def _derived(self, missing: set[str], state: Tensors) -> Tensors:
+        """Slots an older checkpoint lacks that its rule can derive from the step count `t` it
+        kept (a rule's optional `derive(slot, t, s)`)."""
+        if not missing or "t" not in state:
+            return {}
+        derived = {}
+        for group in self._groups:
+            derive = getattr(group.rule, "derive", None)
+            for param, slots in group.state.items() if derive else ():
+                for slot in slots:
+                    key = next((k for k in missing if k.endswith(f"{param}.{slot}")), None)
+                    if key is not None:
+                        t = state["t"].to(slots[slot].device)[:1].reshape((1,) * slots[slot].dim())
+                        derived[key] = derive(slot, t, group.knobs[param])
+        return derived
+
     def state_dict(self) -> Tensors:
         """The optimizer's state (velocities, moments, step count, the lr of a schedule), copied."""
         state = {key: value.detach().clone() for key, value in self.state.items()}
@@ -225,10 +241,12 @@ class Optimizer:
     def load_state_dict(self, state: Tensors) -> None:
         """Restore what state_dict() returned (an empty dict for plain SGD)."""
         missing = set(self.state) - set(state)
+        derived = self._derived(missing, state)
+        missing -= set(derived)
         if missing:
             raise KeyError(f"the checkpoint has no optimizer state {sorted(missing)[0]!r}")
         for key, value in self.state.items():
-            value.copy_(state[key])
+            value.copy_(derived[key] if key in derived else state[key])
         if self.lr is not None and "lr" in state:
             self.lr.copy_(state["lr"])
 

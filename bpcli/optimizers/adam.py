@@ -92,6 +92,11 @@ class Adam:
             g = g + s.weight_decay * p  # g ← g + λ·p
         moments_step(p, g, state, lr, s, t)
 
+    def derive(self, slot: str, t: Any, s: Any) -> Any:
+        """β₁ᵗ and β₂ᵗ from the step count t, for checkpoints written before they were kept."""
+        beta = {"beta1_power": s.beta1, "beta2_power": s.beta2}[slot]
+        return (beta.double() if hasattr(beta, "double") else beta) ** t  # βᵗ
+
     def torch_optimizer(self, params: Any, lr: Any, s: Settings, capturable: bool) -> Any:
         import torch
 
