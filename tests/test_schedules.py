@@ -152,3 +152,17 @@ def test_schedule_mistakes_are_one_line(changes, expected):
     result = cli("train", CONFIGS / "exp2.yaml", *changes, "--out", "bad", "--no-plots")
     assert result.exit_code == 2, result.output
     assert expected in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_loss_png_draws_the_lr_on_a_second_axis_only_when_it_changes():
+    from bpcli.plots.run import figures
+    from bpcli.rundir.run import read_run
+
+    train(config("exp2.yaml", train__epochs=40, train__log_every=1, train__schedule="step"), "step", plots=False)
+    train(config("exp2.yaml", train__epochs=40, train__log_every=1), "flat", plots=False)
+    for run, axes in (("step", 2), ("flat", 1)):
+        loss = dict(figures(read_run(run)))["loss"]
+        assert len(loss.axes) == axes, run
+    lr_axis = dict(figures(read_run("step")))["loss"].axes[-1]
+    assert lr_axis.get_ylabel() == "learning rate (dashed)"
+    assert max(lr_axis.lines[0].get_ydata()) == pytest.approx(0.01)

@@ -59,8 +59,9 @@ def finish(ax: Any, xlabel: str, ylabel: str, heading: str, *, log: bool = False
 def title(record: RunRecord, what: str) -> str:
     """A figure's title: what it shows, the kind, and the settings that shape the descent."""
     s, train = record.summary, record.config.get("train") or {}
-    words = describe(train)
-    rule = [words] if words != DEFAULT else []  # the default rule, plain, goes unsaid
+    words = describe(train)  # the default rule's name goes unsaid: `momentum 0.9`, `adam`
+    words = words[len(DEFAULT) + 2:-1] if words.startswith(f"{DEFAULT} (") else "" if words == DEFAULT else words
+    rule = [words] if words else []
     rule += [train["schedule"] + " schedule"] if train.get("schedule", "constant") != "constant" else []
     rule += [f"batch_size={train['batch_size']}"] if train.get("batch_size") else []
     settings = ", ".join([*rule, f"lr={setting(s.get('lr'))}", f"seed={s.get('seed')}", str(s.get("status"))])

@@ -52,8 +52,24 @@ def _loss_plot(record: RunRecord) -> tuple[str, Any]:
     ax.set_title(heading, fontsize=title_size(heading, fig.get_figwidth()))
     if gap:
         _draw_gap(axes[1][0], record, best)
+    _draw_lr(ax, record)
     axes[-1][0].set_xlabel("step (parameter update)")
     return "loss", fig
+
+
+def _draw_lr(ax: Any, record: RunRecord) -> None:
+    """The lr a schedule gave each logged update, on a second axis (metrics.csv has an lr
+    column only when the lr changes)."""
+    xs, ys = drawable(record.metrics.get("step", []), record.metrics.get("lr", []))
+    if not ys:
+        return
+    lr_axis = ax.twinx()
+    lr_axis.plot(xs, ys, color="tab:gray", linewidth=1, linestyle="--")
+    lr_axis.set_ylabel("learning rate (dashed)", color="tab:gray")
+    lr_axis.tick_params(axis="y", colors="tab:gray")
+    lr_axis.set_ylim(bottom=0)
+    ax.set_zorder(lr_axis.get_zorder() + 1)  # the loss, and its legend, over the lr
+    ax.patch.set_visible(False)
 
 
 def _optimum_loss(record: RunRecord) -> float | None:
