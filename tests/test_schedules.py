@@ -53,6 +53,7 @@ CASES = [
     (section(schedule="cosine", lr_end=0.01), lambda o: S.CosineAnnealingLR(o, T_max=500, eta_min=0.01)),
     (section(schedule="linear"), lambda o: S.LinearLR(o, start_factor=1.0, end_factor=0.0, total_iters=500)),
     (section(lr=1.0, schedule="linear", lr_end=0.1), lambda o: S.LinearLR(o, 1.0, 0.1, total_iters=500)),
+    (section(lr=0.01, schedule="linear", lr_end=0.5), lambda o: S.LambdaLR(o, lambda k: 1 + 49 * min(k, 500) / 500)),
     (section(schedule="cosine", warmup=50), lambda o: S.SequentialLR(
         o, [S.LinearLR(o, 1 / 51, 1.0, total_iters=50), S.CosineAnnealingLR(o, T_max=450)], milestones=[50])),
     (section(schedule="constant", warmup=20), lambda o: S.SequentialLR(
@@ -137,9 +138,10 @@ def test_the_stable_bound_is_checked_against_the_largest_lr_the_schedule_reaches
     result = cli("train", CONFIGS / "exp2.yaml", "--lr", "0.01", "--set", "train.schedule=linear",
                  "--set", "train.lr_end=2", "--epochs", "400", "--no-plots", "--out", "rising")
     assert result.exit_code == 1
-    assert "The learning rate 2 is too large" in result.stderr
+    peak = 0.01 + (2 - 0.01) * 399 / 400  # the last update's lr
+    assert f"The learning rate {peak:g} is too large" in result.stderr
     summary = json.loads(Path("rising/summary.json").read_text())
-    assert summary["lr_peak"] == 2
+    assert summary["lr_peak"] == pytest.approx(peak, rel=1e-12)
 
 
 @pytest.mark.parametrize("changes,expected", [

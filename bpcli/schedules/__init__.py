@@ -1,9 +1,9 @@
 """Learning-rate schedules, one file each, and the driver that computes every member's lr.
 
 SCHEDULES maps `train.schedule` to a schedule: its lr at update k (k = 0 for the first
-update) as a function of the base lr and the train section, over a span of T updates
-(the run's, less the warm-up), the largest lr it reaches, and the torch.optim.lr_scheduler
-class it equals (stepped once per update). A linear warm-up of W = `train.warmup` updates
+update, a monotone function of k) as a function of the base lr and the train section, over
+a span of T updates (the run's, less the warm-up), and the torch.optim.lr_scheduler class
+it equals (stepped once per update). A linear warm-up of W = `train.warmup` updates
 goes in front of any of them:
 
     lr_k = lr·(k + 1)/(W + 1)       for k < W     (LinearLR from 1/(W + 1) to 1 over W updates)
@@ -57,8 +57,15 @@ def check(train: Any, updates: int) -> None:
 
 
 def peak(train: Any, updates: int) -> float:
-    """The largest lr the schedule reaches over the run (a warm-up stays below lr)."""
-    return SCHEDULES[train.schedule].peak(train.lr, train, span(train, updates))
+    """The largest lr the schedule reaches over the run: a schedule is monotone, so the larger
+    of its first and last update's (a warm-up stays below lr)."""
+    if not scheduled(train):
+        return train.lr
+    import torch
+
+    schedule, length = SCHEDULES[train.schedule], span(train, updates)
+    ends = schedule.lr(torch.tensor([0.0, length - 1.0], dtype=torch.float64), train.lr, train, length)
+    return float(ends.max())
 
 
 def describe(train: Any, updates: int) -> str:

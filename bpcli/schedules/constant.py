@@ -13,8 +13,6 @@ class Constant:
     def lr(self, k: Any, base: Any, s: Any, span: int) -> Any:
         return base + 0 * k  # lr_k = lr
 
-    def peak(self, base: float, s: Any, span: int) -> float:
-        return base
 
     def torch_scheduler(self, optimizer: Any, s: Any, span: int) -> Any:
         import torch

@@ -19,8 +19,6 @@ class Cosine:
 
         return s.lr_end + (base - s.lr_end) * (1 + torch.cos(math.pi * k / span)) / 2
 
-    def peak(self, base: float, s: Any, span: int) -> float:
-        return max(base, s.lr_end)
 
     def torch_scheduler(self, optimizer: Any, s: Any, span: int) -> Any:
         import torch

@@ -24,8 +24,6 @@ class Exponential:
             return base * torch.pow(torch.as_tensor(s.lr_end / base, dtype=k.dtype) ** (1 / span), k)
         return base * torch.pow(torch.as_tensor(s.gamma, dtype=k.dtype), k)  # lr·γ^k
 
-    def peak(self, base: float, s: Any, span: int) -> float:
-        return base * max(1.0, gamma(s, base, span) ** (span - 1))
 
     def torch_scheduler(self, optimizer: Any, s: Any, span: int) -> Any:
         import torch

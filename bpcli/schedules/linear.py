@@ -20,15 +20,15 @@ class Linear:
 
         return base + (s.lr_end - base) * torch.clamp(k, max=span) / span
 
-    def peak(self, base: float, s: Any, span: int) -> float:
-        return max(base, s.lr_end)
 
     def torch_scheduler(self, optimizer: Any, s: Any, span: int) -> Any:
         import torch
 
         base = float(optimizer.param_groups[0]["lr"])
-        return torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=1.0, end_factor=s.lr_end / base,
-                                                 total_iters=span)
+        end = s.lr_end / base
+        if end > 1:  # LinearLR only decays: a rising lr is the same line as a LambdaLR
+            return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: 1 + (end - 1) * min(k, span) / span)
+        return torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=1.0, end_factor=end, total_iters=span)
 
     def describe(self, s: Any, span: int) -> str:
         return f"to {s.lr_end:g}"

@@ -27,8 +27,6 @@ class Step:
 
         return base * gamma(s) ** torch.floor(k / step_size(s, span))  # lr·γ^⌊k/step_size⌋
 
-    def peak(self, base: float, s: Any, span: int) -> float:
-        return base * max(1.0, gamma(s) ** ((span - 1) // step_size(s, span)))
 
     def torch_scheduler(self, optimizer: Any, s: Any, span: int) -> Any:
         import torch
