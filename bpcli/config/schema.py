@@ -47,7 +47,7 @@ class _TrainFields(Section):
         + ", ".join(f"`{name}`" for name in optimizers.OPTIMIZERS)
         + " (docs/optimizers.md). Its settings are the fields below that name it; a setting of another "
           "rule is refused."))
-    schedule: str = Field("constant", description=(
+    schedule: str = Field(schedules.DEFAULT, description=(
         "How the lr changes over the run, once per update, as torch.optim.lr_scheduler does: one of "
         + ", ".join(f"`{name}`" for name in schedules.SCHEDULES)
         + ". With no further setting a schedule spans the whole run (cosine: T_max = the run's updates; "

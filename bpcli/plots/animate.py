@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bpcli.optimizers import describe
+from bpcli import schedules
 from bpcli.errors import RunDirError
+from bpcli.optimizers import describe
 from bpcli.plots import run as run_plots
 from bpcli.plots.common import DRAWABLE, figure, number, plus, positive, span
 from bpcli.rundir.run import RunRecord, read_run
@@ -211,7 +212,7 @@ def _heading(record: RunRecord) -> str:
     parts = [f"lr {number(s.get('lr'))}"]
     if train.get("optimizer"):
         parts.append(describe(train))  # the rule and its settings, in the rule's own words
-    if train.get("schedule", "constant") != "constant":
+    if train.get("schedule", schedules.DEFAULT) != schedules.DEFAULT:
         parts.append(f"{train['schedule']} lr schedule")
     if train.get("batch_size"):
         parts.append(f"batches of {train['batch_size']}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from bpcli import schedules
 from bpcli.optimizers import DEFAULT, describe
 from bpcli.rundir.run import RunRecord
 
@@ -62,7 +63,7 @@ def title(record: RunRecord, what: str) -> str:
     words = describe(train)  # the default rule's name goes unsaid: `momentum 0.9`, `adam`
     words = words[len(DEFAULT) + 2:-1] if words.startswith(f"{DEFAULT} (") else "" if words == DEFAULT else words
     rule = [words] if words else []
-    rule += [train["schedule"] + " schedule"] if train.get("schedule", "constant") != "constant" else []
+    rule += [train["schedule"] + " schedule"] if train.get("schedule", schedules.DEFAULT) != schedules.DEFAULT else []
     rule += [f"batch_size={train['batch_size']}"] if train.get("batch_size") else []
     settings = ", ".join([*rule, f"lr={setting(s.get('lr'))}", f"seed={s.get('seed')}", str(s.get("status"))])
     return f"{what} — {s.get('kind')} ({settings})"

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from bpcli import schedules
 from bpcli.config import Experiment
 from bpcli.errors import RunDirError
 from bpcli.rundir.files import bpcli_version
@@ -44,7 +45,7 @@ def _hash_before_the_registry(config: Experiment) -> str | None:
     when the config uses nothing added since (so such runs still resume); None otherwise."""
     raw = config.model_dump(mode="json")
     train = raw["train"]
-    added = {"schedule": "constant", "warmup": 0, "lr_end": 0.0, "gamma": None, "step_size": None, "threads": None}
+    added = {"schedule": schedules.DEFAULT, "warmup": 0, "lr_end": 0.0, "gamma": None, "step_size": None, "threads": None}
     if any(train.get(key, value) != value for key, value in added.items()):
         return None
     since = set(train) - set(_TRAIN_FIELDS_BEFORE) - set(added) - {"epochs"}  # settings of rules added since

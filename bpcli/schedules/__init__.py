@@ -32,13 +32,16 @@ SCHEDULES: dict[str, Any] = {
 }
 """train.schedule → its schedule."""
 
+DEFAULT = "constant"
+"""The schedule of a config that names none: the lr never changes (the article's)."""
+
 SETTINGS = ("gamma", "step_size", "lr_end")
 """The train settings a schedule may use (each lists its own in `uses`)."""
 
 
 def scheduled(train: Any) -> bool:
     """Whether a train section's lr changes during the run."""
-    return getattr(train, "schedule", "constant") != "constant" or bool(getattr(train, "warmup", 0))
+    return getattr(train, "schedule", DEFAULT) != DEFAULT or bool(getattr(train, "warmup", 0))
 
 
 def span(train: Any, updates: int) -> int:
@@ -51,9 +54,10 @@ def check(train: Any, updates: int) -> None:
     if scheduled(train) and span(train, updates) < 1:
         raise BpcliError(f"train.warmup: {train.warmup} updates leave none of this run's {updates} for the "
                          f"{train.schedule} schedule; use a warm-up shorter than the run, or more epochs")
-    if train.schedule == "exponential" and train.gamma is None and train.lr_end <= 0:
-        raise BpcliError("train.schedule exponential needs train.gamma (e.g. 0.999) or train.lr_end above 0, "
-                         "which it then reaches at the end of the run")
+    refuse = getattr(SCHEDULES[train.schedule], "refuse", None)  # a schedule's own one-line check
+    problem = refuse(train) if refuse is not None else None
+    if problem:
+        raise BpcliError(problem)
 
 
 def peak(train: Any, updates: int) -> float:

@@ -17,6 +17,12 @@ class Exponential:
     words = "exponential decay"
     uses = ("gamma", "lr_end")
 
+    def refuse(self, s: Any) -> str | None:
+        if s.gamma is None and s.lr_end <= 0:
+            return ("train.schedule exponential needs train.gamma (e.g. 0.999) or train.lr_end above 0, which it "
+                    "then reaches at the end of the run")
+        return None
+
     def lr(self, k: Any, base: Any, s: Any, span: int) -> Any:
         import torch
 
