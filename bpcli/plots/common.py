@@ -60,7 +60,7 @@ def finish(ax: Any, xlabel: str, ylabel: str, heading: str, *, log: bool = False
 def title(record: RunRecord, what: str) -> str:
     """A figure's title: what it shows, the kind, and the settings that shape the descent."""
     s, train = record.summary, record.config.get("train") or {}
-    words = describe(train)  # the default rule's name goes unsaid: `momentum 0.9`, `adam`
+    words = describe(train)  # the default rule's name goes unsaid (`momentum 0.9`); another rule's is said
     words = words[len(DEFAULT) + 2:-1] if words.startswith(f"{DEFAULT} (") else "" if words == DEFAULT else words
     rule = [words] if words else []
     rule += [train["schedule"] + " schedule"] if train.get("schedule", schedules.DEFAULT) != schedules.DEFAULT else []
