@@ -379,6 +379,73 @@ def classification_rows(rounds: int, steps: int) -> list[Row]:
     return rows
 
 
+def rule_step(name: str, ours: bool, steps: int, numbers: int = 4096) -> float:
+    """Seconds per step of one update rule on one member's `numbers` parameters: bpcli's
+    hand-written step, or torch.optim's own class (foreach where it has one) on the same tensors."""
+    from bpcli.optimizers import OPTIMIZERS, Optimizer, settings_of
+
+    cfg = _config("exp2.yaml", train__optimizer=name, train__lr=1e-3).train
+    p = torch.zeros(1, numbers)
+    g = torch.full_like(p, 0.1)
+    if ours:
+        rule = Optimizer({"p": p}, [cfg])
+        step = lambda: rule.step({"p": p}, {"p": g})  # noqa: E731
+    else:
+        p.requires_grad_(True)
+        p.grad = g
+        reference = OPTIMIZERS[name].torch_optimizer([p], cfg.lr, settings_of(cfg), capturable=False)
+        if "foreach" in reference.defaults:
+            reference.defaults["foreach"] = reference.param_groups[0]["foreach"] = True
+        step = reference.step
+    for _ in range(10):
+        step()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return (time.perf_counter() - start) / steps
+
+
+def rule_rows(rounds: int, steps: int) -> list[Row]:
+    """Every rule of the registry, hand-written against torch.optim's own, on the same tensors."""
+    from bpcli.optimizers import OPTIMIZERS
+
+    rows: list[Row] = []
+    for name in OPTIMIZERS:
+        ours, theirs, ratio = median_ratio(lambda: rule_step(name, True, steps), lambda: rule_step(name, False, steps),
+                                           rounds)
+        rows.append((f"{name} step on 4096 numbers, CPU: bpcli's hand-written / torch.optim's (foreach)",
+                     f"{ours * 1e6:.1f} µs", f"{theirs * 1e6:.1f} µs", f"{ratio:.2f}×", "(context)"))
+    return rows
+
+
+def busy_core_rows(rounds: int) -> list[Row]:
+    """configs/mlp.yaml with a busy loop on another core, over the MLP alone: small problems run on
+    one thread (bpcli.threads), so a busy neighbour costs little."""
+    import multiprocessing
+
+    def mlp() -> float:
+        return process_seconds(["train", str(ROOT / "configs" / "mlp.yaml"), "--device", "cpu", "--no-plots",
+                                "--out", str(ROOT / "outputs" / "bench-mlp"), "--force", "-q"], 1)
+
+    def busy() -> float:
+        spinner = multiprocessing.Process(target=_spin, daemon=True)
+        spinner.start()
+        try:
+            return mlp()
+        finally:
+            spinner.terminate()
+            spinner.join()
+
+    loaded, alone, ratio = median_ratio(busy, mlp, rounds)
+    return [("configs/mlp.yaml, CPU: with a busy loop on another core / alone", f"{loaded:.2f} s", f"{alone:.2f} s",
+             f"{ratio:.2f}×", "≤ 1.3×")]
+
+
+def _spin() -> None:
+    while True:
+        pass
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
@@ -420,6 +487,8 @@ def main() -> None:
 
     rows += optimizer_rows(rounds, steps)
     rows += classification_rows(rounds, steps)
+    rows += rule_rows(rounds, steps)
+    rows += busy_core_rows(max(1, rounds // 3))
 
     seconds, megabytes = csv_load_seconds(200_000 if args.quick else 1_000_000)
     label = f"CSV load, {'2·10⁵' if args.quick else '10⁶'} rows × 5 columns ({megabytes:.0f} MB)"

@@ -15,8 +15,10 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from bpcli import schedules
 from bpcli.data.dataset import Dataset, model_linear_params
 from bpcli.kinds.base import LeastSquares
+from bpcli.optimizers import DEFAULT, OPTIMIZERS, Stability, settings_of
 
 if TYPE_CHECKING:
     from bpcli.config.schema import TrainConfig
@@ -187,52 +189,38 @@ def distance(values: list[float], best: Optimum) -> float:
 @dataclass(frozen=True)
 class StableLR:
     """The largest learning rate for which the run's optimizer converges on this data
-    (None where no bound of that form exists: Adam, momentum on single samples)."""
+    (None where no bound of that form exists: adaptive rules, momentum on single samples)."""
 
     lr: float | None
     explanation: str
     scope: str = "full batch"
+    """What the bound is computed for: `full batch` (a smaller batch has its own curvature,
+    so the bound is the full batch's only), `per sample` (one sample a step, in any order),
+    or `upper bound` (the lr is sufficient for convergence, not the largest that converges)."""
     curvature: float | None = None
     """The data's own part of the bound's curvature (λ_max of the Hessian, or 2·max xᵢ² per
     sample), without the weight decay the bound adds to it."""
     weight_decay: float = 0.0
-    """What the bound is computed for: `full batch` (a smaller batch has its own curvature,
-    so the bound is the full batch's only), `per sample` (one sample a step, in any order),
-    or `upper bound` (the lr is sufficient for convergence, not the largest that converges)."""
+    """The weight decay the bound's curvature includes."""
 
 
 def stable_lr(data: Dataset, fit: LeastSquares, train: TrainConfig | None = None) -> StableLR:
     """The stability bound of the kind's update on this data (full batch or per sample),
-    for the optimizer `train` names (plain gradient descent when None)."""
-    optimizer, momentum, nesterov = _optimizer(train)
-    if optimizer == "adam":
-        return StableLR(None, "Adam divides each step by a running size of the gradient, so its steps are "
-                              "about lr long whatever the curvature, and no bound of the form lr < c/λ_max applies")
+    for the optimizer `train` names (plain gradient descent when None): the rule's own
+    theory, from the registry."""
+    known = theory(train)
+    if known.bound is None:
+        return StableLR(None, known.reason)
     if _batch(data, fit, train) == 1 and fit.per_sample:
-        if momentum:
-            return StableLR(None, "per-sample SGD with momentum carries its velocity from sample to sample, so "
-                                  "no closed-form bound is computed")
-        return _per_sample_bound(data, train.weight_decay if train is not None else 0.0)
+        if not known.per_sample:
+            return StableLR(None, known.per_sample_reason)
+        return _per_sample_bound(data, (train.weight_decay or 0.0) if train is not None else 0.0)
     eigenvalues = hessian_eigenvalues(data, fit)
     if eigenvalues is None:
         return _overflowing(float(_design(data, fit.bias).abs().max()))
-    weight_decay = train.weight_decay if train is not None else 0.0
+    weight_decay = (train.weight_decay or 0.0) if train is not None else 0.0
     top = float(eigenvalues.max()) + weight_decay
-    # The Hessian of mean((A·θ − y)²) is H = (2/N)·AᵀA, the same everywhere. One step is
-    # θ ← θ − lr·H·(θ − θ*), which shrinks every direction iff |1 − lr·λ| < 1 for every
-    # eigenvalue λ of H, that is iff lr < 2/λ_max. Momentum μ makes each direction a
-    # two-term recurrence whose roots stay inside the unit circle iff (Jury's test on
-    # z² + a₁z + a₀: |a₀| < 1 and |a₁| < 1 + a₀)
-    #   heavy ball, z² − (1 + μ − lr·λ)·z + μ:            lr·λ < 2(1 + μ)
-    #   Nesterov,   z² − (1 + μ)(1 − lr·λ)·z + μ(1 − lr·λ): lr·λ < 2(1 + μ)/(1 + 2μ)
-    if nesterov:
-        bound, rule = 2 * (1 + momentum) / ((1 + 2 * momentum) * top), "2(1+μ)/((1+2μ)·λ_max)"
-        how = f"gradient descent with Nesterov momentum μ = {momentum:g}"
-    elif momentum:
-        bound, rule = 2 * (1 + momentum) / top, "2(1+μ)/λ_max"
-        how = f"gradient descent with heavy-ball momentum μ = {momentum:g}"
-    else:
-        bound, rule, how = 2 / top, "2/λ_max", "full-batch gradient descent"
+    bound = known.bound(top)
     decay = f" (plus weight_decay {weight_decay:g})" if weight_decay else ""
     caveat = ""
     if not _full_batch(data, fit, train):
@@ -240,10 +228,18 @@ def stable_lr(data: Dataset, fit: LeastSquares, train: TrainConfig | None = None
                   "below it")
     return StableLR(
         bound,
-        f"{how} on this data's mean squared error converges only for lr < {rule} = {bound:.6g}, where "
-        f"λ_max = {top:.6g} is the largest eigenvalue of the loss's Hessian (2/N)·AᵀA{decay}{caveat}",
+        f"{known.how} on this data's mean squared error converges only for lr < {known.formula} = {bound:.6g}, "
+        f"where λ_max = {top:.6g} is the largest eigenvalue of the loss's Hessian (2/N)·AᵀA{decay}{caveat}",
         curvature=float(eigenvalues.max()), weight_decay=weight_decay,
     )
+
+
+def theory(train: TrainConfig | None) -> Stability:
+    """What the run's update rule knows of its stability (plain gradient descent for None)."""
+    if train is None:
+        rule = OPTIMIZERS[DEFAULT]
+        return rule.stability(rule.Settings())
+    return OPTIMIZERS[train.optimizer].stability(settings_of(train))
 
 
 def _per_sample_bound(data: Dataset, weight_decay: float = 0.0) -> StableLR:
@@ -322,13 +318,6 @@ def hessian_eigenvalues(data: Dataset, fit: LeastSquares) -> torch.Tensor | None
     return torch.cat([torch.zeros(missing, dtype=eigenvalues.dtype), eigenvalues]) if missing > 0 else eigenvalues
 
 
-def _optimizer(train: TrainConfig | None) -> tuple[str, float, bool]:
-    """(optimizer, momentum μ, nesterov) of a train section; plain gradient descent for None."""
-    if train is None:
-        return "sgd", 0.0, False
-    return train.optimizer, train.momentum, train.nesterov
-
-
 def _batch(data: Dataset, fit: LeastSquares, train: TrainConfig | None) -> int:
     """The samples each update sees (batch_size null means the kind's own: 1 or all of them)."""
     samples = len(data.y)
@@ -341,33 +330,6 @@ def _batch(data: Dataset, fit: LeastSquares, train: TrainConfig | None) -> int:
 def _full_batch(data: Dataset, fit: LeastSquares, train: TrainConfig | None) -> bool:
     """Whether every update sees every training sample."""
     return _batch(data, fit, train) == len(data.y)
-
-
-def _largest_root(b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-    """The largest |z| among the roots of z² − b·z + c = 0, for each pair (b, c)."""
-    root = torch.sqrt((b * b - 4 * c).to(torch.complex128))  # complex when the roots are
-    return torch.maximum(((b + root) / 2).abs(), ((b - root) / 2).abs())
-
-
-def gd_rate(eigenvalues: torch.Tensor, lr: float) -> float:
-    """Plain gradient descent: the error along eigenvector i is multiplied by (1 − lr·λᵢ) every
-    step, so the slowest direction shrinks by max |1 − lr·λ| per step."""
-    return float((1 - lr * eigenvalues).abs().max())
-
-
-def heavy_ball_rate(eigenvalues: torch.Tensor, lr: float, momentum: float) -> float:
-    """Heavy ball (v ← μ·v + g, θ ← θ − lr·v): along eigenvector i the error follows
-    e' = (1 + μ − lr·λ)·e − μ·e⁻, whose characteristic roots solve z² − (1 + μ − lr·λ)·z + μ = 0;
-    the rate is the largest |root| over the eigenvalues."""
-    b = 1 + momentum - lr * eigenvalues
-    return float(_largest_root(b, torch.full_like(b, momentum)).max())
-
-
-def nesterov_rate(eigenvalues: torch.Tensor, lr: float, momentum: float) -> float:
-    """Nesterov (torch.optim.SGD's form, θ ← θ − lr·(g + μ·v)): the roots of
-    z² − (1 + μ)(1 − lr·λ)·z + μ(1 − lr·λ) = 0, the largest |root| over the eigenvalues."""
-    t = 1 - lr * eigenvalues
-    return float(_largest_root((1 + momentum) * t, momentum * t).max())
 
 
 def momentum_optimal_rate(condition_number: float) -> float:
@@ -405,7 +367,6 @@ def conditioning(data: Dataset, fit: LeastSquares, train: TrainConfig) -> Condit
     eigenvalues = hessian_eigenvalues(data, fit)
     if eigenvalues is None:
         return None
-    optimizer, momentum, nesterov = _optimizer(train)
     top, bottom = float(eigenvalues.max()), float(eigenvalues.min())
     # A singular Hessian (collinear features, fewer samples than parameters) has λ_min = 0 up to
     # rounding: κ is infinite, and the parameters along its null space never move, while the loss
@@ -414,30 +375,26 @@ def conditioning(data: Dataset, fit: LeastSquares, train: TrainConfig) -> Condit
     floor = top * (len(eigenvalues) * torch.finfo(torch.float64).eps * 100) ** 2
     singular = bottom <= floor
     kappa = math.inf if singular else top / bottom
-    seen = eigenvalues[eigenvalues > floor] + train.weight_decay
+    weight_decay = train.weight_decay or 0.0
+    seen = eigenvalues[eigenvalues > floor] + weight_decay
     lr = train.lr
     full = _full_batch(data, fit, train)
+    known = theory(train)
     rate: float | None
     if not full:
         rate = None
         note = ("updates on single samples or mini-batches follow each batch's own Hessian, so no linear rate is "
                 "predicted, and the logged loss is the batch's; with a constant lr SGD settles in a noise floor "
                 "(of size proportional to lr) unless every sample shares the optimum. κ is the full-batch Hessian's")
-    elif optimizer == "adam":
+    elif known.rate is None:
+        rate, note = None, known.rate_note or known.reason
+    elif schedules.scheduled(train):
         rate = None
-        note = ("Adam rescales every coordinate by its own running gradient size, so the Hessian's eigenvalues "
-                "predict no linear rate for it")
-    elif nesterov:
-        rate = nesterov_rate(seen, lr, momentum)
-        note = f"Nesterov momentum μ = {momentum:g}: the largest |root| of z² − (1+μ)(1−lr·λ)z + μ(1−lr·λ)"
-    elif momentum:
-        rate = heavy_ball_rate(seen, lr, momentum)
-        note = f"heavy-ball momentum μ = {momentum:g}: the largest |root| of z² − (1+μ−lr·λ)z + μ"
+        note = "the lr changes during the run (train.schedule), so no single linear rate is predicted"
     else:
-        rate = gd_rate(seen, lr)
-        note = "gradient descent: max |1 − lr·λ| over the Hessian's eigenvalues"
-    if full and train.weight_decay:
-        note += (f"; weight_decay {train.weight_decay:g} adds to every eigenvalue and moves the optimum "
+        rate, note = known.rate(seen, lr), known.rate_note
+    if full and weight_decay:
+        note += (f"; weight_decay {weight_decay:g} adds to every eigenvalue and moves the optimum "
                  "away from the least-squares one, so the observed rate is not measured")
     if singular:
         note += ("; the Hessian is singular, or is to float64's precision (κ infinite): the rate is that of its "
@@ -445,7 +402,7 @@ def conditioning(data: Dataset, fit: LeastSquares, train: TrainConfig) -> Condit
     # what momentum could reach on the directions that move (all of them unless H is singular)
     best_momentum = momentum_optimal_rate(float(seen.max() / seen.min())) if len(seen) else 1.0
     return Conditioning(kappa, bottom, top, rate, best_momentum, note,
-                        measurable=full and not train.weight_decay)
+                        measurable=full and not weight_decay)
 
 
 ROUNDING = 1000

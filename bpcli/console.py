@@ -31,6 +31,7 @@ from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
 
+from bpcli.optimizers import DEFAULT
 from bpcli.rundir.run import MAX_LOGGED_VALUES
 from bpcli.symbols import plain
 
@@ -373,13 +374,17 @@ def _fit_rows(row: Callable[..., None], summary: dict[str, Any]) -> None:
     if "distance_to_optimum" in summary:
         row("distance to optimum", _fmt(summary["distance_to_optimum"], 3))
     mini = batch not in (None, 1) and batch != samples
-    if summary.get("optimizer") not in (None, "sgd") or mini:
+    if summary.get("optimizer") not in (None, DEFAULT) or mini:  # the default rule on the full batch goes unsaid
         shuffled = ", shuffled" if summary.get("shuffle") else ""
         size = f"batches of {batch}{shuffled}" if mini else ("one sample a step" if batch == 1 else "full batch")
         row("optimizer", f"{summary.get('optimizer')}, {size}")
+    if summary.get("schedule"):
+        row("lr schedule", summary["schedule"])
     if "stable_lr" in summary:
         bound = summary["stable_lr"]
-        row(_bound_label(summary), f"{summary['lr']:g} ({'none of that form' if bound is None else f'{bound:.4g}'})")
+        peak = summary.get("lr_peak", summary["lr"])  # a schedule's largest lr is what the bound is checked against
+        lr = f"{summary['lr']:g}" + (f", up to {peak:g}" if peak != summary["lr"] else "")
+        row(_bound_label(summary), f"{lr} ({'none of that form' if bound is None else f'{bound:.4g}'})")
     for p in summary.get("predictions") or []:
         x = p["x"]
         at = f"{x:g}" if not isinstance(x, list) else (
@@ -556,7 +561,7 @@ def print_graph(console: Console, graph: Any) -> None:
         values = node.full_grad or []
         shown = ", ".join(_number(v) for v in values[:4]) + (" …" if len(values) > 4 else "")
         console.print(f"d{root}/d{node.name} = {shown}", soft_wrap=True)
-    if graph.update and graph.rule:  # momentum, Adam, weight decay: the optimizer's own step
+    if graph.update and graph.rule:  # another rule, momentum, weight decay, a schedule: the optimizer's own step
         heading(f"Update, {graph.rule}")
         update = Table(box=box.SIMPLE_HEAD)
         for header in ("θ", "before", "dL/dθ", "lr", "after"):

@@ -69,12 +69,20 @@ def terms_of(trainer: Any, state: dict[str, Any], step: int, lr: float, decay: f
     return Terms(step, loss_finite, grad_finite, grad_max, param_max, step_overflows, decay_overflows)
 
 
+def peak_lr(built: Any) -> float:
+    """The largest learning rate the run's schedule reaches (its lr, without a schedule): what
+    the stability bound is checked against."""
+    from bpcli import schedules
+
+    return schedules.peak(built.config.train, built.config.train.epochs * built.trainer.steps_per_epoch)
+
+
 def explain(built: Any, trainer: Any, step: int, start: int, reason: str, bound: StableLR | None,
             started: list[dict[str, Any]]) -> dict[str, Any]:
     """The divergence record for summary.json: where, why, and what to change. `started`
     holds the states the step it stopped at, and the one before, started from (latest first)."""
     config, data = built.config, built.data
-    lr, decay = config.train.lr, config.train.weight_decay
+    lr, decay = peak_lr(built), config.train.weight_decay
     record: dict[str, Any] = {"step": step, "reason": reason, "lr": lr}
     terms = [terms_of(trainer, state, s, lr, decay) for state, s in zip(started, (step, step - 1))]
     batch_index(trainer, step)  # the order of the epoch the run stopped in, as it was
@@ -86,7 +94,7 @@ def explain(built: Any, trainer: Any, step: int, start: int, reason: str, bound:
 
 def _cause(built: Any, step: int, start: int, bound: StableLR | None, terms: list[Terms]) -> str:
     config, data = built.config, built.data
-    lr, decay, dtype = config.train.lr, config.train.weight_decay, config.dtype
+    lr, decay, dtype = peak_lr(built), config.train.weight_decay, config.dtype
     largest = max(float(data.x.abs().max()), float(data.y.abs().max()))
     limit = torch.finfo(data.x.dtype).max
     wider = dtype != "float64"  # whether a wider dtype is left to suggest
@@ -143,9 +151,9 @@ def _decay(decay: float, bound: StableLR | None, why: str) -> str:
 def _learning_rate(built: Any, bound: StableLR | None, largest: float) -> str:
     """The learning rate's part, from the stability bound where bpcli computes one."""
     config = built.config
-    lr, dtype = config.train.lr, config.dtype
+    lr, dtype = peak_lr(built), config.dtype
     wider = dtype != "float64"
-    if bound is not None and bound.lr is None:  # no bound of the form lr < c/λ_max (Adam)
+    if bound is not None and bound.lr is None:  # no bound of the form lr < c/λ_max (adaptive rules)
         return f" {bound.explanation[0].upper()}{bound.explanation[1:]}; try a smaller learning rate than {lr:g} (--lr)."
     if bound is not None and bound.scope == "full batch" and not built.trainer.batches.full:
         size = built.trainer.batches.size

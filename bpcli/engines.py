@@ -22,12 +22,23 @@ MAX_GRAPHS = 64
 """Per-sample kinds need one graph per sample; beyond this many, graphs do not pay."""
 
 
-def choose(engine: str, device: torch.device, steps_per_epoch: int, distributed: bool = False) -> str:
+def choose(engine: str, device: torch.device, steps_per_epoch: int, distributed: bool = False,
+           not_graphable: str | None = None) -> str:
     """The engine a run uses: `auto` is graph on CUDA when it applies, eager elsewhere.
 
     Under torchrun each step all-reduces gradients between processes; those collectives
-    are not captured, so a distributed run trains eagerly.
+    are not captured, so a distributed run trains eagerly. A trainer whose step cannot be
+    captured says why (`not_graphable`): `auto` then runs eagerly and `graph` is refused.
     """
+    chosen = _choose(engine, device, steps_per_epoch, distributed)
+    if not_graphable and chosen == "graph":
+        if engine == "graph":
+            raise BpcliError(f"train.engine: graph {not_graphable}; use engine: eager (or auto)")
+        return "eager"
+    return chosen
+
+
+def _choose(engine: str, device: torch.device, steps_per_epoch: int, distributed: bool) -> str:
     if engine == "auto":
         applies = device.type == "cuda" and steps_per_epoch <= MAX_GRAPHS and not distributed
         return "graph" if applies else "eager"
@@ -98,5 +109,5 @@ class GraphEngine:
 
 def wrap(trainer: Any, engine: str, device: torch.device, distributed: bool = False) -> Any:
     """The trainer itself (eager) or the trainer behind a GraphEngine, as `engine` decides."""
-    chosen = choose(engine, device, trainer.steps_per_epoch, distributed)
+    chosen = choose(engine, device, trainer.steps_per_epoch, distributed, getattr(trainer, "not_graphable", None))
     return GraphEngine(trainer) if chosen == "graph" else trainer

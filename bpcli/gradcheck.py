@@ -168,7 +168,7 @@ class UpdateCheck:
     """bpcli's hand-written update rule against torch.optim's, on one run's gradients."""
 
     optimizer: str
-    """The rule, e.g. `sgd`, `sgd (momentum 0.9, nesterov)`, `adam`."""
+    """The rule in words, e.g. `sgd (momentum 0.9, nesterov)`, with its schedule."""
     steps: int
     difference: float
     """The worst relative difference between the two rules' parameters over the steps compared."""
@@ -185,21 +185,19 @@ UPDATE_TOLERANCE = 1e-10
 """The hand-written rule and torch.optim's must agree to this relative error (float64)."""
 
 
-def check_update(train: Any, start: Tensors, gradients: list[Tensors]) -> UpdateCheck:
-    """Apply the configured rule both ways, from the parameters `start`, to the same
-    sequence of gradients (a run's own), in float64, and compare the parameters after
-    every step."""
-    from bpcli.optimizers import Optimizer, describe
+def check_update(train: Any, start: Tensors, gradients: list[Tensors], updates: int | None = None) -> UpdateCheck:
+    """Apply the configured rule (and lr schedule, over a run of `updates` updates) both ways,
+    bpcli's and torch.optim's, from the parameters `start`, to the same sequence of gradients
+    (a run's own), in float64, and compare the parameters after every step."""
+    from bpcli import schedules
+    from bpcli.optimizers import OPTIMIZERS, Optimizer, describe, settings_of
 
+    updates = updates if updates is not None else max(len(gradients), 1)
     ours = {name: p.detach().to(torch.float64).clone() for name, p in start.items()}
     theirs = [p.clone().requires_grad_(True) for p in ours.values()]
-    if train.optimizer == "adam":
-        reference: torch.optim.Optimizer = torch.optim.Adam(
-            theirs, lr=train.lr, betas=tuple(train.betas), eps=train.eps, weight_decay=train.weight_decay)
-    else:
-        reference = torch.optim.SGD(theirs, lr=train.lr, momentum=train.momentum, nesterov=train.nesterov,
-                                    weight_decay=train.weight_decay)
-    rule = Optimizer(ours, [train])
+    reference = OPTIMIZERS[train.optimizer].torch_optimizer(theirs, train.lr, settings_of(train), capturable=False)
+    scheduler = schedules.torch_scheduler(reference, train, updates) if schedules.scheduled(train) else None
+    rule = Optimizer(ours, [train], updates)
     worst, compared = 0.0, 0
     for grads in gradients:
         grads = {name: g.detach().to(torch.float64) for name, g in grads.items()}
@@ -207,8 +205,11 @@ def check_update(train: Any, start: Tensors, gradients: list[Tensors]) -> Update
         for p, g in zip(theirs, grads.values()):
             p.grad = g.clone()
         reference.step()
+        if scheduler is not None:
+            scheduler.step()  # once per update
         errors = [relative_error(a, b.detach()) for a, b in zip(ours.values(), theirs)]
         if not all(math.isfinite(e) for e in errors):  # infinite or NaN from here on: not comparable
             break
         worst, compared = max([worst, *errors]), compared + 1
-    return UpdateCheck(describe(train), compared, worst, len(gradients))
+    words = describe(train) + (f", {schedules.describe(train, updates)}" if schedules.scheduled(train) else "")
+    return UpdateCheck(words, compared, worst, len(gradients))

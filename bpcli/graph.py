@@ -29,6 +29,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
+from bpcli import schedules
 from bpcli.errors import BpcliError
 
 if TYPE_CHECKING:
@@ -466,24 +467,20 @@ def explain_config(config: Any, step: int | None = None, sample: int | None = No
     title = f"{config.kind}, step {step}" + (f" (sample {shown})" if per_sample else "")
     if mini_batches:
         title += f" (batch {index + 1} of {trainer.steps_per_epoch} in epoch {(step - 1) // trainer.steps_per_epoch + 1})"
-    graph = explain_step(trainer, index, None if per_sample else sample, config.train.lr, title)
-    graph.rule = _update_rule(config.train)
+    lr = schedules.lr_at(config.train, total, step)  # the lr of this step, where a schedule changes it
+    graph = explain_step(trainer, index, None if per_sample else sample, lr, title)
+    graph.rule = _update_rule(config.train, total)
     return graph
 
 
-def _update_rule(train: Any) -> str:
-    """The update of a step in symbols, when it is more than θ ← θ − lr·dL/dθ."""
-    decay = f"g = dL/dθ + {train.weight_decay:g}·θ; " if train.weight_decay else ""
-    g = "g" if decay else "dL/dθ"
-    if train.optimizer == "adam":
-        b1, b2 = train.betas
-        square = "g²" if decay else "(dL/dθ)²"
-        return (f"adam: {decay}m ← {b1:g}·m + {1 - b1:g}·{g}, v ← {b2:g}·v + {1 - b2:g}·{square}, "
-                f"θ ← θ − lr·m̂/(√v̂ + {train.eps:g}) with m̂, v̂ corrected for their start at 0")
-    if train.momentum:
-        step = f"θ ← θ − lr·({g} + {train.momentum:g}·v)" if train.nesterov else "θ ← θ − lr·v"
-        return f"sgd with {'Nesterov ' if train.nesterov else ''}momentum: {decay}v ← {train.momentum:g}·v + {g}, {step}"
-    return f"sgd with weight decay: {decay}θ ← θ − lr·g" if decay else ""
+def _update_rule(train: Any, updates: int) -> str:
+    """The update of a step in symbols, when it is more than θ ← θ − lr·dL/dθ (the rule's own
+    words), and the lr schedule, where there is one."""
+    from bpcli.optimizers import OPTIMIZERS, settings_of
+
+    rule = OPTIMIZERS[train.optimizer].formula(settings_of(train), "dL/dθ")
+    schedule = schedules.describe(train, updates)
+    return "; ".join(part for part in (rule, f"lr schedule {schedule}" if schedule else "") if part)
 
 
 # --------------------------------------------------------------------------- formulas and programs

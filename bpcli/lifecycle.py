@@ -27,7 +27,7 @@ from typing import Any, Iterator
 
 import torch
 
-from bpcli import distributed, engines
+from bpcli import distributed, engines, schedules, threads
 from bpcli.config import Experiment, Override, dump_config, read_yaml, validate_config
 from bpcli.data import make_dataset
 from bpcli.data.dataset import Dataset
@@ -97,6 +97,12 @@ def memory_needed(config: Experiment) -> int:
     # an MLP also keeps each layer's input and pre-activation, and their gradients.
     widths = sum(getattr(config.model, "hidden", None) or [])
     return samples * itemsize * (4 * 2 + 4 * widths)
+
+
+def use_threads(config: Experiment, members: int = 1) -> dict[str, Any]:
+    """Set torch's CPU threads for this problem (see bpcli.threads); what summary.json records."""
+    numbers = members * memory_needed(config) // DTYPES[config.dtype].itemsize
+    return threads.use(config.train.threads, numbers)
 
 
 def check_memory(config: Experiment, device: torch.device, members: int = 1) -> None:
@@ -178,13 +184,15 @@ def train(
 
     Under torchrun every process calls this; rank 0 alone writes and plots.
     """
+    threads = use_threads(config)
     built = build(config, join=distributed.launched())
     with _membership(built):
         if not built.writes:
             save, plots, observer = False, False, None
         _check_predict(config, built.data)
         engine = engines.choose(config.train.engine, built.device, built.trainer.steps_per_epoch,
-                                distributed=built.group is not None)  # before writing
+                                distributed=built.group is not None,
+                                not_graphable=getattr(built.trainer, "not_graphable", None))  # before writing
         if config.log.tensorboard and save:
             tensorboard_writer_class()
         # Record the device actually used, so config.yaml re-runs the same way.
@@ -194,7 +202,7 @@ def train(
         with StopRequest().installed() as stop:
             run_dir = create_run_dir(Path(out) if out else None, force=force) if save else None
             with _held(run_dir):
-                summary = _new_summary(built, engine, config_file)
+                summary = {**_new_summary(built, engine, config_file), **threads}
                 if run_dir is not None:
                     _write_start(run_dir, resolved, built.data, summary)
                 return _train(built, resolved, run_dir, summary, [], plots, observer, stop=stop)
@@ -223,6 +231,7 @@ def _new_summary(built: Built, engine: str, config_file: str | None) -> dict[str
         "engine": engine,
         "lr": config.train.lr,
         "optimizer": describe(config.train),
+        **_schedule_record(config.train, config.train.epochs * built.trainer.steps_per_epoch),
         # under torchrun a trainer holds its shard; a full batch is every sample
         "batch_size": len(data.y) if built.trainer.batches.full else built.trainer.batches.size,
         "shuffle": built.trainer.batches.shuffle,
@@ -245,6 +254,13 @@ def _new_summary(built: Built, engine: str, config_file: str | None) -> dict[str
         "torch_version": torch.__version__,
         "python_version": platform.python_version(),
     }
+
+
+def _schedule_record(train: Any, updates: int) -> dict[str, Any]:
+    """summary.json's words for an lr schedule and the largest lr it reaches (nothing for a constant lr)."""
+    if not schedules.scheduled(train):
+        return {}
+    return {"schedule": schedules.describe(train, updates), "lr_peak": schedules.peak(train, updates)}
 
 
 def _write_start(run_dir: Path, config: Experiment, data: Dataset, summary: dict[str, Any]) -> None:
@@ -405,6 +421,7 @@ def resume(
     if summary.get("status") == "diverged" and isinstance(divergence, dict):
         raise RunDirError(f"{run_dir}: diverged at step {divergence.get('step')}, so resuming would diverge "
                           "again; train it anew with a smaller learning rate (--lr)")
+    summary.update(use_threads(config))
     built = build(config, join=distributed.launched())
     with _membership(built):
         if not built.writes:  # other ranks of a torchrun job train alongside rank 0 and write nothing

@@ -274,35 +274,28 @@ def stable_lr(data: Dataset, bias: bool, train: TrainConfig, curvature: float, l
     descent for every lr < 2/L; that is sufficient, not the largest lr that converges,
     since the true curvature σ(1 − σ) is below 1/4 except where z = 0.
     """
-    if train.optimizer == "adam":
-        return StableLR(None, "Adam divides each step by a running size of the gradient, so its steps are "
-                              "about lr long whatever the curvature, and no bound of the form lr < c/λ_max applies",
-                        "upper bound")
+    from bpcli.analysis import theory
+
+    rule = theory(train)  # what the update rule knows of its stability, from the optimizer registry
+    if rule.bound is None:
+        return StableLR(None, rule.reason, "upper bound")
+    weight_decay = train.weight_decay or 0.0
     a = design(data.x, bias)
-    top = curvature * float(torch.linalg.svdvals(a)[0]) ** 2 / len(a) + train.weight_decay
+    top = curvature * float(torch.linalg.svdvals(a)[0]) ** 2 / len(a) + weight_decay
     if not math.isfinite(top) or top <= 0:
         return StableLR(None, "the data's squares are beyond float64, so no bound is computed", "upper bound")
-    momentum, nesterov = train.momentum, train.nesterov
-    # Momentum: the forms analysis.stable_lr derives for a quadratic with Hessian eigenvalue
-    # λ ≤ L, which hold near the optimum, where the loss is its quadratic model.
-    if nesterov:
-        bound, rule = 2 * (1 + momentum) / ((1 + 2 * momentum) * top), "2(1+μ)/((1+2μ)·L)"
-        how = f"gradient descent with Nesterov momentum μ = {momentum:g} (near the optimum, where the loss is " \
-              "close to its quadratic model)"
-    elif momentum:
-        bound, rule = 2 * (1 + momentum) / top, "2(1+μ)/L"
-        how = f"gradient descent with heavy-ball momentum μ = {momentum:g} (near the optimum, where the loss is " \
-              "close to its quadratic model)"
-    else:
-        bound, rule, how = 2 / top, "2/L", "full-batch gradient descent"
-    decay = f" (plus weight_decay {train.weight_decay:g})" if train.weight_decay else ""
+    # The rule's bound for a quadratic whose Hessian has largest eigenvalue L; beyond plain
+    # gradient descent (momentum) it holds near the optimum, where the loss is its quadratic model.
+    bound, formula = rule.bound(top), rule.formula.replace("λ_max", "L")
+    how = rule.how if formula == "2/L" else f"{rule.how} (near the optimum, where the loss is close to its quadratic model)"
+    decay = f" (plus weight_decay {weight_decay:g})" if weight_decay else ""
     caveat = ""
     if train.batch_size is not None and train.batch_size < len(a):
         caveat = "; that is the full batch's bound, and mini-batches, each with its own curvature, can diverge below it"
     share = {0.25: "1/4", 0.5: "1/2"}.get(curvature, f"{curvature:g}")
     return StableLR(
         bound,
-        f"{how} on this data's {loss} converges for lr < {rule} = {bound:.6g}, where L = {top:.6g} = "
+        f"{how} on this data's {loss} converges for lr < {formula} = {bound:.6g}, where L = {top:.6g} = "
         f"{share}·λ_max(AᵀA)/N{decay} is an upper bound on the loss's curvature (the Hessian's largest "
         f"eigenvalue) everywhere: a sufficient bound, not the largest lr that converges{caveat}",
         "upper bound",

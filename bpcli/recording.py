@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
-from bpcli import analysis
+from bpcli import analysis, schedules
 from bpcli.data.dataset import original_linear_params, target_scaled, to_model_units, to_original_units
 from bpcli.kinds.base import flat, whole_data_loss
 from bpcli.kinds.tasks import task_of
@@ -68,6 +68,9 @@ class RunLog(Callback):
         self.splits = {split: tuple(t.to(built.device) for t in rows) for split, rows in splits.items()
                        if split == "val" or self.task.logs_training_split}
         self.columns += self.task.columns("val" in splits)
+        self.scheduled = schedules.scheduled(train)
+        if self.scheduled:  # the lr each logged update used; a constant lr is summary.json's `lr`
+            self.columns.append("lr")
         summary["metrics_columns"] = self.columns  # what a reader of metrics.csv checks its header against
         self.metrics = self.board = None
         if run_dir is not None:
@@ -81,7 +84,7 @@ class RunLog(Callback):
         if self.metrics is not None:
             self.metrics.write(row)
         if self.board is not None:
-            _to_tensorboard(self.board, row, self.lr)
+            _to_tensorboard(self.board, row, row.get("lr", self.lr))
         if self.reporter is not None:
             self.reporter.on_log(row)
 
@@ -94,6 +97,8 @@ class RunLog(Callback):
         if self.best is not None:
             extra.append(analysis.distance([v for t in params.values() for v in t[0].tolist()], self.best))
         extra += self.task.logged(self.trainer, self.splits)
+        if self.scheduled:
+            extra.append(current_lr(self.trainer))
         return dict(zip(self.columns, [step, epoch, losses[0].item(), *values, *grads, *extra]))
 
     def close(self) -> None:
@@ -102,6 +107,16 @@ class RunLog(Callback):
             self.metrics.close()
         if self.board is not None:
             self.board.close()
+
+
+def current_lr(trainer: Any) -> float:
+    """The lr of the trainer's last update, as its optimizer holds it on the device: bpcli's
+    Optimizer keeps a schedule's lr per member, torch.optim in its parameter group."""
+    optimizer = trainer.optimizer
+    lr = getattr(optimizer, "lr", None)
+    if lr is None:
+        lr = optimizer.param_groups[0]["lr"]
+    return float(lr.reshape(-1)[0]) if isinstance(lr, torch.Tensor) else float(lr)
 
 
 def _logged(values: torch.Tensor) -> list[float]:
@@ -128,7 +143,7 @@ def _to_tensorboard(board: Any, row: dict[str, float], lr: float) -> None:
     """One logged row as TensorBoard scalars: loss/…, params/…, grads/…, and the lr."""
     step = int(row["step"])
     for name, value in row.items():
-        if name in ("step", "epoch"):
+        if name in ("step", "epoch", "lr"):
             continue
         if name.startswith("grad_"):
             tag = f"grads/{name[len('grad_'):]}"

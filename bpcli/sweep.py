@@ -20,13 +20,13 @@ from pydantic import ValidationError
 
 from bpcli import distributed, interrupts
 from bpcli.config import Experiment, Override, dump_config, load_yaml, with_overrides
-from bpcli.config.schema import OPTIMIZER_SETTINGS, TrainConfig
+from bpcli import optimizers, schedules
 from bpcli.devices import resolve_device
 from bpcli.engines import wrap
 from bpcli.errors import BpcliError
 from bpcli.kinds import KINDS
 from bpcli.kinds.base import flat, whole_data_loss
-from bpcli.lifecycle import build, check_memory, tensorboard_writer_class
+from bpcli.lifecycle import build, check_memory, tensorboard_writer_class, use_threads
 from bpcli.loop import Callback, Divergence, Loop, Progress, Reporter
 from bpcli.rundir import sweep as files
 from bpcli.rundir.files import bpcli_version, create_run_dir, make_folder, release
@@ -37,11 +37,9 @@ GRID_KEYS = {
     "lr": "train.lr", "train.lr": "train.lr", "seed": "seed",
     "data.noise": "data.noise", "data.true_w": "data.true_w", "data.true_b": "data.true_b",
     "data.x_low": "data.x_low", "data.x_high": "data.x_high", "data.fn": "data.fn",
-    "optimizer": "train.optimizer", "train.optimizer": "train.optimizer",
-    "momentum": "train.momentum", "train.momentum": "train.momentum",
-    "nesterov": "train.nesterov", "train.nesterov": "train.nesterov",
-    "weight_decay": "train.weight_decay", "train.weight_decay": "train.weight_decay",
-    "eps": "train.eps", "train.eps": "train.eps",
+    # the optimizer, its settings (every rule's, from the registry) and the lr schedule
+    **{key: f"train.{name}" for name in ("optimizer", *optimizers.setting_names(), "schedule", "warmup",
+                                          *schedules.SETTINGS) for key in (name, f"train.{name}")},
 }
 """Besides these, any number in a kind's `model` section (an initial value such as
 model.init_w) may vary; its sizes (model.hidden) may not."""
@@ -109,6 +107,7 @@ def expand(config: Experiment, grid: dict[str, list[Any]]) -> list[tuple[dict[st
     count = math.prod(len(values) for values in grid.values())
     if count > MAX_MEMBERS:  # refused before the combinations are built
         raise BpcliError(f"the grid has {count:,} combinations; at most {MAX_MEMBERS:,} fit in one sweep")
+    _refuse_unused_settings(config, grid)
     combinations = itertools.product(*grid.values())
     # Every combination is validated in full (settings can depend on each other, like
     # x_low < x_high), but straight from the base config's dump: only the sections a grid
@@ -137,21 +136,37 @@ def expand(config: Experiment, grid: dict[str, list[Any]]) -> list[tuple[dict[st
 
 
 def _own_optimizer_settings(raw: dict[str, Any], settings: dict[str, Any]) -> None:
-    """In a grid over the optimizer, each member keeps only its own optimizer's settings:
-    `--grid optimizer=sgd,adam --momentum 0.9` compares SGD with momentum against Adam."""
+    """In a grid over the optimizer, each member keeps only its own rule's settings:
+    `--grid optimizer=sgd,adam --momentum 0.9` compares SGD with momentum against Adam (docs/optimizers.md). A
+    setting that the grid gives the member itself must be its rule's."""
     if "train.optimizer" not in settings:
         return
-    other = "adam" if settings["train.optimizer"] == "sgd" else "sgd"
-    for name in OPTIMIZER_SETTINGS[other]:
-        default = TrainConfig.default(name)
-        given = settings.get(f"train.{name}", default)
-        if given != default:
+    rule = optimizers.OPTIMIZERS.get(settings["train.optimizer"])
+    if rule is None:
+        return  # validation names the unknown optimizer
+    for name in optimizers.setting_names():
+        if name in rule.Settings.model_fields:
+            continue
+        given = settings.get(f"train.{name}")
+        if optimizers.given(name, given):
             raise BpcliError(
                 f"--grid: the member with optimizer {settings['train.optimizer']} and train.{name}={given} is not a "
-                f"run, {name} being {other}'s setting; to compare {other} with {name} against "
-                f"{settings['train.optimizer']}, give {name} with --set (it then applies to the {other} members only)"
+                f"run, {name} not being one of its settings; to compare a rule with {name} against "
+                f"{settings['train.optimizer']}, give {name} with --set (it then applies to the members that have it)"
             )
-        raw["train"] = {**raw["train"], name: default}
+        raw["train"] = {**raw["train"], name: None}
+
+
+def _refuse_unused_settings(config: Experiment, grid: dict[str, list[Any]]) -> None:
+    """A setting of the base config that no member's optimizer has is refused, in the words
+    and by the rule that refuse it in a single run's config."""
+    if "train.optimizer" not in grid:
+        return
+    values = {name: getattr(config.train, name) for name in optimizers.setting_names()}
+    rules = [str(r) for r in dict.fromkeys(grid["train.optimizer"]) if r in optimizers.OPTIMIZERS]
+    problem = optimizers.misplaced(rules, values, "this sweep's members use") if rules else None
+    if problem:
+        raise BpcliError(problem)
 
 
 @dataclass
@@ -185,7 +200,9 @@ def run_sweep(config: Experiment, grid: dict[str, list[Any]], out: Path | None =
     group = None
     if distributed.launched():
         group, _ = distributed.join(resolve_device(config.device))
-    check_memory(config, resolve_device(config.device), -(-len(members) // (1 if group is None else group.world)))
+    share = -(-len(members) // (1 if group is None else group.world))  # members per process
+    check_memory(config, resolve_device(config.device), share)
+    use_threads(config, share)  # sweep.json records the count
     writer = group is None or group.rank == 0
     if config.log.tensorboard and save and writer:
         tensorboard_writer_class()  # a missing package is said before training, not after
@@ -418,7 +435,7 @@ def _write(directory: Path, config: Experiment, grid: dict[str, list[Any]], resu
     files.write_info(directory, {
         "kind": config.kind, "grid": grid, "members": len(result.members), "status": result.status,
         "steps": result.steps,
-        "device": device, "processes": processes, "train_seconds": result.seconds,
+        "device": device, "processes": processes, "threads": torch.get_num_threads(), "train_seconds": result.seconds,
         "seconds_per_step": result.seconds / max(result.steps, 1),
         "diverged": sum(r["status"] == "diverged" for r in result.members),
         "bpcli_version": bpcli_version(), "torch_version": str(torch.__version__),

@@ -246,8 +246,9 @@ def test_a_run_that_has_logged_nothing_yet(runs):
 
 
 @pytest.mark.parametrize("train_section,named", [
-    ({"optimizer": "sgd", "momentum": 0.9}, "sgd, momentum 0.9"),
-    ({"optimizer": "sgd", "momentum": 0.5, "nesterov": True}, "momentum 0.5 (nesterov)"),
+    ({"optimizer": "sgd", "momentum": 0.9}, "sgd (momentum 0.9)"),
+    ({"optimizer": "sgd", "momentum": 0.5, "nesterov": True}, "sgd (momentum 0.5, nesterov)"),
+    ({"optimizer": "rmsprop", "alpha": 0.9, "schedule": "cosine"}, "rmsprop (alpha 0.9), cosine lr schedule"),
     ({"optimizer": "adam", "momentum": 0.0}, "adam, seed"),
     ({"optimizer": "sgd", "momentum": 0.0, "batch_size": 16}, "sgd, batches of 16, seed 3"),
     ({}, "lr 0.05, seed 3"),

@@ -44,8 +44,10 @@ def _outside(kind, limit, number):
 
 
 def _item_bounds(annotation):
-    """The bounds on the items of a list[Annotated[number, Field(...)]] field, and the item type."""
-    args = typing.get_args(annotation) if typing.get_origin(annotation) is list else ()
+    """The bounds on the items of a list[Annotated[number, Field(...)]] field (or an Optional one:
+    a rule's setting that is null until the rule's default fills it), and the item type."""
+    lists = [a for a in (annotation, *typing.get_args(annotation)) if typing.get_origin(a) is list]
+    args = typing.get_args(lists[0]) if lists else ()
     item = args[0] if len(args) == 1 else None
     parts = typing.get_args(item) if typing.get_origin(item) is typing.Annotated else ()
     found = [b for meta in parts[1:] if hasattr(meta, "metadata") for b in _bounds(meta)]

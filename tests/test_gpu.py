@@ -81,6 +81,13 @@ OPTIMIZERS = [
     {"train__optimizer": "adam"},
     {"train__optimizer": "adam", "train__batch_size": 16},  # shuffled mini-batches: the order is rewritten each epoch
     {"train__momentum": 0.5, "train__batch_size": 7, "train__shuffle": False},
+    {"train__momentum": 0.5, "train__dampening": 0.2},
+    {"train__optimizer": "adamw", "train__amsgrad": True},
+    {"train__optimizer": "rmsprop", "train__lr": 0.001, "train__momentum": 0.5, "train__centered": True},
+    {"train__optimizer": "adagrad", "train__lr_decay": 0.01},
+    # a schedule's lr lives in a device tensor that the captured step rewrites in place
+    {"train__schedule": "cosine", "train__warmup": 10, "train__momentum": 0.9},
+    {"train__schedule": "linear", "train__optimizer": "adam"},
 ]
 
 
@@ -88,6 +95,8 @@ OPTIMIZERS = [
 @pytest.mark.parametrize("name,grad", [("exp2.yaml", "manual"), ("exp2.yaml", "autograd"), ("exp3.yaml", "autograd"),
                                        ("mlp.yaml", "manual")])
 def test_the_graph_engine_steps_every_optimizer_as_eager_does(name, grad, changes):
+    if "train__schedule" in changes and name == "exp3.yaml":
+        pytest.skip("a single nn-linear run steps torch.optim, whose tensor lr is read on the host: refused by design")
     runs = {engine: train(on_cuda(name, engine, train__epochs=60, train__log_every=5, train__grad=grad, **changes),
                           save=False)
             for engine in ("eager", "graph")}

@@ -32,7 +32,7 @@ BAD_FILES = [
     ("unknown-synthetic-key", GOOD + "data:\n  size: 3\n", "data.size: unknown key"),
     ("unknown-inline-key", "kind: scalar-sgd\ndata:\n  x: [1]\n  y: [2]\n  z: [3]\n", "data.z: unknown key"),
     ("unknown-model-key", GOOD + "model:\n  init_c: 1\n", "model.init_c: unknown key"),
-    ("unknown-train-key", GOOD + "train:\n  warmup: 100\n", "train.warmup: unknown key"),
+    ("unknown-train-key", GOOD + "train:\n  warmup_steps: 100\n", "train.warmup_steps: unknown key"),
     ("section-as-list", GOOD + "train: [1, 2]\n", "train: input should be a valid dictionary"),
     ("section-as-number", GOOD + "data: 7\n",
      "data.source: must be 'inline', 'synthetic', 'function', 'csv', 'moons', 'circles', 'xor', 'gauss' or 'spiral'"),

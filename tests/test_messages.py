@@ -328,14 +328,15 @@ def test_a_sweep_on_a_full_disk_names_the_file(monkeypatch, failing):
 
     from bpcli.rundir import files
 
-    original = files.write_atomic
+    original = files.write_file
 
-    def full(path, text):
-        if path.name == failing:  # as a write that fails part-way raises it: no file name
+    def full(path, write):
+        def fails(fh):  # as a write that fails part-way raises it: no file name
             raise OSError(errno.ENOSPC, "No space left on device")
-        original(path, text)
 
-    monkeypatch.setattr(files, "write_atomic", full)
+        return original(path, fails if path.name == failing else write)
+
+    monkeypatch.setattr(files, "write_file", full)
     result = cli("sweep", EXP2, "--grid", "lr=0.01,0.1", "--epochs", "3", "--out", "s")
     assert result.exit_code == 1 and one_line(result), result.output
     assert f"s/{failing}: No space left on device" in result.stderr, result.stderr

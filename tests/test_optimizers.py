@@ -2,6 +2,7 @@
 equal results, and mini-batches visit every sample once per epoch in a seeded order."""
 
 import csv
+import inspect
 import json
 import math
 from pathlib import Path
@@ -10,22 +11,29 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-import bpcli.optimizers
+import bpcli.optimizers.sgd
+from bpcli.config.schema import TrainConfig
 from bpcli.kinds.base import Batches, batch_index, epoch_order
-from bpcli.lifecycle import build, train
-from bpcli.optimizers import Optimizer
-from conftest import CONFIGS, cli, config
+from bpcli.lifecycle import build, resume, train
+from bpcli.optimizers import OPTIMIZERS, Optimizer, Stability, describe
+from bpcli.section import Section
+from conftest import CONFIGS, InterruptAt, cli, config
 
 
-def settings(optimizer="sgd", lr=0.05, momentum=0.0, nesterov=False, weight_decay=0.0, betas=(0.9, 0.999), eps=1e-8):
-    return SimpleNamespace(optimizer=optimizer, lr=lr, momentum=momentum, nesterov=nesterov,
-                           weight_decay=weight_decay, betas=list(betas), eps=eps)
+def settings(optimizer="sgd", lr=0.05, **changes):
+    """A validated train section: the rule's own settings, its defaults filled in."""
+    return TrainConfig(optimizer=optimizer, lr=lr, epochs=500, log_every=1, grad="manual", **changes)
 
 
 def torch_optimizer(params, s):
-    if s.optimizer == "adam":
-        return torch.optim.Adam(params, lr=s.lr, betas=tuple(s.betas), eps=s.eps, weight_decay=s.weight_decay)
-    return torch.optim.SGD(params, lr=s.lr, momentum=s.momentum, nesterov=s.nesterov, weight_decay=s.weight_decay)
+    """torch.optim's class for the rule, written out here rather than asked of the registry."""
+    classes = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW,
+               "rmsprop": torch.optim.RMSprop, "adagrad": torch.optim.Adagrad}
+    cls = classes[s.optimizer]
+    names = inspect.signature(cls).parameters
+    own = {k: getattr(s, k) for k in names if k not in ("params", "lr") and getattr(s, k, None) is not None}
+    own = {k: tuple(v) if isinstance(v, list) else v for k, v in own.items()}
+    return cls(params, lr=s.lr, **own)
 
 
 def gradient(p):
@@ -40,15 +48,30 @@ RULES = [
     settings(lr=0.01, momentum=0.99),
     settings(momentum=0.9, nesterov=True),
     settings(lr=0.2, momentum=0.7, nesterov=True, weight_decay=0.05),
+    settings(momentum=0.6, dampening=0.4),
     settings("adam", lr=0.01),
-    settings("adam", lr=0.3, betas=(0.5, 0.9), eps=1e-3),
-    settings("adam", lr=0.05, betas=(0.0, 0.0), weight_decay=0.2),
-    settings("adam", lr=1e-4, betas=(0.95, 0.9999), eps=1e-12),
+    settings("adam", lr=0.3, betas=[0.5, 0.9], eps=1e-3),
+    settings("adam", lr=0.05, betas=[0.0, 0.0], weight_decay=0.2),
+    settings("adam", lr=1e-4, betas=[0.95, 0.9999], eps=1e-12),
+    settings("adam", lr=0.02, amsgrad=True),
+    settings("adamw", lr=0.01),
+    settings("adamw", lr=0.1, weight_decay=0.3, betas=[0.8, 0.99], amsgrad=True),
+    settings("adamw", lr=0.05, weight_decay=0.0),
+    settings("rmsprop", lr=0.01),
+    settings("rmsprop", lr=0.003, alpha=0.9, eps=1e-6, weight_decay=0.1),
+    settings("rmsprop", lr=0.002, momentum=0.8),
+    settings("rmsprop", lr=0.001, centered=True, momentum=0.5),
+    settings("adagrad", lr=0.1),
+    settings("adagrad", lr=0.3, lr_decay=0.01, initial_accumulator_value=0.5),
+    settings("adagrad", lr=0.05, weight_decay=0.1, eps=1e-6),
 ]
 
 
-@pytest.mark.parametrize("s", RULES, ids=lambda s: f"{s.optimizer}-lr{s.lr}-m{getattr(s, 'momentum')}-n{s.nesterov}"
-                         f"-wd{s.weight_decay}-b{s.betas[0]},{s.betas[1]}-eps{s.eps}")
+def name_of(s):
+    return describe(s).replace(" ", "")
+
+
+@pytest.mark.parametrize("s", RULES, ids=name_of)
 def test_each_hand_written_rule_equals_torch_optim_on_the_same_gradients(s):
     generator = torch.Generator().manual_seed(7)
     start = {"w": torch.randn(1, 4, 3, generator=generator, dtype=torch.float64),
@@ -68,9 +91,34 @@ def test_each_hand_written_rule_equals_torch_optim_on_the_same_gradients(s):
         assert torch.allclose(ours[name], theirs[name].detach(), rtol=0, atol=1e-12), name
 
 
-def test_members_with_their_own_settings_step_as_their_single_runs():
-    members = [RULES[0], RULES[2], RULES[5], RULES[6], RULES[7]]
+def test_every_rule_of_the_registry_is_tested_against_torch():
+    assert {s.optimizer for s in RULES} == set(OPTIMIZERS)
+
+
+MIXED = [RULES[0], RULES[2], RULES[5], RULES[6], RULES[7], RULES[8], RULES[11], RULES[13], RULES[16], RULES[18],
+         RULES[20], RULES[21], RULES[7]]
+
+
+def test_members_with_their_own_rules_step_in_one_batch_exactly_as_their_single_runs():
     generator = torch.Generator().manual_seed(3)
+    start = torch.randn(len(MIXED), 5, generator=generator, dtype=torch.float64)
+    together = {"p": start.clone()}
+    alone = [{"p": start[k : k + 1].clone()} for k in range(len(MIXED))]
+    batched = Optimizer(together, MIXED)
+    singles = [Optimizer(a, [s]) for a, s in zip(alone, MIXED)]
+    for _ in range(200):
+        # each row's gradient as its single run computes it (sin is vectorised differently on 5 and 65 values)
+        rows = torch.cat([gradient(together["p"][k : k + 1]) for k in range(len(MIXED))])
+        batched.step(together, {"p": rows})  # one step call for every rule
+        for a, single in zip(alone, singles):
+            single.step(a, {"p": gradient(a["p"])})
+    for k, a in enumerate(alone):
+        assert torch.equal(together["p"][k], a["p"][0]), describe(MIXED[k])
+
+
+def test_members_of_one_rule_with_settings_of_their_own_step_as_their_single_runs():
+    members = [RULES[2], RULES[3], RULES[4], RULES[6]]  # momentum, nesterov and dampening per member
+    generator = torch.Generator().manual_seed(5)
     start = torch.randn(len(members), 5, generator=generator, dtype=torch.float64)
     together = {"p": start.clone()}
     alone = [{"p": start[k : k + 1].clone()} for k in range(len(members))]
@@ -81,7 +129,7 @@ def test_members_with_their_own_settings_step_as_their_single_runs():
         for a, single in zip(alone, singles):
             single.step(a, {"p": gradient(a["p"])})
     for k, a in enumerate(alone):
-        assert torch.allclose(together["p"][k], a["p"][0], rtol=0, atol=1e-13), members[k]
+        assert torch.allclose(together["p"][k], a["p"][0], rtol=0, atol=1e-13), describe(members[k])
 
 
 def rows(run):
@@ -191,8 +239,10 @@ def test_check_compares_the_update_rule_and_catches_a_wrong_one(monkeypatch):
     assert result.exit_code == 0, result.output
     assert "update rule sgd (momentum 0.9)" in result.stdout
     # a velocity that forgets to decay: v ← v + g instead of μ·v + g
-    monkeypatch.setattr(bpcli.optimizers.Optimizer, "_sgd_direction",
-                        lambda self, name, g: self.state[f"{name}.velocity"].add_(g))
+    def forgetful(self, p, g, state, lr, s, t):
+        p.sub_(lr * state["velocity"].add_(g))
+
+    monkeypatch.setattr(bpcli.optimizers.sgd.SGD, "step", forgetful)
     broken = cli(*args)
     assert broken.exit_code == 1
     assert "update differs from torch.optim's" in broken.stderr
@@ -202,7 +252,7 @@ def test_the_optimizer_state_is_in_the_checkpoint():
     train(config("exp2.yaml", train__optimizer="adam", train__epochs=10), "run", plots=False)
     saved = torch.load("run/checkpoint.pt", weights_only=True)
     state = json.dumps(sorted(_keys(saved)))
-    assert "w.m" in state and "w.v" in state and '"t"' in state
+    assert "w.m" in state and "w.v" in state and "w.beta1_power" in state  # β₁ᵗ, kept as Adam's step count
 
 
 def _keys(tree, prefix=""):
@@ -338,3 +388,128 @@ def test_a_run_below_the_optimum_says_the_rounded_data_have_another_minimum(tmp_
     as_read = cli("train", tmp_path / "near.yaml", "--set", "dtype=float64", "--out", "wide", "--no-plots")
     assert not any("below the optimum" in w for w in json.loads(Path("wide/summary.json").read_text()).get("warnings", []))
     assert as_read.exit_code == 0
+
+
+# --------------------------------------------------------------------------- the registry
+
+
+class SignSGDSettings(Section):
+    """signSGD has no settings besides lr."""
+
+
+class TorchSignSGD(torch.optim.Optimizer):
+    """The reference: p ← p − lr·sign(g), as a torch.optim class."""
+
+    def __init__(self, params, lr):
+        super().__init__(params, {"lr": lr})
+
+    @torch.no_grad()
+    def step(self):
+        for group in self.param_groups:
+            for p in group["params"]:
+                p.sub_(group["lr"] * torch.sign(p.grad))
+
+
+class SignSGD:
+    """A throw-away rule, one file's worth of code: p ← p − lr·sign(g)."""
+
+    name = "signsgd"
+    words = "signSGD (steps of the gradient's sign)"
+    torch_name = "SignSGD"
+    Settings = SignSGDSettings
+
+    def knobs(self, s):
+        return {"none": 0.0}
+
+    def counts_steps(self, s):
+        return False
+
+    def plain(self, s):
+        return False
+
+    def slots(self, p, s):
+        return {}
+
+    def step(self, p, g, state, lr, s, t):
+        p.sub_(lr * torch.sign(g))  # p ← p − lr·sign(g)
+
+    def torch_optimizer(self, params, lr, s, capturable):
+        return TorchSignSGD(params, lr)
+
+    def describe(self, s):
+        return ""
+
+    def formula(self, s, g):
+        return f"signsgd: θ ← θ − lr·sign({g})"
+
+    def stability(self, s):
+        return Stability(reason="signSGD's steps are lr long whatever the gradient, so no bound of that form applies")
+
+
+@pytest.fixture
+def signsgd(monkeypatch):
+    monkeypatch.setitem(OPTIMIZERS, "signsgd", SignSGD())  # the one registry line
+
+
+def test_a_new_rule_is_one_file_and_one_registry_line(signsgd, tmp_path):
+    changes = {"train__optimizer": "signsgd", "train__lr": 0.01, "train__epochs": 300, "train__log_every": 1}
+    # it trains, with the words and theory it gives
+    whole = train(config("exp2.yaml", **changes), tmp_path / "whole", plots=False)
+    assert whole.status == "completed" and whole.summary["optimizer"] == "signsgd"
+    assert whole.losses[-1] < whole.losses[0] / 10
+    assert whole.summary["stable_lr"] is None
+    # it resumes bit for bit
+    cut = train(config("exp2.yaml", **changes), tmp_path / "cut", plots=False, observer=InterruptAt(111))
+    assert cut.status == "interrupted"
+    assert resume(tmp_path / "cut", plots=False).params == whole.params
+    # it sweeps beside the others, one batched run, each member its single run
+    result = cli("sweep", CONFIGS / "exp2.yaml", "--grid", "optimizer=sgd,signsgd,adam", "--set", "train.lr=0.01",
+                 "--epochs", "300", "--out", tmp_path / "sweep", "-q")
+    assert result.exit_code == 0, result.output
+    member = next(m for m in rows_of(tmp_path / "sweep/summary.csv") if m["train.optimizer"] == "signsgd")
+    assert float(member["final_loss"]) == pytest.approx(whole.final_loss, rel=1e-6)
+    # it is checked against its torch.optim class, and explain shows its step
+    check = cli("check", CONFIGS / "exp2.yaml", "--set", "train.optimizer=signsgd", "--steps", "5")
+    assert check.exit_code == 0, check.output
+    assert "update rule signsgd" in check.stdout
+    explained = cli("explain", CONFIGS / "exp2.yaml", "--set", "train.optimizer=signsgd", "--step", "2")
+    assert explained.exit_code == 0, explained.output
+    assert "signsgd: θ ← θ − lr·sign(dL/dθ)" in explained.stdout
+
+
+def test_a_setting_no_member_can_use_is_refused_alike_by_train_and_sweep():
+    single = cli("train", CONFIGS / "exp2.yaml", "--optimizer", "adam", "--momentum", "0.9", "--out", "t")
+    swept = cli("sweep", CONFIGS / "exp2.yaml", "--grid", "optimizer=adam,adagrad", "--momentum", "0.9", "--out", "s")
+    assert single.exit_code == swept.exit_code == 2
+    said = "train.momentum is a setting of optimizer sgd and rmsprop, and"
+    assert said in single.stderr and said in swept.stderr
+    assert "or set train.optimizer: sgd" in single.stderr and "or set train.optimizer: sgd" in swept.stderr
+    assert not Path("t").exists() and not Path("s").exists()
+    # a grid where one rule can use it gives it to that rule's members only
+    fine = cli("sweep", CONFIGS / "exp2.yaml", "--grid", "optimizer=adamw,rmsprop", "--momentum", "0.5",
+               "--epochs", "20", "--out", "mixed", "-q")
+    assert fine.exit_code == 0, fine.output
+    config_of = {m["train.optimizer"]: m for m in rows_of("mixed/summary.csv")}
+    assert set(config_of) == {"adamw", "rmsprop"}
+
+
+@pytest.mark.parametrize("name", sorted(set(OPTIMIZERS) - {"sgd"}))
+def test_resume_after_an_interrupt_is_bit_identical_for_each_rule(tmp_path, name):
+    cfg = config("exp3.yaml", train__optimizer=name, train__lr=0.01, train__epochs=120, train__log_every=3,
+                 train__batch_size=16)
+    whole = train(cfg, tmp_path / "whole", plots=False)
+    stopped = train(cfg, tmp_path / "cut", plots=False, observer=InterruptAt(201))
+    assert stopped.status == "interrupted"
+    resumed = resume(tmp_path / "cut", plots=False)
+    assert resumed.params == whole.params
+    assert (tmp_path / "cut/metrics.csv").read_bytes() == (tmp_path / "whole/metrics.csv").read_bytes()
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_nn_linear_trains_with_torch_optims_own_class_for_each_rule(name):
+    from bpcli.kinds.nn_linear import NNLinear
+
+    built = build(config("exp3.yaml", train__optimizer=name, train__epochs=5))
+    assert isinstance(built.trainer, NNLinear)
+    assert type(built.trainer.optimizer).__name__ == OPTIMIZERS[name].torch_name
+    assert type(built.trainer.optimizer).__module__.startswith("torch.optim")

@@ -174,3 +174,15 @@ def test_resume_refuses_other_flags_and_needs_more_epochs():
     Path("empty").mkdir()
     result = cli("train", "--resume", "empty")
     assert result.exit_code == 2 and "not a run directory (no config.yaml)" in result.stderr
+
+
+@pytest.mark.parametrize("changes,expected", [
+    ({}, "68cb1d67f9ff3bfb8c536dcfae2f44c16e5d6ea10b4ccc56a4f8d374751ef401"),
+    ({"train__momentum": 0.9, "train__nesterov": True}, "dd9988bfe38512c86b071f1ef9f80cbe34e5034b3cc6fffbd93d58ac7bd4a2f7"),
+])
+def test_a_checkpoint_written_before_the_optimizer_registry_still_belongs_to_its_config(changes, expected):
+    # the hashes bpcli wrote before train gained schedules and every rule's settings
+    from bpcli.rundir.checkpoint import _hash_before_the_registry
+
+    assert _hash_before_the_registry(config("exp2.yaml", **changes)) == expected
+    assert _hash_before_the_registry(config("exp2.yaml", train__schedule="cosine")) is None

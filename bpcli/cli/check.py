@@ -23,8 +23,8 @@ def check(
     For each of the first --steps steps of training, every parameter's gradient is computed
     three ways at the same point. Exits 1, naming the parameter and step, if manual and
     autograd disagree by more than 1e-6 (relative), or if the configured optimizer's
-    hand-written update, fed the same gradients, differs from torch.optim's by more than
-    1e-10 (relative, float64). Infinite or NaN gradients are not comparable, never agreement:
+    hand-written update (and lr schedule), fed the same gradients, differs from torch.optim's by more
+    than 1e-10 (relative, float64). Infinite or NaN gradients are not comparable, never agreement:
     exits 1 naming the first step that has one.
     """
     from bpcli.config import from_flags, load_config
@@ -37,7 +37,7 @@ def check(
     trainer = build(cfg).trainer
     start = {name: p.detach().clone() for name, p in trainer.params().items()}
     checks, gradients = check_training(trainer, steps)
-    update = check_update(cfg.train, start, gradients)
+    update = check_update(cfg.train, start, gradients, cfg.train.epochs * trainer.steps_per_epoch)
     console = make_console()
     print_grad_checks(console, checks, cfg.kind)
     of = f" of {update.given}" if update.steps < update.given else ""

@@ -9,6 +9,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from bpcli.optimizers import OPTIMIZERS
+
 
 def main_process() -> bool:
     """False on the non-zero ranks of a torchrun job, which train but print nothing."""
@@ -62,12 +64,18 @@ Device = Annotated[
 ]
 Momentum = Annotated[
     Optional[float],
-    typer.Option("--momentum", help="sgd's heavy-ball momentum, 0 ≤ μ < 1 (train.momentum).", show_default=False),
+    typer.Option("--momentum", help="Heavy-ball momentum, 0 ≤ μ < 1, of a rule that has it (train.momentum).",
+                 show_default=False),
 ]
 BatchSize = Annotated[
     Optional[int],
     typer.Option("--batch-size", help="Samples per update: 1 per-sample, N full batch, between: mini-batches, "
                  "shuffled each epoch (train.batch_size).", show_default=False),
+]
+Threads = Annotated[
+    Optional[int],
+    typer.Option("--threads", help="CPU threads for torch (train.threads; default: one for a small problem, "
+                 "or OMP_NUM_THREADS when set).", show_default=False),
 ]
 LogEvery = Annotated[
     Optional[int],
@@ -97,14 +105,15 @@ class GradChoice(str, Enum):
     manual = "manual"
 
 
-class OptimizerChoice(str, Enum):
-    sgd = "sgd"
-    adam = "adam"
+OptimizerChoice = Enum("OptimizerChoice", {name: name for name in OPTIMIZERS}, type=str)  # type: ignore[misc]
+"""The registry's rules (bpcli.optimizers.OPTIMIZERS)."""
 
 
 Optimizer = Annotated[
     Optional[OptimizerChoice],
-    typer.Option("--optimizer", help="sgd or adam, with torch.optim's meaning (train.optimizer).", show_default=False),
+    typer.Option("--optimizer", help="The update rule, with torch.optim's meaning and settings (train.optimizer; "
+                 "its settings with --set, e.g. --set train.betas=[0.9,0.99]; see docs/optimizers.md).",
+                 show_default=False),
 ]
 Engine = Annotated[
     Optional[EngineChoice],

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from bpcli.cli.options import (BatchSize, ConfigArg, Device, Engine, Epochs, Grad, LogEvery, Momentum, Optimizer, OutPath, Set,
-                               main_process)
+                               Threads, main_process)
 from bpcli import interrupts
 from bpcli.errors import RunFailed, RunInterrupted
 
@@ -29,6 +29,7 @@ def sweep(
     optimizer: Optimizer = None,
     momentum: Momentum = None,
     batch_size: BatchSize = None,
+    threads: Threads = None,
     set_: Set = None,
     out: Annotated[
         Optional[Path], typer.Option("--out", parser=OutPath, help="Sweep directory (default: outputs/sweep<N>).")
@@ -52,7 +53,7 @@ def sweep(
 
         cfg = load_config(config, from_flags(set_, epochs=epochs, device=device, log_every=log_every,
                                             engine=engine, grad=grad, optimizer=optimizer, momentum=momentum,
-                                            batch_size=batch_size))
+                                            batch_size=batch_size, threads=threads))
         starting(observer, "building the members' data and models")
         result = run_sweep(cfg, parse_grid(grid), out, force=force, observer=observer)
     if not main_process():

@@ -26,6 +26,7 @@ from bpcli.cli.options import (
     RunDirArg,
     Seed,
     Set,
+    Threads,
     complete_runs,
     main_process,
 )
@@ -76,6 +77,7 @@ def train(
     optimizer: Optimizer = None,
     momentum: Momentum = None,
     batch_size: BatchSize = None,
+    threads: Threads = None,
     set_: Set = None,
     out: Out = None,
     force: Force = False,
@@ -104,7 +106,8 @@ def train(
     if resume is not None:
         others = {"CONFIG": config, "--lr": lr, "--seed": seed, "--device": device,
                   "--log-every": log_every, "--engine": engine, "--grad": grad, "--optimizer": optimizer,
-                  "--momentum": momentum, "--batch-size": batch_size, "--set": set_, "--out": out,
+                  "--momentum": momentum, "--batch-size": batch_size, "--threads": threads, "--set": set_,
+                  "--out": out,
                   "--force": force or None}
         _resume(resume, epochs, [name for name, value in others.items() if value], quiet, no_plots, console)
         return
@@ -116,7 +119,8 @@ def train(
         from bpcli.config import from_flags, load_config
 
         flags = from_flags(set_, lr=lr, epochs=epochs, seed=seed, device=device, log_every=log_every,
-                           engine=engine, grad=grad, optimizer=optimizer, momentum=momentum, batch_size=batch_size)
+                           engine=engine, grad=grad, optimizer=optimizer, momentum=momentum, batch_size=batch_size,
+                           threads=threads)
         cfg = load_config(config, flags)
         starting(observer, "building the data and the model", f"Training {cfg.kind} ({config})")
         result = lifecycle.train(cfg, out, force=force, plots=not no_plots, observer=observer,
@@ -153,13 +157,15 @@ def show_config(
     optimizer: Optimizer = None,
     momentum: Momentum = None,
     batch_size: BatchSize = None,
+    threads: Threads = None,
     set_: Set = None,
 ) -> None:
     """Print the resolved config (defaults filled in, overrides applied) without training."""
     from bpcli.config import dump_config, from_flags, load_config
 
     flags = from_flags(set_, lr=lr, epochs=epochs, seed=seed, device=device, log_every=log_every,
-                       engine=engine, grad=grad, optimizer=optimizer, momentum=momentum, batch_size=batch_size)
+                       engine=engine, grad=grad, optimizer=optimizer, momentum=momentum, batch_size=batch_size,
+                       threads=threads)
     typer.echo(dump_config(load_config(config, flags)), nl=False)
 
 

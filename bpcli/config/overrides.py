@@ -32,6 +32,7 @@ FLAGS: dict[str, str] = {
     "--optimizer": "train.optimizer",
     "--momentum": "train.momentum",
     "--batch-size": "train.batch_size",
+    "--threads": "train.threads",
 }
 """The named flags and the config field each one sets; they win over --set."""
 

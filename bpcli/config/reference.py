@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Literal, get_args, get_origin
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel
 
@@ -17,6 +18,10 @@ def _type_name(annotation: Any) -> str:
     # Markdown-table-safe: no "|" in the cell.
     if get_origin(annotation) is Annotated:  # constraints are in the description
         return _type_name(get_args(annotation)[0])
+    if get_origin(annotation) in (Union, UnionType):  # X | None: "X or null"
+        parts = [a for a in get_args(annotation) if a is not type(None)]
+        nullable = len(parts) < len(get_args(annotation))
+        return " or ".join(_type_name(a) for a in parts) + (" or null" if nullable else "")
     if get_origin(annotation) is list:
         return f"list[{_type_name(get_args(annotation)[0])}]"
     if getattr(annotation, "__origin__", None) is Literal:

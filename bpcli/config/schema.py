@@ -8,12 +8,15 @@ from the kind's DEFAULTS, which are the article's settings.
 from __future__ import annotations
 
 import copy
+import json
 import sys
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, Optional
 
-from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (BaseModel, Field, ValidationError, ValidationInfo, create_model, field_validator,
+                      model_serializer, model_validator)
 from pydantic_core import PydanticCustomError
 
+from bpcli import optimizers, schedules
 from bpcli.section import Section
 from bpcli.data import DataConfig, source_of
 
@@ -27,35 +30,38 @@ DTYPE_MAX = {"float32": 3.4028234663852886e38, "float64": sys.float_info.max}
 validating a config does not import torch."""
 
 
-OPTIMIZER_SETTINGS = {"sgd": ("momentum", "nesterov"), "adam": ("betas", "eps")}
-"""The `train` settings that belong to one optimizer only."""
-
-
-class TrainConfig(Section):
+class _TrainFields(Section):
     """How the parameters are updated; missing keys take the kind's defaults."""
 
     lr: float = Field(gt=0.0)
-    """Learning rate: the step size of the optimizer (plain SGD: p ← p − lr·dL/dp)."""
+    """Learning rate: the step size of the optimizer (plain SGD: p ← p − lr·dL/dp); with a
+    schedule, the lr it starts from (after the warm-up)."""
     epochs: int = Field(ge=1, le=1_000_000_000)
     """Passes over the data: ⌈N / batch_size⌉ updates each (one per sample for per-sample
     training, one for full-batch gradient descent)."""
     log_every: int = Field(ge=1)
     """Record loss, parameters and gradients every this many steps (the first and last
     steps are always recorded)."""
-    optimizer: Literal["sgd", "adam"] = "sgd"
-    """The update rule, with torch.optim's meaning: `sgd` (p ← p − lr·g, plus momentum,
-    nesterov and weight_decay when set) or `adam` (betas, eps, weight_decay)."""
-    momentum: float = Field(0.0, ge=0.0, lt=1.0)
-    """sgd only: heavy-ball momentum μ; the velocity v ← μ·v + g replaces g in the update."""
-    nesterov: bool = False
-    """sgd only: Nesterov's look-ahead, the update uses g + μ·v (needs momentum > 0)."""
-    weight_decay: float = Field(0.0, ge=0.0)
-    """L2 penalty λ added to every gradient as g + λ·p (sgd and adam)."""
-    betas: list[Annotated[float, Field(ge=0.0, lt=1.0)]] = Field(default_factory=lambda: [0.9, 0.999],
-                                                                  min_length=2, max_length=2)
-    """adam only: decay rates [β1, β2] of the running averages of g and g²."""
-    eps: float = Field(1e-8, gt=0.0)
-    """adam only: added to √v̂ in the denominator, for numerical stability."""
+    optimizer: str = Field(optimizers.DEFAULT, description=(
+        "The update rule, with torch.optim's meaning and settings: one of "
+        + ", ".join(f"`{name}`" for name in optimizers.OPTIMIZERS)
+        + " (docs/optimizers.md). Its settings are the fields below that name it; a setting of another "
+          "rule is refused."))
+    schedule: str = Field(schedules.DEFAULT, description=(
+        "How the lr changes over the run, once per update, as torch.optim.lr_scheduler does: one of "
+        + ", ".join(f"`{name}`" for name in schedules.SCHEDULES)
+        + ". With no further setting a schedule spans the whole run (cosine: T_max = the run's updates; "
+          "linear: from lr to lr_end)."))
+    warmup: int = Field(0, ge=0)
+    """Updates of linear warm-up in front of the schedule: update k < warmup uses
+    lr·(k + 1)/(warmup + 1)."""
+    lr_end: float = Field(0.0, ge=0.0)
+    """cosine, linear, exponential: the lr the schedule reaches at the end of the run."""
+    gamma: float | None = Field(None, gt=0.0)
+    """step: the factor of each drop (null: 0.1); exponential: the factor per update (null: the
+    one that reaches lr_end at the end of the run)."""
+    step_size: int | None = Field(None, ge=1)
+    """step: updates between drops (null: a third of the run)."""
     batch_size: int | None = Field(None, ge=1)
     """Samples per update: 1 is per-sample SGD, the number of samples is full-batch
     gradient descent, anything between is mini-batch SGD (the last batch of an epoch may be
@@ -79,28 +85,78 @@ class TrainConfig(Section):
     checkpoint_every: int = Field(0, ge=0)
     """Write checkpoint.pt every this many steps (0: only when the run ends or is
     interrupted). A run with a checkpoint can be resumed with `bpcli train --resume`."""
-
+    threads: int | None = Field(None, ge=1, le=1024)
+    """CPU threads torch uses (null: OMP_NUM_THREADS when set, else one for a small problem,
+    where spinning OpenMP threads cost more than they save, and torch's default for a large one)."""
 
     @classmethod
     def default(cls, name: str) -> Any:
         """The default value of the field `name`."""
         return cls.model_fields[name].get_default(call_default_factory=True)
 
+    @field_validator("optimizer")
+    @classmethod
+    def _known_optimizer(cls, name: str) -> str:
+        if name not in optimizers.OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {name!r}: use one of {', '.join(optimizers.OPTIMIZERS)}")
+        return name
+
+    @field_validator("schedule")
+    @classmethod
+    def _known_schedule(cls, name: str) -> str:
+        if name not in schedules.SCHEDULES:
+            raise ValueError(f"unknown schedule {name!r}: use one of {', '.join(schedules.SCHEDULES)}")
+        return name
+
     @model_validator(mode="after")
-    def _settings_of_the_optimizer(self) -> TrainConfig:
-        # A resolved config lists every setting, so only a value other than the default
-        # is a mistake.
-        other = "adam" if self.optimizer == "sgd" else "sgd"
-        misplaced = [name for name in OPTIMIZER_SETTINGS[other] if getattr(self, name) != self.default(name)]
-        if misplaced:
-            raise ValueError(
-                f"train.{misplaced[0]} is a setting of optimizer {other}, and this run uses "
-                f"{self.optimizer}: remove it, or set train.optimizer: {other}"
-            )
-        if self.nesterov and self.momentum == 0:
-            raise ValueError("train.nesterov needs momentum: set train.momentum above 0 (e.g. 0.9), "
-                             "or nesterov: false")
+    def _settings_of_the_optimizer(self) -> _TrainFields:
+        # A resolved config lists its rule's settings, so only a value other than a default
+        # is a mistake; the same rule refuses a sweep's settings (bpcli.sweep).
+        values = {name: getattr(self, name) for name in optimizers.setting_names()}
+        problem = optimizers.misplaced([self.optimizer], values)
+        if problem:
+            raise ValueError(problem)
+        rule = optimizers.OPTIMIZERS[self.optimizer]
+        try:
+            own = rule.Settings(**{k: v for k, v in values.items()
+                                   if k in rule.Settings.model_fields and v is not None})
+        except ValidationError as exc:
+            raise ValueError(exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
+        for name in values:  # the rule's settings resolved, the others' null (left out of a dump)
+            object.__setattr__(self, name, getattr(own, name) if name in rule.Settings.model_fields else None)
+        schedule = schedules.SCHEDULES[self.schedule]
+        for name in schedules.SETTINGS:
+            if getattr(self, name) != self.default(name) and name not in schedule.uses:
+                users = [s for s, found in schedules.SCHEDULES.items() if name in found.uses]
+                raise ValueError(f"train.{name} is a setting of schedule {' and '.join(users)}, and this run's "
+                                 f"schedule is {self.schedule}: remove it, or set train.schedule: {users[0]}")
         return self
+
+    @model_serializer(mode="wrap")
+    def _without_other_rules(self, handler: Any) -> Any:
+        data = handler(self)
+        names = optimizers.setting_names()
+        return {k: v for k, v in data.items() if not (v is None and k in names)} if isinstance(data, dict) else data
+
+
+def _rule_fields() -> dict[str, Any]:
+    """One train field per rule setting (momentum, betas, …), null meaning the rule's default:
+    each rule's file declares its settings, and the train section lists them all."""
+    fields: dict[str, Any] = {}
+    for name, owners in optimizers.setting_names().items():
+        first = optimizers.OPTIMIZERS[owners[0]].Settings.model_fields[name]
+        defaults = {o: optimizers.OPTIMIZERS[o].Settings.model_fields[name].get_default(call_default_factory=True)
+                    for o in owners}
+        shown = ", ".join(f"{o} {json.dumps(d)}" for o, d in defaults.items())
+        description = f"{', '.join(owners)}: {first.description} Null: the rule's default ({shown})."
+        optional = Optional[first.annotation]
+        annotation = Annotated[optional, *first.metadata] if first.metadata else optional
+        fields[name] = (annotation, Field(None, description=description))
+    return fields
+
+
+TrainConfig = create_model("TrainConfig", __base__=_TrainFields, __module__=__name__, **_rule_fields())
+TrainConfig.__doc__ = _TrainFields.__doc__
 
 
 class LogConfig(Section):
@@ -161,10 +217,11 @@ class Experiment(Section):
     @model_validator(mode="after")
     def _eps_fits_dtype(self) -> Experiment:
         tiny = DTYPE_TINY[self.dtype]
-        if self.train.optimizer == "adam" and self.train.eps < tiny:
+        eps = getattr(self.train, "eps", None)
+        if eps is not None and eps < tiny:
             raise ValueError(
-                f"train.eps: {self.train.eps:g} is below the smallest normal {self.dtype} ({tiny:.2g}), where it "
-                f"may round to 0 and make Adam divide 0 by 0; use {tiny:.2g} or more"
+                f"train.eps: {eps:g} is below the smallest normal {self.dtype} ({tiny:.2g}), where it may round "
+                f"to 0 and make {self.train.optimizer} divide 0 by 0; use {tiny:.2g} or more"
                 + (", or dtype: float64" if self.dtype == "float32" else "")
             )
         return self

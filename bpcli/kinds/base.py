@@ -300,6 +300,10 @@ class Sampled:
     def full_batch(self) -> Tensors:
         return {"x": self.x, "y": self.y}
 
+    def updates(self, train: Any) -> int:
+        """The run's number of updates, which a learning-rate schedule spans."""
+        return train.epochs * self.batches.steps_per_epoch
+
 
 class HandWrittenSGD(Sampled):
     """The step shared by kinds whose update is written by hand.
@@ -319,7 +323,7 @@ class HandWrittenSGD(Sampled):
         """Batches and optimizer from the run's config: one sample per step when the kind
         is `per_sample` and batch_size is null, else the full batch."""
         self._sample(cfg, self.x, self.y, 1 if per_sample else self.x.shape[1])
-        self.optimizer = Optimizer(self._params, [cfg.train])
+        self.optimizer = Optimizer(self._params, [cfg.train], self.updates(cfg.train))
 
     def batch(self, index: int) -> Tensors:
         return self.batches(index)
@@ -351,7 +355,7 @@ class HandWrittenSGD(Sampled):
         batched.x = torch.cat([m.x for m in members]).to(device)
         batched.y = torch.cat([m.y for m in members]).to(device)
         batched.batches = members[0].batches.like(batched.x, batched.y, [m.seed for m in members])
-        batched.optimizer = Optimizer(batched._params, [m.train for m in members])
+        batched.optimizer = Optimizer(batched._params, [m.train for m in members], batched.updates(members[0].train))
         return batched
 
     def params(self) -> Tensors:

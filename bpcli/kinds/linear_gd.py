@@ -70,7 +70,7 @@ class LinearGD(HandWrittenSGD):
         self._gradient = torch.zeros_like(self._target)  # reused every step, (K, 1, F+1)
         flat_gradient = self._gradient[:, 0]
         self._grads = {"w": flat_gradient[:, :features], **({"b": flat_gradient[:, features]} if bias else {})}
-        self.optimizer = Optimizer({"θ": self._theta_row}, settings)  # it updates θ itself
+        self.optimizer = Optimizer({"θ": self._theta_row}, settings, self.updates(settings[0]))  # it updates θ itself
 
     def distribute(self, group: Any) -> None:
         super().distribute(group)
@@ -98,7 +98,7 @@ class LinearGD(HandWrittenSGD):
         # dL/dθ = S·θ − c (one fused batched multiply-add into a reused buffer)
         torch.baddbmm(self._target, self._theta_row, self._hessian, beta=-1, out=self._gradient)
         lr = self.optimizer.settings["lr"]
-        if not self.optimizer.plain:  # momentum, weight decay or adam, from the same gradient
+        if not self.optimizer.plain:  # another rule or a schedule, from the same gradient
             self.optimizer.step({"θ": self._theta_row}, {"θ": self._gradient})
         elif isinstance(lr, torch.Tensor):  # one learning rate per member
             self._theta_row.addcmul_(self._gradient, lr[:, None, None], value=-1)

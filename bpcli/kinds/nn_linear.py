@@ -1,4 +1,5 @@
-"""Experiment 3: nn.Linear with nn.MSELoss and torch.optim (SGD or Adam), and its batched form for sweeps."""
+"""Experiment 3: nn.Linear with nn.MSELoss and torch.optim (the configured rule's own class), and its batched
+form for sweeps."""
 
 from __future__ import annotations
 
@@ -13,11 +14,12 @@ from torch import nn, optim
 from bpcli.data.dataset import Dataset
 from bpcli.errors import BpcliError
 from bpcli.kinds.base import HandWrittenSGD, Kind, LeastSquares, LinearExperiment, LinearModel, Sampled, Tensors
-from bpcli.optimizers import Optimizer
+from bpcli.optimizers import OPTIMIZERS, Optimizer, settings_of
+from bpcli.schedules import Schedule, scheduled
 
 
 class NNLinearConfig(LinearExperiment):
-    """Experiment 3: nn.Linear(F, 1) with nn.MSELoss and optim.SGD."""
+    """Experiment 3: nn.Linear(F, 1) with nn.MSELoss and torch.optim (optim.SGD in the article)."""
 
     kind: Literal["nn-linear"]
     """The experiment kind."""
@@ -33,7 +35,7 @@ class NNLinearConfig(LinearExperiment):
 
 
 class NNLinear(Sampled):
-    """Experiment 3: nn.Linear + nn.MSELoss + optim.SGD, full batch, one member."""
+    """Experiment 3: nn.Linear + nn.MSELoss + the configured torch.optim class, full batch, one member."""
 
     least_squares = LeastSquares(bias=True, per_sample=False)
 
@@ -58,6 +60,12 @@ class NNLinear(Sampled):
         self.y = data.y.to(device)[:, None]  # (N, 1), the shape nn.Linear produces
         self._sample(cfg, self.x[None], self.y[None], len(self.x))  # full batch unless batch_size says otherwise
         self._manual_flag = cfg.train.grad == "manual"
+        self._schedule: Schedule | None = None
+        if scheduled(cfg.train):
+            # torch.optim's SGD and Adagrad read a tensor lr on the host (.item()), which a CUDA
+            # graph cannot capture; bpcli's own rules (nn-linear sweeps, the other kinds) can.
+            self.not_graphable = ("cannot capture torch.optim's step with an lr schedule in a single nn-linear run "
+                                  "(a sweep's members can)")
         self.step = self._manual_step if self._manual_flag else self._autograd_step
         self._group: Any = None
 
@@ -76,14 +84,27 @@ class NNLinear(Sampled):
 
     @functools.cached_property
     def optimizer(self) -> optim.Optimizer:
+        # torch.optim's own class for the configured rule. A schedule's lr is a tensor that
+        # the schedule rewrites in place before each step (see _schedule_step), so a CUDA
+        # graph that captured the step replays the schedule too; capturable keeps a rule's
+        # step count on the GPU for the same reason, and eager CUDA runs use it too, so both
+        # engines take the same steps.
         train = self.train
-        if train.optimizer == "adam":
-            # capturable keeps Adam's step count on the GPU, so that a CUDA graph can replay
-            # the step; eager CUDA runs use it too, so both engines take the same steps.
-            return optim.Adam(self.model.parameters(), lr=train.lr, betas=tuple(train.betas), eps=train.eps,
-                              weight_decay=train.weight_decay, capturable=self.x.device.type == "cuda")
-        return optim.SGD(self.model.parameters(), lr=train.lr, momentum=train.momentum,
-                         nesterov=train.nesterov, weight_decay=train.weight_decay)
+        self._schedule = Schedule.of([train], self.updates(train), self.x.device)
+        lr: Any = train.lr if self._schedule is None else self._schedule.lr[0]
+        return OPTIMIZERS[train.optimizer].torch_optimizer(self.model.parameters(), lr, settings_of(train),
+                                                           capturable=self.x.device.type == "cuda")
+
+    def _schedule_step(self) -> None:
+        """The lr of this update, computed on the device from the update count (when scheduled)."""
+        self.optimizer  # made on first use, with the schedule
+        if self._schedule is not None:
+            self._updates.add_(1)
+            self._schedule.advance(self._updates)
+
+    @functools.cached_property
+    def _updates(self) -> torch.Tensor:
+        return torch.zeros(1, dtype=torch.float64, device=self.x.device)
 
     @functools.cached_property
     def criterion(self) -> nn.MSELoss:
@@ -113,6 +134,7 @@ class NNLinear(Sampled):
         self.optimizer.zero_grad()
         with self._collective():
             (loss * self._loss_scale).backward()  # DDP all-reduces the gradients here
+        self._schedule_step()
         self.optimizer.step()
         return self._group.weighted_sum({"loss": loss})["loss"] if with_loss else loss
 
@@ -151,6 +173,7 @@ class NNLinear(Sampled):
         loss = self.criterion(batch["y"], out)  # exactly the article's loop
         self.optimizer.zero_grad()
         loss.backward()
+        self._schedule_step()
         self.optimizer.step()
         # One member: a 0-dim loss (indexing it would cost a few µs a step), detached so
         # that this step's autograd graph is freed now rather than with the next loss.
@@ -163,6 +186,7 @@ class NNLinear(Sampled):
             loss = self._group.weighted_sum({"loss": loss})["loss"] if with_loss else loss
         for name, p in self.params().items():
             p.grad = grads[name]
+        self._schedule_step()
         self.optimizer.step()  # torch.optim's update from these gradients
         return loss
 
@@ -174,17 +198,25 @@ class NNLinear(Sampled):
             return self.model(x.to(self.x.device))[:, 0][None]
 
     def state_dict(self) -> dict[str, Any]:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
+        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
+        if self._schedule is not None:
+            state["schedule"] = {"updates": self._updates.clone(), "lr": self._schedule.lr.clone()}
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        if self._schedule is not None:  # torch.optim loads a copy of the lr: the schedule's own again
+            self._updates.copy_(state["schedule"]["updates"])
+            self._schedule.lr.copy_(state["schedule"]["lr"])
+            for group in self.optimizer.param_groups:
+                group["lr"] = self._schedule.lr[0]
 
 
 class StackedNNLinear(HandWrittenSGD):
     """Several nn-linear runs trained side by side: weights (K, 1, F), biases (K, 1), each
-    member's loss nn.Linear's output under MSELoss, and optim.SGD's update p ← p − lr·grad
-    applied per member with its own lr.
+    member's loss nn.Linear's output under MSELoss, and each member's own rule
+    (bpcli.optimizers, written by hand and equal to torch.optim's) with its own settings.
 
     The linear layer is written out as a multiply and a sum over features, not as K tiny
     matrix products: on a GPU a batched product of K (N×F)·(F×1) matrices costs far more
@@ -204,7 +236,7 @@ class StackedNNLinear(HandWrittenSGD):
         self.y = torch.stack([m.y for m in members]).to(device)  # (K, N, 1)
         self.batches = members[0].batches.like(self.x, self.y, [m.seed for m in members])
         self.steps_per_epoch = self.batches.steps_per_epoch
-        self.optimizer = Optimizer(self._params, [m.train for m in members])
+        self.optimizer = Optimizer(self._params, [m.train for m in members], members[0].updates(members[0].train))
 
     @staticmethod
     def _forward(params: Tensors, x: torch.Tensor) -> torch.Tensor:

@@ -21,7 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from bpcli import interrupts
+from bpcli import schedules
 from bpcli.errors import RunDirError
+from bpcli.optimizers import describe
 from bpcli.plots import run as run_plots
 from bpcli.plots.classification import classifier
 from bpcli.plots.common import DRAWABLE, figure, number, plus, positive, span
@@ -256,13 +258,10 @@ def _heading(record: RunRecord) -> str:
     where the config names them, the seed."""
     s, train = record.summary, record.config.get("train") or {}
     parts = [f"lr {number(s.get('lr'))}"]
-    optimizer = train.get("optimizer")
-    if optimizer:
-        parts.append(str(optimizer))
-        if optimizer == "sgd" and train.get("momentum"):
-            parts.append(f"momentum {number(train['momentum'])}" + (" (nesterov)" if train.get("nesterov") else ""))
-        if train.get("weight_decay"):
-            parts.append(f"weight decay {number(train['weight_decay'])}")
+    if train.get("optimizer"):
+        parts.append(describe(train))  # the rule and its settings, in the rule's own words
+    if train.get("schedule", schedules.DEFAULT) != schedules.DEFAULT:
+        parts.append(f"{train['schedule']} lr schedule")
     if train.get("batch_size"):
         parts.append(f"batches of {train['batch_size']}")
     parts.append(f"seed {s.get('seed')}")

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from bpcli import schedules
+from bpcli.optimizers import DEFAULT, describe
 from bpcli.rundir.run import RunRecord
 
 FORMATS = ("png", "svg", "pdf")
@@ -58,9 +60,10 @@ def finish(ax: Any, xlabel: str, ylabel: str, heading: str, *, log: bool = False
 def title(record: RunRecord, what: str) -> str:
     """A figure's title: what it shows, the kind, and the settings that shape the descent."""
     s, train = record.summary, record.config.get("train") or {}
-    rule = [train["optimizer"]] if train.get("optimizer", "sgd") != "sgd" else []  # plain SGD goes unsaid
-    rule += [f"momentum={setting(train['momentum'])}" + (" (Nesterov)" if train.get("nesterov") else "")] \
-        if train.get("momentum") else []
+    words = describe(train)  # the default rule's name goes unsaid (`momentum 0.9`); another rule's is said
+    words = words[len(DEFAULT) + 2:-1] if words.startswith(f"{DEFAULT} (") else "" if words == DEFAULT else words
+    rule = [words] if words else []
+    rule += [train["schedule"] + " schedule"] if train.get("schedule", schedules.DEFAULT) != schedules.DEFAULT else []
     rule += [f"batch_size={train['batch_size']}"] if train.get("batch_size") else []
     settings = ", ".join([*rule, f"lr={setting(s.get('lr'))}", f"seed={s.get('seed')}", str(s.get("status"))])
     return f"{what} — {s.get('kind')} ({settings})"

@@ -14,6 +14,7 @@ from typing import Any
 
 from bpcli.errors import BpcliError
 from bpcli.plots.classification import classifier, draw_accuracy
+from bpcli.optimizers import DEFAULT
 from bpcli.plots.common import FORMATS, drawable, finish, positive, readable_log_axis, save, setting
 from bpcli.plots.run import descent, draw_landscape, landscape, landscape_drawable
 from bpcli.rundir.run import RunRecord, read_run
@@ -21,11 +22,11 @@ from bpcli.rundir.run import RunRecord, read_run
 KEY_SETTINGS = ("kind", "train.optimizer", "train.lr", "train.momentum", "train.batch_size", "seed", "data")
 """The settings a run is labelled by when they differ between the runs, in this order."""
 
-DEFAULTS = {"train.optimizer": "sgd", "train.momentum": 0.0}
+DEFAULTS = {"train.optimizer": DEFAULT, "train.momentum": 0.0}
 """What a run whose config predates a key trained with (plain SGD, no momentum)."""
 
 UNUSED = {"train.momentum": 0.0}
-"""Values that mean a setting is off: left out of a run's label (no `momentum=0` beside adam)."""
+"""Values that mean a setting is off: left out of a run's label (no `momentum=0` beside a rule without it)."""
 
 NEVER_LABELS = ("predict", "device", "train.log_every", "train.engine", "train.checkpoint_every",
                 "train.check_grad_every", "train.diverge_factor", "log.")

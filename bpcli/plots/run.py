@@ -54,10 +54,26 @@ def _loss_plot(record: RunRecord) -> tuple[str, Any]:
     ax.set_title(heading, fontsize=title_size(heading, fig.get_figwidth()))
     if gap:
         _draw_gap(axes[1][0], record, best)
+    _draw_lr(ax, record)
     if accuracy:
         _draw_accuracy(axes[-1][0], record)
     axes[-1][0].set_xlabel("step (parameter update)")
     return "loss", fig
+
+
+def _draw_lr(ax: Any, record: RunRecord) -> None:
+    """The lr a schedule gave each logged update, on a second axis (metrics.csv has an lr
+    column only when the lr changes)."""
+    xs, ys = drawable(record.metrics.get("step", []), record.metrics.get("lr", []))
+    if not ys:
+        return
+    lr_axis = ax.twinx()
+    lr_axis.plot(xs, ys, color="tab:gray", linewidth=1, linestyle="--")
+    lr_axis.set_ylabel("learning rate (dashed)", color="tab:gray")
+    lr_axis.tick_params(axis="y", colors="tab:gray")
+    lr_axis.set_ylim(bottom=0)
+    ax.set_zorder(lr_axis.get_zorder() + 1)  # the loss, and its legend, over the lr
+    ax.patch.set_visible(False)
 
 
 def _optimum_loss(record: RunRecord) -> float | None:
@@ -267,9 +283,9 @@ def _fit_plot(record: RunRecord) -> tuple[str, Any]:
 
 
 def value_columns(record: RunRecord) -> list[str]:
-    """The parameter columns of metrics.csv: w, b, w[0], W1 (norm)…, not step, loss, gradients or a
-    task's metrics (accuracy)."""
-    skip = {"step", "epoch", "loss", "val_loss", "distance_to_optimum"}
+    """The parameter columns of metrics.csv: w, b, w[0], W1 (norm)…, not step, loss, gradients, the
+    scheduled lr or a task's metrics (accuracy)."""
+    skip = {"step", "epoch", "loss", "val_loss", "distance_to_optimum", "lr"}
     for metric in (record.summary.get("task") or {}).get("metrics") or []:  # a classifier's accuracy
         skip |= {metric, f"val_{metric}"}
     return [c for c in record.metrics if c not in skip and not c.startswith("grad_")]

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from bpcli import schedules
 from bpcli.config import Experiment
 from bpcli.errors import RunDirError
 from bpcli.rundir.files import bpcli_version, write_file
@@ -31,6 +32,32 @@ def config_hash(config: Experiment) -> str:
     raw = config.model_dump(mode="json")
     raw["train"] = {k: v for k, v in raw["train"].items() if k != "epochs"}
     return hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest()
+
+
+_BEFORE_THE_REGISTRY = {"momentum": 0.0, "nesterov": False, "weight_decay": 0.0, "betas": [0.9, 0.999], "eps": 1e-08}
+"""The optimizer settings every train section listed, at these defaults, before the optimizer
+registry and the lr schedules (checkpoints of that time hash them)."""
+
+
+def _hash_before_the_registry(config: Experiment) -> str | None:
+    """The config hash a checkpoint written before the optimizer registry holds for this config,
+    when the config uses nothing added since (so such runs still resume); None otherwise."""
+    raw = config.model_dump(mode="json")
+    train = raw["train"]
+    added = {"schedule": schedules.DEFAULT, "warmup": 0, "lr_end": 0.0, "gamma": None, "step_size": None, "threads": None}
+    if any(train.get(key, value) != value for key, value in added.items()):
+        return None
+    since = set(train) - set(_TRAIN_FIELDS_BEFORE) - set(added) - {"epochs"}  # settings of rules added since
+    if any(train[key] not in (None, 0.0, False) for key in since):
+        return None
+    old = {key: value for key, value in train.items() if key in _TRAIN_FIELDS_BEFORE}
+    raw["train"] = {**old, **{key: value for key, value in _BEFORE_THE_REGISTRY.items() if old.get(key) is None}}
+    return hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest()
+
+
+_TRAIN_FIELDS_BEFORE = ("lr", "log_every", "optimizer", "momentum", "nesterov", "weight_decay", "betas", "eps",
+                        "batch_size", "shuffle", "grad", "engine", "diverge_factor", "check_grad_every",
+                        "checkpoint_every")
 
 
 def data_hash(x: torch.Tensor, y: torch.Tensor) -> str:
@@ -88,7 +115,7 @@ def load_checkpoint(run_dir: Path, device: torch.device) -> dict[str, Any]:
 
 def check_belongs(payload: dict[str, Any], config: Experiment, data_digest: str, path: Path) -> None:
     """Refuse a checkpoint written for another config or other data."""
-    if payload["config_hash"] != config_hash(config):
+    if payload["config_hash"] not in (config_hash(config), _hash_before_the_registry(config)):
         raise RunDirError(
             f"{path}: was written for a different config than config.yaml beside it; "
             "restore the original config.yaml, or start a new run"
