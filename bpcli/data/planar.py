@@ -121,14 +121,18 @@ def _drawn(source: str, clean: torch.Tensor, y: torch.Tensor, noise: float,
     """The set: noise added to the noise-free points, shuffled, and checked."""
     import torch
 
+    WORK = torch.float64  # every set is drawn in float64, then rounded to the run's dtype
+
     from bpcli.data.dataset import Dataset
     from bpcli.data.limits import beyond, check_values, fix
 
     check_values({"data.noise": noise}, dtype)
-    # x = clean + noise·z, z ~ N(0, I): the noise is drawn first, then the order.
-    x = clean + noise * torch.randn(clean.shape, dtype=dtype, generator=generator)
+    # x = clean + noise·z, z ~ N(0, I): the noise is drawn first, then the order. Every set is
+    # drawn in float64 and then rounded to the run's dtype, so that float32 and float64 runs
+    # of one seed train on the same points.
+    x = clean + noise * torch.randn(clean.shape, dtype=WORK, generator=generator)
     order = torch.randperm(len(y), generator=generator)
-    x, y = x[order], y[order]
+    x, y = x[order].to(dtype), y[order].to(dtype)
     finite = torch.isfinite(x).all(1)
     if not bool(finite.all()):
         count = int((~finite).sum())
@@ -145,12 +149,14 @@ def build_moons(cfg: MoonsData, generator: torch.Generator, dtype: torch.dtype) 
     """Two half circles of radius 1, shifted so that each reaches into the other."""
     import torch
 
+    WORK = torch.float64  # every set is drawn in float64, then rounded to the run's dtype
+
     upper, lower = _halves(cfg.n)
     # Angles evenly spaced over [0, π], both ends included (linspace, as scikit-learn):
     # class 0, the upper moon: (cos t, sin t), on the circle of radius 1 around (0, 0);
     # class 1, the lower moon: (1 − cos t, 1/2 − sin t), on the circle around (1, 1/2).
-    t0 = torch.linspace(0, math.pi, upper, dtype=dtype)
-    t1 = torch.linspace(0, math.pi, lower, dtype=dtype)
+    t0 = torch.linspace(0, math.pi, upper, dtype=WORK)
+    t1 = torch.linspace(0, math.pi, lower, dtype=WORK)
     clean = torch.cat([torch.stack([torch.cos(t0), torch.sin(t0)], 1),
                        torch.stack([1 - torch.cos(t1), 0.5 - torch.sin(t1)], 1)])
     return _drawn("moons", clean, _labels((upper, lower), dtype), cfg.noise, generator, dtype)
@@ -160,11 +166,13 @@ def build_circles(cfg: CirclesData, generator: torch.Generator, dtype: torch.dty
     """Two circles around the origin, of radius 1 (class 0) and factor (class 1)."""
     import torch
 
+    WORK = torch.float64  # every set is drawn in float64, then rounded to the run's dtype
+
     outer, inner = _halves(cfg.n)
     # Angles evenly spaced over a turn, 2π excluded (it would repeat 0): t = 2π·k/count.
     # Class 0: (cos t, sin t), radius 1; class 1: factor·(cos t, sin t), radius factor.
-    t0 = 2 * math.pi * _steps(outer, dtype)
-    t1 = 2 * math.pi * _steps(inner, dtype)
+    t0 = 2 * math.pi * _steps(outer, WORK)
+    t1 = 2 * math.pi * _steps(inner, WORK)
     clean = torch.cat([torch.stack([torch.cos(t0), torch.sin(t0)], 1),
                        cfg.factor * torch.stack([torch.cos(t1), torch.sin(t1)], 1)])
     return _drawn("circles", clean, _labels((outer, inner), dtype), cfg.noise, generator, dtype)
@@ -174,12 +182,14 @@ def build_xor(cfg: XorData, generator: torch.Generator, dtype: torch.dtype) -> D
     """Points drawn uniformly in a square, labelled by the sign of x1·x2."""
     import torch
 
+    WORK = torch.float64  # every set is drawn in float64, then rounded to the run's dtype
+
     # u ~ U[−1, 1)², each coordinate then pushed XOR_MARGIN away from 0 (0 counts as
     # negative, as in Playground): x = u + margin·(1 if u > 0 else −1), so |x| ≥ margin.
-    u = torch.empty(cfg.n, 2, dtype=dtype).uniform_(-1.0, 1.0, generator=generator)
-    clean = u + XOR_MARGIN * torch.where(u > 0, 1.0, -1.0).to(dtype)
+    u = torch.empty(cfg.n, 2, dtype=WORK).uniform_(-1.0, 1.0, generator=generator)
+    clean = u + XOR_MARGIN * torch.where(u > 0, 1.0, -1.0).to(WORK)
     # Class 1 where the signs agree (quadrants I and III): x1·x2 > 0; class 0 where they differ.
-    y = (clean[:, 0] * clean[:, 1] > 0).to(dtype)
+    y = (clean[:, 0] * clean[:, 1] > 0).to(WORK)
     return _drawn("xor", clean, y, cfg.noise, generator, dtype)
 
 
@@ -187,9 +197,11 @@ def build_gauss(cfg: GaussData, generator: torch.Generator, dtype: torch.dtype) 
     """Two blobs: each point is its class's centre plus noise·N(0, I)."""
     import torch
 
+    WORK = torch.float64  # every set is drawn in float64, then rounded to the run's dtype
+
     low, high = _halves(cfg.n)
     # Class 0 around (−1, −1), class 1 around (1, 1); the noise is the blobs' spread.
-    centres = torch.tensor([[-1.0, -1.0], [1.0, 1.0]], dtype=dtype)
+    centres = torch.tensor([[-1.0, -1.0], [1.0, 1.0]], dtype=WORK)
     y = _labels((low, high), dtype)
     return _drawn("gauss", centres[y.long()], y, cfg.noise, generator, dtype)
 
@@ -197,6 +209,8 @@ def build_gauss(cfg: GaussData, generator: torch.Generator, dtype: torch.dtype) 
 def build_spiral(cfg: SpiralData, generator: torch.Generator, dtype: torch.dtype) -> Dataset:
     """Two spiral arms winding out from the origin, half a turn apart."""
     import torch
+
+    WORK = torch.float64  # every set is drawn in float64, then rounded to the run's dtype
 
     counts = _halves(cfg.n)
     arms = []
@@ -206,7 +220,7 @@ def build_spiral(cfg: SpiralData, generator: torch.Generator, dtype: torch.dtype
         # turns per arm, class 1 at phase 0 and class 0 at phase π. Playground starts at
         # r = 0, where both arms would share the origin under two labels; here the first
         # point lies one step out.
-        r = _steps(count, dtype) + 1 / count
+        r = _steps(count, WORK) + 1 / count
         t = 1.75 * 2 * math.pi * r + phase
         arms.append(torch.stack([r * torch.sin(t), r * torch.cos(t)], 1))
-    return _drawn("spiral", torch.cat(arms), _labels(counts, dtype), cfg.noise, generator, dtype)
+    return _drawn("spiral", torch.cat(arms), _labels(counts, WORK), cfg.noise, generator, dtype)
