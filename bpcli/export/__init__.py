@@ -102,6 +102,9 @@ def _header(ctx: Context, name: str, summary: dict[str, Any]) -> Lines:
     if summary.get("processes", 1) > 1:
         notes.append("The run was shared among torchrun processes, which add their gradients in another order: "
                      "expect the same numbers to about the last digits, not bit for bit.")
+    if summary.get("status", "completed") != "completed":
+        notes.append(f"The run ended {summary.get('status')} after {summary.get('steps')} steps; this script "
+                     "trains every configured epoch, so its numbers agree with the run's only up to that step.")
     if ctx.loaded:
         notes.append(f"The initial {', '.join(ctx.loaded)} (too large to write here) are read from run_init.pt, "
                      "which bpcli export wrote beside this script.")
@@ -167,7 +170,7 @@ def _loop(ctx: Context, model: Model, summary: dict[str, Any]) -> Lines:
     if size >= samples and not shuffle:
         return lines + [
             "for step in range(1, epochs + 1):  # one step per pass over the data",
-            "    xb, yb = x, y",
+            "    xb, yb = x, y  # the full batch",
             *("    " + line for line in step),
             "    if step == 1 or step % log_every == 0 or step == epochs:",
             "        print(f\"step {step}  loss {loss.item()!r}\")",
@@ -210,7 +213,7 @@ def _shared_step(ctx: Context) -> Lines:
     return ["loss = loss_of(params, xb, yb)",
             "for p in params.values():",
             "    p.grad = None",
-            "loss.sum().backward()  # autograd: dL/dp for every parameter (the sum of one run's loss is its loss)",
+            "loss.sum().backward()  # autograd: dL/dp for every parameter (loss holds one number, shape (1,))",
             "update(params, {name: p.grad for name, p in params.items()})"]
 
 

@@ -80,10 +80,11 @@ def size(entry: Any) -> int:
 def tensor(ctx: Context, name: str, shape: tuple[int, ...]) -> str:
     """An initial parameter: its values as a literal, or run_init.pt's for a large tensor."""
     entry = ctx.initial[name]
+    dims = ", ".join(map(str, shape))
     if isinstance(entry, dict):
         ctx.loaded.append(name)
-        return f'init["{name}"].reshape{shape}.to(dtype)'
-    return f"torch.tensor({floats(entry)}, dtype=dtype).reshape{shape}"
+        return f'init["{name}"].reshape({dims}).to(dtype)'
+    return f"torch.tensor({floats(entry)}, dtype=dtype).reshape({dims})"
 
 
 def param_lines(ctx: Context, shapes: dict[str, tuple[int, ...]], comments: dict[str, str]) -> Lines:
@@ -93,6 +94,8 @@ def param_lines(ctx: Context, shapes: dict[str, tuple[int, ...]], comments: dict
 
 
 DATA = [
+    "# The leading 1 is bpcli's run dimension (it can train many runs in one step); keeping it",
+    "# keeps every sum adding up in bpcli's order, so the numbers match to the last digit.",
     "x = torch.tensor(inputs, dtype=dtype)[None]  # (1, N, F): one row per sample",
     "y = torch.tensor(targets, dtype=dtype)[None]  # (1, N)",
 ]
