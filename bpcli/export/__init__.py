@@ -85,12 +85,12 @@ def script(ctx: Context, name: str, summary: dict[str, Any]) -> str:
         _header(ctx, name, summary),
         _data(ctx, model),
         ["# ---------------------------------------------------------------- the model",
-         *model.params, "", "", *model.functions],
+         *model.params, *(["", "", *model.functions] if model.functions else [])],
         _optimizer(ctx, model),
         _loop(ctx, model, summary),
         _prints(model),
     ]
-    return "\n".join(line for part in parts for line in [*part, "", ""]).rstrip() + "\n"
+    return "\n".join(line for part in parts if part for line in [*part, "", ""]).rstrip() + "\n"
 
 
 def _header(ctx: Context, name: str, summary: dict[str, Any]) -> Lines:
@@ -151,7 +151,7 @@ def _optimizer(ctx: Context, model: Model) -> Lines:
     params = "{\"θ\": theta_row}" if ctx.fast else "params"
     setup = [line.replace("params.items()", f"{params}.items()") for line in setup_lines(train)]
     return ["# ---------------------------------------------------------------- the update rule",
-            f"# {summary_optimizer(train)}", *setup, "", "", *update_function(train, fast=ctx.fast)]
+            f"# the optimizer: {summary_optimizer(train)}", *setup, "", "", *update_function(train, fast=ctx.fast)]
 
 
 def summary_optimizer(train: Any) -> str:
@@ -177,7 +177,7 @@ def _loop(ctx: Context, model: Model, summary: dict[str, Any]) -> Lines:
         ]
     rows = "x[:, chosen], y[:, chosen]" if model.member_dim else "x[chosen], y[chosen]"
     lines += [
-        f"batch_size, seed = {size}, {ctx.config.seed}",
+        f"batch_size, seed = {size}, {ctx.config.seed}" if shuffle else f"batch_size = {size}",
         "steps_per_epoch = -(-N // batch_size)",
         "total = epochs * steps_per_epoch",
         "step = 0",
@@ -187,18 +187,14 @@ def _loop(ctx: Context, model: Model, summary: dict[str, Any]) -> Lines:
         lines += ["    # a new order each epoch: randperm(N) from a generator seeded with the seed and the epoch",
                   "    generator = torch.Generator().manual_seed((seed * 1_000_003 + epoch) % 2**64)",
                   "    order = torch.randperm(N, generator=generator)"]
+    lines += ["    for index in range(steps_per_epoch):", "        step += 1"]
+    if model.per_sample_scalar:  # x[:, i] of (1, N): one sample's numbers, shape (1,)
+        chosen = "order[index]" if shuffle else "index"
+        lines.append(f"        xb, yb = x[:, {chosen}], y[:, {chosen}]  # one sample: numbers, as in the article")
     else:
-        lines.append("    order = torch.arange(N)  # the data's own order")
-    lines += [
-        "    for index in range(steps_per_epoch):",
-        "        step += 1",
-        "        chosen = order[index * batch_size:(index + 1) * batch_size]",
-    ]
-    if not shuffle:
-        lines[-1] = "        chosen = slice(index * batch_size, (index + 1) * batch_size)"
-    lines.append(f"        xb, yb = {rows}")
-    if model.per_sample_scalar:
-        lines.append("        xb, yb = xb[:, 0], yb[:, 0]  # one sample: numbers, as in the article")
+        chosen = "order[index * batch_size:(index + 1) * batch_size]" if shuffle else \
+            "slice(index * batch_size, (index + 1) * batch_size)"
+        lines += [f"        chosen = {chosen}", f"        xb, yb = {rows}"]
     return lines + [
         *("        " + line for line in step),
         "        if step == 1 or step % log_every == 0 or step == total:",

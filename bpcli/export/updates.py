@@ -62,8 +62,9 @@ def _sgd_update(train: Any, fast: bool) -> Lines:
 
 
 def _sgd_optim(train: Any) -> str:
-    return (f"torch.optim.SGD(model.parameters(), lr={train.lr!r}, momentum={train.momentum!r}, "
-            f"nesterov={train.nesterov!r}, weight_decay={train.weight_decay!r})")
+    extras = "".join(f", {key}={value!r}" for key, value in (
+        ("momentum", train.momentum), ("nesterov", train.nesterov), ("weight_decay", train.weight_decay)) if value)
+    return f"torch.optim.SGD(model.parameters(), lr={train.lr!r}{extras})"
 
 
 def _adam_setup(train: Any) -> Lines:
@@ -100,8 +101,14 @@ def _adam_update(train: Any, fast: bool) -> Lines:
 
 def _adam_optim(train: Any) -> str:
     beta1, beta2 = train.betas
-    return (f"torch.optim.Adam(model.parameters(), lr={train.lr!r}, betas=({beta1!r}, {beta2!r}), "
-            f"eps={train.eps!r}, weight_decay={train.weight_decay!r})")
+    extras = ""
+    if (beta1, beta2) != (0.9, 0.999):
+        extras += f", betas=({beta1!r}, {beta2!r})"
+    if train.eps != 1e-8:
+        extras += f", eps={train.eps!r}"
+    if train.weight_decay:
+        extras += f", weight_decay={train.weight_decay!r}"
+    return f"torch.optim.Adam(model.parameters(), lr={train.lr!r}{extras})"
 
 
 RULES: dict[str, Rule] = {
