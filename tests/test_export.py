@@ -6,6 +6,7 @@ import csv
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -127,13 +128,20 @@ def test_an_existing_run_py_is_kept_without_force(tmp_path):
     assert "run.py" in json.loads((run_dir / "manifest.json").read_text())["written"]
 
 
-def test_a_kind_it_cannot_export_is_refused_by_name(tmp_path):
-    run_dir = train(tmp_path, "exp1.yaml", "--epochs", "1")
-    config = run_dir / "config.yaml"
-    config.write_text(config.read_text().replace("kind: scalar-sgd", "kind: my-kind"))
-    result = cli("export", run_dir)
-    assert result.exit_code == 2 and "my-kind" in result.output
+def test_a_kind_registered_by_a_user_is_refused_by_name(write_config):
+    from bpcli.kinds import register, unregister
+    from test_kinds import KIND  # the throw-away kind test_kinds registers
+
+    register(KIND)
+    try:
+        config = write_config("kind: quadratic\ndevice: cpu\ntrain:\n  epochs: 2\n", "quadratic.yaml")
+        assert cli("train", config, "--out", "q", "-q", "--no-plots").exit_code == 0
+        result = cli("export", "q")
+    finally:
+        unregister("quadratic")
+    assert result.exit_code == 2 and "'quadratic'" in result.output
     assert len(result.output.strip().splitlines()) == 1
+    assert not (Path("q") / "run.py").exists()
 
 
 def test_a_run_whose_data_csv_is_a_sample_is_refused(tmp_path):
