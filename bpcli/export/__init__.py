@@ -27,15 +27,20 @@ def export_run(run_dir: str | Path, force: bool = False) -> Path:
     from bpcli.rundir.run import read_summary, refuse_sweep
 
     run_dir = Path(run_dir)
+    if not run_dir.exists():
+        raise RunDirError(f"{run_dir}: no such run directory; give one written by `bpcli train`")
+    refuse_sweep(run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise RunDirError(f"{run_dir}: not a run directory (no config.yaml); give one written by `bpcli train`")
-    refuse_sweep(run_dir)
     raw = read_yaml(run_dir / "config.yaml")
     kind = raw.get("kind")
     if kind not in MODELS:
         raise RunDirError(f"{run_dir}: bpcli cannot export kind {kind!r} (it exports {', '.join(MODELS)}); "
                           "write its script by hand")
     summary = read_summary(run_dir)
+    if not (run_dir / "data.csv").is_file():
+        raise RunDirError(f"{run_dir}: has no data.csv, which the script reads; export a run directory "
+                          "written by `bpcli train`")
     if "data_csv_rows" in summary:
         rows = summary["data_csv_rows"]
         raise RunDirError(f"{run_dir}: data.csv holds {rows['written']} of the {rows['of']} training rows, so no "
