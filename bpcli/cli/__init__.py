@@ -17,7 +17,7 @@ import typer
 from typer.core import TyperCommand, TyperGroup
 
 from bpcli import interrupts
-from bpcli.cli import animate, check, explain, plot, runs, sweep, train
+from bpcli.cli import animate, check, explain, export, plot, runs, sweep, train
 from bpcli.errors import EXIT_INTERRUPTED, EXIT_RUN_FAILED, BpcliError
 from bpcli.symbols import plain
 
@@ -163,6 +163,7 @@ app.command(cls=_Command)(plot.plot)
 app.command(cls=_Command)(plot.compare)
 app.command(cls=_Command)(animate.animate)
 app.command(cls=_Command)(runs.runs)
+app.command(cls=_Command)(export.export)
 
 
 class _Stdout:

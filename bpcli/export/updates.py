@@ -1,0 +1,138 @@
+"""The update rules as script text: one entry per optimizer, keyed by its name.
+
+Each rule writes the lines that set up its state and the lines that update one
+parameter `p` from its gradient `g`, exactly as bpcli.optimizers.Optimizer computes them
+for a single run (the same operations in the same order, so the same rounding); and the
+torch.optim constructor nn-linear uses. When optimizers become a registry of one file per
+rule, each entry below moves into its rule's file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+Lines = list[str]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """An optimizer as script text."""
+
+    setup: Callable[[Any], Lines]
+    """Its settings and state, after `params` exists."""
+    before: Callable[[Any], Lines]
+    """What is computed once per step, before the parameters are updated."""
+    update: Callable[[Any, bool], Lines]
+    """The update of one parameter `p` from its gradient `g` (inside a loop over params);
+    the flag asks for linear-gd's fast path, whose plain step is p.add_(g, alpha=−lr)."""
+    torch_optim: Callable[[Any], str]
+    """The torch.optim constructor of the same rule, for `model.parameters()`."""
+
+
+def _plain_sgd(train: Any) -> bool:
+    return train.momentum == 0 and train.weight_decay == 0
+
+
+def _decay(train: Any) -> Lines:
+    return ["g = g + weight_decay * p  # weight decay: g ← g + λ·p"] if train.weight_decay else []
+
+
+def _sgd_setup(train: Any) -> Lines:
+    lines = [f"lr = {train.lr!r}"]
+    if train.weight_decay:
+        lines.append(f"weight_decay = {train.weight_decay!r}  # λ")
+    if train.momentum:
+        lines += [f"momentum = {train.momentum!r}  # μ",
+                  "velocity = {name: torch.zeros_like(p) for name, p in params.items()}  # v starts at 0"]
+    return lines
+
+
+def _sgd_update(train: Any, fast: bool) -> Lines:
+    if _plain_sgd(train):
+        return ["p.add_(g, alpha=-lr)  # p ← p − lr·g" if fast else "p.sub_(lr * g)  # p ← p − lr·g"]
+    lines = _decay(train)
+    if train.momentum:
+        lines += ["v = velocity[name]", "v.mul_(momentum).add_(g)  # v ← μ·v + g"]
+        lines.append("d = g + momentum * v  # Nesterov: look ahead, d = g + μ·v" if train.nesterov
+                     else "d = v  # heavy ball: d = v")
+    else:
+        lines.append("d = g")
+    return lines + ["p.add_(d, alpha=-lr)  # p ← p − lr·d"]
+
+
+def _sgd_optim(train: Any) -> str:
+    extras = "".join(f", {key}={value!r}" for key, value in (
+        ("momentum", train.momentum), ("nesterov", train.nesterov), ("weight_decay", train.weight_decay)) if value)
+    return f"torch.optim.SGD(model.parameters(), lr={train.lr!r}{extras})"
+
+
+def _adam_setup(train: Any) -> Lines:
+    beta1, beta2 = train.betas
+    return [
+        f"lr, beta1, beta2, eps = {train.lr!r}, {beta1!r}, {beta2!r}, {train.eps!r}",
+        *([f"weight_decay = {train.weight_decay!r}  # λ"] if train.weight_decay else []),
+        "m = {name: torch.zeros_like(p) for name, p in params.items()}  # first moment",
+        "v = {name: torch.zeros_like(p) for name, p in params.items()}  # second moment",
+        "t = torch.zeros(1, dtype=torch.float64)  # the step count",
+        "# The bias corrections are computed in float64 from t, as bpcli does.",
+        "lr64, beta1_64, beta2_64 = (torch.tensor([c], dtype=torch.float64) for c in (lr, beta1, beta2))",
+    ]
+
+
+def _adam_before(train: Any) -> Lines:
+    return [
+        "t.add_(1)  # t ← t + 1",
+        "step_size = (lr64 / (1 - torch.pow(beta1_64, t))).to(dtype)  # lr / (1 − β₁ᵗ)",
+        "root = (1 - torch.pow(beta2_64, t)).sqrt_().to(dtype)  # √(1 − β₂ᵗ)",
+    ]
+
+
+def _adam_update(train: Any, fast: bool) -> Lines:
+    return [
+        *_decay(train),
+        "m[name].lerp_(g, 1 - beta1)  # m ← β₁·m + (1 − β₁)·g",
+        "v[name].mul_(beta2).addcmul_(g, g, value=1 - beta2)  # v ← β₂·v + (1 − β₂)·g²",
+        "shape = (-1,) + (1,) * (p.dim() - 1)",
+        "denominator = (v[name].sqrt() / root.reshape(shape)).add_(eps)  # √v/√(1 − β₂ᵗ) + ε",
+        "p.sub_(step_size.reshape(shape) * m[name] / denominator)  # p ← p − (lr/(1 − β₁ᵗ))·m / (…)",
+    ]
+
+
+def _adam_optim(train: Any) -> str:
+    beta1, beta2 = train.betas
+    extras = ""
+    if (beta1, beta2) != (0.9, 0.999):
+        extras += f", betas=({beta1!r}, {beta2!r})"
+    if train.eps != 1e-8:
+        extras += f", eps={train.eps!r}"
+    if train.weight_decay:
+        extras += f", weight_decay={train.weight_decay!r}"
+    return f"torch.optim.Adam(model.parameters(), lr={train.lr!r}{extras})"
+
+
+RULES: dict[str, Rule] = {
+    "sgd": Rule(_sgd_setup, lambda train: [], _sgd_update, _sgd_optim),
+    "adam": Rule(_adam_setup, _adam_before, _adam_update, _adam_optim),
+}
+
+
+def update_function(train: Any, fast: bool = False) -> Lines:
+    """`def update(params, grads)`: the run's optimizer, in place, without autograd."""
+    rule = RULES[train.optimizer]
+    body = [*rule.before(train), "for name, p in params.items():", "    g = grads[name]",
+            *("    " + line for line in rule.update(train, fast))]
+    return ["def update(params, grads):",
+            '    """One step of the optimizer, in place."""',
+            "    with torch.no_grad():",
+            *("        " + line for line in body)]
+
+
+def setup_lines(train: Any) -> Lines:
+    """The optimizer's settings and state."""
+    return RULES[train.optimizer].setup(train)
+
+
+def torch_optim(train: Any) -> str:
+    """The torch.optim constructor of the run's optimizer."""
+    return RULES[train.optimizer].torch_optim(train)
