@@ -151,3 +151,13 @@ def test_a_run_whose_data_csv_is_a_sample_is_refused(tmp_path):
     (run_dir / "summary.json").write_text(json.dumps(summary))
     result = cli("export", run_dir)
     assert result.exit_code == 2 and "100000 of the 200000" in result.output
+
+
+@pytest.mark.parametrize("changes", [["--set", "train.optimizer=rmsprop"], ["--set", "train.optimizer=adagrad"],
+                                     ["--set", "train.schedule=cosine"]])
+def test_a_run_whose_update_the_script_cannot_write_is_refused_in_one_line(changes):
+    assert cli("train", CONFIGS / "exp2.yaml", "--epochs", "5", "--out", "run", "-q", "--no-plots", *changes).exit_code == 0
+    result = cli("export", "run")
+    assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1, result.output
+    assert "run/run.py" not in result.stdout and not Path("run/run.py").exists()
+    assert ("rmsprop" in result.stderr or "adagrad" in result.stderr or "schedule" in result.stderr)

@@ -14,7 +14,7 @@ from typing import Any
 
 from bpcli.errors import RunDirError
 from bpcli.export.models import MODELS, Context, Model
-from bpcli.export.updates import setup_lines, update_function
+from bpcli.export.updates import RULES, setup_lines, update_function
 
 Lines = list[str]
 
@@ -52,12 +52,27 @@ def export_run(run_dir: str | Path, force: bool = False) -> Path:
     if target.exists() and not force:
         raise RunDirError(f"{target}: exists; pass --force to replace it")
     config = validate_config(raw, source=str(run_dir / "config.yaml"))
+    _refuse_unwritten(run_dir, config)
     ctx = _context(config, summary, run_dir)
     text = script(ctx, run_dir.name, summary)
     if ctx.loaded:
         _write_init(run_dir, config, ctx.loaded)
     write_text(target, text)
     return target
+
+
+def _refuse_unwritten(run_dir: Path, config: Any) -> None:
+    """Refuse, in one line, a run whose update the script text cannot write yet: an optimizer
+    without an entry in updates.RULES, or a learning-rate schedule."""
+    from bpcli import schedules
+
+    train = config.train
+    if train.optimizer not in RULES:
+        raise RunDirError(f"{run_dir}: bpcli exports runs of the optimizers {', '.join(RULES)}, and this one used "
+                          f"{train.optimizer}; its script is not written yet (train it with one of those to export)")
+    if schedules.scheduled(train):
+        raise RunDirError(f"{run_dir}: bpcli does not yet export a run with an lr schedule "
+                          f"(train.schedule: {train.schedule}); export one with a constant lr")
 
 
 def _context(config: Any, summary: dict[str, Any], run_dir: Path) -> Context:

@@ -120,7 +120,10 @@ def logistic(ctx: Context) -> Model:
         "",
         "def loss_of(params, x, y):",
         "    z = logits(params, x)",
-        "    return (softplus(z) - y * z).mean(-1)  # L = mean(softplus(z) − y·z), the binary cross-entropy",
+        *(["    return (softplus(z) - y * z).mean(-1)  # L = mean(softplus(z) − y·z), the binary cross-entropy"]
+          if ctx.manual else
+          ["    # the binary cross-entropy mean(softplus(z) − y·z), as torch computes it in one fused kernel",
+           "    return torch.nn.functional.binary_cross_entropy_with_logits(z, y, reduction=\"none\").mean(-1)"]),
     ]
     if ctx.manual:
         functions += [

@@ -58,7 +58,7 @@ def _sgd_update(train: Any, fast: bool) -> Lines:
                      else "d = v  # heavy ball: d = v")
     else:
         lines.append("d = g")
-    return lines + ["p.add_(d, alpha=-lr)  # p ← p − lr·d"]
+    return lines + ["p.sub_(lr * d)  # p ← p − lr·d"]
 
 
 def _sgd_optim(train: Any) -> str:
@@ -74,28 +74,25 @@ def _adam_setup(train: Any) -> Lines:
         *([f"weight_decay = {train.weight_decay!r}  # λ"] if train.weight_decay else []),
         "m = {name: torch.zeros_like(p) for name, p in params.items()}  # first moment",
         "v = {name: torch.zeros_like(p) for name, p in params.items()}  # second moment",
-        "t = torch.zeros(1, dtype=torch.float64)  # the step count",
-        "# The bias corrections are computed in float64 from t, as bpcli does.",
-        "lr64, beta1_64, beta2_64 = (torch.tensor([c], dtype=torch.float64) for c in (lr, beta1, beta2))",
+        "# β₁ᵗ and β₂ᵗ in float64, kept by one multiplication a step, as bpcli keeps them",
+        "power1 = {name: torch.ones((1,) + (1,) * (p.dim() - 1), dtype=torch.float64) for name, p in params.items()}",
+        "power2 = {name: torch.ones((1,) + (1,) * (p.dim() - 1), dtype=torch.float64) for name, p in params.items()}",
     ]
 
 
 def _adam_before(train: Any) -> Lines:
-    return [
-        "t.add_(1)  # t ← t + 1",
-        "step_size = (lr64 / (1 - torch.pow(beta1_64, t))).to(dtype)  # lr / (1 − β₁ᵗ)",
-        "root = (1 - torch.pow(beta2_64, t)).sqrt_().to(dtype)  # √(1 − β₂ᵗ)",
-    ]
+    return []
 
 
 def _adam_update(train: Any, fast: bool) -> Lines:
     return [
         *_decay(train),
-        "m[name].lerp_(g, 1 - beta1)  # m ← β₁·m + (1 − β₁)·g",
-        "v[name].mul_(beta2).addcmul_(g, g, value=1 - beta2)  # v ← β₂·v + (1 − β₂)·g²",
-        "shape = (-1,) + (1,) * (p.dim() - 1)",
-        "denominator = (v[name].sqrt() / root.reshape(shape)).add_(eps)  # √v/√(1 − β₂ᵗ) + ε",
-        "p.sub_(step_size.reshape(shape) * m[name] / denominator)  # p ← p − (lr/(1 − β₁ᵗ))·m / (…)",
+        "m[name].mul_(beta1).add_((1 - beta1) * g)  # m ← β₁·m + (1 − β₁)·g",
+        "v[name].mul_(beta2).add_((1 - beta2) * (g * g))  # v ← β₂·v + (1 − β₂)·g²",
+        "b1t, b2t = power1[name].mul_(beta1), power2[name].mul_(beta2)  # β₁ᵗ, β₂ᵗ",
+        "step_size = (torch.full_like(b1t, lr) / (1 - b1t)).to(dtype)  # lr / (1 − β₁ᵗ)",
+        "root = (1 - b2t).sqrt().to(dtype)  # √(1 − β₂ᵗ)",
+        "p.sub_(step_size * m[name] / (v[name].sqrt() / root + eps))  # p ← p − (lr/(1 − β₁ᵗ))·m / (√v/√(1 − β₂ᵗ) + ε)",
     ]
 
 
