@@ -552,6 +552,6 @@ def test_mlp_norm_columns(tmp_path):
     grads = dict(zip(params, torch.autograd.grad(loss.sum(), list(params.values()))))
     assert row["loss"] == pytest.approx(float(loss.detach()), rel=1e-12)
     assert row["grad_norm(W1)"] == pytest.approx(float(grads["W1"].norm()), rel=1e-10)  # 7×2 = 14 values
-    assert row["norm(W1)"] == pytest.approx(float((params["W1"] - 0.01 * grads["W1"]).norm()), rel=1e-10)
+    assert row["norm(W1)"] == pytest.approx(float((params["W1"] - 0.01 * grads["W1"]).detach().norm()), rel=1e-10)
     assert result.summary["params"]["W1"] == pytest.approx((params["W1"] - 0.01 * grads["W1"]).detach()[0].reshape(-1).tolist(),
                                                            rel=1e-10)
