@@ -130,3 +130,32 @@ def test_a_manual_step_equals_an_autograd_step(tmp_path, case, size):
                 assert torch.allclose(before[name] - p.detach(), 0.05 * expected[name], rtol=1e-8, atol=1e-12)
                 assert torch.allclose(manual.gradients()[name].reshape(p.shape), expected[name],
                                       rtol=1e-9, atol=1e-12), (seed, index, name)
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("case", CASES, ids=_id)
+def test_a_sweeps_stacked_members_have_the_same_gradients(tmp_path, case, size):
+    """A sweep stacks K runs into one trainer (nn-linear's StackedNNLinear has a manual_backward
+    of its own, linear-gd its batched fast path): each member's gradient and step are autograd's."""
+    kind = KINDS[case[0]]
+    stacked = {}
+    for grad in ("manual", "autograd"):
+        members = [_built(tmp_path, case, size, grad, seed).trainer for seed in SEEDS]
+        stacked[grad] = kind.trainer.stack(members, torch.device("cpu"))
+    manual, auto = stacked["manual"], stacked["autograd"]
+    values = _random_params(manual, seed=len(SEEDS))
+    for trainer in (manual, auto):
+        _set(trainer, values)
+    for index in range(manual.steps_per_epoch):
+        batch = manual.batch(index)  # each member its own order when shuffled
+        params = {name: p.detach().clone().requires_grad_(True) for name, p in manual.params().items()}
+        loss = manual.loss(params, batch)
+        expected = autograd_gradients(loss, params)
+        value, grads = manual.manual_backward(params, batch)
+        assert torch.allclose(value, loss.detach(), rtol=1e-12, atol=1e-14)
+        for name in params:
+            assert torch.allclose(grads[name], expected[name], rtol=1e-9, atol=1e-12), (index, name)
+        manual.step(index), auto.step(index)
+        for name, p in manual.params().items():
+            assert torch.allclose(p.detach(), auto.params()[name].detach(), rtol=1e-10, atol=1e-12), (index, name)
+            assert torch.allclose(p.detach(), params[name].detach() - 0.05 * expected[name], rtol=1e-9, atol=1e-12)
