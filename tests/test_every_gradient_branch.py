@@ -79,7 +79,8 @@ def _built(tmp_path, case, size, grad, seed):
 
 def _random_params(trainer, seed, scale=1.5):
     g = torch.Generator().manual_seed(1000 + seed)
-    return {name: scale * torch.randn(p.shape, generator=g, dtype=torch.float64) for name, p in trainer.params().items()}
+    return {name: scale * torch.randn(p.shape, generator=g, dtype=torch.float64)
+            for name, p in trainer.params().items()}
 
 
 def _set(trainer, values):

@@ -135,7 +135,8 @@ def per_sample(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def mini_batch(tmp_path_factory):
-    """linear-gd, shuffled mini-batches of 7 of the 40 rows (6 steps an epoch, the last of 5), 3 epochs, logged every 4."""
+    """linear-gd, shuffled mini-batches of 7 of the 40 rows (6 steps an epoch, the last of 5),
+    3 epochs, logged every 4."""
     tmp = tmp_path_factory.mktemp("mini_batch")
     path = _regression_csv(tmp / "reg.csv", seed=4)
     run = _run(tmp, "run", {"kind": "linear-gd", "seed": 11,
@@ -423,19 +424,22 @@ def test_a_classifiers_predictions_accuracy_and_confusion(classifier):
 
 # Each column class bpcli writes to metrics.csv, and the tests above that check it against
 # an independent computation.
+FULL, PER_SAMPLE, MINI = ("test_full_batch_epochs_steps_and_the_last_step_always_logged",
+                          "test_per_sample_epochs_and_every_step_from_the_previous_row",
+                          "test_mini_batch_epochs_and_each_steps_batch")
+STEPS, VAL_MSE, CLASSIFIER = ("test_loss_gradients_and_params_of_each_logged_step",
+                              "test_val_loss_is_the_mse_of_the_validation_rows",
+                              "test_a_classifiers_columns_from_its_own_parameters")
 COLUMN_CHECKS = {
-    "step": ["test_full_batch_epochs_steps_and_the_last_step_always_logged", "test_mini_batch_epochs_and_each_steps_batch"],
-    "epoch": ["test_full_batch_epochs_steps_and_the_last_step_always_logged",
-              "test_per_sample_epochs_and_every_step_from_the_previous_row", "test_mini_batch_epochs_and_each_steps_batch"],
-    "loss": ["test_loss_gradients_and_params_of_each_logged_step", "test_mini_batch_epochs_and_each_steps_batch",
-             "test_a_classifiers_columns_from_its_own_parameters"],
-    "parameter": ["test_loss_gradients_and_params_of_each_logged_step",
-                  "test_per_sample_epochs_and_every_step_from_the_previous_row"],
-    "gradient": ["test_loss_gradients_and_params_of_each_logged_step", "test_a_classifiers_columns_from_its_own_parameters"],
-    "distance_to_optimum": ["test_distance_to_optimum_and_the_optimum"],
-    "val_loss": ["test_val_loss_is_the_mse_of_the_validation_rows", "test_a_classifiers_columns_from_its_own_parameters"],
-    "accuracy": ["test_a_classifiers_columns_from_its_own_parameters"],
-    "val_accuracy": ["test_a_classifiers_columns_from_its_own_parameters"],
+    "step": [FULL, MINI],
+    "epoch": [FULL, PER_SAMPLE, MINI],
+    "loss": [STEPS, PER_SAMPLE, MINI, CLASSIFIER],
+    "parameter": [STEPS, PER_SAMPLE],
+    "gradient": [STEPS, PER_SAMPLE, MINI, CLASSIFIER],
+    "distance_to_optimum": ["test_distance_to_optimum_and_the_optimum", PER_SAMPLE],
+    "val_loss": [VAL_MSE, CLASSIFIER],
+    "accuracy": [CLASSIFIER],
+    "val_accuracy": [CLASSIFIER],
 }
 # The norm of a parameter too large to log value by value (an mlp layer), norm(W1), and its
 # gradient's, are checked in test_mlp_norm_columns below.
@@ -553,5 +557,12 @@ def test_mlp_norm_columns(tmp_path):
     assert row["loss"] == pytest.approx(float(loss.detach()), rel=1e-12)
     assert row["grad_norm(W1)"] == pytest.approx(float(grads["W1"].norm()), rel=1e-10)  # 7×2 = 14 values
     assert row["norm(W1)"] == pytest.approx(float((params["W1"] - 0.01 * grads["W1"]).detach().norm()), rel=1e-10)
-    assert result.summary["params"]["W1"] == pytest.approx((params["W1"] - 0.01 * grads["W1"]).detach()[0].reshape(-1).tolist(),
-                                                           rel=1e-10)
+    after = (params["W1"] - 0.01 * grads["W1"]).detach()[0].reshape(-1).tolist()
+    assert result.summary["params"]["W1"] == pytest.approx(after, rel=1e-10)
+
+
+def test_the_coverage_check_names_what_it_does_not_know():
+    summary = {"params": {"w": [1.0], "W1": {"shape": [20, 2], "norm": 3.0}}, "final_loss": 0.5,
+               "a_new_number": {"train": 0.25}, "kind": "linear-gd"}
+    columns = ["step", "epoch", "loss", "w", "grad_w", "norm(W1)", "grad_norm(W1)", "val_loss", "a_new_column"]
+    assert unchecked(columns, summary) == ["a_new_column", "summary.json a_new_number"]
