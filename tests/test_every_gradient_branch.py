@@ -23,7 +23,8 @@ from bpcli.kinds.mlp import ACTIVATIONS, LOSSES
 from bpcli.lifecycle import build
 
 N = 8
-SIZES = {"one": 1, "between": 3, "all": N}
+# batch size and shuffle of each batch-size class ("between" in data order slices, shuffled gathers)
+SIZES = {"one": (1, None), "between": (3, None), "between-in-order": (3, False), "all": (N, None)}
 SEEDS = (0, 1, 2)
 
 
@@ -49,8 +50,12 @@ def _csv(path, target, features=("x1", "x2")):
 # branch the kind's config can select) and its target column.
 def _variants(kind):
     if kind == "mlp":
-        return [({"hidden": [4, 3], "activation": a, "loss": loss}, {"mse": "number", "cross-entropy": "three"}
-                 .get(loss, "two")) for a in ACTIVATIONS for loss in LOSSES]
+        # the target each loss needs, from what LOSSES says of it: numbers, two classes, or one output per class
+        def target(loss):
+            return "three" if loss.one_per_class else "two" if loss.classifies else "number"
+
+        return [({"hidden": [4, 3], "activation": a, "loss": name}, target(loss))
+                for a in ACTIVATIONS for name, loss in LOSSES.items()]
     if kind == "scalar-sgd":
         return [({"init_w": None}, "number")]
     target = {"linear-gd": "number", "nn-linear": "number", "logistic": "two", "softmax": "three"}.get(kind)
@@ -73,7 +78,7 @@ def _built(tmp_path, case, size, grad, seed):
     features = ("x1",) if kind == "scalar-sgd" else ("x1", "x2")
     raw = {"kind": kind, "seed": seed, "device": "cpu", "dtype": "float64",
            "data": _csv(_write_data(tmp_path), target, features), "model": model,
-           "train": {"lr": 0.05, "epochs": 1, "grad": grad, "batch_size": SIZES[size]}}
+           "train": {"lr": 0.05, "epochs": 1, "grad": grad, "batch_size": SIZES[size][0], "shuffle": SIZES[size][1]}}
     return build(validate_config(raw))
 
 
