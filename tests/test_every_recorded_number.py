@@ -475,6 +475,7 @@ SUMMARY_NOT_RESULTS = {
     "batch_size": "the configuration, echoed", "processes": "how the run was launched (test_distributed)",
     "train_seconds": "a timing", "true_params": "the configuration's data truth, echoed",
     "grad_check": "bpcli.gradcheck's own comparison, checked in test_teaching",
+    "threads": "how the run was run, checked in test_threads",
 }
 
 
