@@ -69,6 +69,14 @@ def terms_of(trainer: Any, state: dict[str, Any], step: int, lr: float, decay: f
     return Terms(step, loss_finite, grad_finite, grad_max, param_max, step_overflows, decay_overflows)
 
 
+def _rescale(config: Any) -> str:
+    """How to rescale this run's data: a CSV file standardises (a classifier its features
+    alone, since class labels are not rescaled); other sources draw smaller values."""
+    if getattr(config.data, "source", None) != "csv":
+        return "draw smaller values: data.noise, data.x_low/x_high or the file's units"
+    return "data.standardize: features" if config.classifies else "data.standardize: all"
+
+
 def peak_lr(built: Any) -> float:
     """The largest learning rate the run's schedule reaches (its lr, without a schedule): what
     the stability bound is checked against."""
@@ -99,11 +107,17 @@ def _cause(built: Any, step: int, start: int, bound: StableLR | None, terms: lis
     limit = torch.finfo(data.x.dtype).max
     wider = dtype != "float64"  # whether a wider dtype is left to suggest
     now = terms[0] if terms else None
+    rescale = _rescale(config)
+    if config.classifies and largest > math.sqrt(limit):
+        # A classifier's loss has no square; its logits w·x outgrow the dtype with the inputs.
+        return (f" The inputs reach {largest:.3g}, so the logits w·x outgrow what {dtype} holds ({limit:.3g}) as "
+                f"soon as the weights move; rescale the features ({rescale})"
+                + (" or use dtype: float64." if wider else "."))
     if largest > math.sqrt(limit):
         # A squared error of such values cannot be held, whatever the learning rate.
         return (f" The data's values reach {largest:.3g}, whose square is beyond what {dtype} holds "
                 f"({limit:.3g}), so the loss cannot be computed whatever the learning rate; rescale the data "
-                "(for a CSV file, data.standardize: all)" + (" or use dtype: float64." if wider else "."))
+                f"({rescale})" + (" or use dtype: float64." if wider else "."))
     if now is not None and step == 1 and start == 0 and not now.grad_finite:
         what = "loss" if not now.loss_finite else "gradient"
         return (f" The {what} at the initial parameters is not a finite number: it happened before any update, so "
@@ -167,7 +181,7 @@ def _learning_rate(built: Any, bound: StableLR | None, largest: float) -> str:
                 "or the initial parameters" + (", or use dtype: float64." if wider else "."))
     if bound is not None and bound.lr < 1e-8:
         return (f" The data's scale (largest |value| {largest:.3g}) makes the stable learning rate tiny: "
-                f"{bound.explanation}. Rescale the data (for a CSV file, data.standardize: all) rather than "
+                f"{bound.explanation}. Rescale the data ({_rescale(config)}) rather than "
                 "shrinking the learning rate.")
     if bound is not None:
         return f" The learning rate {lr:g} is too large: {bound.explanation}. Try --lr {bound.lr / 2:.3g}."

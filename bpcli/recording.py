@@ -239,6 +239,7 @@ def write_outputs(built: Built, trainer: Any, config: Experiment, run_dir: Path 
             torch.finfo(built.data.x.dtype).eps)
     if log.best is not None:
         _below_the_optimum(summary, log.best.loss, torch.finfo(built.data.x.dtype).eps)
+    _above_the_start(summary, log.history)
     if built.data.scaling is not None:
         summary["units"] = _units(built.data, summary)
     if checks:
@@ -285,6 +286,24 @@ def _about_the_optimum(built: Built, best: analysis.Optimum) -> dict[str, Any]:
     if warning is not None:
         about["warnings"] = [f"optimum: {warning}"]
     return about
+
+
+def _above_the_start(summary: dict[str, Any], history: list[dict[str, float]]) -> None:
+    """Warn when a run that completed ends with its loss (on all samples) above where it
+    started: it did not diverge past train.diverge_factor, but it did not learn either (a
+    classifier's cross-entropy can bounce far above its start without ever overflowing)."""
+    start = summary.get("initial_loss", history[0]["loss"] if history and history[0]["step"] == 1 else None)
+    end = summary.get("final_loss_all_samples", summary.get("final_loss"))
+    if summary.get("status") != "completed" or not all(isinstance(v, float) and math.isfinite(v) for v in (start, end)):
+        return
+    if end <= start:
+        return
+    lr, bound = summary.get("lr"), summary.get("stable_lr")
+    why = (f"the learning rate {lr:g} is above the stable bound {bound:.4g}" if isinstance(bound, float) and lr > bound
+           else f"the learning rate {lr:g} is probably too large")
+    summary.setdefault("warnings", []).append(
+        f"the loss ended above where it started ({start:.6g} at step 1, {end:.6g} at the end): training did not "
+        f"converge; {why}; try a smaller one (--lr)")
 
 
 def _below_the_optimum(summary: dict[str, Any], best: float, eps: float) -> None:

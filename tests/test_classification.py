@@ -493,3 +493,31 @@ def test_a_classifier_predicts_a_class_with_its_probability():
     for p in predictions:
         assert sum(p["p"]) == pytest.approx(1.0, abs=1e-6) and max(p["p"]) > 0.5
     assert "class at x = (40, 18, 190, …)" in result.stdout and "Adelie (p 0." in result.stdout
+
+
+@pytest.mark.parametrize("name, lr", [("logistic.yaml", "1e3"), ("moons.yaml", "1e3"), ("logistic.yaml", "300")])
+def test_a_run_whose_loss_ends_above_its_start_says_so(name, lr):
+    # A cross-entropy can bounce far above its start without overflowing: not diverged, but not learning.
+    result = cli("train", CONFIGS / name, "--lr", lr, "--out", "run", "--no-plots")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(Path("run/summary.json").read_text())
+    warning = next(w for w in summary["warnings"] if w.startswith("the loss ended above where it started"))
+    assert f"the learning rate {float(lr):g}" in warning and "warning: the loss ended above" in result.stdout
+    ok = cli("train", CONFIGS / name, "--out", "ok", "--no-plots", "-q")
+    assert ok.exit_code == 0 and not any("ended above" in w for w in
+                                         json.loads(Path("ok/summary.json").read_text()).get("warnings", []))
+
+
+def test_damaged_classifier_files_are_refused_before_a_figure_is_drawn():
+    assert cli("train", CONFIGS / "logistic.yaml", "--epochs", "20", "--out", "run", "-q").exit_code == 0
+    for name, damage in (("boundary.csv", lambda t: t[: len(t) // 3]),
+                         ("boundary.csv", lambda t: "\n".join(",".join(r.split(",")[:3]) for r in t.splitlines())),
+                         ("predictions.csv", lambda t: "\n".join(",".join(r.split(",")[:4]) for r in t.splitlines()))):
+        path = Path("run") / name
+        good = path.read_text()
+        path.write_text(damage(good))
+        before = Path("run/boundary.png").read_bytes()
+        result = cli("plot", "run")
+        assert result.exit_code == 2 and result.stderr.startswith(f"error: run/{name}: "), result.output
+        assert Path("run/boundary.png").read_bytes() == before
+        path.write_text(good)

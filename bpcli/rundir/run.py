@@ -218,9 +218,18 @@ def read_run(path: str | Path) -> RunRecord:
     curve = _read_columns(path / "curve.csv") if (path / "curve.csv").exists() else None
     if curve is not None:
         _check_header(path / "curve.csv", list(curve), ["x", "y_pred"])
+    task = summary.get("task") if isinstance(summary.get("task"), dict) else {}
+    classes = [str(c) for c in task.get("classes") or []]
     fitted, classified = _read_predictions(path / "predictions.csv")
-    return RunRecord(path, config, summary, metrics, x, y, curve, fitted, classified,
-                     _read_boundary(path / "boundary.csv"))
+    if classes and (path / "predictions.csv").exists():  # a classifier's: its classes' probabilities, in order
+        with open(path / "predictions.csv", encoding="utf-8", newline="") as fh:
+            header = next(csv.reader(fh), [])
+        _check_header(path / "predictions.csv", header[:3 + len(classes)],
+                      ["split", "y", "y_pred", *(f"p[{c}]" for c in classes)])
+    boundary = _read_boundary(path / "boundary.csv")
+    if boundary is not None and classes:
+        _check_header(path / "boundary.csv", list(boundary), ["x1", "x2", *(f"p[{c}]" for c in classes)])
+    return RunRecord(path, config, summary, metrics, x, y, curve, fitted, classified, boundary)
 
 
 Number = Union[float, None]  # JSON has no NaN or infinity: summary.json writes them as null
@@ -309,7 +318,7 @@ def _read_boundary(path: Path) -> dict[str, list[float]] | None:
     grid = _read_columns(path)
     x1, x2 = grid.get("x1", []), grid.get("x2", [])
     side = next((i for i, v in enumerate(x2) if v != x2[0]), len(x2))  # x1 varies fastest
-    if not x1 or not any(name.startswith("p[") for name in grid) or len(x1) % side:
+    if not x1 or not any(name.startswith("p[") for name in grid) or len(x1) != side * side:
         raise RunDirError(f"{path}: is not a grid of x1, x2 and p[<class>] columns; rerun the experiment to "
                           "write it again")
     return grid
