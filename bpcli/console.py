@@ -83,7 +83,10 @@ class ConsoleObserver:
         self._task: Any = None
         self._started = time.perf_counter()
         self._slot = -1  # the twentieth of the run whose plain line was printed last
-        self._unprinted: dict[str, float] | None = None  # the last logged row, if not printed
+        # The last logged row, if not printed, and the training time when it was logged: a
+        # diverged or interrupted run prints it as it ends, after its files and figures, and
+        # its line must say when the step was taken, as the table's training time does.
+        self._unprinted: tuple[dict[str, float], float] | None = None
 
     def stage(self, what: str) -> None:
         """On a terminal, say what bpcli is doing before training starts (a spinner)."""
@@ -136,11 +139,12 @@ class ConsoleObserver:
         if self.console.is_terminal:
             return
         slot = (step - self.start) * PLAIN_LINES // max(1, self.total - self.start)
+        elapsed = time.perf_counter() - self._started
         if slot > self._slot:
             self._slot = slot
-            self._print_line(row)
+            self._print_line(row, elapsed)
         else:
-            self._unprinted = row
+            self._unprinted = (row, elapsed)
 
     def on_progress(self, step: int) -> None:
         if self._progress is not None:
@@ -152,15 +156,14 @@ class ConsoleObserver:
         self._stop_spinner()
         self._stop_progress()
         if self._unprinted is not None:
-            self._print_line(self._unprinted)
+            self._print_line(*self._unprinted)
 
-    def _print_line(self, row: dict[str, float]) -> None:
+    def _print_line(self, row: dict[str, float], elapsed: float) -> None:
         self._unprinted = None
         values = {k: v for k, v in row.items() if k not in ("step", "epoch") and not k.startswith("grad_")}
         if len(values) > PLAIN_VALUES:
             values = {k: v for k, v in values.items() if k in _HEADLINE}
         shown = "  ".join(f"{k} {_fmt(v)}" for k, v in values.items())
-        elapsed = time.perf_counter() - self._started
         # soft_wrap: one line per step, however narrow the (non-)terminal.
         self.console.print(f"step {int(row['step'])}/{self.total}  epoch {int(row['epoch'])}  {shown}  "
                            f"({elapsed:.1f} s)", soft_wrap=True)
