@@ -166,3 +166,77 @@ def plus(value: float, digits: int = 4) -> str:
     """A term added to an expression: ' + 0.6' or ' − 0.3'."""
     text = number(value, digits)
     return f" − {text[1:]}" if text.startswith("−") else f" + {text}"
+
+
+LEGEND_PLACES = ("best", "upper right", "upper left", "lower left", "lower right", "center right", "center left",
+                 "upper center", "lower center")
+"""Where place_legend tries a panel's legend, in this order."""
+
+
+def place_legend(ax: Any, **options: Any) -> Any:
+    """The panel's legend where it hides none of the drawn data: matplotlib's choice where
+    its box holds no point or line vertex, else the first of LEGEND_PLACES whose box holds
+    none and no line crosses it, else the first that holds none; where every place holds one, the panel grows a strip of room above its
+    data (a fifth of its height, up to three times) and the legend is placed again.
+
+    matplotlib's loc="best" only weighs the places and may settle on one that hides a few
+    points (exp2's last logged steps, exp3's early drop). Call it once the panel holds
+    everything it draws: the places follow its limits.
+    """
+    renderer = ax.figure.canvas.get_renderer()
+    for _ in range(4):
+        ax.get_xlim(), ax.get_ylim()  # the limits autoscaling chose, before pixels are measured
+        points, paths = _drawn(ax)
+        clear = None
+        for place in LEGEND_PLACES:
+            legend = ax.legend(loc=place, **options)
+            box = legend.get_window_extent(renderer)
+            if any(box.x0 < x < box.x1 and box.y0 < y < box.y1 for x, y in points):
+                continue
+            if place == "best" or not any(path.intersects_bbox(box, filled=False) for path in paths):
+                return legend
+            clear = clear or place
+        if clear is not None:
+            return ax.legend(loc=clear, **options)
+        _room_above(ax)
+    return ax.legend(loc="best", **options)
+
+
+def _drawn(ax: Any) -> tuple[list[tuple[float, float]], list[Any]]:
+    """A panel's drawn data in pixels: every vertex of its lines and marker of its scatters,
+    within the panel; and its lines as paths."""
+    import numpy as np
+    from matplotlib.collections import PathCollection
+
+    chunks, paths = [], []
+    for line in ax.get_lines():
+        xy = np.asarray(line.get_xydata(), dtype=float)
+        if line.get_visible() and len(xy):
+            chunks.append(line.get_transform().transform(xy))
+            if line.get_linestyle() not in ("None", "", " ", "none"):
+                paths.append(line.get_transform().transform_path(line.get_path()))
+    for collection in ax.collections:
+        offsets = np.asarray(collection.get_offsets(), dtype=float)
+        if isinstance(collection, PathCollection) and collection.get_visible() and len(offsets):
+            chunks.append(collection.get_offset_transform().transform(offsets))
+    if not chunks:
+        return [], paths
+    points = np.concatenate(chunks)
+    panel = ax.get_window_extent()
+    keep = np.isfinite(points).all(axis=1)
+    keep &= (points[:, 0] >= panel.x0) & (points[:, 0] <= panel.x1) & (points[:, 1] >= panel.y0) \
+        & (points[:, 1] <= panel.y1)
+    return [tuple(p) for p in points[keep]], paths
+
+
+def _room_above(ax: Any) -> None:
+    """Raise the panel's top by a fifth of its height (in decades on a log axis)."""
+    import math
+
+    low, high = ax.get_ylim()
+    if ax.get_yscale() == "log" and 0 < low < high < math.inf:
+        ax.set_yscale("log")  # matplotlib's ticks again: readable_log_axis chose them for the narrower span
+        ax.set_ylim(low, high * (high / low) ** 0.25)
+        readable_log_axis(ax)
+    else:
+        ax.set_ylim(low, high + 0.25 * (high - low))

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from bpcli.plots.common import (SUPERSCRIPT, drawable, figure, finish, number, plus, positive, readable_log_axis,
-                                save, sci, span, title, title_size)
+from bpcli.plots.common import (SUPERSCRIPT, drawable, figure, finish, number, place_legend, plus, positive,
+                                readable_log_axis, save, sci, span, title, title_size)
 from bpcli.plots.classification import boundary_plot, classifier, confusion_plot, draw_accuracy, short
 from bpcli.rundir.run import RunRecord, read_run
 
@@ -119,13 +119,13 @@ def _draw_loss(ax: Any, record: RunRecord, best: float | None, rounding: bool) -
     diverged = (record.summary.get("divergence") or {}).get("step")
     if diverged is not None:
         ax.axvline(diverged, color="red", linestyle="--", linewidth=1.2, label=f"diverged at step {diverged}")
-    if xs or diverged is not None:
-        ax.legend(loc="best")
-    else:
+    if not xs and diverged is None:
         ax.text(0.5, 0.5, "no finite, positive loss logged", transform=ax.transAxes, ha="center", va="center")
     finish(ax, "", _loss_label(record), "", log=bool(xs))
     if xs:
         readable_log_axis(ax)
+    if xs or diverged is not None:
+        place_legend(ax)
 
 
 def _loss_label(record: RunRecord) -> str:
@@ -137,7 +137,7 @@ def _loss_label(record: RunRecord) -> str:
 def _draw_accuracy(ax: Any, record: RunRecord) -> None:
     """A classifier's training (and validation) accuracy at each logged step, 0 to 100 %."""
     draw_accuracy(ax, [(record, None, None)])
-    ax.legend(loc="best")
+    place_legend(ax)
     finish(ax, "", "accuracy", "")
 
 
@@ -149,9 +149,9 @@ def _draw_gap(ax: Any, record: RunRecord, best: float) -> None:
             label="training loss − optimum's loss")
     _predicted_envelope(ax, record, best, xs, gaps)
     ax.set_yscale("log")
-    ax.legend(loc="best")
     finish(ax, "", "L − L*", "", log=True)
     readable_log_axis(ax)
+    place_legend(ax)
 
 
 def _predicted_envelope(ax: Any, record: RunRecord, best: float, steps: list[float], gaps: list[float]) -> None:
@@ -204,7 +204,7 @@ def _predicted_vs_actual(record: RunRecord) -> tuple[str, Any]:
     units = " (standardised)" if (record.summary.get("scaling") or {}).get("y_std", 1.0) != 1.0 else ""
     finish(ax, f"actual {record.summary.get('target', 'y')}{units}", f"predicted{units}",
            title(record, "Predicted vs actual"))
-    ax.legend(loc="best")
+    place_legend(ax)
     return "fit", fig
 
 
@@ -217,7 +217,7 @@ def _residuals_plot(record: RunRecord) -> tuple[str, Any]:
         ax.scatter(*drawable(ps, [y - p for y, p in zip(ys, ps)]), s=12, alpha=0.7, color=colour, label=split)
     ax.axhline(0.0, color="black", linewidth=1)
     finish(ax, "predicted", "residual y − ŷ", title(record, "Residuals"))
-    ax.legend(loc="best")
+    place_legend(ax)
     return "residuals", fig
 
 
@@ -262,7 +262,7 @@ def _fit_plot(record: RunRecord) -> tuple[str, Any]:
             f"predictions at {len(marked)} inputs (summary.json)" if i == 0 else None)
         ax.scatter([p["x"]], [p["y_pred"]], marker="x", s=60, color="tab:green", zorder=4, label=label)
     finish(ax, "x", "y", title(record, "Fit"))
-    ax.legend(loc="best")
+    place_legend(ax)
     return "fit", fig
 
 
@@ -331,7 +331,7 @@ def _params_plot(record: RunRecord) -> tuple[str, Any]:
         ax.ticklabel_format(axis="y", useOffset=False, useMathText=True)
         ax.set_ylabel(names[column])
         ax.grid(True, alpha=0.3)
-        ax.legend(loc="best", fontsize="small")
+        place_legend(ax, fontsize="small")
     for ax in panels[len(columns) - cols:len(columns)]:  # the lowest panel of each column
         ax.set_xlabel("step")
         ax.xaxis.set_tick_params(labelbottom=True)
@@ -430,7 +430,7 @@ def _landscape_plot(record: RunRecord) -> tuple[str, Any]:
     draw_landscape(ax, surface, [path])
     heading = title(record, "Loss landscape")
     ax.set_title(heading, fontsize=title_size(heading, fig.get_figwidth()))
-    ax.legend(loc="best", fontsize="small")
+    place_legend(ax, fontsize="small")
     return "landscape", fig
 
 
