@@ -174,3 +174,18 @@ def test_resume_refuses_other_flags_and_needs_more_epochs():
     Path("empty").mkdir()
     result = cli("train", "--resume", "empty")
     assert result.exit_code == 2 and "not a run directory (no config.yaml)" in result.stderr
+
+
+def test_a_resumed_run_leaves_no_figure_of_the_run_before_it():
+    # The SVGs drawn before the resume, and descent.gif, showed the run as it stopped.
+    assert cli("train", CONFIGS / "exp2.yaml", "--epochs", "300", "--out", "run").exit_code == 0
+    assert cli("plot", "run", "--format", "svg").exit_code == 0
+    assert cli("animate", "run", "--frames", "2").exit_code == 0
+    before = {p.name: p.read_bytes() for p in Path("run").glob("*.svg")}
+    assert {"loss.svg", "fit.svg", "params.svg", "landscape.svg"} <= set(before)
+    assert cli("train", "--resume", "run", "--epochs", "600").exit_code == 0
+    after = {p.name: p.read_bytes() for p in Path("run").glob("*.svg")}
+    assert set(after) == set(before)
+    assert all(after[name] != before[name] for name in before)  # redrawn: 600 epochs, not 300
+    assert not Path("run/descent.gif").exists()
+    assert not list(Path("run").glob("*.pdf"))  # only the formats that were there
