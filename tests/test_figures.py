@@ -550,3 +550,44 @@ def test_the_losses_figure_marks_members_that_diverged(swept):
     assert sum(len(c.get_offsets()) for c in crosses) == len(diverged)
     assert "diverged (its last loss)" in legend_texts(fig)
     assert "diverged (its last loss)" not in legend_texts(dict(sweep_figures(swept / "none"))["losses"])
+
+
+# --------------------------------------------------------------------------- names in any script
+
+
+def fonts_lack(text):
+    """The characters of a text that none of the fonts matplotlib would draw it with has."""
+    from matplotlib import font_manager
+    from matplotlib.ft2font import FT2Font
+
+    paths = font_manager.fontManager._find_fonts_by_props(text.get_fontproperties())
+    covered = set().union(*(FT2Font(str(p)).get_charmap() for p in paths))
+    return {c for c in text.get_text() if not c.isspace() and ord(c) not in covered}
+
+
+def test_chinese_column_names_draw_no_boxes_and_no_warnings(tmp_path, write_config, recwarn):
+    # A learner of the Chinese tutorial: a CSV with columns 面积 (area) and 价格 (price).
+    import warnings
+
+    from matplotlib.text import Text
+
+    from bpcli.config import Override, load_config
+
+    rows = ["面积,价格"] + [f"{i / 4},{3 * i / 4 + 1 + (i % 3) / 10}" for i in range(30)]
+    (tmp_path / "house.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    path = write_config("kind: linear-gd\ndata: {source: csv, path: house.csv, target: 价格}\n"
+                        "train: {lr: 0.05, epochs: 50, log_every: 5}\n")
+    train(load_config(path, [Override(path="device", value="cpu", origin="test")]), tmp_path / "run", plots=False)
+    warnings.simplefilter("always")
+    made = dict(figures(read_run(tmp_path / "run")))
+    for name, fig in made.items():
+        save(fig, tmp_path / "run" / f"{name}.png")
+        for text in fig.findobj(Text):
+            if text.get_text() and "$" not in text.get_text():
+                assert not fonts_lack(text), f"{name}: {text.get_text()!r} has no glyph for {fonts_lack(text)}"
+    assert not [w for w in recwarn if "Glyph" in str(w.message)]
+    fit = made["fit"].axes[0]
+    assert "面积" in fit.get_xlabel() or "feature column" in fit.get_xlabel()  # named by its column, not x
+    assert "价格" in fit.get_ylabel() or "target column" in fit.get_ylabel()
+    result = cli("plot", tmp_path / "run")  # and nothing on the terminal either
+    assert result.exit_code == 0 and "Glyph" not in result.output

@@ -21,6 +21,7 @@ def figure(rows: int = 1, cols: int = 1, size: tuple[float, float] = (7, 4.5),
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    glyphs()  # an installed CJK font joins the font list before the first text is made
     fig = Figure(figsize=size, dpi=110)
     FigureCanvasAgg(fig)
     axes = fig.subplots(rows, cols, squeeze=False, sharex=sharex)
@@ -36,6 +37,7 @@ def save(fig: Any, path: Path, elsewhere: str = "copy the run directory elsewher
     from bpcli.rundir.files import unwritable, write_file
 
     interrupts.check()  # a Ctrl-C noted while the figure was drawn stops here, before it is written
+    drawable_texts(fig)
     try:
         return write_file(path, lambda fh: fig.savefig(fh, format=path.suffix.lstrip(".").lower()))
     except OSError as exc:
@@ -183,6 +185,7 @@ def place_legend(ax: Any, **options: Any) -> Any:
     points (exp2's last logged steps, exp3's early drop). Call it once the panel holds
     everything it draws: the places follow its limits.
     """
+    drawable_texts(ax.figure)  # measured as they will be drawn
     renderer = ax.figure.canvas.get_renderer()
     for _ in range(4):
         ax.get_xlim(), ax.get_ylim()  # the limits autoscaling chose, before pixels are measured
@@ -240,3 +243,75 @@ def _room_above(ax: Any) -> None:
         readable_log_axis(ax)
     else:
         ax.set_ylim(low, high + 0.25 * (high - low))
+
+
+# --------------------------------------------------------------------------- fonts
+# Names from a CSV header may be in any script (面积, 价格 from the Chinese tutorial). matplotlib
+# draws a character its font lacks as a box and warns. Where a CJK font is installed, it
+# joins the font family after DejaVu Sans (whose glyphs come first, so other figures are
+# unchanged) and matplotlib falls back to it glyph by glyph; a name that no installed font
+# can draw is written another way (its position, w[0]; or its code points, \u9762).
+
+CJK_FONTS = ("Noto Sans CJK", "Noto Serif CJK", "Noto Sans SC", "Noto Sans TC", "Noto Sans JP", "Noto Sans KR",
+             "Source Han Sans", "Source Han Serif", "WenQuanYi", "Droid Sans Fallback", "AR PL", "SimHei",
+             "SimSun", "Microsoft YaHei", "PingFang", "Hiragino", "Heiti", "Arial Unicode")
+"""Families that hold the CJK ideographs, in the order they are preferred."""
+
+_glyphs: set[int] | None = None
+
+
+def glyphs() -> set[int]:
+    """The code points the figures' fonts can draw (DejaVu Sans's and an installed CJK
+    font's); the first call adds the CJK fonts found to matplotlib's font.family, after
+    the sans-serif fonts."""
+    global _glyphs
+    if _glyphs is None:
+        import matplotlib
+        from matplotlib import font_manager
+        from matplotlib.ft2font import FT2Font
+
+        fonts = font_manager.fontManager.ttflist
+        cjk = [f for family in CJK_FONTS for f in fonts if f.name.startswith(family)]
+        names = list(dict.fromkeys(f.name for f in cjk))
+        covered: set[int] = set()
+        for path in [font_manager.findfont("DejaVu Sans"), *dict.fromkeys(f.fname for f in cjk)]:
+            try:
+                covered |= set(FT2Font(path).get_charmap())
+            except (OSError, RuntimeError, ValueError):
+                continue
+        if names:
+            # matplotlib falls back glyph by glyph along font.family (not within one generic
+            # family's list); Simplified Chinese first, the tutorial's.
+            names.sort(key=lambda n: " SC" not in n)
+            family = [n for n in matplotlib.rcParams["font.family"] if n not in names]
+            matplotlib.rcParams["font.family"] = [*family, *names]
+        _glyphs = covered
+    return _glyphs
+
+
+def can_draw(text: str) -> bool:
+    """Whether every character of `text` has a glyph in the figures' fonts."""
+    covered = glyphs()
+    return all(ord(c) in covered or c.isspace() for c in text)
+
+
+def readable(name: str, fallback: str | None = None) -> str:
+    """`name` where the figures' fonts draw it; else `fallback`, or its characters that
+    cannot be drawn as code points (\\u9762): never boxes, never matplotlib's warnings."""
+    if can_draw(name):
+        return name
+    if fallback is not None:
+        return fallback
+    covered = glyphs()
+    return "".join(c if ord(c) in covered or c.isspace() else f"\\u{ord(c):04x}" for c in name)
+
+
+def drawable_texts(fig: Any) -> None:
+    """Every text of the figure written with glyphs its fonts have (see `readable`), for the
+    names no figure chose a readable stand-in for (a run directory's, a file's)."""
+    from matplotlib.text import Text
+
+    for text in fig.findobj(Text):
+        content = text.get_text()
+        if content and "$" not in content and not can_draw(content):
+            text.set_text(readable(content))

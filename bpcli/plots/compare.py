@@ -14,7 +14,7 @@ from typing import Any
 
 from bpcli.errors import BpcliError
 from bpcli.plots.classification import classifier, draw_accuracy
-from bpcli.plots.common import FORMATS, drawable, finish, positive, readable_log_axis, save, setting
+from bpcli.plots.common import FORMATS, drawable, finish, glyphs, positive, readable_log_axis, save, setting
 from bpcli.plots.run import descent, draw_landscape, landscape, landscape_drawable
 from bpcli.rundir.run import RunRecord, read_run
 
@@ -52,6 +52,7 @@ def compare_figure(records: list[RunRecord]) -> tuple[Any, list[str]]:
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
+    glyphs()  # an installed CJK font joins the font list before the first text is made
     labels = _labels(records)
     # Ten distinct colours; up to twenty from a palette of pairs; beyond that they repeat.
     palette = colormaps["tab10" if len(records) <= 10 else "tab20"]

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from bpcli.plots.common import (SUPERSCRIPT, drawable, figure, finish, number, place_legend, plus, positive,
-                                readable_log_axis, save, sci, span, title, title_size)
+                                readable, readable_log_axis, save, sci, span, title, title_size)
 from bpcli.plots.classification import boundary_plot, classifier, confusion_plot, draw_accuracy, short
 from bpcli.rundir.run import RunRecord, read_run
 
@@ -202,7 +202,8 @@ def _predicted_vs_actual(record: RunRecord) -> tuple[str, Any]:
     if values:
         ax.plot([min(values), max(values)], [min(values), max(values)], "k--", linewidth=1, label="ŷ = y")
     units = " (standardised)" if (record.summary.get("scaling") or {}).get("y_std", 1.0) != 1.0 else ""
-    finish(ax, f"actual {record.summary.get('target', 'y')}{units}", f"predicted{units}",
+    finish(ax, f"actual {readable(str(record.summary.get('target', 'y')), 'y (the target column)')}{units}",
+           f"predicted{units}",
            title(record, "Predicted vs actual"))
     place_legend(ax)
     return "fit", fig
@@ -261,9 +262,22 @@ def _fit_plot(record: RunRecord) -> tuple[str, Any]:
         label = f"ŷ({number(p['x'], 6)}) = {number(p['y_pred'], 8)}" if len(marked) <= PREDICTION_LABELS else (
             f"predictions at {len(marked)} inputs (summary.json)" if i == 0 else None)
         ax.scatter([p["x"]], [p["y_pred"]], marker="x", s=60, color="tab:green", zorder=4, label=label)
-    finish(ax, "x", "y", title(record, "Fit"))
+    x_name, y_name = _axis_names(record)
+    finish(ax, x_name, y_name, title(record, "Fit"))
     place_legend(ax)
     return "fit", fig
+
+
+def _axis_names(record: RunRecord) -> tuple[str, str]:
+    """A fit's axes: a CSV run's by its columns (面积, 价格), as far as the figures' fonts
+    draw them; x and y for generated data."""
+    summary = record.summary
+    features, target = summary.get("features") or [], summary.get("target")
+    if (record.config.get("data") or {}).get("source") != "csv" or len(features) != 1 or not target:
+        return "x", "y"
+    units = " (standardised)" if summary.get("scaling") else ""
+    return (readable(str(features[0]), "x (the CSV's feature column)") + units,
+            readable(str(target), "y (the CSV's target column)") + units)
 
 
 def value_columns(record: RunRecord) -> list[str]:
@@ -391,7 +405,8 @@ def _display_names(record: RunRecord, columns: list[str]) -> dict[str, str]:
         name, _, index = column.partition("[")
         i = int(index.rstrip("]")) if index.rstrip("]").isdigit() else (0 if not index else None)
         by_feature = csv and name == "w" and i is not None and i < len(features)
-        feature = str(features[i]) if by_feature else ""
+        feature = readable(str(features[i]), "") if by_feature else ""  # a name no font here draws: w[0]
+        by_feature = by_feature and bool(feature)
         # A long column name is cut in its middle, where names of one table tend to agree:
         # the label runs along a panel less than two inches tall.
         half = FEATURE_NAME // 2
