@@ -37,6 +37,7 @@ RUNS = {
     # Settings that make long titles
     "minibatch": ("exp2.yaml", {"train__epochs": 20, "train__momentum": 0.9, "train__batch_size": 10,
                                 "train__log_every": 5}),
+    "longley-momentum": ("longley.yaml", {"train__epochs": EPOCHS, "train__momentum": 0.9}),
     "csv-adam": ("diabetes.yaml", {"train__epochs": 5, "train__optimizer": "adam", "train__lr": 0.01,
                                    "train__batch_size": 32}),
 }
@@ -501,15 +502,43 @@ def test_compare_says_which_panels_it_left_out(runs):
     assert "note: no fit panel: diabetes.yaml has 10 input features" in result.stderr
     assert "note: no landscape panel" in result.stderr
     fig, notes = compare_figure(records(runs, "exp3.yaml", "diabetes.yaml"))
-    assert len(notes) == 2 and all(note.split(":")[0] in fig._suptitle.get_text() for note in notes)
+    assert len(notes) == 3 and all(note.split(":")[0] in fig._suptitle.get_text() for note in notes)
     assert_readable(fig, "compare exp3 diabetes")
 
 
 def test_compare_of_runs_on_different_data_says_so(runs):
     fig, notes = compare_figure(records(runs, "exp2.yaml", "exp3.yaml"))
-    assert notes == ["no landscape panel: the runs were trained on different data, so on different loss surfaces"]
-    assert [ax.get_title() for ax in fig.axes if ax.get_title()][:2] == ["Loss", "Fit (each run on its own data)"]
+    assert notes == ["no landscape panel: the runs were trained on different data, so on different loss surfaces",
+                     "the runs were trained on 2 different data sets: each one's losses in a panel of its own"]
+    assert [ax.get_title() for ax in fig.axes if ax.get_title()][:3] == [
+        "Loss on synthetic", "Loss on synthetic", "Fit (each run on its own data)"]
     assert_readable(fig, "compare exp2 exp3")
+
+
+def test_compare_gives_runs_on_different_data_a_loss_panel_each(runs):
+    # exp1's 300 per-sample steps under exp2's 3000 were a block of colour on one step axis.
+    fig, notes = compare_figure(records(runs, "exp1.yaml-full", "exp2.yaml-full", "exp2-fast"))
+    assert any("2 different data sets" in note for note in notes)
+    first, second = [ax for ax in fig.axes if ax.get_title().startswith("Loss")]
+    assert [len(ax.get_lines()) for ax in (first, second)] == [1, 2]  # exp2's two runs share a panel
+    assert first.get_xlim()[1] < 400 < second.get_xlim()[1]  # each on its own steps
+    assert_readable(fig, "compare exp1 exp2")
+
+
+def test_compare_of_runs_with_known_optima_adds_the_gap_on_a_log_axis(runs):
+    # Longley: the loss levels off near L*; only L − L* shows that momentum gets further.
+    plain, momentum = records(runs, "longley.yaml", "longley-momentum")
+    fig, notes = compare_figure([plain, momentum])
+    (gap,) = [ax for ax in fig.axes if ax.get_title() == "Gap to the optimum"]
+    assert gap.get_yscale() == "log"
+    ends = [line.get_ydata()[-1] for line in gap.get_lines()]
+    best = plain.summary["optimum"]["loss"]
+    assert ends == [pytest.approx(plain.metrics["loss"][-1] - best), pytest.approx(momentum.metrics["loss"][-1] - best)]
+    assert ends[1] < ends[0] / 5  # 300 epochs: 0.0006 against 0.0056
+    assert_readable(fig, "compare longley")
+    # Noise-free data: L* is rounding, L − L* would repeat L: no gap panel.
+    fig, _ = compare_figure(records(runs, "exp2.yaml", "exp2-fast"))
+    assert not [ax for ax in fig.axes if ax.get_title() == "Gap to the optimum"]
 
 
 # --------------------------------------------------------------------------- sweep lr.png

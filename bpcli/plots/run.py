@@ -60,6 +60,15 @@ def _loss_plot(record: RunRecord) -> tuple[str, Any]:
     return "loss", fig
 
 
+def gap_reference(record: RunRecord) -> float | None:
+    """L*, where a panel of the gap L − L* shows what the loss axis hides (real or noisy
+    data, full-batch losses); None where there is no optimum, or it is rounding."""
+    best = _optimum_loss(record)
+    if best is None or _rounding(record, best) or not _gap_matters(record, best):
+        return None
+    return best
+
+
 def _optimum_loss(record: RunRecord) -> float | None:
     """L*, the loss of the closed-form optimum (linear kinds), when known and finite."""
     best = (record.summary.get("optimum") or {}).get("loss")
