@@ -38,6 +38,7 @@ RUNS = {
     "minibatch": ("exp2.yaml", {"train__epochs": 20, "train__momentum": 0.9, "train__batch_size": 10,
                                 "train__log_every": 5}),
     "longley-momentum": ("longley.yaml", {"train__epochs": EPOCHS, "train__momentum": 0.9}),
+    "mlp-batches": ("mlp.yaml", {"train__epochs": 30, "train__batch_size": 20, "train__log_every": 10}),
     "csv-adam": ("diabetes.yaml", {"train__epochs": 5, "train__optimizer": "adam", "train__lr": 0.01,
                                    "train__batch_size": 32}),
 }
@@ -325,7 +326,7 @@ def test_predictions_are_named_in_the_legend_not_on_the_title(runs, drawn):
 # --------------------------------------------------------------------------- params.png
 
 
-@pytest.mark.parametrize("name,panels", [("exp1.yaml", 1), ("exp2.yaml", 2), ("mlp.yaml", 6), ("diabetes.yaml", 11)])
+@pytest.mark.parametrize("name,panels", [("exp1.yaml", 1), ("exp2.yaml", 2), ("mlp.yaml", 8), ("diabetes.yaml", 11)])
 def test_params_has_an_x_label_under_every_column(drawn, name, panels):
     fig = drawn(name)["params"]
     visible = [ax for ax in fig.axes if ax.get_visible()]
@@ -620,3 +621,38 @@ def test_chinese_column_names_draw_no_boxes_and_no_warnings(tmp_path, write_conf
     assert "价格" in fit.get_ylabel() or "target column" in fit.get_ylabel()
     result = cli("plot", tmp_path / "run")  # and nothing on the terminal either
     assert result.exit_code == 0 and "Glyph" not in result.output
+
+
+# --------------------------------------------------------------------------- an MLP's params.png
+
+
+def test_an_mlps_params_figure_shows_its_curve_at_a_few_steps_and_keeps_the_norms(runs, drawn):
+    # Layer norms mean little to a learner: the fitted curve at a few logged steps does.
+    record = read_run(runs / "mlp.yaml-full")
+    steps = sorted(set(record.curves["step"]))
+    assert steps[0] == 0 and steps[-1] == record.metrics["step"][-1] and 3 <= len(steps) <= 8
+    assert set(steps[1:]) <= set(record.metrics["step"])  # logged steps
+    final = [y for s, y in zip(record.curves["step"], record.curves["y_pred"]) if s == steps[-1]]
+    assert final == pytest.approx(record.curve["y_pred"], rel=1e-6)  # its last curve is fit.png's
+    assert len(record.curves["step"]) == 200 * len(steps) and (runs / "mlp.yaml-full/curves.csv").stat().st_size < 60_000
+    fig = drawn("mlp.yaml-full")["params"]
+    fit = next(ax for ax in fig.axes if ax.get_title() == "The fitted curve, step by step")
+    labels = [line.get_label() for line in fit.get_lines()]
+    assert labels == ["initial", *(f"after step {int(s)}" for s in steps[1:])]
+    assert [ax.get_ylabel() for ax in fig.axes if ax.get_ylabel().startswith("norm(")]  # the norms, smaller
+    assert_readable(fig, "mlp/params")
+
+
+def test_a_mini_batch_mlp_shows_the_whole_datas_loss_beside_a_batchs(runs, drawn):
+    record = read_run(runs / "mlp-batches")
+    fig = drawn("mlp-batches")["params"]
+    loss = next(ax for ax in fig.axes if ax.get_title() == "Loss")
+    whole = next(line for line in loss.get_lines() if line.get_label().startswith("loss of the whole data"))
+    steps = sorted(set(record.curves["step"]))
+    losses = dict(zip(record.curves["step"], record.curves["loss_all_samples"]))
+    assert list(whole.get_xdata()) == steps and list(whole.get_ydata()) == [losses[s] for s in steps]
+    assert any("one batch's" in line.get_label() for line in loss.get_lines())
+    assert_readable(fig, "mlp-batches/params")
+    # Full-batch: the logged loss is the whole data's; nothing drawn twice.
+    full = next(ax for ax in drawn("mlp.yaml")["params"].axes if ax.get_title() == "Loss")
+    assert not [line for line in full.get_lines() if line.get_label().startswith("loss of the whole")]

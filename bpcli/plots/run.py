@@ -318,6 +318,8 @@ def _params_plot(record: RunRecord) -> tuple[str, Any]:
     columns = value_columns(record)[:PARAM_PANELS]
     if not columns:
         return "params", None
+    if record.curves is not None and record.curves.get("step"):
+        return "params", _curves_plot(record, columns)
     cols = 1 if len(columns) <= 6 else 2
     rows = -(-len(columns) // cols)
     fig, axes = figure(rows, cols, size=(7 * cols, 1.2 + 1.8 * rows), sharex=True)
@@ -362,6 +364,77 @@ def _params_plot(record: RunRecord) -> tuple[str, Any]:
     heading = title(record, "Parameters" + units)
     fig.suptitle(heading, y=1 - 0.12 / fig.get_figheight(), fontsize=title_size(heading, fig.get_figwidth()))
     return "params", fig
+
+
+def _curves_plot(record: RunRecord, columns: list[str]) -> Any:
+    """A nonlinear regression's parameters as a learner reads them: the fitted curve at a few
+    logged steps over the data (curves.csv), the loss of the whole data at those steps beside
+    the logged loss (a batch's, where batches are smaller than the data), and, smaller, the
+    norms of its layers, which metrics.csv logs at every logged step."""
+    from matplotlib import colormaps
+    from matplotlib.gridspec import GridSpec
+
+    curves = record.curves or {}
+    whole: dict[float, float] = {}
+    by_step: dict[float, tuple[list[float], list[float]]] = {}
+    for step, loss, x, y in zip(curves["step"], curves["loss_all_samples"], curves["x"], curves["y_pred"]):
+        whole[step] = loss
+        gx, gy = by_step.setdefault(step, ([], []))
+        gx.append(x)
+        gy.append(y)
+    rows = -(-len(columns) // 2)
+    fig, _ = figure(size=(9, 5.0 + 1.15 * rows))
+    fig.clear()
+    height = fig.get_figheight()
+    grid = GridSpec(2 + rows, 2, figure=fig, height_ratios=[3.4, 0.55, *[1.0] * rows], hspace=0.3, wspace=0.3,
+                    left=1.0 / 9, right=0.97, top=1 - 0.75 / height, bottom=0.55 / height)
+    fit, loss = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1])
+    xs, ys = drawable([row[0] for row in record.data_x], record.data_y)
+    fit.scatter(xs, ys, s=8, color="0.6", label="data", zorder=2)
+    palette = colormaps["viridis"]
+    steps = sorted(by_step)
+    for i, step in enumerate(steps):
+        last = i == len(steps) - 1
+        fit.plot(*drawable(*by_step[step]), color=palette(0.9 * i / max(1, len(steps) - 1)),
+                 linewidth=2.2 if last else 1.2, zorder=3,
+                 label="initial" if step == 0 else f"after step {int(step)}")
+    finish(fit, "x", "y", "The fitted curve, step by step")
+    place_legend(fit, fontsize="small", ncols=2)
+    _draw_snapshot_losses(loss, record, whole)
+    norms = [fig.add_subplot(grid[2 + i // 2, i % 2]) for i in range(len(columns))]
+    paths, every_step = _param_paths(record, columns)
+    names = _display_names(record, columns)
+    joined = " (every step)" if every_step else " (logged steps)"
+    for ax, column in zip(norms, columns):
+        ax.plot(*drawable(*paths[column]), color="tab:blue", linewidth=1.2, label=names[column] + joined)
+        ax.set_ylabel(names[column], fontsize="small")
+        ax.tick_params(labelsize="small")
+        ax.grid(True, alpha=0.3)
+    norms[0].set_title("Each layer's size (L2 norm, at the logged steps)" if not every_step
+                       else "Each layer's size (L2 norm)", fontsize="medium", loc="left")
+    for ax in norms[-2:]:
+        ax.set_xlabel("step", fontsize="small")
+    heading = title(record, "Parameters")
+    fig.suptitle(heading, y=1 - 0.12 / fig.get_figheight(), fontsize=title_size(heading, fig.get_figwidth()))
+    return fig
+
+
+def _draw_snapshot_losses(ax: Any, record: RunRecord, whole: dict[float, float]) -> None:
+    """The logged loss and, for mini-batch or per-sample training (whose logged loss is one
+    batch's), the loss of the whole data after each step of the curves."""
+    xs, ys = positive(record.metrics.get("step", []), record.metrics.get("loss", []))
+    full = (record.summary.get("batch_size") or 0) >= (record.summary.get("samples") or {}).get("train", 0)
+    ax.plot(xs, ys, color="tab:blue", linewidth=1.2,
+            label="loss of each logged step" + ("" if full else " (one batch's)"))
+    if not full:  # full-batch: the logged loss is the whole data's already
+        ax.plot(*positive(list(whole), list(whole.values())), color="black", marker="o", linestyle="",
+                markersize=4, label="loss of the whole data (at the curves)")
+    if xs:
+        ax.set_yscale("log")
+    finish(ax, "step", _loss_label(record), "Loss", log=bool(xs))
+    if xs:
+        readable_log_axis(ax)
+    place_legend(ax, fontsize="small")
 
 
 def _initial_values(record: RunRecord) -> dict[str, float]:
