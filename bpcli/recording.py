@@ -69,7 +69,7 @@ class RunLog(Callback):
                        if split == "val" or self.task.logs_training_split}
         self.columns += self.task.columns("val" in splits)
         summary["metrics_columns"] = self.columns  # what a reader of metrics.csv checks its header against
-        self.snapshots = _Snapshots.of(built, trainer, self.task) if run_dir is not None and start == 0 else None
+        self.snapshots = _Snapshots.of(built, trainer, self.task, run_dir, start) if run_dir is not None else None
         self.metrics = self.board = None
         if run_dir is not None:
             self.metrics = files.MetricsWriter(run_dir / "metrics.csv", self.columns, append=start > 0)
@@ -116,15 +116,18 @@ class _Snapshots:
     data at step 0 and at a few logged steps spread evenly in log(step), where the curve
     changes most; for params.png, which draws them in place of the layers' norms."""
 
-    def __init__(self, built: Built, trainer: Any, grid: torch.Tensor, steps: set[int]) -> None:
+    def __init__(self, built: Built, trainer: Any, grid: torch.Tensor, steps: set[int],
+                 taken: list[tuple[int, float, list[float]]]) -> None:
         # The model predicts as curve.csv's does (built.trainer); the loss is the loop's trainer's.
         self.model, self.trainer, self.grid, self.steps = built.trainer, trainer, grid, steps
-        self.taken: list[tuple[int, float, list[float]]] = []
-        self.take(0)
+        self.taken = taken
+        if not taken:
+            self.take(0)
 
     @classmethod
-    def of(cls, built: Built, trainer: Any, task: Any) -> _Snapshots | None:
-        """The snapshots a run takes; None unless it fits a curve of one input with no closed form."""
+    def of(cls, built: Built, trainer: Any, task: Any, run_dir: Path, start: int) -> _Snapshots | None:
+        """The snapshots a run takes (a resumed one after those it took before it stopped);
+        None unless it fits a curve of one input with no closed form."""
         from bpcli.kinds.tasks import Regression, curve_grid
 
         if not isinstance(task, Regression) or task.least_squares is not None or built.data.x.shape[1] != 1:
@@ -135,10 +138,13 @@ class _Snapshots:
         wanted = [round(total ** (i / (SNAPSHOTS - 2))) for i in range(SNAPSHOTS - 1)]  # 1 … total
         steps = {min(logged, key=lambda s: abs(math.log(s) - math.log(w))) for w in wanted}
         shown = [p for p in config.predict if not isinstance(p, list)] if built.data.scaling is None else []
-        return cls(built, trainer, curve_grid(built.data, shown), steps)
+        taken = [t for t in files.read_curves(run_dir) if t[0] <= start] if start else []
+        if start and not taken:
+            return None  # a run from before curves.csv: no curve of its start to draw from
+        return cls(built, trainer, curve_grid(built.data, shown), steps, taken)
 
     def take(self, step: int) -> None:
-        if step == 0 or step in self.steps:
+        if (step == 0 or step in self.steps) and step not in {t[0] for t in self.taken}:
             from bpcli.kinds.tasks import no_grad_predict
 
             predicted = no_grad_predict(self.model, self.grid[:, None])

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from bpcli.lifecycle import resume, train
+from bpcli.rundir.run import read_curves
 from conftest import CONFIGS, InterruptAt, cli, config
 
 
@@ -189,3 +190,13 @@ def test_a_resumed_run_leaves_no_figure_of_the_run_before_it():
     assert all(after[name] != before[name] for name in before)  # redrawn: 600 epochs, not 300
     assert not Path("run/descent.gif").exists()
     assert not list(Path("run").glob("*.pdf"))  # only the formats that were there
+
+
+def test_a_resumed_mlp_adds_its_curves_to_those_taken_before():
+    assert cli("train", CONFIGS / "mlp.yaml", "--epochs", "100", "--log-every", "10", "--out", "run",
+               "--no-plots").exit_code == 0
+    before = read_curves(Path("run"))
+    assert before[0][0] == 0 and before[-1][0] == 100
+    assert cli("train", "--resume", "run", "--epochs", "300", "--no-plots").exit_code == 0
+    after = read_curves(Path("run"))
+    assert after[:len(before)] == before and after[-1][0] == 300 and len(after) <= 8 + len(before)

@@ -86,6 +86,19 @@ def write_curves(run_dir: Path, x: list[float], curves: list[tuple[int, float, l
     write_text(run_dir / "curves.csv", "\n".join(lines) + "\n")
 
 
+def read_curves(run_dir: Path) -> list[tuple[int, float, list[float]]]:
+    """curves.csv as write_curves takes it: (step, loss of the whole data, predictions), by step; [] without one."""
+    path = run_dir / "curves.csv"
+    if not path.is_file():
+        return []
+    columns = _read_columns(path)
+    _check_header(path, list(columns), ["step", "loss_all_samples", "x", "y_pred"])
+    taken: dict[int, tuple[float, list[float]]] = {}
+    for step, loss, y in zip(columns["step"], columns["loss_all_samples"], columns["y_pred"]):
+        taken.setdefault(int(step), (loss, []))[1].append(y)
+    return [(step, loss, ys) for step, (loss, ys) in taken.items()]
+
+
 def write_config(run_dir: Path, text: str) -> None:
     """Write config.yaml, the resolved config as YAML."""
     write_text(run_dir / "config.yaml", text)
