@@ -86,7 +86,10 @@ class ConsoleObserver:
         self._task: Any = None
         self._started = time.perf_counter()
         self._slot = -1  # the twentieth of the run whose plain line was printed last
-        self._unprinted: dict[str, float] | None = None  # the last logged row, if not printed
+        # The last logged row, if not printed, and the training time when it was logged: a
+        # diverged or interrupted run prints it as it ends, after its files and figures, and
+        # its line must say when the step was taken, as the table's training time does.
+        self._unprinted: tuple[dict[str, float], float] | None = None
 
     def stage(self, what: str) -> None:
         """On a terminal, say what bpcli is doing before training starts (a spinner)."""
@@ -139,11 +142,12 @@ class ConsoleObserver:
         if self.console.is_terminal:
             return
         slot = (step - self.start) * PLAIN_LINES // max(1, self.total - self.start)
+        elapsed = time.perf_counter() - self._started
         if slot > self._slot:
             self._slot = slot
-            self._print_line(row)
+            self._print_line(row, elapsed)
         else:
-            self._unprinted = row
+            self._unprinted = (row, elapsed)
 
     def on_progress(self, step: int) -> None:
         if self._progress is not None:
@@ -155,15 +159,14 @@ class ConsoleObserver:
         self._stop_spinner()
         self._stop_progress()
         if self._unprinted is not None:
-            self._print_line(self._unprinted)
+            self._print_line(*self._unprinted)
 
-    def _print_line(self, row: dict[str, float]) -> None:
+    def _print_line(self, row: dict[str, float], elapsed: float) -> None:
         self._unprinted = None
         values = {k: v for k, v in row.items() if k not in ("step", "epoch") and not k.startswith("grad_")}
         if len(values) > PLAIN_VALUES:
             values = {k: v for k, v in values.items() if k in _HEADLINE}
         shown = "  ".join(f"{k} {_fmt(v)}" for k, v in values.items())
-        elapsed = time.perf_counter() - self._started
         # soft_wrap: one line per step, however narrow the (non-)terminal.
         self.console.print(f"step {int(row['step'])}/{self.total}  epoch {int(row['epoch'])}  {shown}  "
                            f"({elapsed:.1f} s)", soft_wrap=True)
@@ -312,7 +315,10 @@ def _caption(summary: dict[str, Any]) -> str | None:
     """Below the table: which data the optimum solves, and which R² is reported."""
     lines = []
     if summary.get("scaling"):  # the model's own numbers are standardised; the data's units stand beside them
-        lines.append("value, optimum: in standardised units, as the model trains; data units: as in the data file")
+        named = "value, optimum" if summary.get("optimum") else "value"
+        beside = summary.get("params_original_units") or summary.get("optimum_original_units")
+        lines.append(f"{named}: in standardised units, as the model trains"
+                     + ("; data units: as in the data file" if beside else ""))
     solved = summary.get("optimum_solved") or {}
     if solved.get("from"):
         lines.append(f"optimum: {solved.get('method', 'the least-squares solution')} of {solved['from']}")
@@ -327,6 +333,7 @@ def _param_rows(row: Callable[..., None], summary: dict[str, Any]) -> None:
     true = summary.get("true_params") or {}
     best = summary.get("optimum") or {}
     features = summary.get("features") or []
+    classes = (summary.get("task") or {}).get("classes") or []
     original = summary.get("params_original_units") or {}
     best_original = summary.get("optimum_original_units") or {}
     for name, values in (summary.get("params") or {}).items():
@@ -340,6 +347,10 @@ def _param_rows(row: Callable[..., None], summary: dict[str, Any]) -> None:
             label = name if len(values) == 1 else f"{name}[{i}]"
             if name == "w" and len(features) == len(values) > 1:
                 label += f" ({features[i]})"
+            elif classes and len(values) == len(classes) * len(features) and name == "W":  # a row per class
+                label = f"W[{classes[i // len(features)]}, {features[i % len(features)]}]"
+            elif classes and len(values) == len(classes) > 1 and name == "b":
+                label = f"b[{classes[i]}]"
             target = true.get(name) if len(values) == 1 else None
             opt = best.get(name)
             in_units = [_fmt(source[name][i], 8) if source.get(name) else "" for source in (original, best_original)]

@@ -328,20 +328,42 @@ def _train(built: Built, config: Experiment, run_dir: Path | None, summary: dict
         finally:
             log.close()
             write_outputs(built, trainer, config, run_dir, summary, loop, log, grad_checks.checks)
+        if run_dir is not None and start > 0:
+            _remove_animation(run_dir)
         if run_dir is not None and plots:
-            _draw_plots(run_dir, summary, loop)
+            _draw_plots(run_dir, summary, loop, resumed=start > 0)
     return TrainResult(status=loop.status, run_dir=run_dir, params=summary["params"],
                        final_loss=summary["final_loss"], steps=loop.step, history=history,
                        summary=summary, signal=loop.signal)
 
 
-def _draw_plots(run_dir: Path, summary: dict[str, Any], loop: Loop) -> None:
-    """The run's figures; one that cannot be written (a full disk, a link where a figure
-    goes) leaves the run `failed`, exit 1, as any file the run cannot write."""
+def _remove_animation(run_dir: Path) -> None:
+    """A resumed run's descent.gif ends where the run stopped before: it is removed (drawing
+    it again takes as long as `bpcli animate`, which the user may run when they want it)."""
+    gif = run_dir / "descent.gif"
+    if gif.is_file() or gif.is_symlink():
+        gif.unlink()
+
+
+def _figure_formats(run_dir: Path) -> list[str]:
+    """The formats the run's figures are in: png, and svg or pdf where `bpcli plot --format`
+    drew some (a resumed run redraws those too, or they would show the run before it)."""
+    from bpcli.plots import FORMATS
+    from bpcli.plots.run import FIGURES
+
+    return ["png", *(fmt for fmt in FORMATS if fmt != "png"
+                     and any((run_dir / f"{name}.{fmt}").is_file() for name in FIGURES))]
+
+
+def _draw_plots(run_dir: Path, summary: dict[str, Any], loop: Loop, resumed: bool = False) -> None:
+    """The run's figures (a resumed run's in every format it had); one that cannot be written
+    (a full disk, a link where a figure goes) leaves the run `failed`, exit 1, as any file
+    the run cannot write."""
     from bpcli.plots import draw_plots  # matplotlib only when plotting
 
     try:
-        draw_plots(run_dir)
+        for fmt in _figure_formats(run_dir) if resumed else ["png"]:
+            draw_plots(run_dir, fmt)
     except (OSError, RunDirError) as exc:
         why = str(exc) if isinstance(exc, RunDirError) else f"{exc.filename or run_dir}: {exc.strerror or exc}"
         loop.status = "failed"

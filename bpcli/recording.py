@@ -72,6 +72,7 @@ class RunLog(Callback):
         if self.scheduled:  # the lr each logged update used; a constant lr is summary.json's `lr`
             self.columns.append("lr")
         summary["metrics_columns"] = self.columns  # what a reader of metrics.csv checks its header against
+        self.snapshots = _Snapshots.of(built, trainer, self.task, run_dir, start) if run_dir is not None else None
         self.metrics = self.board = None
         if run_dir is not None:
             self.metrics = files.MetricsWriter(run_dir / "metrics.csv", self.columns, append=start > 0)
@@ -79,6 +80,8 @@ class RunLog(Callback):
                 self.board = _board(tensorboard(), run_dir, start)
 
     def on_log(self, loop: Loop, step: int, losses: torch.Tensor) -> None:
+        if self.snapshots is not None:
+            self.snapshots.take(step)
         row = self.row(step, loop.epoch(step), losses)
         self.history.append(row)
         if self.metrics is not None:
@@ -117,6 +120,51 @@ def current_lr(trainer: Any) -> float:
     if lr is None:
         lr = optimizer.param_groups[0]["lr"]
     return float(lr.reshape(-1)[0]) if isinstance(lr, torch.Tensor) else float(lr)
+SNAPSHOTS = 8
+"""curves.csv holds a nonlinear regression's fitted curve at up to this many logged steps."""
+
+
+class _Snapshots:
+    """A nonlinear regression's fitted curve (on curve.csv's grid) and the loss of the whole
+    data at step 0 and at a few logged steps spread evenly in log(step), where the curve
+    changes most; for params.png, which draws them in place of the layers' norms."""
+
+    def __init__(self, built: Built, trainer: Any, grid: torch.Tensor, steps: set[int],
+                 taken: list[tuple[int, float, list[float]]]) -> None:
+        # The model predicts as curve.csv's does (built.trainer); the loss is the loop's trainer's.
+        self.model, self.trainer, self.grid, self.steps = built.trainer, trainer, grid, steps
+        self.taken = taken
+        if not taken:
+            self.take(0)
+
+    @classmethod
+    def of(cls, built: Built, trainer: Any, task: Any, run_dir: Path, start: int) -> _Snapshots | None:
+        """The snapshots a run takes (a resumed one after those it took before it stopped);
+        None unless it fits a curve of one input with no closed form."""
+        from bpcli.kinds.tasks import Regression, curve_grid
+
+        if not isinstance(task, Regression) or task.least_squares is not None or built.data.x.shape[1] != 1:
+            return None
+        config = built.config
+        total, every = config.train.epochs * trainer.steps_per_epoch, config.train.log_every
+        logged = sorted({1, total, *range(every, total + 1, every)})
+        wanted = [round(total ** (i / (SNAPSHOTS - 2))) for i in range(SNAPSHOTS - 1)]  # 1 … total
+        steps = {min(logged, key=lambda s: abs(math.log(s) - math.log(w))) for w in wanted}
+        shown = [p for p in config.predict if not isinstance(p, list)] if built.data.scaling is None else []
+        taken = [t for t in files.read_curves(run_dir) if t[0] <= start] if start else []
+        if start and not taken:
+            return None  # a run from before curves.csv: no curve of its start to draw from
+        return cls(built, trainer, curve_grid(built.data, shown), steps, taken)
+
+    def take(self, step: int) -> None:
+        if (step == 0 or step in self.steps) and step not in {t[0] for t in self.taken}:
+            from bpcli.kinds.tasks import no_grad_predict
+
+            predicted = no_grad_predict(self.model, self.grid[:, None])
+            self.taken.append((step, float(whole_data_loss(self.trainer)[0]), predicted.tolist()))
+
+    def write(self, run_dir: Path) -> None:
+        files.write_curves(run_dir, self.grid.tolist(), self.taken)
 
 
 def _logged(values: torch.Tensor) -> list[float]:
@@ -250,6 +298,8 @@ def write_outputs(built: Built, trainer: Any, config: Experiment, run_dir: Path 
         files.write_summary(run_dir, summary)
         shown = [p for p in config.predict if not isinstance(p, list)] if built.data.scaling is None else []
         log.task.write_files(run_dir, built.trainer, built.data, shown)
+        if log.snapshots is not None:
+            log.snapshots.write(run_dir)
 
 
 def _convergence_record(found: analysis.Conditioning | None) -> dict[str, Any]:

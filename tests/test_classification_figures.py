@@ -458,6 +458,8 @@ def test_compare_of_a_classifier_with_a_regression_says_why_panels_are_missing(r
     train(config("exp2.yaml", train__epochs=30), tmp_path / "line", plots=False)
     fig, notes = compare_figure([read_run(tmp_path / "line"), read_run(runs / "binary")])
     assert notes == ["no fit panel: binary is a classifier; see its own boundary.png or confusion.png",
-                     "no landscape panel: binary is a classifier, whose loss has no least-squares surface to draw"]
-    assert [ax.get_title() for ax in fig.axes] == ["Loss", "Accuracy"]
+                     "no landscape panel: binary is a classifier, whose loss has no least-squares surface to draw",
+                     "the runs were trained on 2 different data sets: each one's losses in a panel of its own"]
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles[0] == "Loss on synthetic" and titles[1].startswith("Loss on ") and titles[2:] == ["Accuracy"]
     assert_readable(fig, "compare classifier and line")

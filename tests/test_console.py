@@ -260,3 +260,16 @@ def test_a_sweeps_table_shows_few_parameters_and_no_spread_for_one_member():
     assert "aggregates.csv has every parameter" in mlp.stdout
     with open("mlp/aggregates.csv", newline="") as fh:
         assert "W2[255]_mean" in next(csv.reader(fh))
+
+
+def test_a_diverged_runs_last_progress_line_and_its_table_agree_on_the_time():
+    # The step it diverged at is printed as the run ends, after its figures are drawn: its
+    # line said 2.4 s (drawing included) where the table's training time said 0.26 s.
+    import re
+
+    result = cli("train", CONFIGS / "exp2.yaml", "--lr", "5")
+    assert result.exit_code != 0
+    lines = [line for line in result.stdout.splitlines() if line.startswith("step ")]
+    line_seconds = float(re.search(r"\((\d+\.\d) s\)$", lines[-1]).group(1))
+    table_seconds = float(re.search(r"│ time\s+│\s+(\d+\.\d+) s", result.stdout).group(1))
+    assert abs(line_seconds - table_seconds) <= 0.06, (lines[-1], table_seconds)

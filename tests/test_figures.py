@@ -37,9 +37,17 @@ RUNS = {
     # Settings that make long titles
     "minibatch": ("exp2.yaml", {"train__epochs": 20, "train__momentum": 0.9, "train__batch_size": 10,
                                 "train__log_every": 5}),
+    "longley-momentum": ("longley.yaml", {"train__epochs": EPOCHS, "train__momentum": 0.9}),
+    "mlp-batches": ("mlp.yaml", {"train__epochs": 30, "train__batch_size": 20, "train__log_every": 10}),
     "csv-adam": ("diabetes.yaml", {"train__epochs": 5, "train__optimizer": "adam", "train__lr": 0.01,
                                    "train__batch_size": 32}),
 }
+
+# Every shipped config as it ships, up to FULL epochs (exp3's 30000 to 3000): a legend
+# must find its place over the whole run (exp2's last points, exp3's early drop).
+FULL = 3000
+RUNS.update({f"{name}-full": (name, {"train__epochs": min(FULL, yaml.safe_load((CONFIGS / name).read_text())
+                                                            ["train"]["epochs"])}) for name in SHIPPED})
 
 EXPECTED = {
     "exp1.yaml": {"loss", "fit", "params", "landscape"},
@@ -135,7 +143,50 @@ def assert_readable(fig, what):
         box = legend.get_window_extent(renderer)
         assert box.x0 >= -1 and box.y0 >= -1 and box.x1 <= width + 1 and box.y1 <= height + 1, \
             f"{what}: a legend leaves the figure"
+    assert_legends_hide_no_data(fig, what, renderer)
     return texts
+
+
+def drawn_points(ax):
+    """Where an axes draws its data, in pixels: each vertex of its lines (a logged step, a
+    step of a path, the ends of a horizontal line) and each marker of its scatters, within
+    the panel (what lies outside it is not drawn)."""
+    import numpy as np
+    from matplotlib.collections import PathCollection
+
+    points = []
+    for line in ax.get_lines():
+        xy = np.asarray(line.get_xydata(), dtype=float)
+        if line.get_visible() and len(xy):
+            points.append(line.get_transform().transform(xy))
+    for collection in ax.collections:
+        offsets = np.asarray(collection.get_offsets(), dtype=float)
+        if isinstance(collection, PathCollection) and collection.get_visible() and len(offsets):
+            points.append(collection.get_offset_transform().transform(offsets))
+    if not points:
+        return np.empty((0, 2))
+    points = np.concatenate(points)
+    points = points[np.isfinite(points).all(axis=1)]
+    panel = ax.get_window_extent()
+    inside = ((points[:, 0] >= panel.x0) & (points[:, 0] <= panel.x1)
+              & (points[:, 1] >= panel.y0) & (points[:, 1] <= panel.y1))
+    return points[inside]
+
+
+def assert_legends_hide_no_data(fig, what, renderer=None):
+    """No legend's box lies over a drawn point or line vertex of its panel (a figure's own
+    legend: of any panel)."""
+    renderer = renderer or fig.canvas.get_renderer()
+    for ax in fig.axes:
+        if not ax.get_visible():
+            continue
+        legends = ([ax.get_legend()] if ax.get_legend() else []) + list(fig.legends)
+        points = drawn_points(ax)
+        for legend in legends:
+            box = legend.get_window_extent(renderer)
+            hidden = [(x, y) for x, y in points if box.x0 < x < box.x1 and box.y0 < y < box.y1]
+            assert not hidden, (f"{what}: a legend ({legend.get_texts()[0].get_text()!r}, …) covers "
+                                f"{len(hidden)} drawn point(s) of the panel {ax.get_title() or ax.get_ylabel()!r}")
 
 
 def legend_texts(fig):
@@ -143,10 +194,10 @@ def legend_texts(fig):
     return [t.get_text() for legend in legends for t in legend.get_texts()]
 
 
-@pytest.mark.parametrize("name", list(EXPECTED))
+@pytest.mark.parametrize("name", list(RUNS))
 def test_every_figure_of_every_run_reads_cleanly_and_is_written(runs, drawn, name):
     made = drawn(name)
-    assert set(made) == EXPECTED[name]
+    assert set(made) == EXPECTED.get(name, set(made))
     for figure_name, fig in made.items():
         assert_readable(fig, f"{name}/{figure_name}")
         out = save(fig, runs / name / f"{figure_name}.png")  # what `bpcli plot` does with each
@@ -174,6 +225,14 @@ def test_the_layout_check_catches_what_it_looks_for():
     axes[0][0].set_xlabel("x")
     fig.subplots_adjust(bottom=0.0)
     with pytest.raises(AssertionError, match="outside the figure"):
+        assert_readable(fig, "test")
+    fig, axes = figure()  # a legend in the corner the data run through
+    axes[0][0].plot([0, 1, 2, 3], [0, 1, 2, 3], marker="o", label="data")
+    axes[0][0].set_title("a title")
+    axes[0][0].legend(loc="upper left")
+    assert_readable(fig, "test")
+    axes[0][0].legend(loc="upper right")
+    with pytest.raises(AssertionError, match="covers 1 drawn point"):
         assert_readable(fig, "test")
 
 
@@ -267,7 +326,7 @@ def test_predictions_are_named_in_the_legend_not_on_the_title(runs, drawn):
 # --------------------------------------------------------------------------- params.png
 
 
-@pytest.mark.parametrize("name,panels", [("exp1.yaml", 1), ("exp2.yaml", 2), ("mlp.yaml", 6), ("diabetes.yaml", 11)])
+@pytest.mark.parametrize("name,panels", [("exp1.yaml", 1), ("exp2.yaml", 2), ("mlp.yaml", 8), ("diabetes.yaml", 11)])
 def test_params_has_an_x_label_under_every_column(drawn, name, panels):
     fig = drawn(name)["params"]
     visible = [ax for ax in fig.axes if ax.get_visible()]
@@ -444,15 +503,43 @@ def test_compare_says_which_panels_it_left_out(runs):
     assert "note: no fit panel: diabetes.yaml has 10 input features" in result.stderr
     assert "note: no landscape panel" in result.stderr
     fig, notes = compare_figure(records(runs, "exp3.yaml", "diabetes.yaml"))
-    assert len(notes) == 2 and all(note.split(":")[0] in fig._suptitle.get_text() for note in notes)
+    assert len(notes) == 3 and all(note.split(":")[0] in fig._suptitle.get_text() for note in notes)
     assert_readable(fig, "compare exp3 diabetes")
 
 
 def test_compare_of_runs_on_different_data_says_so(runs):
     fig, notes = compare_figure(records(runs, "exp2.yaml", "exp3.yaml"))
-    assert notes == ["no landscape panel: the runs were trained on different data, so on different loss surfaces"]
-    assert [ax.get_title() for ax in fig.axes if ax.get_title()][:2] == ["Loss", "Fit (each run on its own data)"]
+    assert notes == ["no landscape panel: the runs were trained on different data, so on different loss surfaces",
+                     "the runs were trained on 2 different data sets: each one's losses in a panel of its own"]
+    assert [ax.get_title() for ax in fig.axes if ax.get_title()][:3] == [
+        "Loss on synthetic", "Loss on synthetic", "Fit (each run on its own data)"]
     assert_readable(fig, "compare exp2 exp3")
+
+
+def test_compare_gives_runs_on_different_data_a_loss_panel_each(runs):
+    # exp1's 300 per-sample steps under exp2's 3000 were a block of colour on one step axis.
+    fig, notes = compare_figure(records(runs, "exp1.yaml-full", "exp2.yaml-full", "exp2-fast"))
+    assert any("2 different data sets" in note for note in notes)
+    first, second = [ax for ax in fig.axes if ax.get_title().startswith("Loss")]
+    assert [len(ax.get_lines()) for ax in (first, second)] == [1, 2]  # exp2's two runs share a panel
+    assert first.get_xlim()[1] < 400 < second.get_xlim()[1]  # each on its own steps
+    assert_readable(fig, "compare exp1 exp2")
+
+
+def test_compare_of_runs_with_known_optima_adds_the_gap_on_a_log_axis(runs):
+    # Longley: the loss levels off near L*; only L − L* shows that momentum gets further.
+    plain, momentum = records(runs, "longley.yaml", "longley-momentum")
+    fig, notes = compare_figure([plain, momentum])
+    (gap,) = [ax for ax in fig.axes if ax.get_title() == "Gap to the optimum"]
+    assert gap.get_yscale() == "log"
+    ends = [line.get_ydata()[-1] for line in gap.get_lines()]
+    best = plain.summary["optimum"]["loss"]
+    assert ends == [pytest.approx(plain.metrics["loss"][-1] - best), pytest.approx(momentum.metrics["loss"][-1] - best)]
+    assert ends[1] < ends[0] / 5  # 300 epochs: 0.0006 against 0.0056
+    assert_readable(fig, "compare longley")
+    # Noise-free data: L* is rounding, L − L* would repeat L: no gap panel.
+    fig, _ = compare_figure(records(runs, "exp2.yaml", "exp2-fast"))
+    assert not [ax for ax in fig.axes if ax.get_title() == "Gap to the optimum"]
 
 
 # --------------------------------------------------------------------------- sweep lr.png
@@ -493,3 +580,79 @@ def test_the_losses_figure_marks_members_that_diverged(swept):
     assert sum(len(c.get_offsets()) for c in crosses) == len(diverged)
     assert "diverged (its last loss)" in legend_texts(fig)
     assert "diverged (its last loss)" not in legend_texts(dict(sweep_figures(swept / "none"))["losses"])
+
+
+# --------------------------------------------------------------------------- names in any script
+
+
+def fonts_lack(text):
+    """The characters of a text that none of the fonts matplotlib would draw it with has."""
+    from matplotlib import font_manager
+    from matplotlib.ft2font import FT2Font
+
+    paths = font_manager.fontManager._find_fonts_by_props(text.get_fontproperties())
+    covered = set().union(*(FT2Font(str(p)).get_charmap() for p in paths))
+    return {c for c in text.get_text() if not c.isspace() and ord(c) not in covered}
+
+
+def test_chinese_column_names_draw_no_boxes_and_no_warnings(tmp_path, write_config, recwarn):
+    # A learner of the Chinese tutorial: a CSV with columns 面积 (area) and 价格 (price).
+    import warnings
+
+    from matplotlib.text import Text
+
+    from bpcli.config import Override, load_config
+
+    rows = ["面积,价格"] + [f"{i / 4},{3 * i / 4 + 1 + (i % 3) / 10}" for i in range(30)]
+    (tmp_path / "house.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    path = write_config("kind: linear-gd\ndata: {source: csv, path: house.csv, target: 价格}\n"
+                        "train: {lr: 0.05, epochs: 50, log_every: 5}\n")
+    train(load_config(path, [Override(path="device", value="cpu", origin="test")]), tmp_path / "run", plots=False)
+    warnings.simplefilter("always")
+    made = dict(figures(read_run(tmp_path / "run")))
+    for name, fig in made.items():
+        save(fig, tmp_path / "run" / f"{name}.png")
+        for text in fig.findobj(Text):
+            if text.get_text() and "$" not in text.get_text():
+                assert not fonts_lack(text), f"{name}: {text.get_text()!r} has no glyph for {fonts_lack(text)}"
+    assert not [w for w in recwarn if "Glyph" in str(w.message)]
+    fit = made["fit"].axes[0]
+    assert "面积" in fit.get_xlabel() or "feature column" in fit.get_xlabel()  # named by its column, not x
+    assert "价格" in fit.get_ylabel() or "target column" in fit.get_ylabel()
+    result = cli("plot", tmp_path / "run")  # and nothing on the terminal either
+    assert result.exit_code == 0 and "Glyph" not in result.output
+
+
+# --------------------------------------------------------------------------- an MLP's params.png
+
+
+def test_an_mlps_params_figure_shows_its_curve_at_a_few_steps_and_keeps_the_norms(runs, drawn):
+    # Layer norms mean little to a learner: the fitted curve at a few logged steps does.
+    record = read_run(runs / "mlp.yaml-full")
+    steps = sorted(set(record.curves["step"]))
+    assert steps[0] == 0 and steps[-1] == record.metrics["step"][-1] and 3 <= len(steps) <= 8
+    assert set(steps[1:]) <= set(record.metrics["step"])  # logged steps
+    final = [y for s, y in zip(record.curves["step"], record.curves["y_pred"]) if s == steps[-1]]
+    assert final == pytest.approx(record.curve["y_pred"], rel=1e-6)  # its last curve is fit.png's
+    assert len(record.curves["step"]) == 200 * len(steps) and (runs / "mlp.yaml-full/curves.csv").stat().st_size < 60_000
+    fig = drawn("mlp.yaml-full")["params"]
+    fit = next(ax for ax in fig.axes if ax.get_title() == "The fitted curve, step by step")
+    labels = [line.get_label() for line in fit.get_lines()]
+    assert labels == ["initial", *(f"after step {int(s)}" for s in steps[1:])]
+    assert [ax.get_ylabel() for ax in fig.axes if ax.get_ylabel().startswith("norm(")]  # the norms, smaller
+    assert_readable(fig, "mlp/params")
+
+
+def test_a_mini_batch_mlp_shows_the_whole_datas_loss_beside_a_batchs(runs, drawn):
+    record = read_run(runs / "mlp-batches")
+    fig = drawn("mlp-batches")["params"]
+    loss = next(ax for ax in fig.axes if ax.get_title() == "Loss")
+    whole = next(line for line in loss.get_lines() if line.get_label().startswith("loss of the whole data"))
+    steps = sorted(set(record.curves["step"]))
+    losses = dict(zip(record.curves["step"], record.curves["loss_all_samples"]))
+    assert list(whole.get_xdata()) == steps and list(whole.get_ydata()) == [losses[s] for s in steps]
+    assert any("one batch's" in line.get_label() for line in loss.get_lines())
+    assert_readable(fig, "mlp-batches/params")
+    # Full-batch: the logged loss is the whole data's; nothing drawn twice.
+    full = next(ax for ax in drawn("mlp.yaml")["params"].axes if ax.get_title() == "Loss")
+    assert not [line for line in full.get_lines() if line.get_label().startswith("loss of the whole")]

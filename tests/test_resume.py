@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from bpcli.lifecycle import resume, train
+from bpcli.rundir.run import read_curves
 from conftest import CONFIGS, InterruptAt, cli, config
 
 
@@ -186,3 +187,26 @@ def test_a_checkpoint_written_before_the_optimizer_registry_still_belongs_to_its
 
     assert _hash_before_the_registry(config("exp2.yaml", **changes)) == expected
     assert _hash_before_the_registry(config("exp2.yaml", train__schedule="cosine")) is None
+def test_a_resumed_run_leaves_no_figure_of_the_run_before_it():
+    # The SVGs drawn before the resume, and descent.gif, showed the run as it stopped.
+    assert cli("train", CONFIGS / "exp2.yaml", "--epochs", "300", "--out", "run").exit_code == 0
+    assert cli("plot", "run", "--format", "svg").exit_code == 0
+    assert cli("animate", "run", "--frames", "2").exit_code == 0
+    before = {p.name: p.read_bytes() for p in Path("run").glob("*.svg")}
+    assert {"loss.svg", "fit.svg", "params.svg", "landscape.svg"} <= set(before)
+    assert cli("train", "--resume", "run", "--epochs", "600").exit_code == 0
+    after = {p.name: p.read_bytes() for p in Path("run").glob("*.svg")}
+    assert set(after) == set(before)
+    assert all(after[name] != before[name] for name in before)  # redrawn: 600 epochs, not 300
+    assert not Path("run/descent.gif").exists()
+    assert not list(Path("run").glob("*.pdf"))  # only the formats that were there
+
+
+def test_a_resumed_mlp_adds_its_curves_to_those_taken_before():
+    assert cli("train", CONFIGS / "mlp.yaml", "--epochs", "100", "--log-every", "10", "--out", "run",
+               "--no-plots").exit_code == 0
+    before = read_curves(Path("run"))
+    assert before[0][0] == 0 and before[-1][0] == 100
+    assert cli("train", "--resume", "run", "--epochs", "300", "--no-plots").exit_code == 0
+    after = read_curves(Path("run"))
+    assert after[:len(before)] == before and after[-1][0] == 300 and len(after) <= 8 + len(before)

@@ -191,10 +191,16 @@ def _write_curve(run_dir: Path, trainer: Any, data: Dataset, shown: list[float])
     asked to predict at), for the fit plot."""
     from bpcli.rundir import run as files
 
+    grid = curve_grid(data, shown)
+    files.write_curve(run_dir, grid.tolist(), no_grad_predict(trainer, grid[:, None]).tolist())
+
+
+def curve_grid(data: Dataset, shown: list[float], points: int = 200) -> torch.Tensor:
+    """The inputs curve.csv (and curves.csv) predict at: evenly across the data and the
+    inputs the run is asked to predict at."""
     x = data.x
     low, high = min([float(x.min()), *shown]), max([float(x.max()), *shown])
-    grid = torch.linspace(low, high, 200, dtype=x.dtype)
-    files.write_curve(run_dir, grid.tolist(), no_grad_predict(trainer, grid[:, None]).tolist())
+    return torch.linspace(low, high, points, dtype=x.dtype)
 
 
 # --------------------------------------------------------------------------- classification

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bpcli.plots.common import drawable, figure, finish, number, title, title_size
+from bpcli.plots.common import drawable, figure, finish, number, readable, title, title_size
 from bpcli.rundir.run import RunRecord
 
 
@@ -42,7 +42,7 @@ def class_colours(count: int) -> list[Any]:
 
 def short(name: str, most: int = 18) -> str:
     """A class name for a legend or an axis: cut in its middle beyond `most` characters."""
-    half = most // 2
+    name, half = readable(name), most // 2  # a name no font here draws: its code points
     return name if len(name) <= most else f"{name[:half - 1]}…{name[-half:]}"
 
 

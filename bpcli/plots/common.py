@@ -23,6 +23,7 @@ def figure(rows: int = 1, cols: int = 1, size: tuple[float, float] = (7, 4.5),
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    glyphs()  # an installed CJK font joins the font list before the first text is made
     fig = Figure(figsize=size, dpi=110)
     FigureCanvasAgg(fig)
     axes = fig.subplots(rows, cols, squeeze=False, sharex=sharex)
@@ -38,6 +39,7 @@ def save(fig: Any, path: Path, elsewhere: str = "copy the run directory elsewher
     from bpcli.rundir.files import unwritable, write_file
 
     interrupts.check()  # a Ctrl-C noted while the figure was drawn stops here, before it is written
+    drawable_texts(fig)
     try:
         return write_file(path, lambda fh: fig.savefig(fh, format=path.suffix.lstrip(".").lower()))
     except OSError as exc:
@@ -169,3 +171,150 @@ def plus(value: float, digits: int = 4) -> str:
     """A term added to an expression: ' + 0.6' or ' − 0.3'."""
     text = number(value, digits)
     return f" − {text[1:]}" if text.startswith("−") else f" + {text}"
+
+
+LEGEND_PLACES = ("best", "upper right", "upper left", "lower left", "lower right", "center right", "center left",
+                 "upper center", "lower center")
+"""Where place_legend tries a panel's legend, in this order."""
+
+
+def place_legend(ax: Any, **options: Any) -> Any:
+    """The panel's legend where it hides none of the drawn data: matplotlib's choice where
+    its box holds no point or line vertex, else the first of LEGEND_PLACES whose box holds
+    none and no line crosses it, else the first that holds none; where every place holds one, the panel grows a strip of room above its
+    data (a fifth of its height, up to three times) and the legend is placed again.
+
+    matplotlib's loc="best" only weighs the places and may settle on one that hides a few
+    points (exp2's last logged steps, exp3's early drop). Call it once the panel holds
+    everything it draws: the places follow its limits.
+    """
+    drawable_texts(ax.figure)  # measured as they will be drawn
+    renderer = ax.figure.canvas.get_renderer()
+    for _ in range(4):
+        ax.get_xlim(), ax.get_ylim()  # the limits autoscaling chose, before pixels are measured
+        points, paths = _drawn(ax)
+        clear = None
+        for place in LEGEND_PLACES:
+            legend = ax.legend(loc=place, **options)
+            box = legend.get_window_extent(renderer)
+            if any(box.x0 < x < box.x1 and box.y0 < y < box.y1 for x, y in points):
+                continue
+            if place == "best" or not any(path.intersects_bbox(box, filled=False) for path in paths):
+                return legend
+            clear = clear or place
+        if clear is not None:
+            return ax.legend(loc=clear, **options)
+        _room_above(ax)
+    return ax.legend(loc="best", **options)
+
+
+def _drawn(ax: Any) -> tuple[list[tuple[float, float]], list[Any]]:
+    """A panel's drawn data in pixels: every vertex of its lines and marker of its scatters,
+    within the panel; and its lines as paths."""
+    import numpy as np
+    from matplotlib.collections import PathCollection
+
+    chunks, paths = [], []
+    for line in ax.get_lines():
+        xy = np.asarray(line.get_xydata(), dtype=float)
+        if line.get_visible() and len(xy):
+            chunks.append(line.get_transform().transform(xy))
+            if line.get_linestyle() not in ("None", "", " ", "none"):
+                paths.append(line.get_transform().transform_path(line.get_path()))
+    for collection in ax.collections:
+        offsets = np.asarray(collection.get_offsets(), dtype=float)
+        if isinstance(collection, PathCollection) and collection.get_visible() and len(offsets):
+            chunks.append(collection.get_offset_transform().transform(offsets))
+    if not chunks:
+        return [], paths
+    points = np.concatenate(chunks)
+    panel = ax.get_window_extent()
+    keep = np.isfinite(points).all(axis=1)
+    keep &= (points[:, 0] >= panel.x0) & (points[:, 0] <= panel.x1) & (points[:, 1] >= panel.y0) \
+        & (points[:, 1] <= panel.y1)
+    return [tuple(p) for p in points[keep]], paths
+
+
+def _room_above(ax: Any) -> None:
+    """Raise the panel's top by a fifth of its height (in decades on a log axis)."""
+    import math
+
+    low, high = ax.get_ylim()
+    if ax.get_yscale() == "log" and 0 < low < high < math.inf:
+        ax.set_yscale("log")  # matplotlib's ticks again: readable_log_axis chose them for the narrower span
+        ax.set_ylim(low, high * (high / low) ** 0.25)
+        readable_log_axis(ax)
+    else:
+        ax.set_ylim(low, high + 0.25 * (high - low))
+
+
+# --------------------------------------------------------------------------- fonts
+# Names from a CSV header may be in any script (面积, 价格 from the Chinese tutorial). matplotlib
+# draws a character its font lacks as a box and warns. Where a CJK font is installed, it
+# joins the font family after DejaVu Sans (whose glyphs come first, so other figures are
+# unchanged) and matplotlib falls back to it glyph by glyph; a name that no installed font
+# can draw is written another way (its position, w[0]; or its code points, \u9762).
+
+CJK_FONTS = ("Noto Sans CJK", "Noto Serif CJK", "Noto Sans SC", "Noto Sans TC", "Noto Sans JP", "Noto Sans KR",
+             "Source Han Sans", "Source Han Serif", "WenQuanYi", "Droid Sans Fallback", "AR PL", "SimHei",
+             "SimSun", "Microsoft YaHei", "PingFang", "Hiragino", "Heiti", "Arial Unicode")
+"""Families that hold the CJK ideographs, in the order they are preferred."""
+
+_glyphs: set[int] | None = None
+
+
+def glyphs() -> set[int]:
+    """The code points the figures' fonts can draw (DejaVu Sans's and an installed CJK
+    font's); the first call adds the CJK fonts found to matplotlib's font.family, after
+    the sans-serif fonts."""
+    global _glyphs
+    if _glyphs is None:
+        import matplotlib
+        from matplotlib import font_manager
+        from matplotlib.ft2font import FT2Font
+
+        fonts = font_manager.fontManager.ttflist
+        cjk = [f for family in CJK_FONTS for f in fonts if f.name.startswith(family)]
+        names = list(dict.fromkeys(f.name for f in cjk))
+        covered: set[int] = set()
+        for path in [font_manager.findfont("DejaVu Sans"), *dict.fromkeys(f.fname for f in cjk)]:
+            try:
+                covered |= set(FT2Font(path).get_charmap())
+            except (OSError, RuntimeError, ValueError):
+                continue
+        if names:
+            # matplotlib falls back glyph by glyph along font.family (not within one generic
+            # family's list); Simplified Chinese first, the tutorial's.
+            names.sort(key=lambda n: " SC" not in n)
+            family = [n for n in matplotlib.rcParams["font.family"] if n not in names]
+            matplotlib.rcParams["font.family"] = [*family, *names]
+        _glyphs = covered
+    return _glyphs
+
+
+def can_draw(text: str) -> bool:
+    """Whether every character of `text` has a glyph in the figures' fonts."""
+    covered = glyphs()
+    return all(ord(c) in covered or c.isspace() for c in text)
+
+
+def readable(name: str, fallback: str | None = None) -> str:
+    """`name` where the figures' fonts draw it; else `fallback`, or its characters that
+    cannot be drawn as code points (\\u9762): never boxes, never matplotlib's warnings."""
+    if can_draw(name):
+        return name
+    if fallback is not None:
+        return fallback
+    covered = glyphs()
+    return "".join(c if ord(c) in covered or c.isspace() else f"\\u{ord(c):04x}" for c in name)
+
+
+def drawable_texts(fig: Any) -> None:
+    """Every text of the figure written with glyphs its fonts have (see `readable`), for the
+    names no figure chose a readable stand-in for (a run directory's, a file's)."""
+    from matplotlib.text import Text
+
+    for text in fig.findobj(Text):
+        content = text.get_text()
+        if content and "$" not in content and not can_draw(content):
+            text.set_text(readable(content))

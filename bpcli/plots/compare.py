@@ -15,8 +15,8 @@ from typing import Any
 from bpcli.errors import BpcliError
 from bpcli.plots.classification import classifier, draw_accuracy
 from bpcli.optimizers import DEFAULT
-from bpcli.plots.common import FORMATS, drawable, finish, positive, readable_log_axis, save, setting
-from bpcli.plots.run import descent, draw_landscape, landscape, landscape_drawable
+from bpcli.plots.common import FORMATS, drawable, finish, glyphs, positive, readable_log_axis, save, setting
+from bpcli.plots.run import descent, draw_landscape, gap_reference, landscape, landscape_drawable
 from bpcli.rundir.run import RunRecord, read_run
 
 KEY_SETTINGS = ("kind", "train.optimizer", "train.lr", "train.momentum", "train.batch_size", "seed", "data")
@@ -53,6 +53,7 @@ def compare_figure(records: list[RunRecord]) -> tuple[Any, list[str]]:
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
+    glyphs()  # an installed CJK font joins the font list before the first text is made
     labels = _labels(records)
     # Ten distinct colours; up to twenty from a palette of pairs; beyond that they repeat.
     palette = colormaps["tab10" if len(records) <= 10 else "tab20"]
@@ -71,7 +72,17 @@ def compare_figure(records: list[RunRecord]) -> tuple[Any, list[str]]:
         surface, paths, skipped = _shared_landscape(records, labels, colours)
         if skipped:
             notes.append(f"no landscape panel: {skipped}")
-    panels = 1 + bool(classifiers) + (not fit_skipped) + (surface is not None)
+    # Runs on different data share no step axis (exp1's 300 per-sample steps under exp2's
+    # 3000 would be a block of colour): each data set's runs get a loss panel of their own.
+    groups = _data_groups(records)
+    if len(groups) > 1:
+        notes.append(f"the runs were trained on {len(groups)} different data sets: each one's losses in a "
+                     "panel of its own")
+    # Where every run knows its optimum and the loss levels off above it (real or noisy
+    # data), L − L* on a log axis shows what the loss axis hides (momentum on Longley).
+    bests = [gap_reference(r) for r in records]
+    gap = all(b is not None for b in bests)
+    panels = len(groups) + gap + bool(classifiers) + (not fit_skipped) + (surface is not None)
 
     # Constrained layout places the legend under the panels, whatever its size; `bpcli
     # compare` draws one figure, so the time it costs is not noticed.
@@ -79,7 +90,13 @@ def compare_figure(records: list[RunRecord]) -> tuple[Any, list[str]]:
     fig = Figure(figsize=(width, 5.2), dpi=110, layout="constrained")
     FigureCanvasAgg(fig)
     axes = list(fig.subplots(1, panels, squeeze=False)[0])
-    diverged = _loss_panel(axes.pop(0), records, labels, colours)
+    diverged = False
+    for group in groups:
+        shown = [(records[i], labels[i], colours[i]) for i in group]
+        heading = "Loss" if len(groups) == 1 else f"Loss on {_data_name(records[group[0]].config)}"
+        diverged = _loss_panel(axes.pop(0), *map(list, zip(*shown)), heading=heading) or diverged
+    if gap:
+        _gap_panel(axes.pop(0), records, colours, bests)
     if classifiers:
         _accuracy_panel(axes.pop(0), records, labels, colours)
     if not fit_skipped:
@@ -107,7 +124,31 @@ def compare_figure(records: list[RunRecord]) -> tuple[Any, list[str]]:
     return fig, notes
 
 
-def _loss_panel(ax: Any, records: list[RunRecord], labels: list[str], colours: list[str]) -> bool:
+def _data_groups(records: list[RunRecord]) -> list[list[int]]:
+    """The runs' indices grouped by the data they trained on, in the order they first come."""
+    groups: list[list[int]] = []
+    for i, record in enumerate(records):
+        same = next((g for g in groups if records[g[0]].data_x == record.data_x
+                     and records[g[0]].data_y == record.data_y), None)
+        if same is None:
+            groups.append([i])
+        else:
+            same.append(i)
+    return groups
+
+
+def _gap_panel(ax: Any, records: list[RunRecord], colours: list[str], bests: list[float]) -> None:
+    """Each run's gap to its own optimum's loss, L − L*, on a log axis: how much it can still lose."""
+    for record, colour, best in zip(records, colours, bests):
+        steps, losses = record.metrics.get("step", []), record.metrics.get("loss", [])
+        ax.plot(*positive(steps, [v - best for v in losses]), linewidth=1.3, color=colour)
+    ax.set_yscale("log")
+    finish(ax, "step", "L − L* (training loss − optimum's)", "Gap to the optimum", log=True)
+    readable_log_axis(ax)
+
+
+def _loss_panel(ax: Any, records: list[RunRecord], labels: list[str], colours: list[str],
+                heading: str = "Loss") -> bool:
     """Every run's loss; a cross where a run diverged. True when one did."""
     diverged_any, log = False, False
     for record, label, colour in zip(records, labels, colours):
@@ -120,7 +161,7 @@ def _loss_panel(ax: Any, records: list[RunRecord], labels: list[str], colours: l
             diverged_any = True
     if log:
         ax.set_yscale("log")
-    finish(ax, "step", "training loss", "Loss", log=log)
+    finish(ax, "step", "training loss", heading, log=log)
     if log:
         readable_log_axis(ax)
     return diverged_any

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from bpcli.plots.common import (SUPERSCRIPT, drawable, figure, finish, number, plus, positive, readable_log_axis,
-                                save, sci, span, title, title_size)
+from bpcli.plots.common import (SUPERSCRIPT, drawable, figure, finish, number, place_legend, plus, positive,
+                                readable, readable_log_axis, save, sci, span, title, title_size)
 from bpcli.plots.classification import boundary_plot, classifier, confusion_plot, draw_accuracy, short
 from bpcli.rundir.run import RunRecord, read_run
 
@@ -74,6 +74,13 @@ def _draw_lr(ax: Any, record: RunRecord) -> None:
     lr_axis.set_ylim(bottom=0)
     ax.set_zorder(lr_axis.get_zorder() + 1)  # the loss, and its legend, over the lr
     ax.patch.set_visible(False)
+def gap_reference(record: RunRecord) -> float | None:
+    """L*, where a panel of the gap L − L* shows what the loss axis hides (real or noisy
+    data, full-batch losses); None where there is no optimum, or it is rounding."""
+    best = _optimum_loss(record)
+    if best is None or _rounding(record, best) or not _gap_matters(record, best):
+        return None
+    return best
 
 
 def _optimum_loss(record: RunRecord) -> float | None:
@@ -135,13 +142,13 @@ def _draw_loss(ax: Any, record: RunRecord, best: float | None, rounding: bool) -
     diverged = (record.summary.get("divergence") or {}).get("step")
     if diverged is not None:
         ax.axvline(diverged, color="red", linestyle="--", linewidth=1.2, label=f"diverged at step {diverged}")
-    if xs or diverged is not None:
-        ax.legend(loc="best")
-    else:
+    if not xs and diverged is None:
         ax.text(0.5, 0.5, "no finite, positive loss logged", transform=ax.transAxes, ha="center", va="center")
     finish(ax, "", _loss_label(record), "", log=bool(xs))
     if xs:
         readable_log_axis(ax)
+    if xs or diverged is not None:
+        place_legend(ax)
 
 
 def _loss_label(record: RunRecord) -> str:
@@ -153,7 +160,7 @@ def _loss_label(record: RunRecord) -> str:
 def _draw_accuracy(ax: Any, record: RunRecord) -> None:
     """A classifier's training (and validation) accuracy at each logged step, 0 to 100 %."""
     draw_accuracy(ax, [(record, None, None)])
-    ax.legend(loc="best")
+    place_legend(ax)
     finish(ax, "", "accuracy", "")
 
 
@@ -165,9 +172,9 @@ def _draw_gap(ax: Any, record: RunRecord, best: float) -> None:
             label="training loss − optimum's loss")
     _predicted_envelope(ax, record, best, xs, gaps)
     ax.set_yscale("log")
-    ax.legend(loc="best")
     finish(ax, "", "L − L*", "", log=True)
     readable_log_axis(ax)
+    place_legend(ax)
 
 
 def _predicted_envelope(ax: Any, record: RunRecord, best: float, steps: list[float], gaps: list[float]) -> None:
@@ -218,9 +225,10 @@ def _predicted_vs_actual(record: RunRecord) -> tuple[str, Any]:
     if values:
         ax.plot([min(values), max(values)], [min(values), max(values)], "k--", linewidth=1, label="ŷ = y")
     units = " (standardised)" if (record.summary.get("scaling") or {}).get("y_std", 1.0) != 1.0 else ""
-    finish(ax, f"actual {record.summary.get('target', 'y')}{units}", f"predicted{units}",
+    finish(ax, f"actual {readable(str(record.summary.get('target', 'y')), 'y (the target column)')}{units}",
+           f"predicted{units}",
            title(record, "Predicted vs actual"))
-    ax.legend(loc="best")
+    place_legend(ax)
     return "fit", fig
 
 
@@ -233,7 +241,7 @@ def _residuals_plot(record: RunRecord) -> tuple[str, Any]:
         ax.scatter(*drawable(ps, [y - p for y, p in zip(ys, ps)]), s=12, alpha=0.7, color=colour, label=split)
     ax.axhline(0.0, color="black", linewidth=1)
     finish(ax, "predicted", "residual y − ŷ", title(record, "Residuals"))
-    ax.legend(loc="best")
+    place_legend(ax)
     return "residuals", fig
 
 
@@ -277,9 +285,22 @@ def _fit_plot(record: RunRecord) -> tuple[str, Any]:
         label = f"ŷ({number(p['x'], 6)}) = {number(p['y_pred'], 8)}" if len(marked) <= PREDICTION_LABELS else (
             f"predictions at {len(marked)} inputs (summary.json)" if i == 0 else None)
         ax.scatter([p["x"]], [p["y_pred"]], marker="x", s=60, color="tab:green", zorder=4, label=label)
-    finish(ax, "x", "y", title(record, "Fit"))
-    ax.legend(loc="best")
+    x_name, y_name = _axis_names(record)
+    finish(ax, x_name, y_name, title(record, "Fit"))
+    place_legend(ax)
     return "fit", fig
+
+
+def _axis_names(record: RunRecord) -> tuple[str, str]:
+    """A fit's axes: a CSV run's by its columns (面积, 价格), as far as the figures' fonts
+    draw them; x and y for generated data."""
+    summary = record.summary
+    features, target = summary.get("features") or [], summary.get("target")
+    if (record.config.get("data") or {}).get("source") != "csv" or len(features) != 1 or not target:
+        return "x", "y"
+    units = " (standardised)" if summary.get("scaling") else ""
+    return (readable(str(features[0]), "x (the CSV's feature column)") + units,
+            readable(str(target), "y (the CSV's target column)") + units)
 
 
 def value_columns(record: RunRecord) -> list[str]:
@@ -311,6 +332,8 @@ def _params_plot(record: RunRecord) -> tuple[str, Any]:
     columns = value_columns(record)[:PARAM_PANELS]
     if not columns:
         return "params", None
+    if record.curves is not None and record.curves.get("step"):
+        return "params", _curves_plot(record, columns)
     cols = 1 if len(columns) <= 6 else 2
     rows = -(-len(columns) // cols)
     fig, axes = figure(rows, cols, size=(7 * cols, 1.2 + 1.8 * rows), sharex=True)
@@ -347,7 +370,7 @@ def _params_plot(record: RunRecord) -> tuple[str, Any]:
         ax.ticklabel_format(axis="y", useOffset=False, useMathText=True)
         ax.set_ylabel(names[column])
         ax.grid(True, alpha=0.3)
-        ax.legend(loc="best", fontsize="small")
+        place_legend(ax, fontsize="small")
     for ax in panels[len(columns) - cols:len(columns)]:  # the lowest panel of each column
         ax.set_xlabel("step")
         ax.xaxis.set_tick_params(labelbottom=True)
@@ -355,6 +378,77 @@ def _params_plot(record: RunRecord) -> tuple[str, Any]:
     heading = title(record, "Parameters" + units)
     fig.suptitle(heading, y=1 - 0.12 / fig.get_figheight(), fontsize=title_size(heading, fig.get_figwidth()))
     return "params", fig
+
+
+def _curves_plot(record: RunRecord, columns: list[str]) -> Any:
+    """A nonlinear regression's parameters as a learner reads them: the fitted curve at a few
+    logged steps over the data (curves.csv), the loss of the whole data at those steps beside
+    the logged loss (a batch's, where batches are smaller than the data), and, smaller, the
+    norms of its layers, which metrics.csv logs at every logged step."""
+    from matplotlib import colormaps
+    from matplotlib.gridspec import GridSpec
+
+    curves = record.curves or {}
+    whole: dict[float, float] = {}
+    by_step: dict[float, tuple[list[float], list[float]]] = {}
+    for step, loss, x, y in zip(curves["step"], curves["loss_all_samples"], curves["x"], curves["y_pred"]):
+        whole[step] = loss
+        gx, gy = by_step.setdefault(step, ([], []))
+        gx.append(x)
+        gy.append(y)
+    rows = -(-len(columns) // 2)
+    fig, _ = figure(size=(9, 5.0 + 1.15 * rows))
+    fig.clear()
+    height = fig.get_figheight()
+    grid = GridSpec(2 + rows, 2, figure=fig, height_ratios=[3.4, 0.55, *[1.0] * rows], hspace=0.3, wspace=0.3,
+                    left=1.0 / 9, right=0.97, top=1 - 0.75 / height, bottom=0.55 / height)
+    fit, loss = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1])
+    xs, ys = drawable([row[0] for row in record.data_x], record.data_y)
+    fit.scatter(xs, ys, s=8, color="0.6", label="data", zorder=2)
+    palette = colormaps["viridis"]
+    steps = sorted(by_step)
+    for i, step in enumerate(steps):
+        last = i == len(steps) - 1
+        fit.plot(*drawable(*by_step[step]), color=palette(0.9 * i / max(1, len(steps) - 1)),
+                 linewidth=2.2 if last else 1.2, zorder=3,
+                 label="initial" if step == 0 else f"after step {int(step)}")
+    finish(fit, "x", "y", "The fitted curve, step by step")
+    place_legend(fit, fontsize="small", ncols=2)
+    _draw_snapshot_losses(loss, record, whole)
+    norms = [fig.add_subplot(grid[2 + i // 2, i % 2]) for i in range(len(columns))]
+    paths, every_step = _param_paths(record, columns)
+    names = _display_names(record, columns)
+    joined = " (every step)" if every_step else " (logged steps)"
+    for ax, column in zip(norms, columns):
+        ax.plot(*drawable(*paths[column]), color="tab:blue", linewidth=1.2, label=names[column] + joined)
+        ax.set_ylabel(names[column], fontsize="small")
+        ax.tick_params(labelsize="small")
+        ax.grid(True, alpha=0.3)
+    norms[0].set_title("Each layer's size (L2 norm, at the logged steps)" if not every_step
+                       else "Each layer's size (L2 norm)", fontsize="medium", loc="left")
+    for ax in norms[-2:]:
+        ax.set_xlabel("step", fontsize="small")
+    heading = title(record, "Parameters")
+    fig.suptitle(heading, y=1 - 0.12 / fig.get_figheight(), fontsize=title_size(heading, fig.get_figwidth()))
+    return fig
+
+
+def _draw_snapshot_losses(ax: Any, record: RunRecord, whole: dict[float, float]) -> None:
+    """The logged loss and, for mini-batch or per-sample training (whose logged loss is one
+    batch's), the loss of the whole data after each step of the curves."""
+    xs, ys = positive(record.metrics.get("step", []), record.metrics.get("loss", []))
+    full = (record.summary.get("batch_size") or 0) >= (record.summary.get("samples") or {}).get("train", 0)
+    ax.plot(xs, ys, color="tab:blue", linewidth=1.2,
+            label="loss of each logged step" + ("" if full else " (one batch's)"))
+    if not full:  # full-batch: the logged loss is the whole data's already
+        ax.plot(*positive(list(whole), list(whole.values())), color="black", marker="o", linestyle="",
+                markersize=4, label="loss of the whole data (at the curves)")
+    if xs:
+        ax.set_yscale("log")
+    finish(ax, "step", _loss_label(record), "Loss", log=bool(xs))
+    if xs:
+        readable_log_axis(ax)
+    place_legend(ax, fontsize="small")
 
 
 def _initial_values(record: RunRecord) -> dict[str, float]:
@@ -407,7 +501,8 @@ def _display_names(record: RunRecord, columns: list[str]) -> dict[str, str]:
         name, _, index = column.partition("[")
         i = int(index.rstrip("]")) if index.rstrip("]").isdigit() else (0 if not index else None)
         by_feature = csv and name == "w" and i is not None and i < len(features)
-        feature = str(features[i]) if by_feature else ""
+        feature = readable(str(features[i]), "") if by_feature else ""  # a name no font here draws: w[0]
+        by_feature = by_feature and bool(feature)
         # A long column name is cut in its middle, where names of one table tend to agree:
         # the label runs along a panel less than two inches tall.
         half = FEATURE_NAME // 2
@@ -446,7 +541,7 @@ def _landscape_plot(record: RunRecord) -> tuple[str, Any]:
     draw_landscape(ax, surface, [path])
     heading = title(record, "Loss landscape")
     ax.set_title(heading, fontsize=title_size(heading, fig.get_figwidth()))
-    ax.legend(loc="best", fontsize="small")
+    place_legend(ax, fontsize="small")
     return "landscape", fig
 
 

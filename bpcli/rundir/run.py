@@ -8,6 +8,7 @@ alone:
     summary.json        status, final parameters, predictions, timings and versions
     data.csv            the training data, x then y (an even sample of very large data)
     curve.csv           the trained model's predictions on a grid of x (one-feature data)
+    curves.csv          an MLP's predictions on that grid at up to 8 logged steps
     predictions.csv     every sample's target and prediction (several features); a classifier's
                         class, predicted class and each class's probability
     boundary.csv        a classifier's class probabilities on a grid over two features
@@ -74,6 +75,28 @@ def write_curve(run_dir: Path, x: list[float], y: list[float]) -> None:
     """Write curve.csv: the trained model's predictions y_pred on a grid of x."""
     lines = ["x,y_pred"] + [f"{a!r},{b!r}" for a, b in zip(x, y)]
     write_text(run_dir / "curve.csv", "\n".join(lines) + "\n")
+
+
+def write_curves(run_dir: Path, x: list[float], curves: list[tuple[int, float, list[float]]]) -> None:
+    """Write curves.csv: a nonlinear regression's predictions on the grid of curve.csv at a
+    few logged steps (step 0: the initial parameters), with the loss of the whole data there."""
+    lines = ["step,loss_all_samples,x,y_pred"]
+    # Nine significant digits: every float32 exactly, and a file of some 40 kB.
+    lines += [f"{step},{loss:.9g},{a:.9g},{b:.9g}" for step, loss, ys in curves for a, b in zip(x, ys)]
+    write_text(run_dir / "curves.csv", "\n".join(lines) + "\n")
+
+
+def read_curves(run_dir: Path) -> list[tuple[int, float, list[float]]]:
+    """curves.csv as write_curves takes it: (step, loss of the whole data, predictions), by step; [] without one."""
+    path = run_dir / "curves.csv"
+    if not path.is_file():
+        return []
+    columns = _read_columns(path)
+    _check_header(path, list(columns), ["step", "loss_all_samples", "x", "y_pred"])
+    taken: dict[int, tuple[float, list[float]]] = {}
+    for step, loss, y in zip(columns["step"], columns["loss_all_samples"], columns["y_pred"]):
+        taken.setdefault(int(step), (loss, []))[1].append(y)
+    return [(step, loss, ys) for step, (loss, ys) in taken.items()]
 
 
 def write_config(run_dir: Path, text: str) -> None:
@@ -160,6 +183,9 @@ class RunRecord:
     boundary: dict[str, list[float]] | None = None
     """Each class's probability on a grid over two features (boundary.csv): x1, x2, p[<class>]…,
     x1 varying fastest."""
+    curves: dict[str, list[float]] | None = None
+    """A nonlinear regression's predictions at a few logged steps (curves.csv): step,
+    loss_all_samples, x, y_pred, one row per step and grid point."""
 
 
 @dataclass(frozen=True)
@@ -229,7 +255,10 @@ def read_run(path: str | Path) -> RunRecord:
     boundary = _read_boundary(path / "boundary.csv")
     if boundary is not None and classes:
         _check_header(path / "boundary.csv", list(boundary), ["x1", "x2", *(f"p[{c}]" for c in classes)])
-    return RunRecord(path, config, summary, metrics, x, y, curve, fitted, classified, boundary)
+    curves = _read_columns(path / "curves.csv") if (path / "curves.csv").is_file() else None
+    if curves is not None:
+        _check_header(path / "curves.csv", list(curves), ["step", "loss_all_samples", "x", "y_pred"])
+    return RunRecord(path, config, summary, metrics, x, y, curve, fitted, classified, boundary, curves)
 
 
 Number = Union[float, None]  # JSON has no NaN or infinity: summary.json writes them as null
