@@ -574,12 +574,18 @@ def print_graph(console: Console, graph: Any) -> None:
         console.print(f"d{root}/d{node.name} = {shown}", soft_wrap=True)
     if graph.update and graph.rule:  # another rule, momentum, weight decay, a schedule: the optimizer's own step
         heading(f"Update, {graph.rule}")
+        # The rule's direction d is not the gradient (a velocity, Adam's scaled moment, a decayed
+        # gradient): it is shown as the step taken, so that before − lr·d = after adds up.
         update = Table(box=box.SIMPLE_HEAD)
-        for header in ("θ", "before", "dL/dθ", "lr", "after"):
+        for header in ("θ", "before", "dL/dθ", "lr", "d", "after"):
             update.add_column(header, justify="left" if header == "θ" else "right")
         for u in graph.update[:16]:
-            update.add_row(u["param"], f"{u['before']:.8g}", f"{u['grad']:.8g}", f"{u['lr']:g}", f"{u['after']:.8g}")
+            direction = (u["before"] - u["after"]) / u["lr"] if u["lr"] else float("nan")
+            update.add_row(u["param"], f"{u['before']:.8g}", f"{u['grad']:.8g}", f"{u['lr']:g}", f"{direction:.8g}",
+                           f"{u['after']:.8g}")
         _show(console, update)
+        console.print("d: the direction the rule stepped in, (before − after)/lr, so that after = before − lr·d "
+                      "(for plain gradient descent d = dL/dθ)", soft_wrap=True)
     elif graph.update:
         heading("Update: θ ← θ − lr·dL/dθ")
         update = Table(box=box.SIMPLE_HEAD)

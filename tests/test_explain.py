@@ -104,3 +104,19 @@ def test_explain_bad_input(args, expected):
     result = cli("explain", *args)
     assert result.exit_code == 2, result.output
     assert expected in result.stderr and "Traceback" not in result.output
+
+
+def test_explain_shows_the_direction_momentum_steps_in_so_the_update_adds_up():
+    from bpcli.graph import explain_config
+    from conftest import config
+
+    steps = [explain_config(config("exp2.yaml", train__momentum=0.9), step=s) for s in (1, 2)]
+    g1, g2 = ({u["param"]: u["grad"] for u in graph.update} for graph in steps)
+    for graph, velocity in zip(steps, (g1, {k: 0.9 * g1[k] + g2[k] for k in g1})):  # v₁ = g₁, v₂ = μ·v₁ + g₂
+        for u in graph.update:
+            d = (u["before"] - u["after"]) / u["lr"]
+            assert d == pytest.approx(velocity[u["param"]], rel=1e-4)
+    result = cli("explain", CONFIGS / "exp2.yaml", "--set", "train.momentum=0.9", "--step", "2")
+    assert result.exit_code == 0 and "after = before − lr·d" in " ".join(result.stdout.split())
+    header = next(line for line in result.stdout.splitlines() if "before" in line and "after" in line)
+    assert header.split() == ["θ", "before", "dL/dθ", "lr", "d", "after"]
