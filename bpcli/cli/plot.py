@@ -50,6 +50,10 @@ def plot(
         typer.echo(str(path))
 
 
+MAX_COMPARED = 20
+"""The most runs compare draws: the palette of pairs has twenty colours, and more runs would share them."""
+
+
 def compare(
     run_dirs: Annotated[list[Path], typer.Argument(metavar="RUN_DIR", help="The run directories to draw together "
                                                    "(two or more).", show_default=False)],
@@ -66,6 +70,16 @@ def compare(
     from bpcli.errors import BpcliError
     from bpcli.plots import FORMATS, compare as draw
 
+    seen: dict[Path, Path] = {}
+    for run_dir in run_dirs:  # one run given twice would be one line drawn twice, with two legend entries
+        if run_dir.resolve() in seen:
+            again = "" if str(seen[run_dir.resolve()]) == str(run_dir) else f" (as {seen[run_dir.resolve()]} too)"
+            raise BpcliError(f"{run_dir}: is given twice{again}; name each run once")
+        seen[run_dir.resolve()] = run_dir
+    if len(run_dirs) > MAX_COMPARED:
+        raise BpcliError(f"compare draws at most {MAX_COMPARED} runs, each in a colour of its own, and was given "
+                         f"{len(run_dirs)}; compare fewer, or train them as one sweep (bpcli sweep draws every "
+                         "member's loss)")
     if len(run_dirs) < 2:
         raise BpcliError(f"compare draws two or more runs together; for {run_dirs[0]} alone, its own figures are "
                          f"`bpcli plot {run_dirs[0]}`")

@@ -219,6 +219,9 @@ def _shared_landscape(records: list[RunRecord], labels: list[str], colours: list
     surfaces = [landscape(r) for r in records]
     if any(s is None for s in surfaces):
         name = records[surfaces.index(None)].path.name
+        if records[surfaces.index(None)].summary.get("status") == "running":
+            return None, [], (f"{name} is still training: its final values, and so its path's end, are written "
+                              "when it ends (compare it again then)")
         if classifier(records[surfaces.index(None)]):
             return None, [], f"{name} is a classifier, whose loss has no least-squares surface to draw"
         return None, [], (f"{name} is not a line ŷ = w·x (+ b) of one input with a known optimum, "
