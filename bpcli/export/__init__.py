@@ -14,7 +14,7 @@ from typing import Any
 
 from bpcli.errors import RunDirError
 from bpcli.export.models import MODELS, Context, Model
-from bpcli.export.updates import RULES, setup_lines, update_function
+from bpcli.export.updates import RULES, UNWRITTEN, setup_lines, update_function
 
 Lines = list[str]
 
@@ -69,7 +69,12 @@ def _refuse_unwritten(run_dir: Path, config: Any) -> None:
     train = config.train
     if train.optimizer not in RULES:
         raise RunDirError(f"{run_dir}: bpcli exports runs of the optimizers {', '.join(RULES)}, and this one used "
-                          f"{train.optimizer}; its script is not written yet (train it with one of those to export)")
+                          f"{train.optimizer} (a rule added to bpcli's registry needs its script text in "
+                          "bpcli/export/updates.py)")
+    unwritten = UNWRITTEN.get(train.optimizer)
+    if unwritten is not None and getattr(train, unwritten[0], unwritten[1]) != unwritten[1]:
+        raise RunDirError(f"{run_dir}: bpcli does not yet export {train.optimizer} with train.{unwritten[0]} set; "
+                          f"export a run with {unwritten[0]} left at {unwritten[1]!r}")
     if schedules.scheduled(train):
         raise RunDirError(f"{run_dir}: bpcli does not yet export a run with an lr schedule "
                           f"(train.schedule: {train.schedule}); export one with a constant lr")

@@ -108,10 +108,79 @@ def _adam_optim(train: Any) -> str:
     return f"torch.optim.Adam(model.parameters(), lr={train.lr!r}{extras})"
 
 
+def _adamw_setup(train: Any) -> Lines:
+    return [line for line in _adam_setup(train) if not line.startswith("weight_decay")] + (
+        [f"weight_decay = {train.weight_decay!r}  # λ, decoupled from the gradient"] if train.weight_decay else [])
+
+
+def _adamw_update(train: Any, fast: bool) -> Lines:
+    decay = ["p.mul_(1 - lr * weight_decay)  # decoupled weight decay: p ← p·(1 − lr·λ)"] if train.weight_decay else []
+    return decay + [line for line in _adam_update(train.model_copy(update={"weight_decay": 0.0}), fast)]
+
+
+def _adamw_optim(train: Any) -> str:
+    beta1, beta2 = train.betas
+    return (f"torch.optim.AdamW(model.parameters(), lr={train.lr!r}, betas=({beta1!r}, {beta2!r}), eps={train.eps!r}, "
+            f"weight_decay={train.weight_decay!r})")
+
+
+def _rmsprop_setup(train: Any) -> Lines:
+    lines = [f"lr, alpha, eps = {train.lr!r}, {train.alpha!r}, {train.eps!r}",
+             *([f"weight_decay = {train.weight_decay!r}  # λ"] if train.weight_decay else []),
+             "square_avg = {name: torch.zeros_like(p) for name, p in params.items()}  # v, the mean of g²"]
+    if train.centered:
+        lines.append("grad_avg = {name: torch.zeros_like(p) for name, p in params.items()}  # a, the mean of g")
+    if train.momentum:
+        lines += [f"momentum = {train.momentum!r}  # μ",
+                  "buffer = {name: torch.zeros_like(p) for name, p in params.items()}"]
+    return lines
+
+
+def _rmsprop_update(train: Any, fast: bool) -> Lines:
+    lines = [*_decay(train), "sq = square_avg[name]", "sq.mul_(alpha).add_((1 - alpha) * (g * g))  # v ← α·v + (1 − α)·g²"]
+    if train.centered:
+        lines += ["a = grad_avg[name]", "a.mul_(alpha).add_((1 - alpha) * g)  # a ← α·a + (1 − α)·g",
+                  "size = (sq - a * a).sqrt() + eps  # s = √(v − a²) + ε"]
+    else:
+        lines.append("size = sq.sqrt() + eps  # s = √v + ε")
+    if train.momentum:
+        return lines + ["b = buffer[name]", "b.mul_(momentum).add_(g / size)  # b ← μ·b + g/s",
+                        "p.sub_(lr * b)  # p ← p − lr·b"]
+    return lines + ["p.sub_(lr * (g / size))  # p ← p − lr·g/s"]
+
+
+def _rmsprop_optim(train: Any) -> str:
+    return (f"torch.optim.RMSprop(model.parameters(), lr={train.lr!r}, alpha={train.alpha!r}, eps={train.eps!r}, "
+            f"weight_decay={train.weight_decay!r}, momentum={train.momentum!r}, centered={train.centered!r})")
+
+
+def _adagrad_setup(train: Any) -> Lines:
+    return [f"lr, eps = {train.lr!r}, {train.eps!r}",
+            *([f"weight_decay = {train.weight_decay!r}  # λ"] if train.weight_decay else []),
+            f"total = {{name: torch.zeros_like(p) + {train.initial_accumulator_value!r} for name, p in params.items()}}"
+            "  # S, the sum of g²"]
+
+
+def _adagrad_update(train: Any, fast: bool) -> Lines:
+    return [*_decay(train), "total[name].add_(g * g)  # S ← S + g²",
+            "p.sub_(lr * (g / (total[name].sqrt() + eps)))  # p ← p − lr·g/(√S + ε)"]
+
+
+def _adagrad_optim(train: Any) -> str:
+    return (f"torch.optim.Adagrad(model.parameters(), lr={train.lr!r}, eps={train.eps!r}, "
+            f"weight_decay={train.weight_decay!r}, initial_accumulator_value={train.initial_accumulator_value!r})")
+
+
 RULES: dict[str, Rule] = {
     "sgd": Rule(_sgd_setup, lambda train: [], _sgd_update, _sgd_optim),
     "adam": Rule(_adam_setup, _adam_before, _adam_update, _adam_optim),
+    "adamw": Rule(_adamw_setup, _adam_before, _adamw_update, _adamw_optim),
+    "rmsprop": Rule(_rmsprop_setup, lambda train: [], _rmsprop_update, _rmsprop_optim),
+    "adagrad": Rule(_adagrad_setup, lambda train: [], _adagrad_update, _adagrad_optim),
 }
+"""Settings a rule's text does not write (they are refused by export, in one line): {rule: (setting, default)}."""
+UNWRITTEN = {"adagrad": ("lr_decay", 0.0), "adam": ("amsgrad", False), "adamw": ("amsgrad", False),
+             "sgd": ("dampening", 0.0)}
 
 
 def update_function(train: Any, fast: bool = False) -> Lines:
