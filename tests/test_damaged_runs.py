@@ -98,3 +98,15 @@ def test_every_command_on_a_damaged_run_ends_in_one_line_and_changes_nothing(tra
         if command[0] == "train" and result.exit_code == 0:
             continue
         assert {k: after.get(k) for k in kept} == kept, (args, result.output)
+
+
+@pytest.mark.parametrize("step", ["1000000000", "0", "2.5", "nan", "1"])  # beyond the run, before it, not whole, repeated
+def test_a_step_that_cannot_be_the_runs_is_refused(trained, tmp_path, step):
+    run = tmp_path / "run"
+    shutil.copytree(trained / "run", run)
+    lines = (run / "metrics.csv").read_text().splitlines(keepends=True)
+    lines[2] = step + lines[2][lines[2].index(","):]  # the second logged row
+    (run / "metrics.csv").write_text("".join(lines))
+    for command in (("plot", run), ("animate", run), ("rerun", run, "--verify")):
+        result = cli(*command)
+        assert result.exit_code == 2 and result.stderr.startswith(f"error: {run}/metrics.csv: damaged: "), result.output

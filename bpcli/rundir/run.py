@@ -235,6 +235,7 @@ def read_run(path: str | Path) -> RunRecord:
     _check_summary(path / "summary.json", summary)
     metrics = _read_columns(path / "metrics.csv")
     check_metrics_header(path / "metrics.csv", list(metrics), summary)
+    _check_steps(path / "metrics.csv", metrics["step"], summary)
     data = _read_columns(path / "data.csv")
     features = summary.get("features")
     width = len(features) if isinstance(features, list) and features else len(data) - 1
@@ -399,6 +400,23 @@ def _values_in(values: Any) -> int:
         return len(values)
     shape = values.get("shape") if isinstance(values, dict) else None
     return math.prod(shape) if isinstance(shape, list) and all(isinstance(n, int) for n in shape) else 0
+
+
+def _check_steps(path: Path, steps: list[float], summary: dict[str, Any]) -> None:
+    """Refuse a metrics.csv whose steps cannot be its run's: not whole, not increasing, or
+    beyond the run's last step (epochs × updates per epoch, from summary.json)."""
+    epochs, batch = summary.get("epochs"), summary.get("batch_size")
+    samples = (summary.get("samples") or {}).get("train") if isinstance(summary.get("samples"), dict) else None
+    total = epochs * -(-samples // batch) if all(isinstance(v, int) and v > 0 for v in (epochs, batch, samples)) \
+        else math.inf
+    previous = 0.0
+    for step in steps:
+        if not (math.isfinite(step) and step == int(step) and previous < step <= total):
+            raise RunDirError(f"{path}: damaged: step {step:.0f} cannot follow step {previous:.0f} in a run of "
+                              f"{total} steps; restore it from a copy, or train the run again"
+                              if math.isfinite(step) else f"{path}: damaged: a step is {step}; restore it from a copy, "
+                              "or train the run again")
+        previous = step
 
 
 def check_metrics_header(path: Path, header: list[str], summary: dict[str, Any]) -> None:
