@@ -214,7 +214,9 @@ def test_rows_that_are_no_longer_finite_are_left_out(runs):
     run = copy(runs, "exp2")
     lines = (run / "metrics.csv").read_text().splitlines()
     header = lines[0].split(",")
-    broken = lines[:30] + [",".join("nan" if c in ("w", "loss") else "1" for c in header)] + lines[30:40]
+    cells = lines[30].split(",")  # the row of a logged step whose loss and w are no longer finite
+    row = [v if c in ("step", "epoch") else "nan" if c in ("w", "loss") else "1" for c, v in zip(header, cells)]
+    broken = lines[:30] + [",".join(row)] + lines[31:40]
     (run / "metrics.csv").write_text("\n".join(broken) + "\n")
     result = cli("animate", run, "--frames", 100)
     assert result.exit_code == 0, result.output
