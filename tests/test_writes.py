@@ -4,6 +4,7 @@ through a link, and --force removing exactly what bpcli wrote (bpcli.rundir.file
 import errno
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -119,7 +120,8 @@ def test_every_file_a_run_writes_goes_through_the_one_writer(monkeypatch):
     assert cli("plot", "run", "--format", "svg").exit_code == 0
     assert cli("animate", "run", "--frames", "3").exit_code == 0
     assert cli("sweep", EXP2, "--grid", "lr=0.01,0.1", "--epochs", "5", "--out", "sweep", "-q").exit_code == 0
-    assert cli("compare", "run", "run", "--out", "both.pdf").exit_code == 0
+    shutil.copytree("run", "again")  # compare draws two runs (the same one twice is refused)
+    assert cli("compare", "run", "again", "--out", "both.pdf").exit_code == 0
     appended = {files.MARKER, "metrics.csv"}  # the lock, and the log that grows a row at a time
     for folder in ("run", "sweep"):
         for path in Path(folder).iterdir():
@@ -148,10 +150,12 @@ def test_plot_never_writes_through_a_link(run, outside):
 
 @pytest.mark.parametrize("args", [
     ["animate", "run", "--frames", "3", "--force", "--out", "run/link.gif"],
-    ["compare", "run", "run", "--force", "--out", "run/link.png"],
+    ["compare", "run", "other", "--force", "--out", "run/link.png"],
     ["explain", "--expr", "J = x**2", "--at", "x=1", "--force", "--out", "run/link.png"],
 ], ids=["animate", "compare", "explain"])
 def test_no_command_writes_through_a_link(run, outside, args):
+    if "other" in args:
+        shutil.copytree(run, "other")
     Path(args[-1]).symlink_to(outside)
     result = cli(*args)
     assert result.exit_code == 2 and one_line(result) and "symbolic link" in result.stderr, result.output
