@@ -51,6 +51,7 @@ def test_the_longley_table_is_what_the_runs_give(tmp_path):
     # docs/conditioning.md: plain gradient descent, momentum 0.9 and Adam on configs/longley.yaml.
     text = (ROOT / "docs/conditioning.md").read_text(encoding="utf-8")
     runs = {"plain gradient descent": {}, "momentum 0.9": {"train__momentum": 0.9}, "Adam": {"train__optimizer": "adam"}}
+    ended = {}
     for name, changes in runs.items():
         row = re.search(rf"^\| {name} \|(.*)\|$", text, flags=re.M).group(1).split("|")
         predicted, observed, *table_gaps, distance = (cell.strip() for cell in row)
@@ -62,6 +63,15 @@ def test_the_longley_table_is_what_the_runs_give(tmp_path):
         written = [f"{g:.1e}".replace("e-0", "e-") for g in gaps(tmp_path / name, summary["optimum"]["loss"])]
         assert table_gaps == written, name
         assert float(distance) == pytest.approx(summary["distance_to_optimum"], abs=0.005), name
+        ended[name] = summary
+    # The README's account of the same runs: κ, plain descent's excess loss, momentum's advantage.
+    readme = " ".join(README.read_text(encoding="utf-8").split())
+    plain, momentum = ended["plain gradient descent"], ended["momentum 0.9"]
+    best = plain["optimum"]["loss"]
+    assert f"{plain['convergence']['condition_number']:,.0f} times its curvature along" in readme
+    assert f"still ends {100 * (plain['final_loss'] - best) / best:.0f} % above the optimum's loss" in readme
+    ratio = (plain["final_loss"] - best) / (momentum["final_loss"] - best)
+    assert f"Momentum ends {round(ratio, -1):.0f} times closer" in readme, ratio
 
 
 def test_the_readmes_numbers_beyond_the_article(tmp_path):
