@@ -411,11 +411,12 @@ def _check_steps(path: Path, steps: list[float], summary: dict[str, Any]) -> Non
         else math.inf
     previous = 0.0
     for step in steps:
-        if not (math.isfinite(step) and step == int(step) and previous < step <= total):
-            raise RunDirError(f"{path}: damaged: step {step:.0f} cannot follow step {previous:.0f} in a run of "
-                              f"{total} steps; restore it from a copy, or train the run again"
-                              if math.isfinite(step) else f"{path}: damaged: a step is {step}; restore it from a copy, "
-                              "or train the run again")
+        if not math.isfinite(step):
+            raise RunDirError(f"{path}: damaged: a step is {step}; restore it from a copy, or train the run again")
+        if not (step == int(step) and previous < step <= total):
+            shown = f"{step:.0f}" if step == int(step) else repr(step)  # never round a step to look whole
+            raise RunDirError(f"{path}: damaged: step {shown} cannot follow step {previous:.0f} in a run of "
+                              f"{total} steps; restore it from a copy, or train the run again")
         previous = step
 
 
