@@ -148,6 +148,14 @@ class LinearExperiment(Experiment):
         return self
 
 
+class LinearClassifierExperiment(LinearExperiment):
+    """A linear model of class labels (logistic, softmax): its data's target is read as classes."""
+
+    @property
+    def classifies(self) -> bool:
+        return True
+
+
 def linear_init(cfg: Any, shape: tuple[int, ...], generator: torch.Generator, dtype: torch.dtype,
                 low: float = 0.0, high: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """w ~ U[low, high) of `shape` (members first), then b of shape[:-1], drawn after the data

@@ -11,11 +11,11 @@ import torch.nn.functional as F
 
 from bpcli.data.dataset import Dataset
 from bpcli.errors import DataError
-from bpcli.kinds.base import HandWrittenSGD, Kind, LinearExperiment, LinearModel, Tensors, linear_init
+from bpcli.kinds.base import HandWrittenSGD, Kind, LinearClassifierExperiment, LinearModel, Tensors, linear_init
 from bpcli.kinds.tasks import Classification, class_names
 
 
-class LogisticConfig(LinearExperiment):
+class LogisticConfig(LinearClassifierExperiment):
     """Binary logistic regression σ(w·x + b), mean binary cross-entropy, gradient descent."""
 
     kind: Literal["logistic"]
@@ -28,10 +28,6 @@ class LogisticConfig(LinearExperiment):
         "model": {},
         "train": {"lr": 0.5, "epochs": 1000, "log_every": 50, "grad": "manual"},
     }
-
-    @property
-    def classifies(self) -> bool:
-        return True
 
 
 

@@ -11,11 +11,11 @@ import torch
 
 from bpcli.data.dataset import Dataset
 from bpcli.errors import DataError
-from bpcli.kinds.base import HandWrittenSGD, Kind, LinearExperiment, LinearModel, Tensors, linear_init
+from bpcli.kinds.base import HandWrittenSGD, Kind, LinearClassifierExperiment, LinearModel, Tensors, linear_init
 from bpcli.kinds.tasks import Classification, class_names, one_hot
 
 
-class SoftmaxConfig(LinearExperiment):
+class SoftmaxConfig(LinearClassifierExperiment):
     """Multinomial logistic regression softmax(W·x + b), mean cross-entropy, gradient descent."""
 
     kind: Literal["softmax"]
@@ -28,10 +28,6 @@ class SoftmaxConfig(LinearExperiment):
         "model": {},
         "train": {"lr": 0.5, "epochs": 1000, "log_every": 50, "grad": "manual"},
     }
-
-    @property
-    def classifies(self) -> bool:
-        return True
 
 
 
