@@ -32,12 +32,12 @@ from bpcli.config import Experiment, Override, dump_config, read_yaml, validate_
 from bpcli.data import make_dataset
 from bpcli.data.dataset import Dataset
 from bpcli.devices import resolve_device
-from bpcli.divergence import explain as why_diverged
+from bpcli.divergence import explain_members
 from bpcli.errors import BpcliError, DataError, RunDirError, RunFailed, RunInterrupted
 from bpcli.kinds import KINDS, Trainer
 from bpcli.kinds.base import whole_data_loss
 from bpcli.optimizers import describe
-from bpcli.loop import Loop, Progress, Reporter, StopAtDivergence, StopRequest
+from bpcli.loop import Divergence, Loop, Progress, Reporter, StopRequest
 from bpcli.rundir import run as files
 from bpcli.rundir.checkpoint import CHECKPOINT, check_belongs, data_hash, load_checkpoint
 from bpcli.rundir.files import bpcli_version, claim, create_run_dir, release, timestamp
@@ -304,7 +304,7 @@ def _train(built: Built, config: Experiment, run_dir: Path | None, summary: dict
         if start == 0:
             summary["initial_loss"] = float(whole_data_loss(trainer)[0])
         first = summary.get("initial_loss", first)
-    divergence = StopAtDivergence(config.train.diverge_factor, trainer, start, first)
+    divergence = Divergence(config.train.diverge_factor, trainer, start, first)
     checkpoints = Checkpoints(run_dir, trainer, built, config)
     grad_checks = GradChecks(config.train.check_grad_every)
     # The callbacks this run needs, in the order they see a step.
@@ -321,8 +321,8 @@ def _train(built: Built, config: Experiment, run_dir: Path | None, summary: dict
                 log.on_log(loop, loop.step, divergence.losses)
                 if checkpoints.last >= loop.step:  # written on the way to divergence: keep the last good state
                     checkpoints.save(*divergence.good)
-                summary["divergence"] = why_diverged(built, trainer, loop.step, start, divergence.reason or "",
-                                                     log.bound, divergence.started)
+                summary["divergence"] = explain_members([built], trainer, divergence, start, loop.step,
+                                                        [log.bound])[0]
             else:  # completed or interrupted: resumable from here
                 checkpoints.save(loop.step)
         finally:

@@ -25,7 +25,9 @@ from bpcli.devices import resolve_device
 from bpcli.engines import wrap
 from bpcli.errors import BpcliError
 from bpcli.kinds import KINDS
+from bpcli.divergence import explain_members
 from bpcli.kinds.base import flat, whole_data_loss
+from bpcli.kinds.tasks import task_of
 from bpcli.lifecycle import build, check_memory, tensorboard_writer_class, use_threads
 from bpcli.loop import Callback, Divergence, Loop, Progress, Reporter
 from bpcli.rundir import sweep as files
@@ -327,14 +329,23 @@ def _train_members(members: list[tuple[dict[str, Any], Experiment]], config: Exp
     total = config.train.epochs * trainer.steps_per_epoch
     log = SweepLog(observer)
     # Per-sample and mini-batch members: the rule measures against the loss on all samples.
-    divergence = Divergence(config.train.diverge_factor, None if trainer.batches.full else whole_data_loss(trainer))
-    callbacks: list[Callback] = [log, divergence]
+    divergence = Divergence(config.train.diverge_factor, trainer,
+                            first=None if trainer.batches.full else whole_data_loss(trainer))
+    callbacks: list[Callback] = [divergence, log]  # a step the search moved back from is not logged
     if observer is not None:
         callbacks.append(Progress(observer, total))
         observer.on_start(total, directory, str(device))
     loop = Loop(trainer, total, config.train.log_every, callbacks, stoppable=stoppable).run()
+    if loop.status == "diverged":  # every member diverged: the step the last one did is logged, as a run's is
+        log.on_log(loop, loop.step, divergence.losses)
     history = log.history()
-    results = _results(len(members), trainer, history, divergence.diverged(), loop.status)
+    results = _results(len(members), trainer, history, divergence, loop.status)
+    if divergence.diverged():  # each diverged member told why, as a single run with its settings is
+        bounds = [task_of(b.trainer).stable_lr(b.data, b.config.train) if k in divergence.diverged() else None
+                  for k, b in enumerate(built)]
+        records = explain_members(built, trainer, divergence, 0, loop.step, bounds)
+        for k, record in records.items():
+            results[k]["divergence"] = record["message"]
     if not trainer.batches.full:
         for result, loss in zip(results, whole_data_loss(trainer).tolist()):
             result["final_loss_all_samples"] = loss
@@ -343,20 +354,28 @@ def _train_members(members: list[tuple[dict[str, Any], Experiment]], config: Exp
             "status": loop.status, "signal": loop.signal}
 
 
-def _results(count: int, trainer: Any, history: list[tuple[int, list[float]]], diverged: dict[int, int],
+def _results(count: int, trainer: Any, history: list[tuple[int, list[float]]], divergence: Divergence,
              status: str) -> list[dict[str, Any]]:
-    """Each member's status, final loss and final parameter values."""
+    """Each member's status, final loss and final parameter values: a diverged member's as a
+    single run with its settings ends, at the step it diverged."""
     params = {name: t.tolist() for name, t in flat(trainer.params()).items()}
+    diverged = divergence.diverged()
     results = []
     for k in range(count):
         result: dict[str, Any] = {
             "status": "diverged" if k in diverged else status,
             "diverged_at_step": diverged.get(k),
+            "divergence": None,  # why, in the words a single run's summary.json gives
             "final_loss": history[-1][1][k] if history else None,  # None: stopped before the first step
         }
-        for name, values in params.items():
-            for i, v in enumerate(values[k]):
-                result[name if len(values[k]) == 1 else f"{name}[{i}]"] = v
+        values_of = params
+        if k in divergence.ended:
+            result["final_loss"], ended = divergence.ended[k]
+            values_of = {name: [t.reshape(-1).tolist()] for name, t in ended.items()}
+        for name, values in values_of.items():
+            member = values[k] if values_of is params else values[0]
+            for i, v in enumerate(member):
+                result[name if len(member) == 1 else f"{name}[{i}]"] = v
         results.append(result)
     return results
 
@@ -388,7 +407,7 @@ def _write_tensorboard(folder: Path, grid: dict[str, list[Any]], rows: list[dict
         if len(members) == 1:
             row = rows[members[0]]
             for column, value in row.items():
-                if column not in ("member", "status", "diverged_at_step", "final_loss", *grid):
+                if column not in ("member", "status", "diverged_at_step", "divergence", "final_loss", *grid):
                     board.add_scalar(f"params/{column}", value, steps[-1])
         board.close()
 
@@ -410,7 +429,7 @@ def _aggregate(rows: list[dict[str, Any]], grid: dict[str, list[Any]]) -> list[d
     """Mean and standard deviation over seeds of each numeric result, per other setting
     (diverged members are counted, not averaged)."""
     keys = [k for k in grid if k != "seed"]
-    numeric = [c for c in rows[0] if c not in ("member", "status", "diverged_at_step", *grid)]
+    numeric = [c for c in rows[0] if c not in ("member", "status", "diverged_at_step", "divergence", *grid)]
     groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for row in rows:
         groups.setdefault(tuple(row[k] for k in keys), []).append(row)

@@ -3,6 +3,7 @@
 import csv
 import itertools
 import json
+import math
 import signal
 import subprocess
 import sys
@@ -64,6 +65,41 @@ def test_diverged_members_are_marked_not_fatal():
     assert statuses == {0.01: "completed", 5.0: "diverged"}
     assert result.members[1]["diverged_at_step"] is not None
     assert result.aggregates[1]["diverged"] == 1
+
+
+@pytest.mark.parametrize(
+    "name,changes,grid,log_every",
+    [
+        ("exp2.yaml", {}, "lr=0.01,1.2,3,1e30", 1),
+        ("exp2.yaml", {}, "lr=0.01,1.2,3,1e30", 7),  # the step does not depend on how often it logs
+        ("exp2.yaml", {"train__weight_decay": 1e30}, "lr=0.001,0.01", 50),  # weight decay named, not the lr
+        ("exp1.yaml", {"train__batch_size": 1}, "lr=0.02,0.3,2.5", 9),  # per-sample steps, shuffled order
+        ("logistic.yaml", {}, "lr=0.5,3e38,1e39", 13),
+        ("mlp.yaml", {"train__optimizer": "adam"}, "lr=0.01,1e38", 25),
+    ],
+)
+def test_every_diverged_member_is_told_what_its_single_run_is_told(name, changes, grid, log_every):
+    """Each member's step, reason, message and final values are its single run's (issue 19)."""
+    base = config(name, train__epochs=40, train__log_every=log_every, **changes)
+    result = run_sweep(base, parse_grid([grid]), save=False)
+    assert any(m["status"] == "diverged" for m in result.members)
+    for member in result.members:
+        single = train(with_overrides(base, [Override(path="train.lr", value=member["train.lr"], origin="test")]),
+                       save=False, plots=False)
+        assert member["status"] == single.status, member["train.lr"]
+        if single.status != "diverged":
+            assert member["divergence"] is None
+            continue
+        record = single.summary["divergence"]
+        assert member["diverged_at_step"] == record["step"] == single.steps
+        assert member["divergence"] == record["message"]
+        final = single.summary["final_loss"]
+        assert member["final_loss"] == pytest.approx(final, rel=1e-5) if final is not None \
+            else not math.isfinite(member["final_loss"])
+        for column, values in single.params.items():
+            for i, value in enumerate(values):
+                ours = member[column if len(values) == 1 else f"{column}[{i}]"]
+                assert ours == pytest.approx(value, rel=1e-5, abs=1e-6) or (math.isnan(ours) and math.isnan(value))
 
 
 @pytest.mark.parametrize(
