@@ -211,10 +211,28 @@ class Divergence(Callback):
         """Each diverged member as a run of its own would end: the loss at its step, and its
         parameters after that step, or before it where the step left them not finite."""
 
-    def restore(self, at: torch.Tensor | None, reasons: dict[int, str]) -> None:
-        """Members that diverged before a resumed run or sweep's checkpoint."""
-        self.at = None if at is None else at.clone()
-        self.reasons = dict(reasons)
+    def kept_finite(self) -> bool:
+        """Whether every member not known to have diverged has finite parameters (reads the
+        device): a checkpoint is never taken of a state that has silently gone bad."""
+        params = self.trainer.params()
+        members = next(iter(params.values())).shape[0] if params else 1
+        known = self.at > 0 if self.at is not None else torch.zeros(members, dtype=torch.bool)
+        return bool((member_finite(params, members) | known).all())
+
+    def snapshot(self) -> dict[str, Any]:
+        """What a checkpoint keeps of the rule, so that a resumed run or sweep finds the same
+        steps: the last good state (which may lie before the checkpoint's step) and the
+        members known to have diverged."""
+        return {"good_step": self.good[0], "good_state": self.good[1], "first": self.first, "at": self.at,
+                "reasons": {str(k): why for k, why in self.reasons.items()},
+                "ended": {str(k): [loss, params] for k, (loss, params) in self.ended.items()}}
+
+    def restore(self, snapshot: dict[str, Any]) -> None:
+        """The rule as a checkpoint's snapshot left it."""
+        self.good = (snapshot["good_step"], snapshot["good_state"])
+        self.first, self.at = snapshot["first"], snapshot["at"]
+        self.reasons = {int(k): why for k, why in snapshot["reasons"].items()}
+        self.ended = {int(k): (loss, params) for k, (loss, params) in snapshot["ended"].items()}
 
     def on_log(self, loop: Loop, step: int, losses: torch.Tensor) -> None:
         if self.first is None:
