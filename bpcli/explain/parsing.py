@@ -32,7 +32,9 @@ BINARY: dict[type, tuple[str, Callable[[Any, Any], Any]]] = {
     ast.Add: ("+", lambda a, b: a + b), ast.Sub: ("-", lambda a, b: a - b), ast.Mult: ("*", lambda a, b: a * b),
     ast.Div: ("/", lambda a, b: a / b), ast.Pow: ("**", lambda a, b: a ** b),
 }
+"""The operators a formula may use, by ast type: the symbol it writes, and the operation."""
 BEYOND_FLOAT64 = "beyond float64's range (±1.8e308)"
+"""How an error message says that a number does not fit in float64."""
 _EXAMPLE = "'v = b*c; u = a + v; J = 3*u'"
 
 
@@ -104,8 +106,8 @@ def quoted(text: str) -> str:
 
 def _parse_program(program: str) -> list[Statement]:
     """The program's steps, split at `;` (one `;` at the very end is allowed), each parsed,
-    once every part of them is something explain_expression computes and together they have at most
-    MAX_OPERATIONS operations."""
+    once every part of them is something explain_expression computes and together they have
+    at most MAX_OPERATIONS operations."""
     parts = program.split(";")
     if len(parts) > 1 and not parts[-1].strip():
         parts.pop()
