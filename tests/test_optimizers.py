@@ -269,7 +269,7 @@ def test_batch_index_draws_the_order_of_the_epoch_a_step_is_in():
 
 
 def test_explain_shows_the_step_the_optimizer_takes():
-    from bpcli.graph import explain_config
+    from bpcli.explain import explain_config
 
     cfg = config("exp2.yaml", train__momentum=0.9, train__batch_size=25, dtype="float64")
     first, second = explain_config(cfg, step=1), explain_config(cfg, step=2)
@@ -330,7 +330,7 @@ def test_an_adam_eps_the_dtype_rounds_to_zero_is_refused():
 
 
 def test_explain_sample_follows_the_shuffled_order():
-    from bpcli.graph import explain_config
+    from bpcli.explain import explain_config
 
     cfg = config("exp1.yaml", train__batch_size=1, train__shuffle=True)
     order = epoch_order(cfg.seed, 1, 3).tolist()

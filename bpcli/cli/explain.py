@@ -10,7 +10,7 @@ import typer
 
 from bpcli.cli.options import Device, Lr, OptionalConfigArg, OutPath, Seed, Set
 from bpcli.errors import BpcliError
-from bpcli.graph import MAX_FORMULA_LENGTH, MAX_OPERATIONS  # no torch: it is imported when a graph is computed
+from bpcli.explain import MAX_FORMULA_LENGTH, MAX_OPERATIONS  # no torch: it is imported when a graph is computed
 
 
 def explain(
@@ -60,7 +60,7 @@ def explain(
     bpcli explain --expr 'v = b*c; u = a + v; J = 3*u' --at a=5 --at b=3 --at c=2
     """
     from bpcli.console import make_console, print_graph
-    from bpcli.graph import explain_config, explain_expression, parse_assignments
+    from bpcli.explain import explain_config, explain_expression, parse_assignments
 
     if out is not None:
         _check_out(out, force)
