@@ -67,12 +67,17 @@ def _refuse_unwritten(run_dir: Path, config: Any) -> None:
     from bpcli import schedules
 
     train = config.train
-    problem = unwritten(train)
+    problem = unwritten(train, torch_optim=_steps_torch_optim(config))
     if problem is not None:
         raise RunDirError(f"{run_dir}: {problem}")
     if schedules.scheduled(train):
         raise RunDirError(f"{run_dir}: bpcli does not yet export a run with an lr schedule "
                           f"(train.schedule: {train.schedule}); export one with a constant lr")
+
+
+def _steps_torch_optim(config: Any) -> bool:
+    """Whether the script steps torch.optim's own class, made with the model, rather than the rule by hand."""
+    return config.kind == "nn-linear"
 
 
 def _context(config: Any, summary: dict[str, Any], run_dir: Path) -> Context:
@@ -165,7 +170,7 @@ def _data(ctx: Context, model: Model) -> Lines:
 
 
 def _optimizer(ctx: Context, model: Model) -> Lines:
-    if ctx.config.kind == "nn-linear":  # torch.optim itself, made with the model
+    if _steps_torch_optim(ctx.config):  # torch.optim itself, made with the model
         return []
     train = ctx.config.train
     params = "{\"θ\": theta_row}" if ctx.fast else "params"

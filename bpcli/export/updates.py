@@ -16,23 +16,19 @@ from bpcli.optimizers import OPTIMIZERS, settings_of
 
 Lines = list[str]
 
-EXPORT = ("export_setup", "export_update", "export_optim")
-"""What a rule provides for its runs to be exported (see bpcli.optimizers.base.Rule)."""
-
-
-def exported() -> list[str]:
-    """The rules whose runs export can write, in registry order."""
-    return [name for name, rule in OPTIMIZERS.items() if all(hasattr(rule, key) for key in EXPORT)]
-
-
-def unwritten(train: Any) -> str | None:
-    """Why the script cannot write this `train` section's update (a rule without script text,
-    or a setting its text does not write), or None when it can."""
-    if train.optimizer not in exported():
-        return (f"bpcli exports runs of the optimizers {', '.join(exported())}, and this one used {train.optimizer} "
-                f"(a rule added to bpcli's registry needs its script text: {', '.join(EXPORT)} in its file "
-                "under bpcli/optimizers)")
-    rule, s = OPTIMIZERS[train.optimizer], settings_of(train)
+def unwritten(train: Any, torch_optim: bool) -> str | None:
+    """Why the script cannot write this `train` section's update, or None when it can. The
+    script steps the rule by hand (`export_setup`, `export_update`) or, where `torch_optim`,
+    with torch.optim's own class (`export_optim`); a rule may lack them, or declare settings
+    its text does not write (`unexported`)."""
+    needs = ("export_optim",) if torch_optim else ("export_setup", "export_update")
+    rule = OPTIMIZERS[train.optimizer]
+    missing = [key for key in needs if not hasattr(rule, key)]
+    if missing:
+        able = [name for name, other in OPTIMIZERS.items() if all(hasattr(other, key) for key in needs)]
+        return (f"bpcli exports runs of the optimizers {', '.join(able)}, and this one used {train.optimizer}, whose "
+                f"rule has no {' and no '.join(missing)} (its script text, in its file under bpcli/optimizers)")
+    s = settings_of(train)
     for key in getattr(rule, "unexported", ()):
         default = rule.Settings.model_fields[key].get_default(call_default_factory=True)
         if getattr(s, key) != default:

@@ -7,7 +7,8 @@ sees tensors with a leading member dimension and settings `s` that are either Py
 (shared by its members) or tensors shaped to broadcast against the parameter (one value
 per member); `s.on(name)` says, without reading the device, whether a setting is nonzero
 for any member. A step must not read the device (no .item(), no `if tensor`), so that a
-CUDA graph can capture it. This module imports no torch, so that validating a config stays fast.
+CUDA graph can capture it. A rule also writes its update as script text for `bpcli export`.
+This module imports no torch, so that validating a config stays fast.
 """
 
 from __future__ import annotations
@@ -94,7 +95,8 @@ class Rule(Protocol):
 
     # What `bpcli export` writes for the rule in run.py, plain PyTorch computing what `step`
     # computes for a single run: the same operations in the same order, so the same rounding.
-    # A rule without them trains all the same, and export refuses its runs in one line.
+    # A rule without them trains all the same, and export refuses its runs in one line (a rule
+    # that torch.optim lacks has no export_optim, and only nn-linear's scripts need one).
 
     unexported: tuple[str, ...]
     """Settings its script text does not write: export refuses a run that moves one from its default."""
@@ -107,7 +109,8 @@ class Rule(Protocol):
         params.items(); `fast` asks for linear-gd's fast path, whose plain step is p.add_(g, alpha=−lr)."""
 
     def export_optim(self, lr: float, s: Section) -> str:
-        """torch.optim's constructor of the rule with these settings, for `model.parameters()`."""
+        """torch.optim's constructor of the rule with these settings, on `model.parameters()`
+        (nn-linear's script steps torch.optim's own class, as its runs do)."""
 
 
 def pick(mask: Any, yes: Tensor, no: Tensor) -> Tensor:
