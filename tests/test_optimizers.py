@@ -577,7 +577,7 @@ METHOD = "stochastic gradient descent, the article's per-sample and mini-batch t
 ALLOWED = [
     ("analysis.py", "per-sample SGD on this data", METHOD),
     ("analysis.py", "with a constant lr SGD settles", METHOD),
-    ("config/schema.py", "(plain SGD: p ← p − lr·dL/dp)", "the lr's docstring says what a step of the default rule is"),
+    ("config/schema.py", "(plain SGD: p ← p − lr·dL/dp)", "the lr's docstring: what a step of the default rule is"),
     ("config/schema.py", "1 is per-sample SGD", METHOD),
     ("config/schema.py", "is mini-batch SGD", METHOD),
     ("kinds/base.py", "One update per sample (SGD)", METHOD),

@@ -64,9 +64,9 @@ class Softmax(HandWrittenSGD):
         loss = "mean cross-entropy"
         extra = {"model": "P(class c) = softmax(W·x + b)_c"}
         if not optimizers.OPTIMIZERS[cfg.train.optimizer].linear(optimizers.settings_of(cfg.train)):
-            extra["optimum_note"] = (f"{optimizers.describe(cfg.train)} does not keep Σ_c W_c at its start, so this run "
-                                     "approaches another of the equivalent optima (or, with weight decay, another "
-                                     "loss's): its distance to the one reported need not fall to 0")
+            extra["optimum_note"] = (f"{optimizers.describe(cfg.train)} does not keep Σ_c W_c at its start, so this "
+                                     "run approaches another of the equivalent optima (or, with weight decay, "
+                                     "another loss's): its distance to the one reported need not fall to 0")
         self.task = Classification(
             classes=classes, loss_name=loss,
             solve=functools.partial(likelihood.softmax_optimum, classes=count, bias=cfg.model.bias,

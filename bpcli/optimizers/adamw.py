@@ -82,12 +82,16 @@ class AdamW:
     unexported = ("amsgrad",)
 
     def export_setup(self, lr: float, s: Settings) -> list[str]:
-        lines = adam.export_setup(lr, s.model_copy(update={"weight_decay": 0.0}))
-        return lines + ([f"weight_decay = {s.weight_decay!r}  # λ, decoupled from the gradient"] if s.weight_decay else [])
+        lines = adam.export_setup(lr, s.model_copy(update={"weight_decay": 0.0}))  # Adam's, without L2
+        if s.weight_decay:
+            lines.append(f"weight_decay = {s.weight_decay!r}  # λ, decoupled from the gradient")
+        return lines
 
     def export_update(self, s: Settings, fast: bool) -> list[str]:
-        decay = ["p.mul_(1 - lr * weight_decay)  # decoupled weight decay: p ← p·(1 − lr·λ)"] if s.weight_decay else []
-        return decay + adam.export_update(s.model_copy(update={"weight_decay": 0.0}))
+        update = adam.export_update(s.model_copy(update={"weight_decay": 0.0}))  # Adam's step on the plain g
+        if s.weight_decay:
+            return ["p.mul_(1 - lr * weight_decay)  # decoupled weight decay: p ← p·(1 − lr·λ)", *update]
+        return update
 
     def export_optim(self, lr: float, s: Settings) -> str:
         beta1, beta2 = s.betas
