@@ -117,3 +117,10 @@ Out = Annotated[
                  help="Run directory to write (default: outputs/run<N>, the next free N)."),
 ]
 Force = Annotated[bool, typer.Option("--force", help="Replace the run already in --out (never other files).")]
+
+
+def given(options: dict[str, object]) -> list[str]:
+    """The options of `options` (name → value) that the command line set: a value of 0 is set, a
+    flag left False or an option left empty is not."""
+    return [name for name, value in options.items() if value is not None and value is not False and value != []]
+

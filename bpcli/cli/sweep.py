@@ -7,8 +7,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from bpcli.cli.options import (BatchSize, OptionalConfigArg, Device, Engine, Epochs, Grad, LogEvery, Momentum, Optimizer, OutPath, Set,
-                               Threads, main_process)
+from bpcli.cli.options import (BatchSize, Device, Engine, Epochs, Grad, LogEvery, Momentum, OptionalConfigArg,
+                               Optimizer, OutPath, Set, Threads, given, main_process)
 from bpcli import interrupts
 from bpcli.errors import BpcliError, RunFailed, RunInterrupted
 
@@ -52,12 +52,12 @@ def sweep(
     interrupts.defer()  # a Ctrl-C while torch loads stops the sweep before its first step
     quiet = quiet or not main_process()  # rank 0 reports for the whole torchrun job
     if resume is not None:
-        others = {"CONFIG": config, "--grid": grid, "--device": device, "--log-every": log_every, "--engine": engine,
-                  "--grad": grad, "--optimizer": optimizer, "--momentum": momentum, "--batch-size": batch_size,
-                  "--threads": threads, "--set": set_, "--out": out, "--force": force or None}
-        given = [name for name, value in others.items() if value]
-        if given:
-            raise BpcliError(f"--resume continues a sweep as it was configured; drop {', '.join(given)} "
+        others = given({"CONFIG": config, "--grid": grid, "--device": device, "--log-every": log_every,
+                        "--engine": engine, "--grad": grad, "--optimizer": optimizer, "--momentum": momentum,
+                        "--batch-size": batch_size, "--threads": threads, "--set": set_, "--out": out,
+                        "--force": force})
+        if others:
+            raise BpcliError(f"--resume continues a sweep as it was configured; drop {', '.join(others)} "
                              "(only --epochs may change)")
         with progress(console, f"Resuming {resume} (loss: the members' median)", quiet) as observer:
             starting(observer, "loading torch")

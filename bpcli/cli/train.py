@@ -27,6 +27,7 @@ from bpcli.cli.options import (
     Seed,
     Set,
     Threads,
+    given,
     complete_runs,
     main_process,
 )
@@ -108,8 +109,8 @@ def train(
                  optimizer=optimizer, momentum=momentum, batch_size=batch_size, threads=threads)
     if resume is not None:
         others = {"CONFIG": config, **{flag: named[keyword(flag)] for flag in OVERRIDE_FLAGS if flag != "--epochs"},
-                  "--set": set_, "--out": out, "--force": force or None}
-        _resume(resume, epochs, [name for name, value in others.items() if value], quiet, no_plots, console)
+                  "--set": set_, "--out": out, "--force": force}
+        _resume(resume, epochs, given(others), quiet, no_plots, console)
         return
     if config is None:
         raise BpcliError("give a config file (bpcli train configs/exp2.yaml) or --resume RUN_DIR")
