@@ -103,7 +103,7 @@ def sweep_step(members: int, steps: int, **changes: object) -> float:
     """Seconds per step of a batched sweep of exp3 with `members` members (learning rates × seeds)."""
     from bpcli.sweep import run_sweep
 
-    cfg = _config("exp3.yaml", train__epochs=steps, train__log_every=steps, **changes)
+    cfg = _config("exp3.yaml", **{"train__epochs": steps, "train__log_every": steps, **changes})
     grid = {"train.lr": [1e-3, 1e-2], "seed": list(range(members // 2))}
     result = run_sweep(cfg, grid, save=False)
     return result.seconds / steps
@@ -379,23 +379,26 @@ def classification_rows(rounds: int, steps: int) -> list[Row]:
     return rows
 
 
-def rule_step(name: str, ours: bool, steps: int, numbers: int = 4096) -> float:
+def rule_step(name: str, how: str, steps: int, numbers: int = 4096) -> float:
     """Seconds per step of one update rule on one member's `numbers` parameters: bpcli's
-    hand-written step, or torch.optim's own class (foreach where it has one) on the same tensors."""
+    hand-written step (`how` "ours"), or torch.optim's own class on the same tensors with its
+    "foreach" or "fused" implementation (a ValueError where the class has none on the CPU)."""
     from bpcli.optimizers import OPTIMIZERS, Optimizer, settings_of
 
     cfg = _config("exp2.yaml", train__optimizer=name, train__lr=1e-3).train
     p = torch.zeros(1, numbers)
     g = torch.full_like(p, 0.1)
-    if ours:
+    if how == "ours":
         rule = Optimizer({"p": p}, [cfg])
         step = lambda: rule.step({"p": p}, {"p": g})  # noqa: E731
     else:
         p.requires_grad_(True)
         p.grad = g
         reference = OPTIMIZERS[name].torch_optimizer([p], cfg.lr, settings_of(cfg), capturable=False)
-        if "foreach" in reference.defaults:
-            reference.defaults["foreach"] = reference.param_groups[0]["foreach"] = True
+        if how not in reference.defaults:
+            raise ValueError(f"torch.optim's {type(reference).__name__} has no {how} implementation")
+        for options in (reference.defaults, reference.param_groups[0]):
+            options.update(foreach=how == "foreach", fused=how == "fused")
         step = reference.step
     for _ in range(10):
         step()
@@ -406,16 +409,31 @@ def rule_step(name: str, ours: bool, steps: int, numbers: int = 4096) -> float:
 
 
 def rule_rows(rounds: int, steps: int) -> list[Row]:
-    """Every rule of the registry, hand-written against torch.optim's own, on the same tensors."""
+    """Every rule of the registry, hand-written against torch.optim's own (foreach, and fused
+    where torch has it on the CPU), on the same tensors."""
     from bpcli.optimizers import OPTIMIZERS
 
     rows: list[Row] = []
     for name in OPTIMIZERS:
-        ours, theirs, ratio = median_ratio(lambda: rule_step(name, True, steps), lambda: rule_step(name, False, steps),
-                                           rounds)
-        rows.append((f"{name} step on 4096 numbers, CPU: bpcli's hand-written / torch.optim's (foreach)",
-                     f"{ours * 1e6:.1f} µs", f"{theirs * 1e6:.1f} µs", f"{ratio:.2f}×", "(context)"))
+        for how in ("foreach", "fused"):
+            try:
+                rule_step(name, how, 10)
+            except (ValueError, RuntimeError):  # no such implementation of this class on the CPU
+                continue
+            ours, theirs, ratio = median_ratio(lambda: rule_step(name, "ours", steps),
+                                               lambda: rule_step(name, how, steps), rounds)
+            rows.append((f"{name} step on 4096 numbers, CPU: bpcli's hand-written / torch.optim's ({how})",
+                         f"{ours * 1e6:.1f} µs", f"{theirs * 1e6:.1f} µs", f"{ratio:.2f}×", "(context)"))
     return rows
+
+
+def sweep_logging_rows(rounds: int, steps: int) -> list[Row]:
+    """What logging every step costs a sweep: each logged step reads whether a member newly
+    broke the divergence rule and copies the stacked state (for the exact step)."""
+    every, rarely, ratio = median_ratio(lambda: sweep_step(256, steps // 2, train__log_every=1),
+                                        lambda: sweep_step(256, steps // 2), rounds)
+    return [("sweep of 256 exp3 runs, CPU: logging every step / logging once", f"{every * 1e6:.1f} µs",
+             f"{rarely * 1e6:.1f} µs", f"{ratio:.2f}×", "(context)")]
 
 
 def busy_core_rows(rounds: int) -> list[Row]:
@@ -451,11 +469,17 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
     parser.add_argument("--gpu-only", action="store_true", help="only the GPU section (needs cuda)")
     parser.add_argument("--classification", action="store_true", help="only the classification rows")
+    parser.add_argument("--optimizers", action="store_true",
+                        help="only the update rules against torch.optim, a sweep's logging and the busy core")
     args = parser.parse_args()
     rounds, steps = (3, 2000) if args.quick else (7, 5000)
     rows = []
     if args.classification:
         _print(classification_rows(rounds, steps), rounds)
+        return
+    if args.optimizers:
+        _print(rule_rows(rounds, steps) + sweep_logging_rows(rounds, steps) + busy_core_rows(max(1, rounds // 3)),
+               rounds)
         return
     if args.gpu_only:  # longer runs: a graphed step is tens of µs, so capture must not count
         rounds, steps = (2, 4000) if args.quick else (3, 10_000)
@@ -488,6 +512,7 @@ def main() -> None:
     rows += optimizer_rows(rounds, steps)
     rows += classification_rows(rounds, steps)
     rows += rule_rows(rounds, steps)
+    rows += sweep_logging_rows(rounds, steps)
     rows += busy_core_rows(max(1, rounds // 3))
 
     seconds, megabytes = csv_load_seconds(200_000 if args.quick else 1_000_000)
