@@ -288,15 +288,15 @@ def test_loss_png_has_an_accuracy_panel_and_names_the_loss(runs):
 
 
 def test_a_regression_loss_keeps_its_label(runs, tmp_path):
-    from bpcli.plots.run import _loss_label
+    from bpcli.plots.loss import loss_label
 
-    assert _loss_label(read_run(runs / "three")) == "loss (softmax cross-entropy)"
+    assert loss_label(read_run(runs / "three")) == "loss (softmax cross-entropy)"
     copy = tmp_path / "old"
     shutil.copytree(runs / "binary", copy)
     summary = json.loads((copy / "summary.json").read_text())
     summary.pop("task")
     (copy / "summary.json").write_text(json.dumps(summary))
-    assert _loss_label(read_run(copy)) == "loss (squared error)"
+    assert loss_label(read_run(copy)) == "loss (squared error)"
 
 
 # --------------------------------------------------------------------------- compare

@@ -204,12 +204,12 @@ def test_results_table_shows_kappa_and_both_rates():
 
 
 def test_loss_plot_draws_the_predicted_envelope(tmp_path):
-    from bpcli.plots import run as plots
+    from bpcli.plots.loss import loss_plot
     from bpcli.rundir.run import read_run
 
     train(config("exp2.yaml", train__lr=0.1, train__epochs=300, train__log_every=5), tmp_path / "run", plots=False)
     record = read_run(tmp_path / "run")
-    _, fig = plots._loss_plot(record)
+    _, fig = loss_plot(record)
     lines = {line.get_label(): line for line in fig.axes[0].get_lines()}
     envelope = next(line for label, line in lines.items() if label.startswith("predicted"))
     steps, values = envelope.get_xdata(), envelope.get_ydata()

@@ -14,7 +14,8 @@ import yaml
 from bpcli.lifecycle import train
 from bpcli.plots.common import save, sci
 from bpcli.plots.compare import compare_figure
-from bpcli.plots.run import descent, figures
+from bpcli.plots.landscape import descent
+from bpcli.plots.run import figures
 from bpcli.plots.sweep import sweep_figures
 from bpcli.rundir.run import read_run
 from bpcli.sweep import parse_grid, run_sweep

@@ -588,7 +588,7 @@ ALLOWED = [
     ("plots/compare.py", "(plain SGD, no momentum)", "a docstring on DEFAULTS, which asks the registry's DEFAULT"),
     ("divergence.py", "for plain SGD; momentum and", "the module docstring's example of an update rule"),
     ("divergence.py", "Adam transform g + λ·θ first", "the module docstring's example of an update rule"),
-    ("console.py", "Adam's scaled moment", "a comment's example of a direction that is not the gradient"),
+    ("console/graph.py", "Adam's scaled moment", "a comment's example of a direction that is not the gradient"),
     ("gradcheck.py", "`sgd (momentum 0.9, nesterov)`", "a docstring's example of optimizers.describe's words"),
     ("sweep.py", "`--grid optimizer=sgd,adam --momentum 0.9`", "a docstring's example of a grid over the optimizer"),
 ]

@@ -58,11 +58,11 @@ def test_plot_rejects_a_corrupt_metrics_file():
 
 
 def test_params_plot_draws_every_parameter_of_a_many_feature_run():
-    from bpcli.plots import run as plots
+    from bpcli.plots.params import params_plot
     from bpcli.rundir.run import read_run
 
     assert cli("train", CONFIGS / "diabetes.yaml", "--epochs", "20", "--no-plots").exit_code == 0
-    name, fig = plots._params_plot(read_run("outputs/run1"))
+    name, fig = params_plot(read_run("outputs/run1"))
     drawn = sorted(ax.get_ylabel() for ax in fig.axes if ax.get_visible())
     # ten weights, each named by its column of the CSV file, and the bias; no val_loss
     features = ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]

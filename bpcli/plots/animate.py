@@ -24,9 +24,10 @@ from bpcli import interrupts
 from bpcli import schedules
 from bpcli.errors import RunDirError
 from bpcli.optimizers import describe
-from bpcli.plots import run as run_plots
 from bpcli.plots.classification import classifier
 from bpcli.plots.common import DRAWABLE, figure, number, plus, positive, span
+from bpcli.plots.landscape import Descent, draw_landscape, landscape, landscape_drawable
+from bpcli.plots.params import value_columns
 from bpcli.rundir.files import check_figure_out, unwritable, write_file
 from bpcli.rundir.run import RunRecord, read_run
 
@@ -96,7 +97,7 @@ def pick_frames(count: int, frames: int) -> list[int]:
 def _shape(record: RunRecord) -> list[str]:
     """The parameter columns of a line ŷ = w·x (+ b): ["w"], ["w", "b"], or one weight per
     feature then "b"; a RunDirError, in one line, for any other model."""
-    columns = run_plots.value_columns(record)
+    columns = value_columns(record)
     features = len(record.data_x[0]) if record.data_x else 0
     weights = ["w"] if features == 1 else [f"w[{i}]" for i in range(features)]
     if columns in (weights, weights + ["b"]) and features:
@@ -132,7 +133,7 @@ def _classifier_columns(record: RunRecord) -> LinearClassifier:
     if features != 2:
         raise RunDirError(f"{record.path}: animate draws a classifier's decision boundary over two features, and "
                           f"this run has {features}; see its confusion.png and loss.png instead")
-    columns = run_plots.value_columns(record)
+    columns = value_columns(record)
     count = len(classifier(record)["classes"])
     softmax = ([f"W[{i}]" for i in range(2 * count)], [f"b[{c}]" for c in range(count)])
     for weights, biases in ([(["w[0]", "w[1]"], ["b"])] if count == 2 else []) + [softmax]:
@@ -450,20 +451,20 @@ class _Landscape:
         """Why there is no landscape to draw, or "" when there is one."""
         if columns not in (["w"], ["w", "b"]):
             return "no landscape over several inputs"
-        surface = run_plots.landscape(record)
+        surface = landscape(record)
         if surface is None:
             return "no landscape until the run ends"  # a run still going has not recorded its optimum
-        if not run_plots.landscape_drawable(surface, [_whole_path(record, columns, states)]):
+        if not landscape_drawable(surface, [_whole_path(record, columns, states)]):
             return "no landscape: values too large to draw one"
         return ""
 
     def __init__(self, ax: Any, record: RunRecord, columns: list[str], states: list[dict[str, float]]) -> None:
         # The whole path and the optimum, as landscape.png draws them, stay in the background;
         # the path walked so far and where the parameters are now are drawn over them.
-        surface = run_plots.landscape(record)
+        surface = landscape(record)
         self.loss, self.columns = surface.loss, columns
         whole = _whole_path(record, columns, states)
-        run_plots.draw_landscape(ax, surface, [whole])
+        draw_landscape(ax, surface, [whole])
         path = whole.points
         (self.trail,) = ax.plot([], [], color="black", linewidth=1.8, zorder=7, label="path so far")
         (self.now,) = ax.plot([], [], "o", color="black", markerfacecolor="white", markersize=9,
@@ -489,7 +490,7 @@ class _Landscape:
 def _whole_path(record: RunRecord, columns: list[str], states: list[dict[str, float]]) -> Any:
     """The path through the animated states, drawn faintly behind the path so far."""
     diverged = (record.summary.get("divergence") or {}).get("step")
-    return run_plots.Descent("whole path", _path(states, columns), False, "tab:red", diverged)
+    return Descent("whole path", _path(states, columns), False, "tab:red", diverged)
 
 
 def _path(states: list[dict[str, float]], columns: list[str]) -> list[Any]:

@@ -16,7 +16,8 @@ from bpcli.errors import BpcliError
 from bpcli.plots.classification import classifier, draw_accuracy
 from bpcli.optimizers import DEFAULT
 from bpcli.plots.common import FORMATS, drawable, finish, glyphs, positive, readable_log_axis, save, setting
-from bpcli.plots.run import descent, draw_landscape, gap_reference, landscape, landscape_drawable
+from bpcli.plots.landscape import descent, draw_landscape, landscape, landscape_drawable
+from bpcli.plots.loss import gap_reference
 from bpcli.rundir.run import RunRecord, read_run
 
 KEY_SETTINGS = ("kind", "train.optimizer", "train.lr", "train.momentum", "train.batch_size", "seed", "data")
