@@ -634,6 +634,13 @@ def print_sweep(console: Console, result: Any) -> None:
                   for m in measures]
         table.add_row(*cells, runs, *values)
     _show(console, table)
+    diverged = sorted((m for m in result.members if m.get("divergence")), key=lambda m: m["diverged_at_step"])
+    if diverged:  # the first to diverge, told why as its single run would be; the others in summary.csv
+        first = diverged[0]
+        grid = ", ".join(f"{k.split('.')[-1]}={first[k]}" for k in first if "." in k or k == "seed")
+        others = (f" ({len(diverged) - 1} more diverged: summary.csv's divergence column says why)"
+                  if len(diverged) > 1 else "")
+        console.print(f"member {first['member']} ({grid}): {first['divergence']}{others}", soft_wrap=True)
     if result.out is not None:
         more = " (its aggregates.csv has every parameter's mean and std)" if left_out else ""
         console.print(f"sweep directory: {result.out}{more}", soft_wrap=True)

@@ -44,29 +44,52 @@ class Terms:
     """λ·θ or lr·λ·θ is not finite."""
 
 
-def terms_of(trainer: Any, state: dict[str, Any], step: int, lr: float, decay: float) -> Terms:
-    """The loss, gradient and update terms of training step `step` from `state`, in the run's
-    dtype (so that what overflowed in training overflows here); the trainer is left as it was."""
+def terms_of(trainer: Any, state: dict[str, Any], step: int, members: dict[int, tuple[float, float]]) -> dict[int, Terms]:
+    """The loss, gradient and update terms of training step `step` from `state`, for each
+    member given as {k: (lr, weight decay)}, in the run's dtype (so that what overflowed in
+    training overflows here); the trainer is left as it was."""
     now = copy.deepcopy(trainer.state_dict())
     try:
         trainer.load_state_dict(state)
         params = {name: p.detach().clone().requires_grad_(True) for name, p in trainer.params().items()}
         batch = trainer.batch(batch_index(trainer, step))
         with torch.enable_grad():
-            loss = trainer.loss(params, batch).sum()
-            loss_finite = bool(torch.isfinite(loss))
-            grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True) if loss_finite else []
+            losses = trainer.loss(params, batch).reshape(-1)
+            finite_losses = torch.isfinite(losses).tolist()
+            wanted = [k for k in members if finite_losses[k]]
+            # The members' losses are independent, so the gradient of their sum holds each
+            # member's own gradient in its slice.
+            grads = (torch.autograd.grad(losses[wanted].sum(), list(params.values()), allow_unused=True)
+                     if wanted else [])
     finally:
         trainer.load_state_dict(now)
     grads = [g for g in grads if g is not None]
-    grad_finite = loss_finite and all(bool(torch.isfinite(g).all()) for g in grads)
-    grad_max = max((float(g.abs().max()) for g in grads if g.numel()), default=0.0) if grad_finite else math.inf
-    thetas = [p.detach() for p in params.values()]
-    param_max = max((float(p.abs().max()) for p in thetas if p.numel()), default=0.0)
-    step_overflows = grad_finite and not all(bool(torch.isfinite(g * lr).all()) for g in grads)
-    decay_overflows = decay > 0 and not all(bool(torch.isfinite(p * decay).all() and torch.isfinite(p * decay * lr).all())
-                                            for p in thetas)
-    return Terms(step, loss_finite, grad_finite, grad_max, param_max, step_overflows, decay_overflows)
+    terms = {}
+    for k, (lr, decay) in members.items():
+        mine = [g[k] for g in grads]
+        thetas = [p.detach()[k] for p in params.values()]
+        grad_finite = finite_losses[k] and all(bool(torch.isfinite(g).all()) for g in mine)
+        grad_max = max((float(g.abs().max()) for g in mine if g.numel()), default=0.0) if grad_finite else math.inf
+        param_max = max((float(p.abs().max()) for p in thetas if p.numel()), default=0.0)
+        step_overflows = grad_finite and not all(bool(torch.isfinite(g * lr).all()) for g in mine)
+        decay_overflows = decay > 0 and not all(
+            bool(torch.isfinite(p * decay).all() and torch.isfinite(p * decay * lr).all()) for p in thetas)
+        terms[k] = Terms(step, finite_losses[k], grad_finite, grad_max, param_max, step_overflows, decay_overflows)
+    return terms
+
+
+def member_terms(trainer: Any, started: dict[int, list[dict[str, Any]]], at: dict[int, int],
+                 members: dict[int, tuple[float, float]]) -> dict[int, list[Terms]]:
+    """For each diverged member (`at`: its step), the terms of the step it diverged at and of
+    the one before where that was taken again (`started`: the states they started from, by
+    step, latest first); `members` gives each one's (lr, weight decay)."""
+    found: dict[int, list[Terms]] = {k: [] for k in at}
+    for step in sorted(set(at.values())):
+        here = {k: members[k] for k in at if at[k] == step}
+        for state, s in zip(started.get(step, []), (step, step - 1)):
+            for k, terms in terms_of(trainer, state, s, here).items():
+                found[k].append(terms)
+    return found
 
 
 def _rescale(config: Any) -> str:
@@ -85,15 +108,23 @@ def peak_lr(built: Any) -> float:
     return schedules.peak(built.config.train, built.config.train.epochs * built.trainer.steps_per_epoch)
 
 
-def explain(built: Any, trainer: Any, step: int, start: int, reason: str, bound: StableLR | None,
-            started: list[dict[str, Any]]) -> dict[str, Any]:
-    """The divergence record for summary.json: where, why, and what to change. `started`
-    holds the states the step it stopped at, and the one before, started from (latest first)."""
-    config, data = built.config, built.data
-    lr, decay = peak_lr(built), config.train.weight_decay
-    record: dict[str, Any] = {"step": step, "reason": reason, "lr": lr}
-    terms = [terms_of(trainer, state, s, lr, decay) for state, s in zip(started, (step, step - 1))]
-    batch_index(trainer, step)  # the order of the epoch the run stopped in, as it was
+def explain_members(builts: list[Any], trainer: Any, divergence: Any, start: int, step: int,
+                    bounds: list[StableLR | None]) -> dict[int, dict[str, Any]]:
+    """The divergence record of every diverged member of `trainer` (a run is one member):
+    `builts` are the members as single runs, `divergence` the loop's Divergence callback,
+    `step` where the loop is now."""
+    at = divergence.diverged()
+    settings = {k: (peak_lr(builts[k]), builts[k].config.train.weight_decay) for k in at}
+    terms = member_terms(trainer, divergence.started, at, settings)
+    batch_index(trainer, step)  # the order of the epoch the loop is in, as it was
+    return {k: explain(builts[k], at[k], start, divergence.reasons[k], bounds[k], terms[k]) for k in at}
+
+
+def explain(built: Any, step: int, start: int, reason: str, bound: StableLR | None,
+            terms: list[Terms]) -> dict[str, Any]:
+    """The divergence record for summary.json: where, why, and what to change. `terms` are
+    those of the step it stopped at and of the one before (see member_terms)."""
+    record: dict[str, Any] = {"step": step, "reason": reason, "lr": peak_lr(built)}
     record["message"] = f"training diverged at step {step}: {reason}." + _cause(built, step, start, bound, terms)
     if bound is not None:
         record["stable_lr"] = bound.lr

@@ -32,12 +32,12 @@ from bpcli.config import Experiment, Override, dump_config, read_yaml, validate_
 from bpcli.data import make_dataset
 from bpcli.data.dataset import Dataset
 from bpcli.devices import resolve_device
-from bpcli.divergence import explain as why_diverged
+from bpcli.divergence import explain_members
 from bpcli.errors import BpcliError, DataError, RunDirError, RunFailed, RunInterrupted
 from bpcli.kinds import KINDS, Trainer
 from bpcli.kinds.base import whole_data_loss
 from bpcli.optimizers import describe
-from bpcli.loop import Loop, Progress, Reporter, StopAtDivergence, StopRequest
+from bpcli.loop import Divergence, Loop, Progress, Reporter, StopRequest
 from bpcli.rundir import run as files
 from bpcli.rundir.checkpoint import CHECKPOINT, check_belongs, data_hash, load_checkpoint
 from bpcli.rundir.files import bpcli_version, claim, create_run_dir, release, timestamp
@@ -292,8 +292,9 @@ def _check_predict(config: Experiment, data: Dataset) -> None:
 
 def _train(built: Built, config: Experiment, run_dir: Path | None, summary: dict[str, Any],
            history: list[dict[str, float]], plots: bool, observer: Reporter | None,
-           start: int = 0, stop: StopRequest | None = None) -> TrainResult:
-    """The loop from step `start` + 1 to the end, with its callbacks, then the final files."""
+           start: int = 0, stop: StopRequest | None = None, rule: dict[str, Any] | None = None) -> TrainResult:
+    """The loop from step `start` + 1 to the end, with its callbacks, then the final files
+    (`rule`: the divergence rule's state from the checkpoint resumed from)."""
     trainer = engines.wrap(built.trainer, config.train.engine, built.device, distributed=built.group is not None)
     total = config.train.epochs * trainer.steps_per_epoch
     log = RunLog(built, trainer, run_dir, summary, history, observer, tensorboard_writer_class, start)
@@ -304,8 +305,11 @@ def _train(built: Built, config: Experiment, run_dir: Path | None, summary: dict
         if start == 0:
             summary["initial_loss"] = float(whole_data_loss(trainer)[0])
         first = summary.get("initial_loss", first)
-    divergence = StopAtDivergence(config.train.diverge_factor, trainer, start, first)
-    checkpoints = Checkpoints(run_dir, trainer, built, config)
+    divergence = Divergence(config.train.diverge_factor, trainer, start, first)
+    if rule is not None:
+        divergence.restore(rule)
+    digest = data_hash(built.data.x, built.data.y) if run_dir is not None else ""
+    checkpoints = Checkpoints(run_dir, trainer, config, built.generator, digest, divergence)
     grad_checks = GradChecks(config.train.check_grad_every)
     # The callbacks this run needs, in the order they see a step.
     callbacks = [c for c, needed in ((grad_checks, grad_checks.every), (divergence, True), (log, True),
@@ -321,8 +325,8 @@ def _train(built: Built, config: Experiment, run_dir: Path | None, summary: dict
                 log.on_log(loop, loop.step, divergence.losses)
                 if checkpoints.last >= loop.step:  # written on the way to divergence: keep the last good state
                     checkpoints.save(*divergence.good)
-                summary["divergence"] = why_diverged(built, trainer, loop.step, start, divergence.reason or "",
-                                                     log.bound, divergence.started)
+                summary["divergence"] = explain_members([built], trainer, divergence, start, loop.step,
+                                                        [log.bound])[0]
             else:  # completed or interrupted: resumable from here
                 checkpoints.save(loop.step)
         finally:
@@ -433,8 +437,7 @@ def resume(
     """Continue a run from its checkpoint, in its own directory, to `epochs` (or the configured number)."""
     run_dir = Path(run_dir)
     if is_sweep_dir(run_dir):
-        raise RunDirError(f"{run_dir}: is a sweep directory, and sweeps cannot be resumed; run the sweep "
-                          "again with more --epochs (its config.yaml is the base config)")
+        raise RunDirError(f"{run_dir}: is a sweep directory; continue it with `bpcli sweep --resume {run_dir}`")
     overrides = [Override(path="train.epochs", value=epochs, origin=f"--epochs {epochs}")] if epochs else []
     config = _recorded_config(run_dir, overrides)
     summary = files.read_summary(run_dir)
@@ -447,22 +450,24 @@ def resume(
     built = build(config, join=distributed.launched())
     with _membership(built):
         if not built.writes:  # other ranks of a torchrun job train alongside rank 0 and write nothing
-            start, history = _restore(built, run_dir, summary, write=False)
-            return _train(built, config, None, summary, history, False, None, start)
+            start, history, rule = _restore(built, run_dir, summary, write=False)
+            return _train(built, config, None, summary, history, False, None, start, rule=rule)
         # before anything is read: a run being written is not resumed under it
         claim(run_dir, elsewhere="copy the run directory and resume the copy")
         with _held(run_dir), StopRequest().installed() as stop:
-            start, history = _restore(built, run_dir, summary, write=True)
+            start, history, rule = _restore(built, run_dir, summary, write=True)
             files.write_config(run_dir, dump_config(config))
             summary.update(status="running", epochs=config.train.epochs)
             summary.setdefault("resumed_from", []).append(
                 {"step": start, "at": timestamp(), "torch_version": torch.__version__})
             files.write_summary(run_dir, summary)
-            return _train(built, config, run_dir, summary, history, plots, observer, start, stop)
+            return _train(built, config, run_dir, summary, history, plots, observer, start, stop, rule)
 
 
-def _restore(built: Built, run_dir: Path, summary: dict[str, Any], write: bool) -> tuple[int, list[dict[str, float]]]:
-    """The checkpoint's state loaded into the trainer: the step it was at, and the logged rows up to it."""
+def _restore(built: Built, run_dir: Path, summary: dict[str, Any],
+             write: bool) -> tuple[int, list[dict[str, float]], dict[str, Any] | None]:
+    """The checkpoint's state loaded into the trainer: the step it was at, the logged rows up
+    to it, and the divergence rule's state (None in a checkpoint from before it was kept)."""
     config = built.config
     payload = load_checkpoint(run_dir, built.device)
     check_belongs(payload, config, data_hash(built.data.x, built.data.y), run_dir / CHECKPOINT)
@@ -480,8 +485,9 @@ def _restore(built: Built, run_dir: Path, summary: dict[str, Any], write: bool) 
         why = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         raise RunDirError(f"{run_dir / CHECKPOINT}: damaged (its state does not fit this run: {why}); "
                           "it cannot be resumed from, so train the run again") from None
-    return start, files.truncate_metrics(run_dir / "metrics.csv", start, config.train.log_every, write=write,
-                                         summary=summary)
+    rows = files.truncate_metrics(run_dir / "metrics.csv", start, config.train.log_every, write=write,
+                                  summary=summary)
+    return start, rows, payload.get("divergence")
 
 
 def rerun(run_dir: str | Path, out: str | Path | None = None, *, force: bool = False,

@@ -173,34 +173,126 @@ class Loop:
 
 
 class Divergence(Callback):
-    """The divergence rule: a member has diverged at the first logged step whose loss is NaN
-    or infinite, or over `factor` times its first logged loss (or `first`: for per-sample
-    and mini-batch training, the loss of the initial parameters on all the samples, since
-    one batch's loss may be far below the data's).
+    """The divergence rule, exact to the step, for every member of a run or a sweep.
 
-    Each member's diverged step is kept on the device (`at`, 0 for none), so a sweep never
-    waits for it; its other members train on.
+    A member has diverged at the first step whose loss is NaN or infinite, or over `factor`
+    times its first logged loss (or `first`: for per-sample and mini-batch training, the
+    loss of the initial parameters on all the samples, since one batch's loss may be far
+    below the data's), or whose update left its parameters infinite or NaN.
+
+    The rule is checked on logged steps; the state after each one where no new member broke
+    it is kept (a copy of a few tensors). When a logged step shows a member newly breaking
+    it, the steps since the last good state are taken again one by one (the same kernels on
+    the same tensors, so the same numbers), checking each, so every member's step does not
+    depend on how often the run logs. The other members train on; when every member has
+    diverged the loop ends at the step the last one did, and if that step left a loss or a
+    parameter not finite, with the state it started from (a single run keeps its last
+    finite parameters).
     """
 
-    def __init__(self, factor: float, first: float | torch.Tensor | None = None) -> None:
+    def __init__(self, factor: float, trainer: Any, start: int = 0,
+                 first: float | torch.Tensor | None = None) -> None:
         self.factor = factor
+        self.trainer = trainer
         self.first = None if first is None else torch.as_tensor(first, dtype=torch.float64).reshape(-1)
+        self.good = (start, copy.deepcopy(trainer.state_dict()))
+        """The last logged step at which no new member had diverged, and the state after it."""
         self.at: torch.Tensor | None = None
+        """Each member's diverged step, 0 for none, (K,) on the CPU."""
+        self.reasons: dict[int, str] = {}
+        """Why each diverged member diverged, in words."""
+        self.started: dict[int, list[dict[str, Any]]] = {}
+        """For each step at which a member diverged, the states that step and the one before it
+        started from, latest first (the one before only where it was taken again): what
+        bpcli.divergence reads to say why."""
+        self.losses: torch.Tensor | None = None
+        """The losses of the step the loop stopped at, when every member diverged."""
+        self.ended: dict[int, tuple[float, dict[str, torch.Tensor]]] = {}
+        """Each diverged member as a run of its own would end: the loss at its step, and its
+        parameters after that step, or before it where the step left them not finite."""
 
-    def check(self, step: int, losses: torch.Tensor) -> torch.Tensor:
-        """Which members' losses break the rule at this step, (K,) on the device; `at` is updated."""
-        current = losses.detach().to(torch.float64)
-        if self.first is None:
-            self.first = current.clone()
-        first = self.first.to(current.device)
-        if self.at is None:
-            self.at = torch.zeros(current.shape, dtype=torch.long, device=current.device)
-        bad = ~torch.isfinite(current) | ((first > 0) & (current > self.factor * first))
-        self.at = torch.where(bad & (self.at == 0), step, self.at)
-        return bad
+    def kept_finite(self) -> bool:
+        """Whether every member not known to have diverged has finite parameters (reads the
+        device): a checkpoint is never taken of a state that has silently gone bad."""
+        params = self.trainer.params()
+        members = next(iter(params.values())).shape[0] if params else 1
+        known = self.at > 0 if self.at is not None else torch.zeros(members, dtype=torch.bool)
+        return bool((member_finite(params, members) | known).all())
+
+    def snapshot(self) -> dict[str, Any]:
+        """What a checkpoint keeps of the rule, so that a resumed run or sweep finds the same
+        steps: the last good state (which may lie before the checkpoint's step) and the
+        members known to have diverged."""
+        return {"good_step": self.good[0], "good_state": self.good[1], "first": self.first, "at": self.at,
+                "reasons": {str(k): why for k, why in self.reasons.items()},
+                "ended": {str(k): [loss, params] for k, (loss, params) in self.ended.items()}}
+
+    def restore(self, snapshot: dict[str, Any]) -> None:
+        """The rule as a checkpoint's snapshot left it."""
+        self.good = (snapshot["good_step"], snapshot["good_state"])
+        self.first, self.at = snapshot["first"], snapshot["at"]
+        self.reasons = {int(k): why for k, why in snapshot["reasons"].items()}
+        self.ended = {int(k): (loss, params) for k, (loss, params) in snapshot["ended"].items()}
 
     def on_log(self, loop: Loop, step: int, losses: torch.Tensor) -> None:
-        self.check(step, losses)
+        if self.first is None:
+            self.first = losses.detach().to(torch.float64).cpu().clone()
+        if self.at is None:
+            self.at = torch.zeros(losses.shape, dtype=torch.long)
+        new = self._breaks(losses, self.trainer.params()) & (self.at == 0)
+        if not bool(new.any()):  # reads the device, as a logged row does
+            self.good = (step, copy.deepcopy(self.trainer.state_dict()))
+            return
+        self._search(loop, step, new)
+        if bool((self.at > 0).all()):
+            loop.halt("diverged")
+        else:  # the steps taken again ended where the loop is: that state is the new good one
+            self.good = (step, copy.deepcopy(self.trainer.state_dict()))
+
+    def _breaks(self, losses: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Which members break the rule, (K,) on the CPU."""
+        current = losses.detach().reshape(-1).to(torch.float64).cpu()
+        first = self.first if self.first is not None else current
+        grown = (first > 0) & (current > self.factor * first)
+        return ~torch.isfinite(current) | grown | ~member_finite(params, current.numel())
+
+    def _search(self, loop: Loop, last: int, new: torch.Tensor) -> None:
+        """Take the steps since the last good state again, one by one, up to `last`, giving
+        each member that breaks the rule on the way (the `new` ones at the latest) its step
+        and reason."""
+        assert self.at is not None and self.first is not None
+        start, state = self.good
+        self.trainer.load_state_dict(state)  # copied into the parameters: `state` stays as it was
+        previous: dict[str, Any] | None = None
+        for step in range(start + 1, last + 1):
+            before = copy.deepcopy(self.trainer.state_dict())
+            params_before = {name: p.detach().clone() for name, p in self.trainer.params().items()}
+            losses = self.trainer.step(batch_index(self.trainer, step), True).reshape(-1).clone()
+            params = self.trainer.params()
+            found = self._breaks(losses, params) & (self.at == 0)
+            if bool(found.any()):
+                values = losses.to(torch.float64).cpu().tolist()
+                finite_params = member_finite(params, len(values))
+                overflowed = False  # whether a member found here has a loss or parameters not finite
+                for k in found.nonzero().reshape(-1).tolist():
+                    finite_k = math.isfinite(values[k]) and bool(finite_params[k])
+                    overflowed |= not finite_k
+                    self.at[k] = step
+                    self.reasons[k] = (divergence_reason(values[k], float(self.first[k]), self.factor)
+                                       if not math.isfinite(values[k]) or finite_params[k]
+                                       else "the update made the parameters infinite or NaN")
+                    kept = params if finite_k else params_before
+                    self.ended[k] = (values[k], {name: t[k].detach().clone() for name, t in kept.items()})
+                self.started[step] = [before] if previous is None else [before, previous]
+                if bool((self.at > 0).all()):
+                    self.losses = losses
+                    if overflowed:
+                        self.trainer.load_state_dict(before)  # the last finite parameters
+                    loop.step = step
+                    return
+            previous = before
+        if bool((new & (self.at == 0)).any()):
+            raise AssertionError("the steps taken again kept to the rule; they were not the same steps")
 
     def diverged(self) -> dict[int, int]:
         """The step at which each diverged member diverged, by member."""
@@ -209,56 +301,10 @@ class Divergence(Callback):
         return {k: at for k, at in enumerate(self.at.tolist()) if at}
 
 
-class StopAtDivergence(Divergence):
-    """The divergence rule for a single run: the loop ends at the very step that breaks it.
-
-    The rule is checked on logged steps; the state after each good one is kept (a copy of a
-    few tensors). When a logged step breaks the rule, the steps since the last good one are
-    taken again one by one (the same kernels, so the same numbers), checking each, so the
-    step reported does not depend on how often the run logs. The run then stops at that
-    step; if its loss or its update is not finite, with the parameters the step started
-    from, the last finite ones.
-    """
-
-    def __init__(self, factor: float, trainer: Any, start: int, first: float | None = None) -> None:
-        super().__init__(factor, first)
-        self.trainer = trainer
-        self.good = (start, copy.deepcopy(trainer.state_dict()))
-        self.losses: torch.Tensor | None = None
-        """The losses of the step the run stopped at."""
-        self.reason: str | None = None
-        """Why the run diverged, in words."""
-        self.started: list[dict[str, Any]] = []
-        """The states the step it stopped at, and the step before it where that was taken
-        again, started from, latest first: what bpcli.divergence reads to say why."""
-
-    def on_log(self, loop: Loop, step: int, losses: torch.Tensor) -> None:
-        bad = bool(self.check(step, losses)[0])  # reads the device, as the step's row does
-        if not bad and finite(self.trainer.params()):
-            self.good = (step, copy.deepcopy(self.trainer.state_dict()))
-            return
-        loop.step, self.losses, self.reason = self._first_bad_step(loop)
-        loop.halt("diverged")
-
-    def _first_bad_step(self, loop: Loop) -> tuple[int, torch.Tensor, str]:
-        """Take the steps since the last good state again, one by one, up to the first that
-        breaks the rule: its step, its losses, and why."""
-        start, state = self.good
-        self.trainer.load_state_dict(state)  # copied into the parameters: `state` stays as it was
-        first = float(self.first[0]) if self.first is not None else math.inf
-        for step in range(start + 1, loop.total + 1):
-            before = copy.deepcopy(self.trainer.state_dict())
-            self.started = [before, *self.started[:1]]
-            losses = self.trainer.step(batch_index(self.trainer, step), True).reshape(-1).clone()
-            loss = float(losses[0])
-            if not math.isfinite(loss) or not finite(self.trainer.params()):
-                self.trainer.load_state_dict(before)  # the last finite parameters
-                why = (divergence_reason(loss, first, self.factor) if not math.isfinite(loss)
-                       else "the update made the parameters infinite or NaN")
-                return step, losses, why
-            if first > 0 and loss > self.factor * first:
-                return step, losses, divergence_reason(loss, first, self.factor)
-        raise AssertionError("the steps taken again kept to the rule; they were not the same steps")
+def member_finite(tensors: dict[str, torch.Tensor], members: int) -> torch.Tensor:
+    """Whether every value of each member's tensors is a finite number, (K,) on the CPU."""
+    checks = [torch.isfinite(t.detach().reshape(members, -1)).all(1) for t in tensors.values()]
+    return torch.stack(checks).all(0).cpu() if checks else torch.ones(members, dtype=torch.bool)
 
 
 def finite(tensors: dict[str, torch.Tensor]) -> bool:

@@ -20,9 +20,9 @@ from bpcli import analysis, schedules
 from bpcli.data.dataset import original_linear_params, target_scaled, to_model_units, to_original_units
 from bpcli.kinds.base import flat, whole_data_loss
 from bpcli.kinds.tasks import task_of
-from bpcli.loop import Callback, Loop, Reporter, finite
+from bpcli.loop import Callback, Divergence, Loop, Reporter
 from bpcli.rundir import run as files
-from bpcli.rundir.checkpoint import data_hash, save_checkpoint
+from bpcli.rundir.checkpoint import save_checkpoint
 from bpcli.rundir.files import record, timestamp
 
 if TYPE_CHECKING:
@@ -208,29 +208,35 @@ def _to_tensorboard(board: Any, row: dict[str, float], lr: float) -> None:
 
 
 class Checkpoints(Callback):
-    """checkpoint.pt every `train.checkpoint_every` steps, and on demand (`save`)."""
+    """checkpoint.pt every `train.checkpoint_every` steps, and on demand (`save`), for a run
+    or a sweep: the trainer's state, the divergence rule's, and what `extra` adds."""
 
-    def __init__(self, run_dir: Path | None, trainer: Any, built: Built, config: Experiment) -> None:
-        self.run_dir = run_dir
+    def __init__(self, directory: Path | None, trainer: Any, config: Experiment, generator: torch.Generator,
+                 digest: str, divergence: Divergence, extra: Callable[[], dict[str, Any]] = dict) -> None:
+        self.directory = directory
         self.trainer = trainer
-        self.generator = built.generator
+        self.generator = generator
         self.config = config
         self.every = config.train.checkpoint_every
+        self.digest = digest
+        self.divergence = divergence
+        self.extra = extra
         self.last = 0
         """The step of the last checkpoint written (0: none)."""
-        self.digest = data_hash(built.data.x, built.data.y) if run_dir is not None else ""
 
     def after_step(self, loop: Loop, step: int) -> None:
-        # Never a state that is no longer finite: the last good checkpoint stays.
-        if self.every and step % self.every == 0 and step != loop.total and finite(self.trainer.params()):
+        # Never a state gone bad unnoticed (between logged steps): the last good checkpoint stays.
+        if self.every and step % self.every == 0 and step != loop.total and self.divergence.kept_finite():
             self.save(step)
 
     def save(self, step: int, state: dict[str, Any] | None = None) -> None:
         """Write checkpoint.pt for the state after `step`: the trainer's, or `state` if given
-        (nothing without a run directory)."""
-        if self.run_dir is not None:
-            save_checkpoint(self.run_dir, step=step, trainer_state=self.trainer.state_dict() if state is None else state,
-                            generator=self.generator, config=self.config, data_digest=self.digest)
+        (nothing without a directory)."""
+        if self.directory is not None:
+            save_checkpoint(self.directory, step=step,
+                            trainer_state=self.trainer.state_dict() if state is None else state,
+                            generator=self.generator, config=self.config, data_digest=self.digest,
+                            extra={"divergence": self.divergence.snapshot(), **self.extra()})
             self.last = step
 
 

@@ -8,6 +8,7 @@ ends exactly where a single run with its settings would (to float rounding).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import statistics
@@ -18,18 +19,23 @@ from typing import Any, Optional
 import torch
 from pydantic import ValidationError
 
-from bpcli import distributed, interrupts
-from bpcli.config import Experiment, Override, dump_config, load_yaml, with_overrides
-from bpcli import optimizers, schedules
+from bpcli import distributed, interrupts, optimizers, schedules
+from bpcli.config import (Experiment, Override, dump_config, load_yaml, read_yaml, validate_config,
+                          with_overrides)
 from bpcli.devices import resolve_device
+from bpcli.divergence import explain_members
 from bpcli.engines import wrap
-from bpcli.errors import BpcliError
+from bpcli.errors import BpcliError, RunDirError
 from bpcli.kinds import KINDS
 from bpcli.kinds.base import flat, whole_data_loss
+from bpcli.kinds.tasks import task_of
 from bpcli.lifecycle import build, check_memory, tensorboard_writer_class, use_threads
 from bpcli.loop import Callback, Divergence, Loop, Progress, Reporter
+from bpcli.recording import Checkpoints
 from bpcli.rundir import sweep as files
-from bpcli.rundir.files import bpcli_version, create_run_dir, make_folder, release
+from bpcli.rundir.checkpoint import CHECKPOINT, check_belongs, data_hash, load_checkpoint
+from bpcli.rundir.files import bpcli_version, claim, create_run_dir, make_folder, release, timestamp
+from bpcli.rundir.sweep import is_sweep_dir
 
 # The settings that may differ between members of one batched run: they change the
 # numbers (data, initial values, learning rate), never the shapes or the schedule.
@@ -232,6 +238,51 @@ def run_sweep(config: Experiment, grid: dict[str, list[Any]], out: Path | None =
             release(directory)
 
 
+def resume_sweep(directory: str | Path, epochs: int | None = None, *, plots: bool = True,
+                 observer: Reporter | None = None) -> SweepResult:
+    """Continue a sweep from its checkpoint, in its own directory, to `epochs` (or the
+    configured number): every member as if the sweep had never stopped."""
+    directory = Path(directory)
+    if not is_sweep_dir(directory):
+        what = "a run directory" if (directory / "summary.json").is_file() else "not a sweep directory (no sweep.json)"
+        raise RunDirError(f"{directory}: {what}; `bpcli sweep --resume` continues a sweep, `bpcli train --resume` a run")
+    if distributed.launched():
+        raise BpcliError("a sweep is resumed in one process; run `bpcli sweep --resume` without torchrun")
+    info = files.read_info(directory)
+    if info.get("status") == "diverged":
+        raise RunDirError(f"{directory}: every member diverged, so resuming would diverge again; run the sweep anew "
+                          "with smaller learning rates (--grid lr=…)")
+    overrides = [Override(path="train.epochs", value=epochs, origin=f"--epochs {epochs}")] if epochs else []
+    config = validate_config(read_yaml(directory / "config.yaml"), overrides, source=str(directory / "config.yaml"))
+    grid = info.get("grid")
+    if not isinstance(grid, dict) or not grid:
+        raise RunDirError(f"{directory}/sweep.json: no grid; the sweep cannot be resumed, so run it again")
+    members = expand(config, grid)
+    device = resolve_device(config.device)
+    check_memory(config, device, len(members))
+    use_threads(config, len(members))
+    if config.log.tensorboard:
+        tensorboard_writer_class()
+    claim(directory, elsewhere="copy the sweep directory and resume the copy")  # not under a sweep still running
+    try:
+        checkpoint = load_checkpoint(directory, device)
+        batch = _stack(members, config, observer, checkpoint, directory)  # checked before a byte is written
+        resumed = [*info.get("resumed_from", []), {"step": checkpoint["step"], "at": timestamp(),
+                                                    "torch_version": torch.__version__}]
+        files.write_config(directory, dump_config(config))
+        files.write_info(directory, {**info, "status": "running", "resumed_from": resumed})
+        part = _train_members(members, config, observer, directory, stoppable=True, batch=batch)
+        with interrupts.holding():
+            return _finish(directory, config, grid, members, [part], plots, {"resumed_from": resumed})
+    except BaseException as exc:
+        with contextlib.suppress(RunDirError):
+            if files.read_info(directory).get("status") == "running":  # it failed once it had begun
+                _record_failure(directory, config, grid, len(members), exc)
+        raise
+    finally:
+        release(directory)
+
+
 def _record_failure(directory: Path, config: Experiment, grid: dict[str, list[Any]], members: int,
                     exc: BaseException) -> None:
     """sweep.json for a sweep that stopped on an error (or a second Ctrl-C): what happened."""
@@ -255,7 +306,7 @@ def _start_directory(out: Path | None, force: bool, config: Experiment, grid: di
 
 def _finish(directory: Path | None, config: Experiment, grid: dict[str, list[Any]],
             members: list[tuple[dict[str, Any], Experiment]], parts: list[dict[str, Any]],
-            plots: bool) -> SweepResult:
+            plots: bool, info: dict[str, Any] | None = None) -> SweepResult:
     """The processes' results joined into one SweepResult, and the sweep directory written."""
     total = max(p["steps"] for p in parts)
     seconds = max(p["seconds"] for p in parts)
@@ -267,7 +318,7 @@ def _finish(directory: Path | None, config: Experiment, grid: dict[str, list[Any
     status = "diverged" if all(r["status"] == "diverged" for r in rows) else parts[0]["status"]
     result = SweepResult(directory, rows, _aggregate(rows, grid), seconds, total, status, parts[0]["signal"])
     if directory is not None:
-        _write(directory, config, grid, result, history, parts[0]["device"], len(parts))
+        _write(directory, config, grid, result, history, parts[0]["device"], len(parts), info or {})
         if config.log.tensorboard and history:
             _write_tensorboard(directory / "tensorboard", grid, rows, history)
         if plots and history:  # a sweep stopped before its first step has no loss to draw
@@ -304,59 +355,149 @@ class SweepLog(Callback):
         if self.reporter is not None:
             self.reporter.on_log(_progress_row(step, loop.epoch(step), losses))
 
+    def snapshot(self) -> dict[str, torch.Tensor]:
+        """The losses logged so far, for a checkpoint: steps (S,) and losses (S, K), on the CPU."""
+        losses = torch.stack(self.losses).cpu() if self.losses else torch.empty(0)
+        return {"steps": torch.tensor(self.steps, dtype=torch.long), "losses": losses}
+
+    def restore(self, snapshot: dict[str, torch.Tensor], device: torch.device, log_every: int) -> None:
+        """The losses a checkpoint kept, as if they had been logged by this sweep (without the
+        last step of a shorter sweep, which a longer one does not log)."""
+        rows = [(step, row) for step, row in zip(snapshot["steps"].tolist(), snapshot["losses"])
+                if step == 1 or step % log_every == 0]
+        self.steps = [step for step, _ in rows]
+        self.losses = [row.to(device) for _, row in rows]
+
     def history(self) -> list[tuple[int, list[float]]]:
         """[(step, [loss of each member])], empty when no step was logged (a sweep stopped
         before its first); waits for the device."""
         return list(zip(self.steps, torch.stack(self.losses).tolist())) if self.losses else []
 
 
-def _train_members(members: list[tuple[dict[str, Any], Experiment]], config: Experiment,
-                   observer: Reporter | None = None, directory: Path | None = None,
-                   stoppable: bool = False) -> dict[str, Any]:
-    """Train these members as one batched model; their results and logged losses."""
-    if not members:
-        return {"results": [], "history": [], "seconds": 0.0, "steps": 0, "device": "", "status": "completed",
-                "signal": None}
+@dataclass
+class _Batch:
+    """A sweep's members stacked into one trainer, with the callbacks that record them,
+    ready to train from step `start` + 1."""
+
+    built: list[Any]
+    trainer: Any
+    device: torch.device
+    log: SweepLog
+    divergence: Divergence
+    digest: str
+    start: int = 0
+
+
+def _stack(members: list[tuple[dict[str, Any], Experiment]], config: Experiment, observer: Reporter | None,
+           checkpoint: dict[str, Any] | None = None, directory: Path | None = None) -> _Batch:
+    """The members as one batched trainer (from `checkpoint` if given, which is checked
+    against them before anything is written)."""
     # device is not a grid key, so every member trains where the base config says. Members
     # are built on the CPU (their own data and initial values, from their own seeds) and
     # the stack moves to the device in one copy per tensor, not one per member.
     device = resolve_device(config.device)
-    cpu = torch.device("cpu")
-    built = [build(cfg, device=cpu) for _, cfg in members]
+    built = [build(cfg, device=torch.device("cpu")) for _, cfg in members]
     trainer = wrap(KINDS[config.kind].trainer.stack([b.trainer for b in built], device), config.train.engine, device)
-    total = config.train.epochs * trainer.steps_per_epoch
-    log = SweepLog(observer)
     # Per-sample and mini-batch members: the rule measures against the loss on all samples.
-    divergence = Divergence(config.train.diverge_factor, None if trainer.batches.full else whole_data_loss(trainer))
-    callbacks: list[Callback] = [log, divergence]
+    divergence = Divergence(config.train.diverge_factor, trainer,
+                            first=None if trainer.batches.full else whole_data_loss(trainer))
+    batch = _Batch(built, trainer, device, SweepLog(observer), divergence, _data_digest(built))
+    if checkpoint is not None:
+        batch.start = _restore(checkpoint, directory, config, batch)
+    return batch
+
+
+def _train_members(members: list[tuple[dict[str, Any], Experiment]], config: Experiment,
+                   observer: Reporter | None = None, directory: Path | None = None,
+                   stoppable: bool = False, batch: _Batch | None = None) -> dict[str, Any]:
+    """Train these members as one batched model (`batch`: already stacked); their results
+    and logged losses. In a single process (`stoppable`) with a directory, checkpoint.pt is
+    written every train.checkpoint_every steps and at the end."""
+    if not members:
+        return {"results": [], "history": [], "seconds": 0.0, "steps": 0, "device": "", "status": "completed",
+                "signal": None}
+    batch = batch or _stack(members, config, observer)
+    trainer, log, divergence = batch.trainer, batch.log, batch.divergence
+    total = config.train.epochs * trainer.steps_per_epoch
+    saved = directory if stoppable else None  # under torchrun a process holds only its chunk of members
+    checkpoints = Checkpoints(saved, trainer, config, batch.built[0].generator, batch.digest, divergence,
+                              extra=lambda: {"losses": log.snapshot()})
+    callbacks: list[Callback] = [divergence, log]  # a step the search moved back from is not logged
+    if checkpoints.every:
+        callbacks.append(checkpoints)
     if observer is not None:
         callbacks.append(Progress(observer, total))
-        observer.on_start(total, directory, str(device))
-    loop = Loop(trainer, total, config.train.log_every, callbacks, stoppable=stoppable).run()
+        observer.on_start(total, directory, str(batch.device), batch.start)
+    loop = Loop(trainer, total, config.train.log_every, callbacks, batch.start, stoppable=stoppable).run()
+    if loop.status == "diverged":  # every member diverged: the step the last one did is logged, as a run's is
+        log.on_log(loop, loop.step, divergence.losses)
+    else:  # completed or interrupted: resumable from here
+        checkpoints.save(loop.step)
     history = log.history()
-    results = _results(len(members), trainer, history, divergence.diverged(), loop.status)
+    results = _results(len(members), trainer, history, divergence, loop.status)
+    if divergence.diverged():  # each diverged member told why, as a single run with its settings is
+        bounds = [task_of(b.trainer).stable_lr(b.data, b.config.train) if k in divergence.diverged() else None
+                  for k, b in enumerate(batch.built)]
+        records = explain_members(batch.built, trainer, divergence, 0, loop.step, bounds)
+        for k, record in records.items():
+            results[k]["divergence"] = record["message"]
     if not trainer.batches.full:
         for result, loss in zip(results, whole_data_loss(trainer).tolist()):
             result["final_loss_all_samples"] = loss
     return {"results": results,
-            "history": history, "seconds": loop.seconds, "steps": loop.step, "device": str(device),
+            "history": history, "seconds": loop.seconds, "steps": loop.step, "device": str(batch.device),
             "status": loop.status, "signal": loop.signal}
 
 
-def _results(count: int, trainer: Any, history: list[tuple[int, list[float]]], diverged: dict[int, int],
+def _data_digest(built: list[Any]) -> str:
+    """A hash of every member's training data, in member order."""
+    return data_hash(torch.cat([b.data.x.reshape(-1) for b in built]), torch.cat([b.data.y.reshape(-1) for b in built]))
+
+
+def _restore(checkpoint: dict[str, Any], directory: Path | None, config: Experiment, batch: _Batch) -> int:
+    """A sweep's checkpoint loaded into its trainer, log and divergence rule; the step it was at."""
+    trainer = batch.trainer
+    where = Path(directory or ".") / CHECKPOINT
+    check_belongs(checkpoint, config, batch.digest, where)
+    total = config.train.epochs * trainer.steps_per_epoch
+    start = checkpoint["step"]
+    if start >= total:
+        trained = -(-start // trainer.steps_per_epoch)
+        raise RunDirError(f"{directory}: already trained {start} steps ({trained} epochs); "
+                          f"pass --epochs with more than {trained} to continue")
+    try:
+        trainer.load_state_dict(checkpoint["trainer"])
+        batch.divergence.restore(checkpoint["divergence"])
+        batch.log.restore(checkpoint["losses"], batch.device, config.train.log_every)
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
+        why = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise RunDirError(f"{where}: damaged (its state does not fit this sweep: {why}); it cannot be resumed "
+                          "from, so run the sweep again") from None
+    return start
+
+
+def _results(count: int, trainer: Any, history: list[tuple[int, list[float]]], divergence: Divergence,
              status: str) -> list[dict[str, Any]]:
-    """Each member's status, final loss and final parameter values."""
+    """Each member's status, final loss and final parameter values: a diverged member's as a
+    single run with its settings ends, at the step it diverged."""
     params = {name: t.tolist() for name, t in flat(trainer.params()).items()}
+    diverged = divergence.diverged()
     results = []
     for k in range(count):
         result: dict[str, Any] = {
             "status": "diverged" if k in diverged else status,
             "diverged_at_step": diverged.get(k),
+            "divergence": None,  # why, in the words a single run's summary.json gives
             "final_loss": history[-1][1][k] if history else None,  # None: stopped before the first step
         }
-        for name, values in params.items():
-            for i, v in enumerate(values[k]):
-                result[name if len(values[k]) == 1 else f"{name}[{i}]"] = v
+        values_of = params
+        if k in divergence.ended:
+            result["final_loss"], ended = divergence.ended[k]
+            values_of = {name: [t.reshape(-1).tolist()] for name, t in ended.items()}
+        for name, values in values_of.items():
+            member = values[k] if values_of is params else values[0]
+            for i, v in enumerate(member):
+                result[name if len(member) == 1 else f"{name}[{i}]"] = v
         results.append(result)
     return results
 
@@ -388,7 +529,7 @@ def _write_tensorboard(folder: Path, grid: dict[str, list[Any]], rows: list[dict
         if len(members) == 1:
             row = rows[members[0]]
             for column, value in row.items():
-                if column not in ("member", "status", "diverged_at_step", "final_loss", *grid):
+                if column not in ("member", "status", "diverged_at_step", "divergence", "final_loss", *grid):
                     board.add_scalar(f"params/{column}", value, steps[-1])
         board.close()
 
@@ -410,7 +551,7 @@ def _aggregate(rows: list[dict[str, Any]], grid: dict[str, list[Any]]) -> list[d
     """Mean and standard deviation over seeds of each numeric result, per other setting
     (diverged members are counted, not averaged)."""
     keys = [k for k in grid if k != "seed"]
-    numeric = [c for c in rows[0] if c not in ("member", "status", "diverged_at_step", *grid)]
+    numeric = [c for c in rows[0] if c not in ("member", "status", "diverged_at_step", "divergence", *grid)]
     groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for row in rows:
         groups.setdefault(tuple(row[k] for k in keys), []).append(row)
@@ -428,7 +569,7 @@ def _aggregate(rows: list[dict[str, Any]], grid: dict[str, list[Any]]) -> list[d
 
 
 def _write(directory: Path, config: Experiment, grid: dict[str, list[Any]], result: SweepResult,
-           history: list[tuple[int, list[float]]], device: str, processes: int) -> None:
+           history: list[tuple[int, list[float]]], device: str, processes: int, info: dict[str, Any]) -> None:
     files.write_table(directory / "summary.csv", result.members)
     files.write_table(directory / "aggregates.csv", result.aggregates)
     files.write_losses(directory, history)
@@ -438,5 +579,5 @@ def _write(directory: Path, config: Experiment, grid: dict[str, list[Any]], resu
         "device": device, "processes": processes, "threads": torch.get_num_threads(), "train_seconds": result.seconds,
         "seconds_per_step": result.seconds / max(result.steps, 1),
         "diverged": sum(r["status"] == "diverged" for r in result.members),
-        "bpcli_version": bpcli_version(), "torch_version": str(torch.__version__),
+        "bpcli_version": bpcli_version(), "torch_version": str(torch.__version__), **info,
     })

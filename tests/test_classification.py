@@ -347,7 +347,7 @@ def test_two_torchrun_processes_give_the_single_process_classifier(config, reque
 
 
 def test_explain_shows_the_sigmoid_and_its_local_derivative(write_config):
-    from bpcli.graph import explain_config
+    from bpcli.explain import explain_config
 
     Path("five.csv").write_text("x,label\n-2.0,0\n-1.0,0\n0.5,1\n1.0,0\n3.0,1\n")
     config = write_config("kind: logistic\ndevice: cpu\ndata: {source: csv, path: five.csv, target: label}\n"
@@ -366,7 +366,7 @@ def test_explain_shows_the_sigmoid_and_its_local_derivative(write_config):
 
 
 def test_explain_falls_back_to_the_training_loss_once_the_sigmoid_rounds(write_config):
-    from bpcli.graph import explain_config
+    from bpcli.explain import explain_config
 
     Path("five.csv").write_text("x,label\n-2.0,0\n-1.0,0\n0.5,1\n1.0,0\n3.0,1\n")
     config = write_config("kind: logistic\ndevice: cpu\ndata: {source: csv, path: five.csv, target: label}\n"

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from bpcli.cli import app
 from bpcli.devices import resolve_device
+from bpcli.flags import OVERRIDE_FLAGS
 from conftest import CONFIGS, cli
 
 EXP2 = CONFIGS / "exp2.yaml"
@@ -135,6 +136,24 @@ def test_config_prints_the_resolved_config_without_training():
     assert printed["train"]["lr"] == 0.5 and printed["data"]["noise"] == 0.1
     assert printed["kind"] == "linear-gd"
     assert not Path("outputs").exists()
+
+
+# A value each named flag can take with exp2.yaml: a flag added to the table needs one here.
+FLAG_VALUES = {"--lr": 0.05, "--epochs": 7, "--seed": 3, "--device": "cpu", "--log-every": 2, "--engine": "eager",
+               "--grad": "manual", "--optimizer": "adam", "--momentum": 0.5, "--batch-size": 4, "--threads": 1}
+
+
+@pytest.mark.parametrize("flag", list(OVERRIDE_FLAGS))
+def test_every_named_flag_sets_the_field_its_row_names_and_says_so_in_help(flag):
+    assert set(FLAG_VALUES) == set(OVERRIDE_FLAGS)
+    result = cli("config", EXP2, flag, FLAG_VALUES[flag])
+    assert result.exit_code == 0, result.output
+    node = yaml.safe_load(result.stdout)
+    for part in OVERRIDE_FLAGS[flag].path.split("."):
+        node = node[part]
+    assert node == FLAG_VALUES[flag]
+    shown = CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "300"}).stdout
+    assert f"{flag} " in shown and OVERRIDE_FLAGS[flag].help in " ".join(shown.split())
 
 
 def test_a_diverging_run_exits_1_and_keeps_what_it_logged():

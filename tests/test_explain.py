@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from bpcli.graph import explain_expression, explain_step
+from bpcli.explain import explain_expression, explain_step
 from bpcli.lifecycle import build
 from conftest import CONFIGS, cli, config
 
@@ -107,7 +107,7 @@ def test_explain_bad_input(args, expected):
 
 
 def test_explain_shows_the_direction_momentum_steps_in_so_the_update_adds_up():
-    from bpcli.graph import explain_config
+    from bpcli.explain import explain_config
     from conftest import config
 
     steps = [explain_config(config("exp2.yaml", train__momentum=0.9), step=s) for s in (1, 2)]

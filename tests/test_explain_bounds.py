@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from bpcli.errors import BpcliError
-from bpcli.graph import MAX_OPERATIONS, SHOWN_VALUES, explain_expression, explain_step
+from bpcli.explain import MAX_OPERATIONS, SHOWN_VALUES, explain_expression, explain_step
 from conftest import cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -150,7 +150,7 @@ def test_a_wide_mlp_is_explained_layer_by_layer_in_seconds(write_config):
 
 
 def test_a_deep_mlps_graph_is_bounded_and_its_picture_folded(tmp_path):
-    from bpcli.graph import explain_config
+    from bpcli.explain import explain_config
     from bpcli.plots import draw_graph
     from conftest import config
 

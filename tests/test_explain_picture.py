@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bpcli.graph import explain_config, explain_expression
+from bpcli.explain import explain_config, explain_expression
 from bpcli.plots.graph import FONT, PAGE_WIDTH, graph_figure
 from conftest import CONFIGS, cli, config
 

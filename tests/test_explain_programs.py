@@ -7,7 +7,7 @@ import random
 import pytest
 import torch
 
-from bpcli.graph import MAX_OPERATIONS, explain_expression
+from bpcli.explain import MAX_OPERATIONS, explain_expression
 from conftest import cli
 
 ARTICLE = "v = b*c; u = a + v; J = 3*u"

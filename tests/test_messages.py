@@ -125,7 +125,7 @@ def test_a_derivative_that_is_infinite_or_undefined_is_refused(formula, at, resp
     ("J = 2**x", ["x=0"], {"x": math.log(2)}),
 ])
 def test_derivatives_that_exist_are_still_shown(formula, at, expected):
-    from bpcli.graph import explain_expression, parse_assignments
+    from bpcli.explain import explain_expression, parse_assignments
 
     graph = explain_expression(formula, parse_assignments(at))
     found = {n.name: n.full_grad[0] for n in graph.nodes if n.kind == "param"}

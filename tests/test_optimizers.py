@@ -15,9 +15,10 @@ import bpcli.optimizers.sgd
 from bpcli.config.schema import TrainConfig
 from bpcli.kinds.base import Batches, batch_index, epoch_order
 from bpcli.lifecycle import build, resume, train
-from bpcli.optimizers import OPTIMIZERS, Optimizer, Stability, describe
+from bpcli.optimizers import OPTIMIZERS, Optimizer, Stability, describe, settings_of
 from bpcli.section import Section
 from conftest import CONFIGS, InterruptAt, cli, config
+from test_export import export_and_compare
 
 
 def settings(optimizer="sgd", lr=0.05, **changes):
@@ -130,6 +131,39 @@ def test_members_of_one_rule_with_settings_of_their_own_step_as_their_single_run
             single.step(a, {"p": gradient(a["p"])})
     for k, a in enumerate(alone):
         assert torch.allclose(together["p"][k], a["p"][0], rtol=0, atol=1e-13), describe(members[k])
+
+
+@pytest.mark.parametrize("s", RULES, ids=name_of)
+def test_a_rule_keeps_the_sum_of_parameters_whose_gradients_sum_to_zero_when_it_says_it_is_linear(s):
+    # softmax's gradients sum to zero over the classes; a linear rule keeps Σ_c W_c where it started
+    generator = torch.Generator().manual_seed(11)
+    start = torch.randn(1, 4, 3, generator=generator, dtype=torch.float64)  # (K, C, F)
+    ours = {"W": start.clone()}
+    rule = Optimizer(ours, [s])
+    for _ in range(200):
+        g = gradient(ours["W"])
+        rule.step(ours, {"W": g - g.mean(1, keepdim=True)})  # Σ_c g_c = 0
+    drift = (ours["W"].sum(1) - start.sum(1)).abs().max()
+    assert (ours["W"] - start).abs().max() > 1e-3
+    if OPTIMIZERS[s.optimizer].linear(settings_of(s)):
+        assert drift < 1e-12
+    else:
+        assert drift > 1e-6
+
+
+def test_softmax_says_when_its_optimizer_does_not_keep_the_sum_of_the_classes_rows():
+    kept = train(config("softmax.yaml", dtype="float64", train__epochs=40, train__momentum=0.9), "kept", plots=False)
+    moved = train(config("softmax.yaml", dtype="float64", train__epochs=40, train__optimizer="rmsprop",
+                         train__lr=0.05), "moved", plots=False)
+
+    def sums(run, key):  # Σ_c W_c, from W's C rows of F values
+        values = torch.tensor(run.summary[key]["W"], dtype=torch.float64)
+        return values.reshape(-1, 4).sum(0)
+
+    assert torch.allclose(sums(kept, "params"), sums(kept, "initial_params"), rtol=0, atol=1e-12)
+    assert "optimum_note" not in kept.summary["task"]
+    assert not torch.allclose(sums(moved, "params"), sums(moved, "initial_params"), rtol=0, atol=1e-6)
+    assert moved.summary["task"]["optimum_note"].startswith("rmsprop does not keep Σ_c W_c at its start")
 
 
 def rows(run):
@@ -269,7 +303,7 @@ def test_batch_index_draws_the_order_of_the_epoch_a_step_is_in():
 
 
 def test_explain_shows_the_step_the_optimizer_takes():
-    from bpcli.graph import explain_config
+    from bpcli.explain import explain_config
 
     cfg = config("exp2.yaml", train__momentum=0.9, train__batch_size=25, dtype="float64")
     first, second = explain_config(cfg, step=1), explain_config(cfg, step=2)
@@ -330,7 +364,7 @@ def test_an_adam_eps_the_dtype_rounds_to_zero_is_refused():
 
 
 def test_explain_sample_follows_the_shuffled_order():
-    from bpcli.graph import explain_config
+    from bpcli.explain import explain_config
 
     cfg = config("exp1.yaml", train__batch_size=1, train__shuffle=True)
     order = epoch_order(cfg.seed, 1, 3).tolist()
@@ -445,6 +479,19 @@ class SignSGD:
     def stability(self, s):
         return Stability(reason="signSGD's steps are lr long whatever the gradient, so no bound of that form applies")
 
+    def linear(self, s):
+        return False  # sign(g) is not linear in g
+
+    unexported = ()
+
+    def export_setup(self, lr, s):
+        return [f"lr = {lr!r}"]
+
+    def export_update(self, s, fast):
+        return ["p.sub_(lr * torch.sign(g))  # p ← p − lr·sign(g)"]
+
+    # no export_optim: torch.optim has no signSGD for nn-linear's script to step
+
 
 @pytest.fixture
 def signsgd(monkeypatch):
@@ -475,6 +522,13 @@ def test_a_new_rule_is_one_file_and_one_registry_line(signsgd, tmp_path):
     explained = cli("explain", CONFIGS / "exp2.yaml", "--set", "train.optimizer=signsgd", "--step", "2")
     assert explained.exit_code == 0, explained.output
     assert "signsgd: θ ← θ − lr·sign(dL/dθ)" in explained.stdout
+    # export writes its script text, which reproduces the run bit for bit without bpcli
+    export_and_compare(tmp_path / "whole")
+    # and refuses in one line a run that needs torch.optim's own class, which signSGD lacks
+    assert train(config("exp3.yaml", **changes), tmp_path / "nn", plots=False).status == "completed"
+    refused = cli("export", tmp_path / "nn")
+    assert refused.exit_code == 2 and len(refused.stderr.strip().splitlines()) == 1, refused.output
+    assert "signsgd, whose rule has no export_optim" in refused.stderr
 
 
 def test_a_setting_no_member_can_use_is_refused_alike_by_train_and_sweep():
@@ -513,3 +567,47 @@ def test_nn_linear_trains_with_torch_optims_own_class_for_each_rule(name):
     assert isinstance(built.trainer, NNLinear)
     assert type(built.trainer.optimizer).__name__ == OPTIMIZERS[name].torch_name
     assert type(built.trainer.optimizer).__module__.startswith("torch.optim")
+
+
+# --------------------------------------------------------------------------- names
+
+BPCLI = Path(__file__).resolve().parent.parent / "bpcli"
+
+METHOD = "stochastic gradient descent, the article's per-sample and mini-batch training, whatever train.optimizer is"
+ALLOWED = [
+    ("analysis.py", "per-sample SGD on this data", METHOD),
+    ("analysis.py", "with a constant lr SGD settles", METHOD),
+    ("config/schema.py", "(plain SGD: p ← p − lr·dL/dp)", "the lr's docstring: what a step of the default rule is"),
+    ("config/schema.py", "1 is per-sample SGD", METHOD),
+    ("config/schema.py", "is mini-batch SGD", METHOD),
+    ("kinds/base.py", "One update per sample (SGD)", METHOD),
+    ("kinds/scalar_sgd.py", "per-sample SGD", METHOD + " (the kind's own name)"),
+    ("kinds/nn_linear.py", "(optim.SGD in the article)", "the article's own code"),
+    ("kinds/nn_linear.py", "torch.optim's SGD and Adagrad read a tensor lr",
+     "a comment on why every scheduled single nn-linear run is refused a CUDA graph; no code asks the rule"),
+    ("plots/compare.py", "(plain SGD, no momentum)", "a docstring on DEFAULTS, which asks the registry's DEFAULT"),
+    ("divergence.py", "for plain SGD; momentum and", "the module docstring's example of an update rule"),
+    ("divergence.py", "Adam transform g + λ·θ first", "the module docstring's example of an update rule"),
+    ("console.py", "Adam's scaled moment", "a comment's example of a direction that is not the gradient"),
+    ("gradcheck.py", "`sgd (momentum 0.9, nesterov)`", "a docstring's example of optimizers.describe's words"),
+    ("sweep.py", "`--grid optimizer=sgd,adam --momentum 0.9`", "a docstring's example of a grid over the optimizer"),
+]
+"""(file under bpcli/, text on the line, why) for each rule's name that may stay outside bpcli/optimizers."""
+
+
+def test_no_module_outside_the_registry_names_a_rule():
+    import re
+
+    names = "|".join(sorted(OPTIMIZERS, key=len, reverse=True))
+    # A rule's name as a word of its own: scalar-sgd (a kind) and scalar_sgd (its module) are not one.
+    word = re.compile(rf"(?<![\w-])({names})(?![\w-])", re.IGNORECASE)
+    found = []
+    for path in sorted(BPCLI.rglob("*.py")):
+        where = path.relative_to(BPCLI).as_posix()
+        if where.startswith("optimizers/"):
+            continue
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if word.search(line) and not any(where == file and text in line for file, text, _ in ALLOWED):
+                found.append(f"bpcli/{where}:{number}: {line.strip()}")
+    assert not found, ("a rule's name outside bpcli/optimizers (ask the registry: OPTIMIZERS, DEFAULT or a method "
+                       "of the rule, or list it in ALLOWED with a reason):\n" + "\n".join(found))

@@ -210,3 +210,41 @@ def test_a_resumed_mlp_adds_its_curves_to_those_taken_before():
     assert cli("train", "--resume", "run", "--epochs", "300", "--no-plots").exit_code == 0
     after = read_curves(Path("run"))
     assert after[:len(before)] == before and after[-1][0] == 300 and len(after) <= 8 + len(before)
+
+
+class CopiedAfter:
+    """An observer that copies the run directory after step `step`: what a SIGKILL then leaves."""
+
+    def __init__(self, step, source, copy):
+        self.step, self.source, self.copy = step, source, copy
+
+    def on_start(self, *args):
+        pass
+
+    def on_log(self, row):
+        pass
+
+    def on_progress(self, step):
+        if step == self.step:
+            import shutil
+
+            shutil.copytree(self.source, self.copy)
+
+
+@pytest.mark.parametrize("lr,checkpoint_every,killed", [(1.2, 9, 9), (3.0, 3, 3), (1.0, 8, 16)])
+def test_a_run_that_broke_the_rule_before_its_checkpoint_resumes_to_the_same_divergence(tmp_path, lr,
+                                                                                         checkpoint_every, killed):
+    """The loss grew past the rule between logged steps, before the checkpoint: the resumed run
+    still names the step it happened at (the checkpoint keeps the last logged good state)."""
+    changes = {"train__lr": lr, "train__epochs": 100, "train__log_every": 10,
+               "train__checkpoint_every": checkpoint_every}
+    whole = train(config("exp2.yaml", **changes), tmp_path / "whole", plots=False)
+    assert whole.status == "diverged" and whole.steps < killed + 10
+    train(config("exp2.yaml", **changes), tmp_path / "run", plots=False,
+          observer=CopiedAfter(killed, tmp_path / "run", tmp_path / "killed"))
+    assert torch.load(tmp_path / "killed/checkpoint.pt", weights_only=True)["step"] == killed
+    resumed = resume(tmp_path / "killed", plots=False)
+    assert resumed.status == "diverged"
+    assert resumed.summary["divergence"]["step"] == whole.summary["divergence"]["step"]
+    assert resumed.summary["divergence"]["message"] == whole.summary["divergence"]["message"]
+    assert (tmp_path / "killed/metrics.csv").read_bytes() == (tmp_path / "whole/metrics.csv").read_bytes()

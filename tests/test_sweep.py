@@ -3,16 +3,19 @@
 import csv
 import itertools
 import json
+import shutil
+import math
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from bpcli.config import Override, with_overrides
 from bpcli.errors import ConfigError
-from bpcli.sweep import expand, parse_grid, run_sweep
+from bpcli.sweep import expand, parse_grid, resume_sweep, run_sweep
 from bpcli.lifecycle import train
 from conftest import CONFIGS, InterruptAt, cli, config
 
@@ -64,6 +67,41 @@ def test_diverged_members_are_marked_not_fatal():
     assert statuses == {0.01: "completed", 5.0: "diverged"}
     assert result.members[1]["diverged_at_step"] is not None
     assert result.aggregates[1]["diverged"] == 1
+
+
+@pytest.mark.parametrize(
+    "name,changes,grid,log_every",
+    [
+        ("exp2.yaml", {}, "lr=0.01,1.2,3,1e30", 1),
+        ("exp2.yaml", {}, "lr=0.01,1.2,3,1e30", 7),  # the step does not depend on how often it logs
+        ("exp2.yaml", {"train__weight_decay": 1e30}, "lr=0.001,0.01", 50),  # weight decay named, not the lr
+        ("exp1.yaml", {"train__batch_size": 1}, "lr=0.02,0.3,2.5", 9),  # per-sample steps, shuffled order
+        ("logistic.yaml", {}, "lr=0.5,3e38,1e39", 13),
+        ("mlp.yaml", {"train__optimizer": "adam"}, "lr=0.01,1e38", 25),
+    ],
+)
+def test_every_diverged_member_is_told_what_its_single_run_is_told(name, changes, grid, log_every):
+    """Each member's step, reason, message and final values are its single run's (issue 19)."""
+    base = config(name, train__epochs=40, train__log_every=log_every, **changes)
+    result = run_sweep(base, parse_grid([grid]), save=False)
+    assert any(m["status"] == "diverged" for m in result.members)
+    for member in result.members:
+        single = train(with_overrides(base, [Override(path="train.lr", value=member["train.lr"], origin="test")]),
+                       save=False, plots=False)
+        assert member["status"] == single.status, member["train.lr"]
+        if single.status != "diverged":
+            assert member["divergence"] is None
+            continue
+        record = single.summary["divergence"]
+        assert member["diverged_at_step"] == record["step"] == single.steps
+        assert member["divergence"] == record["message"]
+        final = single.summary["final_loss"]
+        assert member["final_loss"] == pytest.approx(final, rel=1e-5) if final is not None \
+            else not math.isfinite(member["final_loss"])
+        for column, values in single.params.items():
+            for i, value in enumerate(values):
+                ours = member[column if len(values) == 1 else f"{column}[{i}]"]
+                assert ours == pytest.approx(value, rel=1e-5, abs=1e-6) or (math.isnan(ours) and math.isnan(value))
 
 
 @pytest.mark.parametrize(
@@ -167,3 +205,77 @@ def test_ctrl_c_stops_a_sweep_command_with_exit_130_and_keeps_its_directory():
     info = json.loads(Path("cut/sweep.json").read_text())
     assert info["status"] == "interrupted" and 0 < info["steps"] < 1_000_000
     assert (Path("cut/losses.png")).is_file()
+
+
+SWEEP_TABLES = ("summary.csv", "aggregates.csv", "metrics.csv")
+
+
+@pytest.mark.parametrize(
+    "name,changes,grid,epochs,first",
+    [
+        ("exp2.yaml", {"train__log_every": 10}, ["lr=0.01,0.1,1.2", "seed=0:2"], 100, 37),  # a member diverges first
+        ("exp1.yaml", {"train__batch_size": 1, "train__log_every": 4}, ["lr=0.02,0.3,2.5"], 30, 11),  # shuffled
+        ("logistic.yaml", {"train__optimizer": "adam", "train__log_every": 25}, ["lr=0.05,0.5"], 300, 120),
+        ("exp3.yaml", {"train__log_every": 50}, ["lr=0.001,0.01"], 500, 250),  # torch.optim
+        ("mlp.yaml", {"train__log_every": 20}, ["lr=0.05,0.1"], 300, 1),
+    ],
+)
+def test_a_resumed_sweep_writes_what_one_uninterrupted_sweep_writes(tmp_path, name, changes, grid, epochs, first):
+    """`bpcli sweep --resume DIR --epochs N` continues every member bit for bit (issue 19)."""
+    whole = run_sweep(config(name, train__epochs=epochs, **changes), parse_grid(grid), tmp_path / "whole", plots=False)
+    run_sweep(config(name, train__epochs=first, **changes), parse_grid(grid), tmp_path / "cut", plots=False)
+    resumed = resume_sweep(tmp_path / "cut", epochs, plots=False)
+    assert resumed.status == whole.status and resumed.steps == whole.steps
+    for table in SWEEP_TABLES:
+        assert (tmp_path / "cut" / table).read_bytes() == (tmp_path / "whole" / table).read_bytes(), table
+    info = json.loads((tmp_path / "cut/sweep.json").read_text())
+    assert [r["step"] for r in info["resumed_from"]] == [first * resumed.steps // epochs]
+
+
+class KilledAt(InterruptAt):
+    """Copies the sweep directory as it is when step `step` is logged: what a SIGKILL then leaves."""
+
+    def __init__(self, step, source, copy):
+        super().__init__(step)
+        self.source, self.copy = source, copy
+
+    def on_log(self, row):
+        if row["step"] == self.step:
+            shutil.copytree(self.source, self.copy)
+
+
+def test_a_killed_sweep_resumes_from_its_last_periodic_checkpoint(tmp_path):
+    changes = {"train__epochs": 400, "train__log_every": 10, "train__checkpoint_every": 30, "train__schedule": "cosine"}
+    grid = parse_grid(["lr=0.02,0.2,5.0", "seed=0:2"])  # lr 5 diverges on the way
+    run_sweep(config("exp2.yaml", **changes), grid, tmp_path / "whole", plots=False)
+    run_sweep(config("exp2.yaml", **changes), grid, tmp_path / "sweep", plots=False,
+              observer=KilledAt(200, tmp_path / "sweep", tmp_path / "killed"))
+    assert json.loads((tmp_path / "killed/sweep.json").read_text())["status"] == "running"
+    assert torch.load(tmp_path / "killed/checkpoint.pt", weights_only=True)["step"] == 180
+    resumed = resume_sweep(tmp_path / "killed", plots=False)
+    assert resumed.status == "completed" and resumed.steps == 400
+    for table in SWEEP_TABLES:
+        assert (tmp_path / "killed" / table).read_bytes() == (tmp_path / "whole" / table).read_bytes(), table
+
+
+def test_sweep_resume_refuses_what_it_cannot_continue(tmp_path):
+    base = config("exp2.yaml", train__epochs=50, train__log_every=10)
+    run_sweep(base, parse_grid(["lr=0.01,0.1"]), tmp_path / "sweep", plots=False)
+    train(base, tmp_path / "run", plots=False)
+    cases = [
+        (["--resume", tmp_path / "sweep"], "already trained 50 steps"),
+        (["--resume", tmp_path / "sweep", "--grid", "lr=1"], "drop --grid"),
+        (["--resume", tmp_path / "run"], "a run directory; `bpcli sweep --resume` continues a sweep"),
+        (["--resume", tmp_path / "nowhere"], "not a sweep directory"),
+        ([], "give a config and at least one --grid"),
+    ]
+    for args, expected in cases:
+        result = cli("sweep", *args)
+        assert result.exit_code == 2 and expected in result.output, (args, result.output)
+    (tmp_path / "sweep/checkpoint.pt").write_bytes(b"not a checkpoint")
+    result = cli("sweep", "--resume", tmp_path / "sweep", "--epochs", "60")
+    assert result.exit_code == 2 and "corrupt or truncated" in result.output
+    assert json.loads((tmp_path / "sweep/sweep.json").read_text())["status"] == "completed"  # nothing was written
+    run_sweep(base, parse_grid(["lr=5,6"]), tmp_path / "diverged", plots=False)
+    result = cli("sweep", "--resume", tmp_path / "diverged", "--epochs", "60")
+    assert result.exit_code == 2 and "every member diverged" in result.output

@@ -5,6 +5,8 @@ import errno
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -283,3 +285,81 @@ def test_an_out_that_cannot_be_a_name_is_a_bad_argument(run, command, out):
     assert "--out" in result.stderr and ("current directory" in result.stderr if not out else
                                          "choose another --out" in result.stderr)
     assert sorted(p.name for p in Path(".").iterdir()) == before
+
+
+# --------------------------------------------------------------------------- next free names, figure --out
+
+CLAIM = ("import sys; from pathlib import Path; from bpcli.rundir.files import next_free\n"
+         "for _ in range(25): print(next_free(Path('outputs'), sys.argv[1], sys.argv[2]))")
+
+
+@pytest.mark.parametrize("prefix,suffix", [("run", ""), ("graph", ".png")], ids=["directories", "files"])
+def test_processes_claiming_at_once_each_get_their_own_name(prefix, suffix):
+    jobs = [subprocess.Popen([sys.executable, "-c", CLAIM, prefix, suffix], stdout=subprocess.PIPE, text=True)
+            for _ in range(4)]
+    claimed = [line for job in jobs for line in job.communicate()[0].split()]
+    assert all(job.returncode == 0 for job in jobs)
+    assert sorted(claimed) == sorted(f"outputs/{prefix}{n}{suffix}" for n in range(1, 101))
+    assert all(Path(name).is_dir() if not suffix else Path(name).is_file() for name in claimed)
+
+
+def test_a_name_taken_since_the_count_goes_to_the_next_number(monkeypatch):
+    Path("outputs").mkdir()
+    Path("outputs/graph5.svg").write_bytes(b"a figure drawn by hand")
+    Path("outputs/run2").mkdir()
+    assert files.next_free(Path("outputs"), "graph", ".png") == Path("outputs/graph6.png")
+    assert files.next_free(Path("outputs"), "run") == Path("outputs/run3")
+    # Another process creates graph7.png and run4 after this one counted: it takes the next number.
+    Path("outputs/graph7.png").write_bytes(b"another process's")
+    Path("outputs/run4").mkdir()
+    monkeypatch.setattr(files, "_listdir", lambda root, elsewhere: [root / "graph6.png", root / "run3"])
+    assert files.next_free(Path("outputs"), "graph", ".png") == Path("outputs/graph8.png")
+    assert files.next_free(Path("outputs"), "run") == Path("outputs/run5")
+    assert Path("outputs/graph7.png").read_bytes() == b"another process's"
+
+
+def test_a_figure_out_refuses_a_file_without_force_a_directory_and_another_format():
+    Path("mine.png").write_bytes(b"keep me")
+    with pytest.raises(files.RunDirError, match="mine.png: already exists; write to --out NEW.png, or add --force"):
+        files.check_figure_out(Path("mine.png"), False, ("png", "svg", "pdf"))
+    files.check_figure_out(Path("mine.png"), True, ("png", "svg", "pdf"))
+    Path("dir.png").mkdir()
+    with pytest.raises(files.RunDirError, match="dir.png: is a directory; give a file in it"):
+        files.check_figure_out(Path("dir.png"), True, ("png", "svg", "pdf"))
+    with pytest.raises(files.RunDirError, match=r"give a file ending in \.png, \.svg or \.pdf"):
+        files.check_figure_out(Path("figure.txt"), False, ("png", "svg", "pdf"))
+    with pytest.raises(files.RunDirError, match=r"new/a.gifx: give a file ending in \.gif$"):
+        files.check_figure_out(Path("new/a.gifx"), False, ("gif",))
+    with pytest.raises(files.RunDirError, match="new: no such folder"):
+        files.check_figure_out(Path("new/a.gif"), False, ("gif",), create_folder=False)
+    assert not Path("new").exists()
+    files.check_figure_out(Path("new/a.gif"), False, ("gif",))
+    assert Path("new").is_dir() and not Path("new/a.gif").exists()
+    assert Path("mine.png").read_bytes() == b"keep me"
+
+
+@pytest.mark.parametrize("command", [["compare", "run", "other"], ["explain", "--expr", "J = x**2", "--at", "x=1"],
+                                     ["animate", "run"]], ids=["compare", "explain", "animate"])
+def test_every_figure_command_refuses_a_directory_and_an_existing_file_as_out(run, command):
+    shutil.copytree(run, "other")
+    suffix = ".gif" if command[0] == "animate" else ".png"
+    Path("dir" + suffix).mkdir()
+    result = cli(*command, "--out", "dir" + suffix, "--force")
+    assert result.exit_code == 2 and one_line(result) and f"dir{suffix}: is a directory" in result.stderr
+    Path("mine" + suffix).write_bytes(b"keep me")
+    result = cli(*command, "--out", "mine" + suffix)
+    assert result.exit_code == 2 and one_line(result) and "already exists" in result.stderr
+    assert Path("mine" + suffix).read_bytes() == b"keep me"
+
+
+def test_compare_claims_its_name_and_leaves_nothing_when_it_fails(run):
+    shutil.copytree(run, "other")
+    (Path("other") / "metrics.csv").write_text("step,epoch,loss,w,b\n1,1,oops,1,2\n")
+    result = cli("compare", "run", "other")
+    assert result.exit_code == 2 and one_line(result)
+    assert not Path("outputs").exists() or list(Path("outputs").iterdir()) == []
+    (Path("other") / "metrics.csv").write_bytes((run / "metrics.csv").read_bytes())
+    Path("outputs").mkdir(exist_ok=True)
+    Path("outputs/compare1.png").mkdir()  # taken, though not by a figure
+    result = cli("compare", "run", "other")
+    assert result.exit_code == 0 and result.stdout.strip() == "outputs/compare2.png"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -10,7 +9,7 @@ import typer
 
 from bpcli.cli.options import Device, Lr, OptionalConfigArg, OutPath, Seed, Set
 from bpcli.errors import BpcliError
-from bpcli.graph import MAX_FORMULA_LENGTH, MAX_OPERATIONS  # no torch: it is imported when a graph is computed
+from bpcli.explain import MAX_FORMULA_LENGTH, MAX_OPERATIONS  # no torch: it is imported when a graph is computed
 
 
 def explain(
@@ -60,10 +59,13 @@ def explain(
     bpcli explain --expr 'v = b*c; u = a + v; J = 3*u' --at a=5 --at b=3 --at c=2
     """
     from bpcli.console import make_console, print_graph
-    from bpcli.graph import explain_config, explain_expression, parse_assignments
+    from bpcli.explain import explain_config, explain_expression, parse_assignments
 
     if out is not None:
-        _check_out(out, force)
+        from bpcli.plots import FORMATS
+        from bpcli.rundir.files import check_figure_out
+
+        check_figure_out(out, force, FORMATS)  # before anything is computed
     elif GRAPHS.exists() and not GRAPHS.is_dir():
         raise BpcliError(f"{GRAPHS}: is a file, not a folder, so graphs cannot go there; give a file with --out")
     if expr is not None:
@@ -91,58 +93,19 @@ GRAPHS = Path("outputs")
 """Where graphs go without --out: graph1.png, graph2.png, … in the first free name."""
 
 
-def _check_out(out: Path, force: bool) -> None:
-    """Refuse an --out that is not a figure's name, or that would replace a file unasked;
-    before anything is computed."""
-    from bpcli.plots import FORMATS
-
-    if out.suffix.lstrip(".").lower() not in FORMATS:
-        raise BpcliError(f"--out {out}: give a file ending in .png, .svg or .pdf")
-    if out.is_dir():
-        raise BpcliError(f"--out {out}: is a directory; give a file in it, e.g. --out {out / 'graph.png'}")
-    if (out.exists() or out.is_symlink()) and not force:
-        raise BpcliError(f"{out}: already exists; write to --out NEW{out.suffix}, or add --force to replace it")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise BpcliError(f"--out {out}: cannot create its folder ({exc.strerror or exc}); choose another --out") from None
-
-
 def _draw(graph: object, out: Path | None) -> Path:
-    """Draw the graph to `out`, or to the next free outputs/graph<N>.png (see
-    bpcli.rundir.files.write_file: a drawing that fails leaves no half-written file); an
-    earlier file is replaced only when --out names it with --force (checked before)."""
+    """Draw the graph to `out`, or to the next free outputs/graph<N>.png, claimed first (see
+    bpcli.rundir.files.next_free; a drawing that fails leaves no file behind, see write_file);
+    an earlier file is replaced only when --out names it with --force (checked before)."""
     from bpcli.plots import draw_graph
-    from bpcli.rundir.files import unwritable
+    from bpcli.rundir.files import next_free, unwritable
 
-    claimed = out is None
-    path = _claim() if out is None else out
-    try:  # the folder exists: _check_out or _claim made it
+    path = next_free(GRAPHS, "graph", ".png", elsewhere="give a file with --out") if out is None else out
+    try:  # the folder exists: check_figure_out or next_free made it
         return draw_graph(graph, path)
     except BaseException as exc:
-        if claimed:  # the empty placeholder _claim made
+        if out is None:  # the empty placeholder next_free made
             path.unlink(missing_ok=True)
         if isinstance(exc, OSError):
             raise unwritable(path, exc, "choose another --out") from None
         raise
-
-
-def _claim() -> Path:
-    """The next free outputs/graph<N>.png, created empty so that no other process takes it."""
-    for _ in range(1000):  # another process may take the same number first
-        try:
-            taken = [int(m.group(1)) for p in GRAPHS.iterdir() if (m := re.fullmatch(r"graph(\d+)\.\w+", p.name))]
-        except FileNotFoundError:
-            taken = []
-        except OSError as exc:
-            raise BpcliError(f"{GRAPHS}: cannot list it ({exc.strerror or exc}); give a file with --out") from None
-        path = GRAPHS / f"graph{max(taken, default=0) + 1}.png"
-        try:
-            GRAPHS.mkdir(parents=True, exist_ok=True)
-            path.open("x").close()
-        except FileExistsError:
-            continue
-        except OSError as exc:
-            raise BpcliError(f"{path}: cannot write it ({exc.strerror or exc}); give a file with --out") from None
-        return path
-    raise BpcliError(f"{GRAPHS}: no free graph<N>.png; give a file with --out")

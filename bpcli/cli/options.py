@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
+from bpcli.flags import OVERRIDE_FLAGS
 from bpcli.optimizers import OPTIMIZERS
 
 
@@ -51,37 +52,6 @@ RunDirArg = Annotated[
     typer.Argument(metavar="RUN_DIR", help="A run directory written by `bpcli train`, e.g. outputs/run1.",
                    show_default=False, autocompletion=complete_runs),
 ]
-Lr = Annotated[Optional[float], typer.Option("--lr", help="Learning rate (train.lr).", show_default=False)]
-Epochs = Annotated[
-    Optional[int], typer.Option("--epochs", help="Passes over the data (train.epochs).", show_default=False)
-]
-Seed = Annotated[
-    Optional[int], typer.Option("--seed", help="Seed for data and initial parameters.", show_default=False)
-]
-Device = Annotated[
-    Optional[str],
-    typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.", show_default=False),
-]
-Momentum = Annotated[
-    Optional[float],
-    typer.Option("--momentum", help="Heavy-ball momentum, 0 ≤ μ < 1, of a rule that has it (train.momentum).",
-                 show_default=False),
-]
-BatchSize = Annotated[
-    Optional[int],
-    typer.Option("--batch-size", help="Samples per update: 1 per-sample, N full batch, between: mini-batches, "
-                 "shuffled each epoch (train.batch_size).", show_default=False),
-]
-Threads = Annotated[
-    Optional[int],
-    typer.Option("--threads", help="CPU threads for torch (train.threads; default: one for a small problem, "
-                 "or OMP_NUM_THREADS when set).", show_default=False),
-]
-LogEvery = Annotated[
-    Optional[int],
-    typer.Option("--log-every", help="Record a row of metrics.csv every N steps (train.log_every).",
-                 show_default=False),
-]
 Set = Annotated[
     Optional[list[str]],
     typer.Option(
@@ -109,22 +79,27 @@ OptimizerChoice = Enum("OptimizerChoice", {name: name for name in OPTIMIZERS}, t
 """The registry's rules (bpcli.optimizers.OPTIMIZERS)."""
 
 
-Optimizer = Annotated[
-    Optional[OptimizerChoice],
-    typer.Option("--optimizer", help="The update rule, with torch.optim's meaning and settings (train.optimizer; "
-                 "its settings with --set, e.g. --set train.betas=[0.9,0.99]; see docs/optimizers.md).",
-                 show_default=False),
-]
-Engine = Annotated[
-    Optional[EngineChoice],
-    typer.Option("--engine", help="How steps run: eager, replayed CUDA graphs, or auto: graph on CUDA "
-                                  "(train.engine).", show_default=False),
-]
-Grad = Annotated[
-    Optional[GradChoice],
-    typer.Option("--grad", help="Gradients by autograd or by the hand-derived formulas (train.grad).",
-                 show_default=False),
-]
+def override(flag: str) -> Any:
+    """The option of a named override flag, its name and help from the one table
+    (bpcli.flags.OVERRIDE_FLAGS); the alias below it gives its type."""
+    return typer.Option(flag, help=OVERRIDE_FLAGS[flag].help, show_default=False)
+
+
+# One alias per named flag, in the table's order; a command takes the ones it accepts and
+# passes them to bpcli.config.from_flags under the same names.
+Lr = Annotated[Optional[float], override("--lr")]
+Epochs = Annotated[Optional[int], override("--epochs")]
+Seed = Annotated[Optional[int], override("--seed")]
+Device = Annotated[Optional[str], override("--device")]
+LogEvery = Annotated[Optional[int], override("--log-every")]
+Engine = Annotated[Optional[EngineChoice], override("--engine")]
+Grad = Annotated[Optional[GradChoice], override("--grad")]
+Optimizer = Annotated[Optional[OptimizerChoice], override("--optimizer")]
+Momentum = Annotated[Optional[float], override("--momentum")]
+BatchSize = Annotated[Optional[int], override("--batch-size")]
+Threads = Annotated[Optional[int], override("--threads")]
+
+
 def out_path(value: str) -> Path:
     """An --out value, refused in one line if it cannot name a new file or directory (empty,
     or a name longer than a file system allows): see bpcli.rundir.files.check_out."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
@@ -69,6 +68,7 @@ def compare(
     interrupts.defer()  # Ctrl-C stops before the figure is written, or after: never half of it
     from bpcli.errors import BpcliError
     from bpcli.plots import FORMATS, compare as draw
+    from bpcli.rundir.files import check_figure_out, next_free
 
     seen: dict[Path, Path] = {}
     for run_dir in run_dirs:  # one run given twice would be one line drawn twice, with two legend entries
@@ -83,25 +83,16 @@ def compare(
     if len(run_dirs) < 2:
         raise BpcliError(f"compare draws two or more runs together; for {run_dirs[0]} alone, its own figures are "
                          f"`bpcli plot {run_dirs[0]}`")
-    if out is None:
-        out = _next_compare()
-    # A figure is never replaced silently. (A name with the wrong suffix is left to draw,
-    # which says so.)
-    elif out.exists() and not force and out.suffix.lstrip(".") in FORMATS:
-        raise BpcliError(f"{out}: already exists; write to --out NEW{out.suffix}, or add --force to replace it")
-    if out.suffix.lstrip(".") in FORMATS:
-        try:
-            out.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise BpcliError(f"{out.parent}: cannot create it ({exc.strerror}); choose another --out") from None
-    path, notes = draw(run_dirs, out)
+    if out is not None:  # a figure is never replaced silently
+        check_figure_out(out, force, FORMATS)
+    # Without --out the name is claimed (created empty) at once: two compares never draw to one file.
+    target = out or next_free(Path("outputs"), "compare", ".png", elsewhere="choose another --out")
+    try:
+        path, notes = draw(run_dirs, target)
+    except BaseException:
+        if out is None:  # the empty placeholder next_free made
+            target.unlink(missing_ok=True)
+        raise
     typer.echo(str(path))
     for note in notes:
         typer.echo(f"note: {note}", err=True)
-
-
-def _next_compare(root: Path = Path("outputs")) -> Path:
-    """outputs/compare<N>.png, with N above that of every compare figure already there."""
-    taken = [int(m.group(1)) for p in (root.iterdir() if root.is_dir() else [])
-             if (m := re.fullmatch(r"compare(\d+)\.(png|svg|pdf)", p.name))]
-    return root / f"compare{max(taken, default=0) + 1}.png"

@@ -32,6 +32,7 @@ from bpcli.cli.options import (
 )
 from bpcli import interrupts
 from bpcli.errors import BpcliError, RunFailed, RunInterrupted
+from bpcli.flags import OVERRIDE_FLAGS, keyword
 
 
 def report(result: Any, quiet: bool, console: Any) -> None:
@@ -103,12 +104,11 @@ def train(
     interrupts.defer()  # a Ctrl-C while torch loads stops the run before its first step
     console = make_console()
     quiet = quiet or not main_process()
+    named = dict(lr=lr, epochs=epochs, seed=seed, device=device, log_every=log_every, engine=engine, grad=grad,
+                 optimizer=optimizer, momentum=momentum, batch_size=batch_size, threads=threads)
     if resume is not None:
-        others = {"CONFIG": config, "--lr": lr, "--seed": seed, "--device": device,
-                  "--log-every": log_every, "--engine": engine, "--grad": grad, "--optimizer": optimizer,
-                  "--momentum": momentum, "--batch-size": batch_size, "--threads": threads, "--set": set_,
-                  "--out": out,
-                  "--force": force or None}
+        others = {"CONFIG": config, **{flag: named[keyword(flag)] for flag in OVERRIDE_FLAGS if flag != "--epochs"},
+                  "--set": set_, "--out": out, "--force": force or None}
         _resume(resume, epochs, [name for name, value in others.items() if value], quiet, no_plots, console)
         return
     if config is None:
@@ -118,10 +118,7 @@ def train(
         from bpcli import lifecycle
         from bpcli.config import from_flags, load_config
 
-        flags = from_flags(set_, lr=lr, epochs=epochs, seed=seed, device=device, log_every=log_every,
-                           engine=engine, grad=grad, optimizer=optimizer, momentum=momentum, batch_size=batch_size,
-                           threads=threads)
-        cfg = load_config(config, flags)
+        cfg = load_config(config, from_flags(set_, **named))
         starting(observer, "building the data and the model", f"Training {cfg.kind} ({config})")
         result = lifecycle.train(cfg, out, force=force, plots=not no_plots, observer=observer,
                                  config_file=str(config))

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict
 
 from bpcli.config.loading import load_yaml
 from bpcli.errors import ConfigError
+from bpcli.flags import OVERRIDE_FLAGS, keyword
 
 
 class Override(BaseModel):
@@ -21,20 +22,9 @@ class Override(BaseModel):
     origin: str
 
 
-FLAGS: dict[str, str] = {
-    "--lr": "train.lr",
-    "--epochs": "train.epochs",
-    "--seed": "seed",
-    "--device": "device",
-    "--log-every": "train.log_every",
-    "--engine": "train.engine",
-    "--grad": "train.grad",
-    "--optimizer": "train.optimizer",
-    "--momentum": "train.momentum",
-    "--batch-size": "train.batch_size",
-    "--threads": "train.threads",
-}
-"""The named flags and the config field each one sets; they win over --set."""
+FLAGS: dict[str, str] = {flag: row.path for flag, row in OVERRIDE_FLAGS.items()}
+"""The named flags and the config field each one sets (from bpcli.flags.OVERRIDE_FLAGS);
+they win over --set."""
 
 
 def parse_set(assignment: str) -> Override:
@@ -56,10 +46,10 @@ def parse_set(assignment: str) -> Override:
 
 def from_flags(sets: list[str] | None = None, **flags: Any) -> list[Override]:
     """The command line's overrides in the order they apply: every --set, then the named
-    flags given (keyword names as in FLAGS without dashes: lr=, log_every=, …)."""
+    flags given (each by its parameter name, bpcli.flags.keyword: lr=, log_every=, …)."""
     overrides = [parse_set(s) for s in sets or []]
     for flag, path in FLAGS.items():
-        value = flags.pop(flag[2:].replace("-", "_"), None)
+        value = flags.pop(keyword(flag), None)
         value = getattr(value, "value", value)  # an Enum choice gives its value
         if value is not None:
             overrides.append(Override(path=path, value=value, origin=f"{flag} {value}"))

@@ -3,7 +3,7 @@ logged numbers without bpcli.
 
 The script is put together from parts: the data (read from the run's data.csv), the model
 with its loss and gradient (bpcli.export.models, one entry per kind), the update rule
-(bpcli.export.updates, one entry per optimizer), the loop, and the prints.
+(bpcli.export.updates, which asks each optimizer's rule for its text), the loop, and the prints.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 from bpcli.errors import RunDirError
 from bpcli.export.models import MODELS, Context, Model
-from bpcli.export.updates import RULES, UNWRITTEN, setup_lines, update_function
+from bpcli.export.updates import setup_lines, unwritten, update_function
 
 Lines = list[str]
 
@@ -63,21 +63,21 @@ def export_run(run_dir: str | Path, force: bool = False) -> Path:
 
 def _refuse_unwritten(run_dir: Path, config: Any) -> None:
     """Refuse, in one line, a run whose update the script text cannot write yet: an optimizer
-    without an entry in updates.RULES, or a learning-rate schedule."""
+    whose rule has no script text or a setting it does not write, or a learning-rate schedule."""
     from bpcli import schedules
 
     train = config.train
-    if train.optimizer not in RULES:
-        raise RunDirError(f"{run_dir}: bpcli exports runs of the optimizers {', '.join(RULES)}, and this one used "
-                          f"{train.optimizer} (a rule added to bpcli's registry needs its script text in "
-                          "bpcli/export/updates.py)")
-    unwritten = UNWRITTEN.get(train.optimizer)
-    if unwritten is not None and getattr(train, unwritten[0], unwritten[1]) != unwritten[1]:
-        raise RunDirError(f"{run_dir}: bpcli does not yet export {train.optimizer} with train.{unwritten[0]} set; "
-                          f"export a run with {unwritten[0]} left at {unwritten[1]!r}")
+    problem = unwritten(train, torch_optim=_steps_torch_optim(config))
+    if problem is not None:
+        raise RunDirError(f"{run_dir}: {problem}")
     if schedules.scheduled(train):
         raise RunDirError(f"{run_dir}: bpcli does not yet export a run with an lr schedule "
                           f"(train.schedule: {train.schedule}); export one with a constant lr")
+
+
+def _steps_torch_optim(config: Any) -> bool:
+    """Whether the script steps torch.optim's own class, made with the model, rather than the rule by hand."""
+    return config.kind == "nn-linear"
 
 
 def _context(config: Any, summary: dict[str, Any], run_dir: Path) -> Context:
@@ -170,7 +170,7 @@ def _data(ctx: Context, model: Model) -> Lines:
 
 
 def _optimizer(ctx: Context, model: Model) -> Lines:
-    if ctx.config.kind == "nn-linear":  # torch.optim itself, made with the model
+    if _steps_torch_optim(ctx.config):  # torch.optim itself, made with the model
         return []
     train = ctx.config.train
     params = "{\"θ\": theta_row}" if ctx.fast else "params"

@@ -102,7 +102,7 @@ DATA = [
 
 
 def scalar_sgd(ctx: Context) -> Model:
-    """Experiment 1: y = w·x, by SGD, one sample per step unless batch_size says otherwise."""
+    """Experiment 1: y = w·x, one sample per step unless batch_size says otherwise."""
     per_sample = (ctx.config.train.batch_size or 1) == 1
     functions = [
         "def loss_of(params, x, y):",

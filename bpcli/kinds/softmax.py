@@ -55,16 +55,18 @@ class Softmax(HandWrittenSGD):
             self._params["b"] = b.to(device).requires_grad_(autograd)  # (K, C)
         self._grads = {name: torch.zeros_like(p) for name, p in self._params.items()}
         self._train_with(cfg)
-        from bpcli import likelihood
+        from bpcli import likelihood, optimizers
 
-        # Gradient descent keeps Σ_c (W_c, b_c) at its start (see likelihood.softmax_optimum).
+        # Σ_c dL/d(W_c, b_c) = 0, so a rule whose steps are a fixed linear combination of the
+        # gradients keeps Σ_c (W_c, b_c) at its start (see likelihood.softmax_optimum); one that
+        # scales each coordinate by its own gradient size, or decays the weights, does not.
         start = torch.cat([w[0], b[0][:, None]], dim=1) if cfg.model.bias else w[0]
         loss = "mean cross-entropy"
         extra = {"model": "P(class c) = softmax(W·x + b)_c"}
-        if cfg.train.optimizer == "adam" or cfg.train.weight_decay:
-            extra["optimum_note"] = ("adam and weight decay do not keep Σ_c W_c at its start, so this run approaches "
-                                     "another of the equivalent optima (or, with weight decay, another loss's): "
-                                     "its distance to the one reported need not fall to 0")
+        if not optimizers.OPTIMIZERS[cfg.train.optimizer].linear(optimizers.settings_of(cfg.train)):
+            extra["optimum_note"] = (f"{optimizers.describe(cfg.train)} does not keep Σ_c W_c at its start, so this "
+                                     "run approaches another of the equivalent optima (or, with weight decay, "
+                                     "another loss's): its distance to the one reported need not fall to 0")
         self.task = Classification(
             classes=classes, loss_name=loss,
             solve=functools.partial(likelihood.softmax_optimum, classes=count, bias=cfg.model.bias,

@@ -2,10 +2,11 @@
 
 OPTIMIZERS maps `train.optimizer` to its rule (see bpcli.optimizers.base.Rule): its
 settings with torch.optim's names and defaults, its hand-written step with the formula
-beside it, its name in words and what theory says of its stability. A new rule is one
-file and one line here; everything else (the train section's fields, sweeps, the update
-check, explain, the stable-lr bound, the words on the console and in figures, nn-linear's
-torch.optim class) asks this registry.
+beside it, its name in words, what theory says of its stability and its update as script
+text. A new rule is one file and one line here; everything else (the train section's
+fields, sweeps, the update check, explain, the stable-lr bound, the words on the console
+and in figures, nn-linear's torch.optim class, export's run.py, whether softmax keeps
+Σ_c W_c) asks this registry.
 
 `Optimizer` steps the rules in place on tensors with a leading member dimension K. Each
 member has its own rule and settings: members are grouped by rule, a setting shared by a

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import Field
 
-from bpcli.optimizers.base import Stability, adaptive, over
+from bpcli.optimizers.base import Stability, adaptive, export_decay, over
 from bpcli.section import Section
 
 
@@ -79,5 +79,27 @@ class Adagrad:
 
     def stability(self, s: Settings) -> Stability:
         return adaptive("Adagrad")
+
+    def linear(self, s: Settings) -> bool:
+        # g/(√S + ε) divides each coordinate by the root of its own summed squared gradients:
+        # gradients summing to zero give steps that need not.
+        return False
+
+    unexported = ("lr_decay",)
+
+    def export_setup(self, lr: float, s: Settings) -> list[str]:
+        return [f"lr, eps = {lr!r}, {s.eps!r}",
+                *([f"weight_decay = {s.weight_decay!r}  # λ"] if s.weight_decay else []),
+                f"total = {{name: torch.zeros_like(p) + {s.initial_accumulator_value!r} for name, p in params.items()}}"
+                "  # S, the sum of g²"]
+
+    def export_update(self, s: Settings, fast: bool) -> list[str]:
+        return [*export_decay(s), "total[name].add_(g * g)  # S ← S + g²",
+                "p.sub_(lr * (g / (total[name].sqrt() + eps)))  # p ← p − lr·g/(√S + ε)"]
+
+    def export_optim(self, lr: float, s: Settings) -> str:
+        return (f"torch.optim.Adagrad(model.parameters(), lr={lr!r}, eps={s.eps!r}, "
+                f"weight_decay={s.weight_decay!r}, initial_accumulator_value={s.initial_accumulator_value!r})")
+
 
 RULE = Adagrad()

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from bpcli.optimizers.base import Stability, adaptive, over, pick
+from bpcli.optimizers.base import Stability, adaptive, export_decay, over, pick
 from bpcli.section import Section
 
 Beta = Annotated[float, Field(ge=0.0, lt=1.0)]
@@ -67,6 +67,33 @@ def moments_step(p: Any, g: Any, state: dict[str, Any], lr: Any, s: Any, t: Any)
     step_size = over(lr, 1 - power1).to(p.dtype)  # lr / (1 − β₁ᵗ)
     root = (1 - power2).sqrt().to(p.dtype)  # √(1 − β₂ᵗ)
     p.sub_(step_size * m / (v.sqrt() / root + s.eps))  # p ← p − step·m / (√v̂/√(1 − β₂ᵗ) + ε)
+
+
+def export_setup(lr: float, s: Any) -> list[str]:
+    """Adam's settings and state as script lines (its weight decay, if any, as L2)."""
+    beta1, beta2 = s.betas
+    return [
+        f"lr, beta1, beta2, eps = {lr!r}, {beta1!r}, {beta2!r}, {s.eps!r}",
+        *([f"weight_decay = {s.weight_decay!r}  # λ"] if s.weight_decay else []),
+        "m = {name: torch.zeros_like(p) for name, p in params.items()}  # first moment",
+        "v = {name: torch.zeros_like(p) for name, p in params.items()}  # second moment",
+        "# β₁ᵗ and β₂ᵗ in float64, kept by one multiplication a step, as bpcli keeps them",
+        "power1 = {name: torch.ones((1,) + (1,) * (p.dim() - 1), dtype=torch.float64) for name, p in params.items()}",
+        "power2 = {name: torch.ones((1,) + (1,) * (p.dim() - 1), dtype=torch.float64) for name, p in params.items()}",
+    ]
+
+
+def export_update(s: Any) -> list[str]:
+    """Adam's update of `p` as script lines, as moments_step computes it (after L2 weight decay, if any)."""
+    return [
+        *export_decay(s),
+        "m[name].mul_(beta1).add_((1 - beta1) * g)  # m ← β₁·m + (1 − β₁)·g",
+        "v[name].mul_(beta2).add_((1 - beta2) * (g * g))  # v ← β₂·v + (1 − β₂)·g²",
+        "b1t, b2t = power1[name].mul_(beta1), power2[name].mul_(beta2)  # β₁ᵗ, β₂ᵗ",
+        "step_size = (torch.full_like(b1t, lr) / (1 - b1t)).to(dtype)  # lr / (1 − β₁ᵗ)",
+        "root = (1 - b2t).sqrt().to(dtype)  # √(1 − β₂ᵗ)",
+        "p.sub_(step_size * m[name] / (v[name].sqrt() / root + eps))  # p ← p − (lr/(1 − β₁ᵗ))·m / (√v/√(1 − β₂ᵗ) + ε)",
+    ]
 
 
 class Adam:
@@ -125,6 +152,30 @@ class Adam:
 
     def stability(self, s: Settings) -> Stability:
         return adaptive("Adam")
+
+    def linear(self, s: Settings) -> bool:
+        # The step m̂/(√v̂ + ε) divides each coordinate by its own √v̂, a function of that
+        # coordinate's squared gradients: gradients summing to zero give steps that need not.
+        return False
+
+    unexported = ("amsgrad",)
+
+    def export_setup(self, lr: float, s: Settings) -> list[str]:
+        return export_setup(lr, s)
+
+    def export_update(self, s: Settings, fast: bool) -> list[str]:
+        return export_update(s)
+
+    def export_optim(self, lr: float, s: Settings) -> str:
+        beta1, beta2 = s.betas
+        extras = ""
+        if [beta1, beta2] != Settings().betas:
+            extras += f", betas=({beta1!r}, {beta2!r})"
+        if s.eps != Settings().eps:
+            extras += f", eps={s.eps!r}"
+        if s.weight_decay:
+            extras += f", weight_decay={s.weight_decay!r}"
+        return f"torch.optim.Adam(model.parameters(), lr={lr!r}{extras})"
 
 
 RULE = Adam()

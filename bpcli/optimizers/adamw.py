@@ -74,5 +74,29 @@ class AdamW:
     def stability(self, s: Settings) -> Stability:
         return adaptive("AdamW")
 
+    def linear(self, s: Settings) -> bool:
+        # Adam's step divides each coordinate by its own √v̂ (see adam.Adam.linear), and the
+        # decoupled decay p·(1 − lr·λ) shrinks a sum towards 0 besides.
+        return False
+
+    unexported = ("amsgrad",)
+
+    def export_setup(self, lr: float, s: Settings) -> list[str]:
+        lines = adam.export_setup(lr, s.model_copy(update={"weight_decay": 0.0}))  # Adam's, without L2
+        if s.weight_decay:
+            lines.append(f"weight_decay = {s.weight_decay!r}  # λ, decoupled from the gradient")
+        return lines
+
+    def export_update(self, s: Settings, fast: bool) -> list[str]:
+        update = adam.export_update(s.model_copy(update={"weight_decay": 0.0}))  # Adam's step on the plain g
+        if s.weight_decay:
+            return ["p.mul_(1 - lr * weight_decay)  # decoupled weight decay: p ← p·(1 − lr·λ)", *update]
+        return update
+
+    def export_optim(self, lr: float, s: Settings) -> str:
+        beta1, beta2 = s.betas
+        return (f"torch.optim.AdamW(model.parameters(), lr={lr!r}, betas=({beta1!r}, {beta2!r}), eps={s.eps!r}, "
+                f"weight_decay={s.weight_decay!r})")
+
 
 RULE = AdamW()

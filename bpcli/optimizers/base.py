@@ -7,7 +7,8 @@ sees tensors with a leading member dimension and settings `s` that are either Py
 (shared by its members) or tensors shaped to broadcast against the parameter (one value
 per member); `s.on(name)` says, without reading the device, whether a setting is nonzero
 for any member. A step must not read the device (no .item(), no `if tensor`), so that a
-CUDA graph can capture it. This module imports no torch, so that validating a config stays fast.
+CUDA graph can capture it. A rule also writes its update as script text for `bpcli export`.
+This module imports no torch, so that validating a config stays fast.
 """
 
 from __future__ import annotations
@@ -86,6 +87,31 @@ class Rule(Protocol):
     def stability(self, s: Section) -> Stability:
         """What theory says of this rule with these settings."""
 
+    def linear(self, s: Section) -> bool:
+        """Whether every step is one fixed linear combination of the gradients so far, with the
+        same numbers for every coordinate (p ← p − lr·Σₖ aₖ·gₖ). Then parameters whose gradients
+        always sum to zero keep their sum where it started: Σ_c Δp_c = −lr·Σₖ aₖ·Σ_c g_k,c = 0
+        (softmax's Σ_c W_c, which picks the optimum it approaches)."""
+
+    # What `bpcli export` writes for the rule in run.py, plain PyTorch computing what `step`
+    # computes for a single run: the same operations in the same order, so the same rounding.
+    # A rule without them trains all the same, and export refuses its runs in one line (a rule
+    # that torch.optim lacks has no export_optim, and only nn-linear's scripts need one).
+
+    unexported: tuple[str, ...]
+    """Settings its script text does not write: export refuses a run that moves one from its default."""
+
+    def export_setup(self, lr: float, s: Section) -> list[str]:
+        """Its settings and state as script lines, after `params` (a dict of tensors) exists."""
+
+    def export_update(self, s: Section, fast: bool) -> list[str]:
+        """The update of one parameter `p` (named `name`) from its gradient `g`, inside a loop over
+        params.items(); `fast` asks for linear-gd's fast path, whose plain step is p.add_(g, alpha=−lr)."""
+
+    def export_optim(self, lr: float, s: Section) -> str:
+        """torch.optim's constructor of the rule with these settings, on `model.parameters()`
+        (nn-linear's script steps torch.optim's own class, as its runs do)."""
+
 
 def pick(mask: Any, yes: Tensor, no: Tensor) -> Tensor:
     """`yes` where the per-member flag is set, `no` elsewhere (mask: a bool or a bool tensor)."""
@@ -117,3 +143,8 @@ def adaptive(name: str) -> Stability:
         rate_note=f"{name} rescales every coordinate by its own running gradient size, so the Hessian's "
                   "eigenvalues predict no linear rate for it",
     )
+
+
+def export_decay(s: Any) -> list[str]:
+    """The script line of L2 weight decay, when the settings have one."""
+    return ["g = g + weight_decay * p  # weight decay: g ← g + λ·p"] if s.weight_decay else []

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import Field
 
-from bpcli.optimizers.base import Stability, adaptive, pick
+from bpcli.optimizers.base import Stability, adaptive, export_decay, pick
 from bpcli.section import Section
 
 
@@ -97,5 +97,41 @@ class RMSprop:
 
     def stability(self, s: Settings) -> Stability:
         return adaptive("RMSprop")
+
+    def linear(self, s: Settings) -> bool:
+        # g/(√v + ε) divides each coordinate by its own running root mean square: gradients
+        # summing to zero give steps that need not.
+        return False
+
+    unexported = ()
+
+    def export_setup(self, lr: float, s: Settings) -> list[str]:
+        lines = [f"lr, alpha, eps = {lr!r}, {s.alpha!r}, {s.eps!r}",
+                 *([f"weight_decay = {s.weight_decay!r}  # λ"] if s.weight_decay else []),
+                 "square_avg = {name: torch.zeros_like(p) for name, p in params.items()}  # v, the mean of g²"]
+        if s.centered:
+            lines.append("grad_avg = {name: torch.zeros_like(p) for name, p in params.items()}  # a, the mean of g")
+        if s.momentum:
+            lines += [f"momentum = {s.momentum!r}  # μ",
+                      "buffer = {name: torch.zeros_like(p) for name, p in params.items()}"]
+        return lines
+
+    def export_update(self, s: Settings, fast: bool) -> list[str]:
+        lines = [*export_decay(s), "sq = square_avg[name]",
+                 "sq.mul_(alpha).add_((1 - alpha) * (g * g))  # v ← α·v + (1 − α)·g²"]
+        if s.centered:
+            lines += ["a = grad_avg[name]", "a.mul_(alpha).add_((1 - alpha) * g)  # a ← α·a + (1 − α)·g",
+                      "size = (sq - a * a).sqrt() + eps  # s = √(v − a²) + ε"]
+        else:
+            lines.append("size = sq.sqrt() + eps  # s = √v + ε")
+        if s.momentum:
+            return lines + ["b = buffer[name]", "b.mul_(momentum).add_(g / size)  # b ← μ·b + g/s",
+                            "p.sub_(lr * b)  # p ← p − lr·b"]
+        return lines + ["p.sub_(lr * (g / size))  # p ← p − lr·g/s"]
+
+    def export_optim(self, lr: float, s: Settings) -> str:
+        return (f"torch.optim.RMSprop(model.parameters(), lr={lr!r}, alpha={s.alpha!r}, eps={s.eps!r}, "
+                f"weight_decay={s.weight_decay!r}, momentum={s.momentum!r}, centered={s.centered!r})")
+
 
 RULE = RMSprop()

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from bpcli.optimizers.base import Stability, pick
+from bpcli.optimizers.base import Stability, export_decay, pick
 from bpcli.section import Section
 
 
@@ -133,6 +133,41 @@ class SGD:
                          rate_note=f"heavy-ball momentum μ = {mu:g}: the largest |root| of z² − (1+μ−lr·λ)z + μ"
                                    + (" with lr·(1 − d) for lr" if s.dampening else ""),
                          per_sample_reason=per_sample_reason)
+
+    def linear(self, s: Settings) -> bool:
+        # Without weight decay every step is a fixed linear combination of the gradients: the
+        # velocity v_t = Σₖ μ^(t−k)·cₖ·gₖ (cₖ = 1, or 1 − d after the first step with dampening),
+        # and the step is lr·v or lr·(g + μ·v) (Nesterov), with numbers shared by every coordinate.
+        # Weight decay adds λ·p to the gradient, a term that need not sum to zero.
+        return s.weight_decay == 0
+
+    unexported = ("dampening",)
+
+    def export_setup(self, lr: float, s: Settings) -> list[str]:
+        lines = [f"lr = {lr!r}"]
+        if s.weight_decay:
+            lines.append(f"weight_decay = {s.weight_decay!r}  # λ")
+        if s.momentum:
+            lines += [f"momentum = {s.momentum!r}  # μ",
+                      "velocity = {name: torch.zeros_like(p) for name, p in params.items()}  # v starts at 0"]
+        return lines
+
+    def export_update(self, s: Settings, fast: bool) -> list[str]:
+        if self.plain(s):
+            return ["p.add_(g, alpha=-lr)  # p ← p − lr·g" if fast else "p.sub_(lr * g)  # p ← p − lr·g"]
+        lines = export_decay(s)
+        if s.momentum:
+            lines += ["v = velocity[name]", "v.mul_(momentum).add_(g)  # v ← μ·v + g"]
+            lines.append("d = g + momentum * v  # Nesterov: look ahead, d = g + μ·v" if s.nesterov
+                         else "d = v  # heavy ball: d = v")
+        else:
+            lines.append("d = g")
+        return lines + ["p.sub_(lr * d)  # p ← p − lr·d"]
+
+    def export_optim(self, lr: float, s: Settings) -> str:
+        extras = "".join(f", {key}={value!r}" for key, value in (
+            ("momentum", s.momentum), ("nesterov", s.nesterov), ("weight_decay", s.weight_decay)) if value)
+        return f"torch.optim.SGD(model.parameters(), lr={lr!r}{extras})"
 
 
 RULE = SGD()

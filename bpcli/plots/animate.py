@@ -27,7 +27,7 @@ from bpcli.optimizers import describe
 from bpcli.plots import run as run_plots
 from bpcli.plots.classification import classifier
 from bpcli.plots.common import DRAWABLE, figure, number, plus, positive, span
-from bpcli.rundir.files import unwritable, write_file
+from bpcli.rundir.files import check_figure_out, unwritable, write_file
 from bpcli.rundir.run import RunRecord, read_run
 
 FRAMES = 60
@@ -65,7 +65,7 @@ def animate(run_dir: str | Path, out: str | Path | None = None, frames: int = FR
         raise RunDirError(f"--fps {number(fps)}: must be above 0 and at most {MAX_FPS}")
     record = read_run(run_dir)
     path = Path(out) if out is not None else record.path / "descent.gif"
-    _check_out(path, force)
+    check_figure_out(path, force, ("gif",), create_folder=False)
     model = _classifier_columns(record) if classifier(record) else None
     columns = model.columns if model is not None else _shape(record)
     states, notes = _states(record, columns)
@@ -88,17 +88,6 @@ def pick_frames(count: int, frames: int) -> list[int]:
         highest = count - (frames - k)  # … leaving one for each frame still to come
         picked.append(min(max(target, lowest), highest))
     return picked
-
-
-def _check_out(path: Path, force: bool) -> None:
-    if path.suffix.lower() != ".gif":
-        raise RunDirError(f"{path}: the animation is a GIF; give --out a name ending in .gif")
-    if path.is_dir():
-        raise RunDirError(f"{path}: is a directory; give --out a file name ending in .gif")
-    if not path.parent.is_dir():
-        raise RunDirError(f"{path.parent}: no such folder; create it, or choose another --out")
-    if path.exists() and not force:
-        raise RunDirError(f"{path}: already exists; add --force to replace it, or write to --out NEW.gif")
 
 
 # --------------------------------------------------------------------------- the states

@@ -91,7 +91,7 @@ class _Layout:
 
 
 def draw_graph(graph: Any, out: Path) -> Path:
-    """Draw a computational graph (bpcli.graph.Graph) to `out` (.png, .svg or .pdf)."""
+    """Draw a computational graph (bpcli.explain.Graph) to `out` (.png, .svg or .pdf)."""
     from bpcli.rundir.files import write_file
 
     out, fig = Path(out), graph_figure(graph)

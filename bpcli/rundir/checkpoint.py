@@ -76,9 +76,12 @@ def save_checkpoint(
     generator: torch.Generator,
     config: Experiment,
     data_digest: str,
+    extra: dict[str, Any] | None = None,
 ) -> Path:
-    """Write checkpoint.pt (through a temporary file and a rename); return its path."""
+    """Write checkpoint.pt (through a temporary file and a rename); return its path. `extra`
+    holds what else the loop's callbacks keep (the divergence rule's state, a sweep's losses)."""
     payload = {
+        **(extra or {}),
         "format": FORMAT,
         "step": step,
         "trainer": trainer_state,

@@ -24,19 +24,41 @@ except ImportError:  # Windows: no advisory locks; the marker still guards --for
 DEFAULT_ROOT = Path("outputs")
 
 
-def next_run_dir(root: Path = DEFAULT_ROOT, prefix: str = "run") -> Path:
-    """The first `<prefix><N>` under root with N above every existing one."""
-    taken = [int(m.group(1)) for p in _listdir(root) if (m := re.fullmatch(rf"{prefix}(\d+)", p.name))]
-    return root / f"{prefix}{max(taken, default=0) + 1}"
+def next_free(root: Path, prefix: str, suffix: str = "", elsewhere: str = "pass --out DIR") -> Path:
+    """Claim the first `<prefix><N><suffix>` under root (made if missing) with N above that of
+    every `<prefix><N>` name there, whatever its extension: a directory when suffix is "",
+    made by mkdir, else a file, created empty. Creating fails when the name exists, so of two
+    processes that count the same N, one takes it and the other goes on to the next N.
+    A RunDirError when root cannot be listed or written (`elsewhere`: the way out offered)."""
+    taken = re.compile(rf"{re.escape(prefix)}(\d+)(\.\w+)?")
+    n = 0
+    for _ in range(1000):
+        n = max([n] + [int(m.group(1)) for p in _listdir(root, elsewhere) if (m := taken.fullmatch(p.name))]) + 1
+        path = root / f"{prefix}{n}{suffix}"
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise unwritable(root, exc, elsewhere) from None
+        try:
+            if suffix:
+                path.open("x").close()
+            else:
+                path.mkdir()
+        except FileExistsError:
+            continue  # another process took N first
+        except OSError as exc:
+            raise unwritable(path, exc, elsewhere) from None
+        return path
+    raise RunDirError(f"{root}: no free {prefix}<N>{suffix or ' directory'}; {elsewhere}")
 
 
-def _listdir(root: Path) -> list[Path]:
+def _listdir(root: Path, elsewhere: str) -> list[Path]:
     try:
         return list(root.iterdir())
     except FileNotFoundError:
         return []
     except OSError as exc:
-        raise RunDirError(f"{root}: cannot list it ({exc.strerror}); choose another --out") from None
+        raise RunDirError(f"{root}: cannot list it ({exc.strerror}); {elsewhere}") from None
 
 
 MARKER = ".bpcli"
@@ -105,21 +127,6 @@ def release(path: Path) -> None:
         os.close(fd)
 
 
-def _next_free(root: Path, prefix: str) -> Path:
-    for _ in range(1000):  # another process may take the same number first
-        path = next_run_dir(root, prefix)
-        try:
-            path.mkdir(parents=True)
-        except FileExistsError:
-            continue
-        except OSError as exc:
-            raise unwritable(path, exc, "pass --out DIR") from None
-        claim(path)
-        _start_manifest(path)
-        return path
-    raise RunDirError(f"{root}: no free run<N> directory; pass --out DIR")
-
-
 def check_out(out: str | Path) -> Path:
     """An --out that can name a directory or a file bpcli creates; a RunDirError saying why
     not (an empty name would be the current directory; a name longer than the file system
@@ -134,6 +141,29 @@ def check_out(out: str | Path) -> Path:
     return path
 
 
+def check_figure_out(out: Path, force: bool, formats: tuple[str, ...], create_folder: bool = True) -> None:
+    """Refuse an --out that cannot take a figure, before anything is drawn: a name not ending
+    in one of `formats`, a directory, a file already there (unless `force`), a folder that
+    cannot be made (or, without `create_folder`, one that does not exist); a RunDirError."""
+    *others, last = (f".{f}" for f in formats)
+    if out.suffix.lstrip(".").lower() not in formats:
+        raise RunDirError(f"--out {out}: give a file ending in {', '.join(others) + ' or ' if others else ''}{last}")
+    if out.is_dir():
+        raise RunDirError(f"--out {out}: is a directory; give a file in it, e.g. "
+                          f"--out {out / ('figure.' + formats[0])}")
+    if (out.exists() or out.is_symlink()) and not force:
+        raise RunDirError(f"{out}: already exists; write to --out NEW{out.suffix}, or add --force to replace it")
+    if not create_folder:
+        if not out.parent.is_dir():
+            raise RunDirError(f"{out.parent}: no such folder; create it, or choose another --out")
+        return
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunDirError(f"--out {out}: cannot create its folder ({exc.strerror or exc}); "
+                          "choose another --out") from None
+
+
 def create_run_dir(out: Path | None, force: bool = False, root: Path = DEFAULT_ROOT, prefix: str = "run") -> Path:
     """Create the directory a new run writes to, marked and locked, never reusing a
     non-empty one unless forced.
@@ -144,7 +174,10 @@ def create_run_dir(out: Path | None, force: bool = False, root: Path = DEFAULT_R
     current directory or one holding it.
     """
     if out is None:
-        return _next_free(root, prefix)
+        path = next_free(root, prefix)
+        claim(path)
+        _start_manifest(path)
+        return path
     path = check_out(out)
     try:
         if path.is_symlink():

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bpcli import optimizers
+
 
 @dataclass(frozen=True)
 class Listed:
@@ -69,7 +71,7 @@ def _run(path: Path) -> Listed:
     if summary is None:
         return Listed(path, "?", "—", "", "damaged: summary.json unreadable", "—", "—", "—")
     settings = [f"lr {_number(summary.get('lr'))}"]
-    if summary.get("optimizer") not in (None, "sgd"):
+    if summary.get("optimizer") not in (None, optimizers.DEFAULT):
         settings.append(str(summary["optimizer"]))
     if "seed" in summary:
         settings.append(f"seed {summary['seed']}")

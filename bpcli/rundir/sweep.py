@@ -49,6 +49,19 @@ def write_losses(directory: Path, history: list[tuple[int, list[float]]]) -> Non
     write_text(directory / "metrics.csv", "\n".join(lines) + "\n")
 
 
+def read_info(directory: Path) -> dict[str, Any]:
+    """sweep.json, read back; a RunDirError if it is not there or not a JSON object."""
+    try:
+        info = json.loads((directory / "sweep.json").read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise RunDirError(f"{directory}/sweep.json: cannot be read ({exc.strerror or exc})") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise corrupt(directory, exc) from None
+    if not isinstance(info, dict):
+        raise RunDirError(f"{directory}/sweep.json: corrupt (not a JSON object); the sweep cannot be resumed")
+    return info
+
+
 def is_sweep_dir(path: Path) -> bool:
     """Whether `path` holds a sweep (rather than a single run)."""
     return (path / "sweep.json").is_file()
