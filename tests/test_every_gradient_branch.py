@@ -141,7 +141,7 @@ def test_a_manual_step_equals_an_autograd_step(tmp_path, case, size):
 @pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize("case", CASES, ids=_id)
 def test_a_sweeps_stacked_members_have_the_same_gradients(tmp_path, case, size):
-    """A sweep stacks K runs into one trainer (nn-linear's StackedNNLinear has a manual_backward
+    """A sweep stacks K runs into one trainer (nn-linear's K members have a manual_backward
     of its own, linear-gd its batched fast path): each member's gradient and step are autograd's."""
     kind = KINDS[case[0]]
     stacked = {}

@@ -1,5 +1,6 @@
 """A kind is one file and one registry line: a throw-away kind, written here, goes through
-everything the shipped kinds do (train, sweep, checkpoint and resume, check, config)."""
+everything the shipped kinds do (train, sweep, checkpoint and resume, check, config). And a
+kind's one trainer class trains a single run or a sweep's K members (nn-linear's too)."""
 
 import csv
 import json
@@ -11,9 +12,12 @@ import torch
 
 from bpcli.config import Experiment
 from bpcli.kinds import KINDS, Kind, register, unregister
-from bpcli.kinds.base import HandWrittenSGD, uniform
+from bpcli.kinds.base import HandWrittenSGD, batch_index, uniform
+from bpcli.kinds.nn_linear import NNLinear
+from bpcli.lifecycle import build
+from bpcli.optimizers import Optimizer
 from bpcli.section import Section
-from conftest import cli
+from conftest import cli, config
 
 # --------------------------------------------------------------------------- the whole kind
 
@@ -137,3 +141,69 @@ def test_unregistering_removes_the_kind(quadratic):
     assert "quadratic" not in KINDS
     result = cli("train", quadratic)
     assert result.exit_code == 2 and "unknown kind 'quadratic'" in result.stderr
+
+
+# --------------------------------------------------------------------------- nn-linear: one class for K ≥ 1 members
+
+MEMBERS = [  # each its own rule and settings, as a sweep over them gives
+    {"train__lr": 0.01},
+    {"train__lr": 0.02, "train__momentum": 0.9, "train__nesterov": True, "seed": 1},
+    {"train__lr": 0.02, "train__schedule": "cosine", "train__warmup": 5},
+    {"train__optimizer": "adam", "train__lr": 0.05, "seed": 2},
+    {"train__optimizer": "adamw", "train__lr": 0.03, "train__weight_decay": 0.1},
+    {"train__optimizer": "rmsprop", "train__lr": 0.01, "train__momentum": 0.5, "train__centered": True},
+    {"train__optimizer": "adagrad", "train__lr": 0.1, "train__lr_decay": 0.01, "seed": 3},
+]
+
+
+def nn_linear(**changes):
+    """A single nn-linear run's trainer, built on the CPU."""
+    return build(config("exp3.yaml", train__epochs=60, **changes)).trainer
+
+
+@pytest.mark.parametrize("settings", [{"train__grad": "autograd"}, {"train__grad": "manual"},
+                                      {"train__batch_size": 10, "model__bias": False}], ids=str)
+def test_nn_linear_members_step_as_their_single_runs(settings):
+    """K members side by side (bpcli's rules) take the steps of K single runs (torch.optim's
+    own classes), every rule with its own settings, lr and schedule."""
+    singles = [nn_linear(dtype="float64", **settings, **member) for member in MEMBERS]
+    stacked = NNLinear.stack([nn_linear(dtype="float64", **settings, **member) for member in MEMBERS],
+                             torch.device("cpu"))
+    assert stacked.members == len(MEMBERS) and isinstance(stacked.optimizer, Optimizer)
+    shapes = {"w": (len(MEMBERS), singles[0].x.shape[-1]), "b": (len(MEMBERS),)}  # weights (K, F), biases (K,)
+    assert {name: p.shape for name, p in stacked.params().items()} == {n: shapes[n] for n in singles[0].params()}
+    for step in range(1, 61):
+        losses = stacked.step(batch_index(stacked, step))
+        for k, single in enumerate(singles):
+            assert losses[k] == pytest.approx(single.step(batch_index(single, step)).item(), rel=1e-12), (k, step)
+    for k, single in enumerate(singles):
+        for name, p in single.params().items():
+            assert torch.allclose(stacked.params()[name][k], p.detach()[0], rtol=1e-10, atol=0), (k, name)
+            assert torch.allclose(stacked.gradients()[name][k], single.gradients()[name][0], rtol=1e-8, atol=1e-14)
+    x = torch.linspace(0, 1, 5, dtype=torch.float64)[:, None]
+    assert torch.allclose(stacked.predict(x), torch.cat([s.predict(x) for s in singles]), rtol=1e-10)
+
+
+@pytest.mark.parametrize("grad", ["autograd", "manual"])
+def test_a_stack_of_one_nn_linear_member_is_the_single_run_bit_for_bit(grad):
+    """One member, stacked or not, is the article's loop: nn.Linear, nn.MSELoss, optim.SGD."""
+    single = nn_linear(train__grad=grad, train__momentum=0.9)
+    alone = NNLinear.stack([nn_linear(train__grad=grad, train__momentum=0.9)], torch.device("cpu"))
+    assert alone.members == 1 and isinstance(alone.model, torch.nn.Linear)
+    assert type(alone.optimizer) is torch.optim.SGD
+    for index in range(60):
+        assert torch.equal(alone.step(index), single.step(index))
+    for name, p in single.params().items():
+        assert torch.equal(alone.params()[name], p)
+    assert torch.equal(alone.predict(single.x[0]), single.predict(single.x[0]))
+
+
+def test_nn_linear_members_resume_bit_for_bit():
+    """K members' state (parameters, each rule's moments, the schedules' lr) restores exactly."""
+    stacked = NNLinear.stack([nn_linear(**member) for member in MEMBERS], torch.device("cpu"))
+    for index in range(20):
+        stacked.step(index)
+    state = stacked.state_dict()
+    ahead = [stacked.step(index).clone() for index in range(20, 40)]
+    stacked.load_state_dict(state)
+    assert all(torch.equal(stacked.step(index), loss) for index, loss in zip(range(20, 40), ahead))
