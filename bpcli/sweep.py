@@ -26,10 +26,11 @@ from bpcli.devices import resolve_device
 from bpcli.divergence import explain_members
 from bpcli.engines import wrap
 from bpcli.errors import BpcliError, RunDirError
+from bpcli.build import build, check_memory, use_threads
 from bpcli.kinds import KINDS
 from bpcli.kinds.base import flat, whole_data_loss
 from bpcli.kinds.tasks import task_of
-from bpcli.lifecycle import build, check_memory, tensorboard_writer_class, use_threads
+from bpcli.lifecycle import tensorboard_writer_class
 from bpcli.loop import Callback, Divergence, Loop, Progress, Reporter
 from bpcli.recording import Checkpoints
 from bpcli.rundir import sweep as files

@@ -12,9 +12,10 @@ import pytest
 import torch
 
 import bpcli.optimizers.sgd
+from bpcli.build import build
 from bpcli.config.schema import TrainConfig
 from bpcli.kinds.base import Batches, batch_index, epoch_order
-from bpcli.lifecycle import build, resume, train
+from bpcli.lifecycle import resume, train
 from bpcli.optimizers import OPTIMIZERS, Optimizer, Stability, describe, settings_of
 from bpcli.section import Section
 from conftest import CONFIGS, InterruptAt, cli, config
