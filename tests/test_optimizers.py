@@ -591,7 +591,7 @@ ALLOWED = [
     ("divergence.py", "Adam transform g + λ·θ first", "the module docstring's example of an update rule"),
     ("console.py", "Adam's scaled moment", "a comment's example of a direction that is not the gradient"),
     ("gradcheck.py", "`sgd (momentum 0.9, nesterov)`", "a docstring's example of optimizers.describe's words"),
-    ("sweep.py", "`--grid optimizer=sgd,adam --momentum 0.9`", "a docstring's example of a grid over the optimizer"),
+    ("grid.py", "`--grid optimizer=sgd,adam --momentum 0.9`", "a docstring's example of a grid over the optimizer"),
 ]
 """(file under bpcli/, text on the line, why) for each rule's name that may stay outside bpcli/optimizers."""
 
