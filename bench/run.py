@@ -27,8 +27,9 @@ from torch import nn, optim
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bpcli.build import build  # noqa: E402
 from bpcli.config import Override, load_config  # noqa: E402
-from bpcli.lifecycle import build, train  # noqa: E402
+from bpcli.lifecycle import train  # noqa: E402
 
 
 def _config(name: str, **settings: object):

@@ -3,7 +3,6 @@
     train(config)       a new run, from step 1, into a new run directory
     resume(run_dir)     a run continued from its checkpoint, in its own directory
     rerun(run_dir)      a recorded config trained again, into a new directory
-    verify_run(run_dir) a recorded config trained again in memory, compared row by row
 
 Usable from a notebook:
 
@@ -13,28 +12,25 @@ Usable from a notebook:
 
 A run stops cleanly on Ctrl-C or SIGTERM: the current step finishes, everything logged
 is on disk, a checkpoint is written, and `resume(run_dir)` continues it bit for bit.
+The config is built into tensors by bpcli.build; `bpcli rerun --verify` is bpcli.verify.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
 import platform
-import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
 import torch
 
-from bpcli import distributed, engines, schedules, threads
+from bpcli import distributed, engines, schedules
+from bpcli.build import Built, build, membership, use_threads
 from bpcli.config import Experiment, Override, dump_config, read_yaml, validate_config
-from bpcli.data import make_dataset
 from bpcli.data.dataset import Dataset
-from bpcli.devices import resolve_device
 from bpcli.divergence import explain_members
-from bpcli.errors import BpcliError, DataError, RunDirError, RunFailed, RunInterrupted
-from bpcli.kinds import KINDS, Trainer
+from bpcli.errors import BpcliError, DataError, RunDirError, RunFailed
 from bpcli.kinds.base import whole_data_loss
 from bpcli.optimizers import describe
 from bpcli.loop import Divergence, Loop, Progress, Reporter, StopRequest
@@ -44,8 +40,6 @@ from bpcli.rundir.files import bpcli_version, claim, create_run_dir, release, ti
 from bpcli.rundir.sweep import is_sweep_dir
 from bpcli.kinds.tasks import MAX_DATA_ROWS, sample_rows, task_of
 from bpcli.recording import Checkpoints, GradChecks, RunLog, final_values, write_outputs
-
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 @dataclass
@@ -70,103 +64,6 @@ class TrainResult:
         """The logged losses, in step order."""
         return [row["loss"] for row in self.history]
 
-
-@dataclass
-class Built:
-    """A config turned into tensors: the device, the generator, the data and the trainer."""
-
-    config: Experiment
-    device: torch.device
-    generator: torch.Generator
-    data: Dataset
-    trainer: Trainer
-    group: Any = None
-    """This process's place in a torchrun job, if it is one."""
-
-    @property
-    def writes(self) -> bool:
-        """Whether this process writes and reports (not the other ranks of a torchrun job)."""
-        return self.group is None or self.group.rank == 0
-
-
-def memory_needed(config: Experiment) -> int:
-    """A rough upper estimate, in bytes, of what one run's data and activations take."""
-    samples = getattr(config.data, "n", None) or len(getattr(config.data, "x", None) or [])
-    itemsize = DTYPES[config.dtype].itemsize
-    # x and y, with room for the temporaries of drawing them and moving them to the device;
-    # an MLP also keeps each layer's input and pre-activation, and their gradients.
-    widths = sum(getattr(config.model, "hidden", None) or [])
-    return samples * itemsize * (4 * 2 + 4 * widths)
-
-
-def use_threads(config: Experiment, members: int = 1) -> dict[str, Any]:
-    """Set torch's CPU threads for this problem (see bpcli.threads); what summary.json records."""
-    numbers = members * memory_needed(config) // DTYPES[config.dtype].itemsize
-    return threads.use(config.train.threads, numbers)
-
-
-def check_memory(config: Experiment, device: torch.device, members: int = 1) -> None:
-    """Refuse, before anything is drawn, data that cannot fit where they would be trained."""
-    needed = members * memory_needed(config)
-    available = _available_memory(device)
-    if available is None or needed <= available:
-        return
-    who = f" for {members:,} members" if members > 1 else ""
-    raise DataError(f"the data need about {needed / 2**30:.1f} GiB of memory{who} and {device} has "
-                    f"{available / 2**30:.1f} GiB available; use fewer samples (data.n)"
-                    + (" or fewer members" if members > 1 else ""))
-
-
-def _available_memory(device: torch.device) -> int | None:
-    """Free memory on the device (for the CPU, what Linux reports as available), if known."""
-    if device.type == "cuda":
-        return torch.cuda.mem_get_info(device)[0]
-    try:
-        with open("/proc/meminfo", encoding="ascii") as fh:
-            fields = dict(line.split(":", 1) for line in fh)
-        return int(fields["MemAvailable"].split()[0]) * 1024
-    except (OSError, KeyError, ValueError):
-        return None
-
-
-def build(config: Experiment, device: torch.device | None = None, join: bool = False) -> Built:
-    """Turn a config into its device, generator, data and trainer, without training.
-
-    On the config's device, or on `device` when given (a sweep builds its members on the
-    CPU and moves them together); with `join`, as one process of a torchrun job.
-    """
-    device = resolve_device(config.device) if device is None else device
-    group = None
-    if join:
-        group, device = distributed.join(device)
-    check_memory(config, device)
-    generator = torch.Generator().manual_seed(config.seed)
-    data = make_dataset(config.data, generator, DTYPES[config.dtype], classify=config.classifies)
-    trainer_class = KINDS[config.kind].trainer
-    if group is None:
-        return Built(config, device, generator, data, trainer_class(config, data, device, generator))
-    # Every rank drew the whole data (and draws the same parameters next); each trains
-    # on its own rows.
-    part, group = distributed.shard(data, group)
-    trainer = trainer_class(config, part, device, generator)
-    trainer.distribute(group)
-    return Built(config, device, generator, data, trainer, group)
-
-
-@contextlib.contextmanager
-def _membership(built: Built) -> Iterator[None]:
-    """Leave the torchrun job (if this is one) when training ends, cleanly or not."""
-    if built.group is None:
-        yield
-        return
-    try:
-        yield
-    except BaseException:
-        distributed.leave(clean=False)
-        raise
-    distributed.leave()
-
-
 # --------------------------------------------------------------------------- train
 
 
@@ -186,7 +83,7 @@ def train(
     """
     threads = use_threads(config)
     built = build(config, join=distributed.launched())
-    with _membership(built):
+    with membership(built):
         if not built.writes:
             save, plots, observer = False, False, None
         _check_predict(config, built.data)
@@ -205,7 +102,7 @@ def train(
                 summary = {**_new_summary(built, engine, config_file), **threads}
                 if run_dir is not None:
                     _write_start(run_dir, resolved, built.data, summary)
-                return _train(built, resolved, run_dir, summary, [], plots, observer, stop=stop)
+                return train_built(built, resolved, run_dir, summary, [], plots, observer, stop=stop)
 
 
 @contextlib.contextmanager
@@ -290,9 +187,9 @@ def _check_predict(config: Experiment, data: Dataset) -> None:
 # --------------------------------------------------------------------------- the loop
 
 
-def _train(built: Built, config: Experiment, run_dir: Path | None, summary: dict[str, Any],
-           history: list[dict[str, float]], plots: bool, observer: Reporter | None,
-           start: int = 0, stop: StopRequest | None = None, rule: dict[str, Any] | None = None) -> TrainResult:
+def train_built(built: Built, config: Experiment, run_dir: Path | None, summary: dict[str, Any],
+                history: list[dict[str, float]], plots: bool, observer: Reporter | None,
+                start: int = 0, stop: StopRequest | None = None, rule: dict[str, Any] | None = None) -> TrainResult:
     """The loop from step `start` + 1 to the end, with its callbacks, then the final files
     (`rule`: the divergence rule's state from the checkpoint resumed from)."""
     trainer = engines.wrap(built.trainer, config.train.engine, built.device, distributed=built.group is not None)
@@ -413,7 +310,7 @@ def tensorboard_writer_class() -> Any:
     return SummaryWriter
 
 
-# --------------------------------------------------------------------------- resume, rerun, verify
+# --------------------------------------------------------------------------- resume, rerun
 
 
 def _recorded_config(run_dir: Path, overrides: list[Override] | None = None) -> Experiment:
@@ -448,10 +345,10 @@ def resume(
                           "again; train it anew with a smaller learning rate (--lr)")
     summary.update(use_threads(config))
     built = build(config, join=distributed.launched())
-    with _membership(built):
+    with membership(built):
         if not built.writes:  # other ranks of a torchrun job train alongside rank 0 and write nothing
             start, history, rule = _restore(built, run_dir, summary, write=False)
-            return _train(built, config, None, summary, history, False, None, start, rule=rule)
+            return train_built(built, config, None, summary, history, False, None, start, rule=rule)
         # before anything is read: a run being written is not resumed under it
         claim(run_dir, elsewhere="copy the run directory and resume the copy")
         with _held(run_dir), StopRequest().installed() as stop:
@@ -461,7 +358,7 @@ def resume(
             summary.setdefault("resumed_from", []).append(
                 {"step": start, "at": timestamp(), "torch_version": torch.__version__})
             files.write_summary(run_dir, summary)
-            return _train(built, config, run_dir, summary, history, plots, observer, start, stop, rule)
+            return train_built(built, config, run_dir, summary, history, plots, observer, start, stop, rule)
 
 
 def _restore(built: Built, run_dir: Path, summary: dict[str, Any],
@@ -498,118 +395,3 @@ def rerun(run_dir: str | Path, out: str | Path | None = None, *, force: bool = F
     config = _recorded_config(run_dir)
     return train(config, out, force=force, observer=observer, config_file=str(run_dir / "config.yaml"))
 
-
-@dataclass(frozen=True)
-class Difference:
-    """One value of metrics.csv that a re-run did not reproduce (None: the row is missing)."""
-
-    step: int
-    column: str
-    recorded: float | None
-    now: float | None
-
-
-@dataclass
-class Verification:
-    """The outcome of re-running a recorded config and comparing every logged row."""
-
-    run_dir: Path
-    rows: int
-    """How many recorded rows were compared, every column of each."""
-    differences: list[Difference]
-    recorded: dict[str, Any]
-    """torch version and device the run was recorded with."""
-    current: dict[str, Any]
-    """torch version and device of the re-run."""
-
-    @property
-    def mismatch(self) -> Difference | None:
-        """The first difference, in step order, if any."""
-        return self.differences[0] if self.differences else None
-
-    @property
-    def matches(self) -> bool:
-        return not self.differences
-
-    def explanation(self) -> str:
-        """One line on what differs and what may explain it."""
-        first = self.mismatch
-        if first is None:
-            return f"{self.run_dir}: all {self.rows} logged rows reproduce bit for bit"
-        if first.recorded is None or first.now is None:
-            what = (f"step {first.step} is logged by the re-run but not in metrics.csv" if first.recorded is None
-                    else f"step {first.step} is in metrics.csv but the re-run does not log it")
-        else:
-            what = f"the {first.column} at step {first.step} was {first.recorded!r} and is now {first.now!r}"
-        envs = (
-            f"recorded with torch {self.recorded['torch_version']} on {self.recorded['device']}, "
-            f"re-run with torch {self.current['torch_version']} on {self.current['device']}"
-        )
-        same = self.recorded == self.current
-        why = "the same setup, so something else changed" if same else "results are bit-identical only on the same setup"
-        return f"{self.run_dir}: {what} ({envs}; {why})"
-
-
-def verify_run(run_dir: str | Path, steps: int | None = None) -> Verification:
-    """Re-run a run directory's config in memory and compare its first `steps` logged rows
-    (all of them by default), every recorded column, with what the re-run logs."""
-    run_dir = Path(run_dir)
-    record = files.read_run(run_dir)
-    config = validate_config(record.config, source=str(run_dir / "config.yaml"))
-    columns = list(record.metrics)
-    recorded = [dict(zip(columns, values)) for values in zip(*record.metrics.values())][:steps or None]
-    if not recorded:
-        raise RunDirError(f"{run_dir}/metrics.csv: no logged steps to compare")
-    built = build(config)
-    total = config.train.epochs * built.trainer.steps_per_epoch
-    _check_steps(run_dir, [row.get("step", math.nan) for row in recorded], total)
-    last = int(recorded[-1]["step"])
-    ended = record.summary.get("steps")
-    if steps is None and record.summary.get("status") in ("completed", "diverged") and isinstance(ended, int) \
-            and last < ended <= total:
-        last = ended  # a run that ended logged its last step: rows missing at the end are differences too
-    epochs = -(-last // built.trainer.steps_per_epoch)  # just enough epochs to reach it
-    short = config.model_copy(update={"train": config.train.model_copy(update={"epochs": epochs})})
-    result = _train(built, short, None, {}, [], False, None)
-    if result.status == "interrupted" and result.signal is not None:
-        name = signal.Signals(result.signal).name
-        raise RunInterrupted(f"{name}: the verification stopped at step {result.steps}", result.signal)
-    again = [row for row in result.history if row["step"] <= last]
-    return Verification(
-        run_dir=run_dir,
-        rows=len(recorded),
-        differences=_differences(recorded, again),
-        recorded={"torch_version": ", then ".join(files.torch_versions(record.summary)) or None,
-                  "device": record.summary.get("device")},
-        current={"torch_version": torch.__version__, "device": str(built.device)},
-    )
-
-
-def _check_steps(run_dir: Path, steps: list[float], total: int) -> None:
-    """Refuse a metrics.csv whose steps cannot be this run's: out of range or out of order."""
-    previous = 0.0
-    for step in steps:
-        if not (math.isfinite(step) and step == int(step) and previous < step <= total):
-            shown = str(int(step)) if math.isfinite(step) and step == int(step) else repr(step)  # never 1e+09
-            raise RunDirError(f"{run_dir}/metrics.csv: step {shown} is not a step of this run (1 to {total}, "
-                              "increasing); the file does not belong to config.yaml beside it")
-        previous = step
-
-
-def _differences(recorded: list[dict[str, float]], again: list[dict[str, float]]) -> list[Difference]:
-    """Every value that differs between two lists of logged rows (NaN equals NaN), in step order."""
-    now = {int(row["step"]): row for row in again}
-    then = {int(row["step"]): row for row in recorded}
-    out = []
-    for step in sorted(set(now) | set(then)):
-        a, b = then.get(step), now.get(step)
-        if a is None or b is None:
-            out.append(Difference(step, "row", None if a is None else a["loss"], None if b is None else b["loss"]))
-            continue
-        for column in a.keys() | b.keys():
-            x, y = a.get(column), b.get(column)
-            same = x == y or (x is not None and y is not None and math.isnan(x) and math.isnan(y))
-            if not same:
-                out.append(Difference(step, column, x, y))
-    order = list(recorded[0])
-    return sorted(out, key=lambda d: (d.step, order.index(d.column) if d.column in order else len(order)))

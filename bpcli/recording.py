@@ -27,7 +27,7 @@ from bpcli.rundir.files import record, timestamp
 
 if TYPE_CHECKING:
     from bpcli.config import Experiment
-    from bpcli.lifecycle import Built
+    from bpcli.build import Built
 
 MAX_SUMMARY_VALUES = 1024  # larger tensors are summarised by shape and norm
 

@@ -4,191 +4,40 @@ Each combination is a *member*: a full config of its own (its data and initial p
 drawn from its own seed, its own learning rate). The members' trainers are stacked along
 the leading member dimension, so one batched step updates all K of them, and each member
 ends exactly where a single run with its settings would (to float rounding).
+
+This module runs and resumes a sweep; bpcli.grid says which members a grid makes, and
+bpcli.sweep_results what is written of them.
 """
 
 from __future__ import annotations
 
 import contextlib
-import itertools
 import math
-import statistics
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import torch
-from pydantic import ValidationError
 
-from bpcli import distributed, interrupts, optimizers, schedules
-from bpcli.config import (Experiment, Override, dump_config, load_yaml, read_yaml, validate_config,
-                          with_overrides)
+from bpcli import distributed, interrupts
+from bpcli.build import build, check_memory, use_threads
+from bpcli.config import Experiment, Override, dump_config, read_yaml, validate_config
 from bpcli.devices import resolve_device
 from bpcli.divergence import explain_members
 from bpcli.engines import wrap
 from bpcli.errors import BpcliError, RunDirError
+from bpcli.grid import expand
 from bpcli.kinds import KINDS
-from bpcli.kinds.base import flat, whole_data_loss
+from bpcli.kinds.base import whole_data_loss
 from bpcli.kinds.tasks import task_of
-from bpcli.lifecycle import build, check_memory, tensorboard_writer_class, use_threads
+from bpcli.lifecycle import tensorboard_writer_class
 from bpcli.loop import Callback, Divergence, Loop, Progress, Reporter
 from bpcli.recording import Checkpoints
 from bpcli.rundir import sweep as files
 from bpcli.rundir.checkpoint import CHECKPOINT, check_belongs, data_hash, load_checkpoint
-from bpcli.rundir.files import bpcli_version, claim, create_run_dir, make_folder, release, timestamp
+from bpcli.rundir.files import claim, create_run_dir, release, timestamp
 from bpcli.rundir.sweep import is_sweep_dir
-
-# The settings that may differ between members of one batched run: they change the
-# numbers (data, initial values, learning rate), never the shapes or the schedule.
-GRID_KEYS = {
-    "lr": "train.lr", "train.lr": "train.lr", "seed": "seed",
-    "data.noise": "data.noise", "data.true_w": "data.true_w", "data.true_b": "data.true_b",
-    "data.x_low": "data.x_low", "data.x_high": "data.x_high", "data.fn": "data.fn",
-    # the optimizer, its settings (every rule's, from the registry) and the lr schedule
-    **{key: f"train.{name}" for name in ("optimizer", *optimizers.setting_names(), "schedule", "warmup",
-                                          *schedules.SETTINGS) for key in (name, f"train.{name}")},
-}
-"""Besides these, any number in a kind's `model` section (an initial value such as
-model.init_w) may vary; its sizes (model.hidden) may not."""
-MAX_MEMBERS = 1_000_000
-
-
-def parse_grid(items: list[str]) -> dict[str, list[Any]]:
-    """`--grid lr=0.001,0.01` and `--grid seed=0:10` as {"train.lr": [...], "seed": [0, …, 9]}."""
-    grid: dict[str, list[Any]] = {}
-    for item in items:
-        key, sep, text = item.partition("=")
-        key = key.strip()
-        if not sep or not text.strip():
-            raise BpcliError(f"--grid {item!r}: write key=v1,v2,… or key=start:stop, e.g. --grid lr=0.01,0.1")
-        if key not in GRID_KEYS and not key.startswith("model."):
-            raise BpcliError(
-                f"--grid {key}: not a setting one batched sweep can vary (the members of a batch share "
-                f"their shapes, schedule and data); vary one of {', '.join(sorted(set(GRID_KEYS) - {'train.lr'}))} or a number "
-                "in the model section (such as model.init_w), or run separate sweeps"
-            )
-        path = GRID_KEYS.get(key, key)
-        if path in grid:
-            raise BpcliError(f"--grid {key}: given twice; list all its values in one --grid")
-        start, colon, stop = text.partition(":")
-        if colon and start.strip().lstrip("-").isdigit() and stop.strip().lstrip("-").isdigit():
-            if int(stop) - int(start) > MAX_MEMBERS:  # refused before the list is built
-                raise BpcliError(f"--grid {item!r}: {int(stop) - int(start):,} values; at most {MAX_MEMBERS:,} "
-                                 "members fit in one sweep")
-            values: list[Any] = list(range(int(start), int(stop)))
-        else:
-            try:
-                values = [load_yaml(v) for v in text.split(",")]
-            except Exception:
-                raise BpcliError(f"--grid {item!r}: a value is not valid YAML") from None
-        if not values:
-            raise BpcliError(f"--grid {item!r}: the range is empty (stop is exclusive)")
-        _refuse_repeats(key, text.split(",") if not colon else [], values)
-        grid[path] = values
-    if not grid:
-        raise BpcliError("give at least one --grid, e.g. --grid lr=0.001,0.01,0.1 --grid seed=0:10")
-    return grid
-
-
-def _refuse_repeats(key: str, written: list[str], values: list[Any]) -> None:
-    """Refuse a value listed twice (0.1 and 1e-1, 1 and 1.0 are one value): its members would
-    be the same run trained twice, whose spread of 0 would pass for agreement."""
-    for i, value in enumerate(values):
-        for j in range(i):
-            if values[j] == value and isinstance(values[j], bool) == isinstance(value, bool):
-                first, second = (written[j].strip(), written[i].strip()) if written else ("", "")
-                texts = f" (as {first} and {second})" if first != second else ""
-                raise BpcliError(f"--grid {key}: {value!r} is given twice{texts}, so two members would be the "
-                                 "same run; list each value once")
-
-
-def expand(config: Experiment, grid: dict[str, list[Any]]) -> list[tuple[dict[str, Any], Experiment]]:
-    """Every combination of the grid, each as (its settings, its validated config)."""
-    model = type(config).model_fields["model"].annotation
-    for path in (p for p in grid if p.startswith("model.")):
-        field = model.model_fields.get(path.split(".", 1)[1])
-        if field is None or field.annotation not in (float, Optional[float]):
-            valid = [f"model.{n}" for n, f in model.model_fields.items() if f.annotation in (float, Optional[float])]
-            raise BpcliError(f"--grid {path}: not a number of this kind's model section that a batched sweep can "
-                             f"vary; vary {', '.join(valid) or 'the learning rate or the seed'} instead")
-    count = math.prod(len(values) for values in grid.values())
-    if count > MAX_MEMBERS:  # refused before the combinations are built
-        raise BpcliError(f"the grid has {count:,} combinations; at most {MAX_MEMBERS:,} fit in one sweep")
-    _refuse_unused_settings(config, grid)
-    combinations = itertools.product(*grid.values())
-    # Every combination is validated in full (settings can depend on each other, like
-    # x_low < x_high), but straight from the base config's dump: only the sections a grid
-    # key touches are copied, so a sweep of 65 536 members validates in about a second.
-    # A combination that fails goes through the usual path for its one-line message.
-    base = config.model_dump(mode="json")
-    members = []
-    for values in combinations:
-        settings = dict(zip(grid, values))
-        raw = dict(base)
-        for path, value in settings.items():
-            *sections, key = path.split(".")
-            node = raw
-            for name in sections:
-                node[name] = dict(node[name])
-                node = node[name]
-            node[key] = value
-        _own_optimizer_settings(raw, settings)
-        try:
-            member = type(config).model_validate(raw)
-        except ValidationError:
-            overrides = [Override(path=k, value=v, origin=f"--grid {k}={v}") for k, v in settings.items()]
-            member = with_overrides(config, overrides)  # raises the ConfigError that says why
-        members.append((settings, member))
-    return members
-
-
-def _own_optimizer_settings(raw: dict[str, Any], settings: dict[str, Any]) -> None:
-    """In a grid over the optimizer, each member keeps only its own rule's settings:
-    `--grid optimizer=sgd,adam --momentum 0.9` compares SGD with momentum against Adam (docs/optimizers.md). A
-    setting that the grid gives the member itself must be its rule's."""
-    if "train.optimizer" not in settings:
-        return
-    rule = optimizers.OPTIMIZERS.get(settings["train.optimizer"])
-    if rule is None:
-        return  # validation names the unknown optimizer
-    for name in optimizers.setting_names():
-        if name in rule.Settings.model_fields:
-            continue
-        given = settings.get(f"train.{name}")
-        if optimizers.given(name, given):
-            raise BpcliError(
-                f"--grid: the member with optimizer {settings['train.optimizer']} and train.{name}={given} is not a "
-                f"run, {name} not being one of its settings; to compare a rule with {name} against "
-                f"{settings['train.optimizer']}, give {name} with --set (it then applies to the members that have it)"
-            )
-        raw["train"] = {**raw["train"], name: None}
-
-
-def _refuse_unused_settings(config: Experiment, grid: dict[str, list[Any]]) -> None:
-    """A setting of the base config that no member's optimizer has is refused, in the words
-    and by the rule that refuse it in a single run's config."""
-    if "train.optimizer" not in grid:
-        return
-    values = {name: getattr(config.train, name) for name in optimizers.setting_names()}
-    rules = [str(r) for r in dict.fromkeys(grid["train.optimizer"]) if r in optimizers.OPTIMIZERS]
-    problem = optimizers.misplaced(rules, values, "this sweep's members use") if rules else None
-    if problem:
-        raise BpcliError(problem)
-
-
-@dataclass
-class SweepResult:
-    """What a sweep produced: one row per member, aggregates over seeds, where it went."""
-
-    out: Path | None
-    members: list[dict[str, Any]]
-    aggregates: list[dict[str, Any]]
-    seconds: float
-    steps: int
-    """Steps every member took (fewer than planned if the sweep was interrupted)."""
-    status: str = "completed"
-    """completed; interrupted (a signal stopped it after a step, and what was trained is kept);
-    or diverged, when every member diverged."""
-    signal: int | None = None
+from bpcli.sweep_results import SweepResult, aggregate, member_results, write_results, write_tensorboard
 
 
 def run_sweep(config: Experiment, grid: dict[str, list[Any]], out: Path | None = None,
@@ -316,11 +165,11 @@ def _finish(directory: Path | None, config: Experiment, grid: dict[str, list[Any
                for i, step in enumerate(steps)]
     rows = [{"member": k, **settings, **result} for k, ((settings, _), result) in enumerate(zip(members, results))]
     status = "diverged" if all(r["status"] == "diverged" for r in rows) else parts[0]["status"]
-    result = SweepResult(directory, rows, _aggregate(rows, grid), seconds, total, status, parts[0]["signal"])
+    result = SweepResult(directory, rows, aggregate(rows, grid), seconds, total, status, parts[0]["signal"])
     if directory is not None:
-        _write(directory, config, grid, result, history, parts[0]["device"], len(parts), info or {})
+        write_results(directory, config, grid, result, history, parts[0]["device"], len(parts), info or {})
         if config.log.tensorboard and history:
-            _write_tensorboard(directory / "tensorboard", grid, rows, history)
+            write_tensorboard(directory / "tensorboard", grid, rows, history)
         if plots and history:  # a sweep stopped before its first step has no loss to draw
             from bpcli.plots import draw_sweep
 
@@ -372,6 +221,19 @@ class SweepLog(Callback):
         """[(step, [loss of each member])], empty when no step was logged (a sweep stopped
         before its first); waits for the device."""
         return list(zip(self.steps, torch.stack(self.losses).tolist())) if self.losses else []
+
+
+def _progress_row(step: int, epoch: int, losses: torch.Tensor) -> dict[str, float]:
+    """What a console shows of a logged step: the members' median, lowest and highest finite
+    loss, and how many members have none."""
+    finite = losses[torch.isfinite(losses)]
+    row = {"step": step, "epoch": epoch, "loss": math.nan}
+    if finite.numel():
+        median, low, high = torch.stack([finite.median(), finite.min(), finite.max()]).tolist()
+        row.update(loss=median, min=low, max=high)
+    if finite.numel() < losses.numel():
+        row["nan_or_inf"] = losses.numel() - finite.numel()  # members left out of the figures above
+    return row
 
 
 @dataclass
@@ -434,7 +296,7 @@ def _train_members(members: list[tuple[dict[str, Any], Experiment]], config: Exp
     else:  # completed or interrupted: resumable from here
         checkpoints.save(loop.step)
     history = log.history()
-    results = _results(len(members), trainer, history, divergence, loop.status)
+    results = member_results(len(members), trainer, history, divergence, loop.status)
     if divergence.diverged():  # each diverged member told why, as a single run with its settings is
         bounds = [task_of(b.trainer).stable_lr(b.data, b.config.train) if k in divergence.diverged() else None
                   for k, b in enumerate(batch.built)]
@@ -476,108 +338,3 @@ def _restore(checkpoint: dict[str, Any], directory: Path | None, config: Experim
     return start
 
 
-def _results(count: int, trainer: Any, history: list[tuple[int, list[float]]], divergence: Divergence,
-             status: str) -> list[dict[str, Any]]:
-    """Each member's status, final loss and final parameter values: a diverged member's as a
-    single run with its settings ends, at the step it diverged."""
-    params = {name: t.tolist() for name, t in flat(trainer.params()).items()}
-    diverged = divergence.diverged()
-    results = []
-    for k in range(count):
-        result: dict[str, Any] = {
-            "status": "diverged" if k in diverged else status,
-            "diverged_at_step": diverged.get(k),
-            "divergence": None,  # why, in the words a single run's summary.json gives
-            "final_loss": history[-1][1][k] if history else None,  # None: stopped before the first step
-        }
-        values_of = params
-        if k in divergence.ended:
-            result["final_loss"], ended = divergence.ended[k]
-            values_of = {name: [t.reshape(-1).tolist()] for name, t in ended.items()}
-        for name, values in values_of.items():
-            member = values[k] if values_of is params else values[0]
-            for i, v in enumerate(member):
-                result[name if len(member) == 1 else f"{name}[{i}]"] = v
-        results.append(result)
-    return results
-
-
-TENSORBOARD_MEMBERS = 256
-"""Up to this many members, each is a TensorBoard run of its own; beyond, each setting is
-one run holding its members' median loss."""
-
-
-def _write_tensorboard(folder: Path, grid: dict[str, list[Any]], rows: list[dict[str, Any]],
-                       history: list[tuple[int, list[float]]]) -> None:
-    """TensorBoard runs under `folder`, named by their settings (lr=0.01 seed=3): the loss
-    at every logged step and each parameter's final value, as a single run would log them."""
-    writer_class = tensorboard_writer_class()
-    make_folder(folder)  # never a link, and listed in the manifest before it is written
-    steps = [step for step, _ in history]
-    keys = list(grid) if len(rows) <= TENSORBOARD_MEMBERS else [k for k in grid if k != "seed"]
-    groups: dict[str, list[int]] = {}
-    for k, row in enumerate(rows):
-        name = ",".join(f"{key.split('.')[-1]}={row[key]}" for key in keys) or "all-members"
-        groups.setdefault(name, []).append(k)
-    for name, members in groups.items():
-        board = writer_class(log_dir=str(make_folder(folder / name)))
-        for step, values in zip(steps, (values for _, values in history)):
-            chosen = [values[k] for k in members]
-            finite = sorted(v for v in chosen if math.isfinite(v))
-            loss = chosen[0] if len(members) == 1 else (statistics.median(finite) if finite else math.nan)
-            board.add_scalar("loss/loss" if len(members) == 1 else "loss/median", loss, step)
-        if len(members) == 1:
-            row = rows[members[0]]
-            for column, value in row.items():
-                if column not in ("member", "status", "diverged_at_step", "divergence", "final_loss", *grid):
-                    board.add_scalar(f"params/{column}", value, steps[-1])
-        board.close()
-
-
-def _progress_row(step: int, epoch: int, losses: torch.Tensor) -> dict[str, float]:
-    """What a console shows of a logged step: the members' median, lowest and highest finite
-    loss, and how many members have none."""
-    finite = losses[torch.isfinite(losses)]
-    row = {"step": step, "epoch": epoch, "loss": math.nan}
-    if finite.numel():
-        median, low, high = torch.stack([finite.median(), finite.min(), finite.max()]).tolist()
-        row.update(loss=median, min=low, max=high)
-    if finite.numel() < losses.numel():
-        row["nan_or_inf"] = losses.numel() - finite.numel()  # members left out of the figures above
-    return row
-
-
-def _aggregate(rows: list[dict[str, Any]], grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
-    """Mean and standard deviation over seeds of each numeric result, per other setting
-    (diverged members are counted, not averaged)."""
-    keys = [k for k in grid if k != "seed"]
-    numeric = [c for c in rows[0] if c not in ("member", "status", "diverged_at_step", "divergence", *grid)]
-    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
-    for row in rows:
-        groups.setdefault(tuple(row[k] for k in keys), []).append(row)
-    aggregates = []
-    for values, group in groups.items():
-        entry: dict[str, Any] = dict(zip(keys, values))
-        entry["members"] = len(group)
-        entry["diverged"] = sum(r["status"] == "diverged" for r in group)
-        for column in numeric:
-            data = [r[column] for r in group if r["status"] != "diverged" and r[column] is not None]
-            entry[f"{column}_mean"] = statistics.fmean(data) if data else math.nan
-            entry[f"{column}_std"] = statistics.pstdev(data) if len(data) > 1 else 0.0 if data else math.nan
-        aggregates.append(entry)
-    return aggregates
-
-
-def _write(directory: Path, config: Experiment, grid: dict[str, list[Any]], result: SweepResult,
-           history: list[tuple[int, list[float]]], device: str, processes: int, info: dict[str, Any]) -> None:
-    files.write_table(directory / "summary.csv", result.members)
-    files.write_table(directory / "aggregates.csv", result.aggregates)
-    files.write_losses(directory, history)
-    files.write_info(directory, {
-        "kind": config.kind, "grid": grid, "members": len(result.members), "status": result.status,
-        "steps": result.steps,
-        "device": device, "processes": processes, "threads": torch.get_num_threads(), "train_seconds": result.seconds,
-        "seconds_per_step": result.seconds / max(result.steps, 1),
-        "diverged": sum(r["status"] == "diverged" for r in result.members),
-        "bpcli_version": bpcli_version(), "torch_version": str(torch.__version__), **info,
-    })

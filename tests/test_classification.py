@@ -18,7 +18,7 @@ from bpcli.kinds.base import HandWrittenSGD, uniform
 from bpcli.kinds.logistic import Logistic
 from bpcli.kinds.softmax import Softmax
 from bpcli.kinds.tasks import Classification, class_names
-from bpcli.lifecycle import build
+from bpcli.build import build
 from bpcli.section import Section
 from conftest import CONFIGS, cli, config
 

@@ -8,10 +8,11 @@ import pytest
 import torch
 
 from bpcli import analysis
+from bpcli.build import build
 from bpcli.config.schema import TrainConfig
 from bpcli.data.dataset import Dataset
 from bpcli.kinds.base import LeastSquares
-from bpcli.lifecycle import build, train
+from bpcli.lifecycle import train
 from conftest import CONFIGS, cli, config
 
 FULL_BATCH = LeastSquares(bias=True, per_sample=False)

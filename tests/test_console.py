@@ -162,7 +162,7 @@ def test_on_a_terminal_the_wait_before_the_first_step_and_after_the_last_says_wh
 def test_bpcli_check_fits_an_80_column_terminal_without_cutting_a_value():
     from bpcli.console import print_grad_checks
     from bpcli.gradcheck import check_steps
-    from bpcli.lifecycle import build
+    from bpcli.build import build
     from conftest import config
 
     for name in ("mlp.yaml", "exp1.yaml", "diabetes.yaml"):

@@ -32,7 +32,7 @@ def test_a_sweep_writes_one_tensorboard_run_per_member_or_per_setting(monkeypatc
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from bpcli import sweep
+    from bpcli import sweep_results
 
     args = ["sweep", CONFIGS / "exp2.yaml", "--grid", "lr=0.01,0.1", "--grid", "seed=0:2",
             "--set", "log.tensorboard=true", "-q"]
@@ -45,7 +45,7 @@ def test_a_sweep_writes_one_tensorboard_run_per_member_or_per_setting(monkeypatc
     assert events.Scalars("loss/loss")[-1].value == pytest.approx(float(member["final_loss"]), rel=1e-6)
     assert events.Scalars("params/w")[-1].value == pytest.approx(float(member["w"]), rel=1e-6)
 
-    monkeypatch.setattr(sweep, "TENSORBOARD_MEMBERS", 2)  # 4 members are now many: one run per lr
+    monkeypatch.setattr(sweep_results, "TENSORBOARD_MEMBERS", 2)  # 4 members are now many: one run per lr
     assert cli(*args, "--out", "large").exit_code == 0
     assert sorted(p.name for p in Path("large/tensorboard").iterdir()) == ["lr=0.01", "lr=0.1"]
     events = EventAccumulator("large/tensorboard/lr=0.01")

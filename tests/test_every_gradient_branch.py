@@ -20,7 +20,7 @@ from bpcli.config import validate_config
 from bpcli.kinds import KINDS
 from bpcli.kinds.base import autograd_gradients
 from bpcli.kinds.mlp import ACTIVATIONS, LOSSES
-from bpcli.lifecycle import build
+from bpcli.build import build
 
 N = 8
 # batch size and shuffle of each batch-size class ("between" in data order slices, shuffled gathers)

@@ -21,9 +21,10 @@ import numpy as np
 import pytest
 import torch
 
+from bpcli.build import build
 from bpcli.config import validate_config
 from bpcli.kinds import KINDS
-from bpcli.lifecycle import build, train
+from bpcli.lifecycle import train
 
 # --------------------------------------------------------------------------- data made here
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from bpcli.explain import explain_expression, explain_step
-from bpcli.lifecycle import build
+from bpcli.build import build
 from conftest import CONFIGS, cli, config
 
 

@@ -11,6 +11,7 @@ import shutil
 import pytest
 import yaml
 
+from bpcli.grid import parse_grid
 from bpcli.lifecycle import train
 from bpcli.plots.common import save, sci
 from bpcli.plots.compare import compare_figure
@@ -18,7 +19,7 @@ from bpcli.plots.landscape import descent
 from bpcli.plots.run import figures
 from bpcli.plots.sweep import sweep_figures
 from bpcli.rundir.run import read_run
-from bpcli.sweep import parse_grid, run_sweep
+from bpcli.sweep import run_sweep
 from conftest import CONFIGS, cli, config
 
 SHIPPED = sorted(p.name for p in CONFIGS.glob("*.yaml"))

@@ -26,7 +26,7 @@ def one_line(result):
                                   "optimizer=sgd,sgd", "model.init_w=0.5,null,.5"])
 def test_a_grid_value_given_twice_is_refused_in_one_line(grid):
     from bpcli.errors import BpcliError
-    from bpcli.sweep import parse_grid
+    from bpcli.grid import parse_grid
 
     with pytest.raises(BpcliError, match="twice") as caught:
         parse_grid([grid])
@@ -36,7 +36,7 @@ def test_a_grid_value_given_twice_is_refused_in_one_line(grid):
 
 
 def test_distinct_grid_values_still_sweep():
-    from bpcli.sweep import parse_grid
+    from bpcli.grid import parse_grid
 
     assert parse_grid(["lr=0.1,0.01", "seed=0:3"]) == {"train.lr": [0.1, 0.01], "seed": [0, 1, 2]}
 

@@ -54,7 +54,7 @@ def data_is(monkeypatch):
             y_val = None if dataset.y_val is None else dataset.y_val.to(dtype)
             return labelled(dataset.x.to(dtype), dataset.y.to(dtype), dataset.classes, x_val, y_val)
 
-        monkeypatch.setattr("bpcli.lifecycle.make_dataset", make)
+        monkeypatch.setattr("bpcli.build.make_dataset", make)
 
     return use
 

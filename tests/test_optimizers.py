@@ -12,9 +12,10 @@ import pytest
 import torch
 
 import bpcli.optimizers.sgd
+from bpcli.build import build
 from bpcli.config.schema import TrainConfig
 from bpcli.kinds.base import Batches, batch_index, epoch_order
-from bpcli.lifecycle import build, resume, train
+from bpcli.lifecycle import resume, train
 from bpcli.optimizers import OPTIMIZERS, Optimizer, Stability, describe, settings_of
 from bpcli.section import Section
 from conftest import CONFIGS, InterruptAt, cli, config
@@ -590,7 +591,7 @@ ALLOWED = [
     ("divergence.py", "Adam transform g + λ·θ first", "the module docstring's example of an update rule"),
     ("console/graph.py", "Adam's scaled moment", "a comment's example of a direction that is not the gradient"),
     ("gradcheck.py", "`sgd (momentum 0.9, nesterov)`", "a docstring's example of optimizers.describe's words"),
-    ("sweep.py", "`--grid optimizer=sgd,adam --momentum 0.9`", "a docstring's example of a grid over the optimizer"),
+    ("grid.py", "`--grid optimizer=sgd,adam --momentum 0.9`", "a docstring's example of a grid over the optimizer"),
 ]
 """(file under bpcli/, text on the line, why) for each rule's name that may stay outside bpcli/optimizers."""
 

@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from bpcli.lifecycle import build, train
+from bpcli.build import build
+from bpcli.lifecycle import train
 from conftest import CONFIGS, cli, config
 
 

@@ -15,7 +15,8 @@ import torch
 
 from bpcli.config import Override, with_overrides
 from bpcli.errors import ConfigError
-from bpcli.sweep import expand, parse_grid, resume_sweep, run_sweep
+from bpcli.grid import expand, parse_grid
+from bpcli.sweep import resume_sweep, run_sweep
 from bpcli.lifecycle import train
 from conftest import CONFIGS, InterruptAt, cli, config
 

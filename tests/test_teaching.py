@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from bpcli.analysis import optimum, stable_lr
+from bpcli.build import build
 from bpcli.kinds.linear_gd import LinearGD
 from bpcli.gradcheck import check_steps
-from bpcli.lifecycle import build, train
+from bpcli.lifecycle import train
 from conftest import CONFIGS, cli, config
 
 SHIPPED = sorted(p.name for p in CONFIGS.glob("*.yaml"))

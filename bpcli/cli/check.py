@@ -31,7 +31,7 @@ def check(
     from bpcli.console import make_console, print_grad_checks
     from bpcli.errors import RunFailed
     from bpcli.gradcheck import TOLERANCE, UPDATE_TOLERANCE, check_training, check_update
-    from bpcli.lifecycle import build
+    from bpcli.build import build
 
     cfg = load_config(config, from_flags(set_, lr=lr, seed=seed, device=device))
     trainer = build(cfg).trainer

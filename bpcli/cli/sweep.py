@@ -73,7 +73,8 @@ def sweep(
     with progress(console, f"Sweeping {config} (loss: the members' median)", quiet) as observer:
         starting(observer, "loading torch")
         from bpcli.config import from_flags, load_config
-        from bpcli.sweep import parse_grid, run_sweep
+        from bpcli.grid import parse_grid
+        from bpcli.sweep import run_sweep
 
         cfg = load_config(config, from_flags(set_, epochs=epochs, device=device, log_every=log_every,
                                             engine=engine, grad=grad, optimizer=optimizer, momentum=momentum,

@@ -193,10 +193,11 @@ def rerun(
     with progress(console, f"Re-running {run_dir}", quiet) as observer:
         starting(observer, "loading torch")
         from bpcli import lifecycle
+        from bpcli.verify import verify_run
 
         if verify:
             starting(observer, "training again in memory")
-            verification = lifecycle.verify_run(run_dir, steps)
+            verification = verify_run(run_dir, steps)
         else:
             starting(observer, "building the data and the model")
             result = lifecycle.rerun(run_dir, out, force=force, observer=observer)

@@ -111,7 +111,7 @@ class _TrainFields(Section):
     @model_validator(mode="after")
     def _settings_of_the_optimizer(self) -> _TrainFields:
         # A resolved config lists its rule's settings, so only a value other than a default
-        # is a mistake; the same rule refuses a sweep's settings (bpcli.sweep).
+        # is a mistake; the same rule refuses a sweep's settings (bpcli.grid).
         values = {name: getattr(self, name) for name in optimizers.setting_names()}
         problem = optimizers.misplaced([self.optimizer], values)
         if problem:

@@ -62,7 +62,7 @@ def explain_config(config: Any, step: int | None = None, sample: int | None = No
     values are shown, by its place in the step's batch.
     """
     from bpcli.kinds.base import batch_index
-    from bpcli.lifecycle import build
+    from bpcli.build import build
 
     trainer = build(config).trainer
     per_sample = trainer.batches.size == 1  # one sample per step

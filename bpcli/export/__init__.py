@@ -94,7 +94,7 @@ def _write_init(run_dir: Path, config: Any, names: list[str]) -> None:
     bpcli's own build of the run (the same seed draws the same values)."""
     import torch
 
-    from bpcli.lifecycle import build
+    from bpcli.build import build
     from bpcli.rundir.files import write_file
 
     built = build(config, device=torch.device("cpu"))
