@@ -37,7 +37,8 @@ from bpcli.rundir import sweep as files
 from bpcli.rundir.checkpoint import CHECKPOINT, check_belongs, data_hash, load_checkpoint
 from bpcli.rundir.files import claim, create_run_dir, release, timestamp
 from bpcli.rundir.sweep import is_sweep_dir
-from bpcli.sweep_results import SweepResult, aggregate, member_results, write_results, write_tensorboard
+from bpcli.sweep_results import (SweepResult, aggregate, member_quality, member_results, write_results,
+                                 write_tensorboard)
 
 
 def run_sweep(config: Experiment, grid: dict[str, list[Any]], out: Path | None = None,
@@ -300,9 +301,11 @@ def _train_members(members: list[tuple[dict[str, Any], Experiment]], config: Exp
     if divergence.diverged():  # each diverged member told why, as a single run with its settings is
         bounds = [task_of(b.trainer).stable_lr(b.data, b.config.train) if k in divergence.diverged() else None
                   for k, b in enumerate(batch.built)]
-        records = explain_members(batch.built, trainer, divergence, 0, loop.step, bounds)
+        records = explain_members(batch.built, trainer, divergence, batch.start, loop.step, bounds)
         for k, record in records.items():
             results[k]["divergence"] = record["message"]
+    for result, quality in zip(results, member_quality(batch.built, trainer, divergence)):
+        result.update(quality)
     if not trainer.batches.full:
         for result, loss in zip(results, whole_data_loss(trainer).tolist()):
             result["final_loss_all_samples"] = loss

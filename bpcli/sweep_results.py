@@ -14,6 +14,7 @@ import torch
 
 from bpcli.config import Experiment
 from bpcli.kinds.base import flat
+from bpcli.kinds.tasks import task_of
 from bpcli.lifecycle import tensorboard_writer_class
 from bpcli.loop import Divergence
 from bpcli.rundir import sweep as files
@@ -60,6 +61,25 @@ def member_results(count: int, trainer: Any, history: list[tuple[int, list[float
                 result[name if len(member) == 1 else f"{name}[{i}]"] = v
         results.append(result)
     return results
+
+
+def member_quality(built: list[Any], trainer: Any, divergence: Divergence) -> list[dict[str, float | None]]:
+    """Each member's accuracy (a classifier) or R² (a regression) on its training and
+    validation rows, as its single run's summary.json gives them: measured by the member's
+    own single-run trainer (`built`), given the member's final parameters."""
+    stacked = {name: t.detach() for name, t in trainer.params().items()}
+    rows = []
+    for k, member in enumerate(built):
+        values = divergence.ended[k][1] if k in divergence.ended else {name: t[k] for name, t in stacked.items()}
+        single = member.trainer
+        with torch.no_grad():
+            for name, p in single.params().items():
+                p.copy_(values[name].reshape(p.shape))
+        quality = task_of(single).quality(single, member.data, None)
+        measure = "accuracy" if "accuracy" in quality else "r2"
+        rows.append({measure if split == "train" else f"{split}_{measure}": quality[measure].get(split)
+                     for split in member.data.splits()})
+    return rows
 
 
 def aggregate(rows: list[dict[str, Any]], grid: dict[str, list[Any]]) -> list[dict[str, Any]]:

@@ -280,3 +280,22 @@ def test_sweep_resume_refuses_what_it_cannot_continue(tmp_path):
     run_sweep(base, parse_grid(["lr=5,6"]), tmp_path / "diverged", plots=False)
     result = cli("sweep", "--resume", tmp_path / "diverged", "--epochs", "60")
     assert result.exit_code == 2 and "every member diverged" in result.output
+
+
+@pytest.mark.parametrize("name,grid,changes", [
+    ("moons.yaml", ["lr=0.1,0.8", "seed=0:3"], {"train__epochs": 100}),
+    ("logistic.yaml", ["lr=0.5,3e38"], {"train__epochs": 60}),  # a diverged member is measured where it stopped
+    ("softmax.yaml", ["lr=0.01,0.05"], {"train__epochs": 50}),  # held-out rows: val_accuracy
+    ("exp2.yaml", ["lr=0.01,0.1", "seed=0:2"], {"train__epochs": 200}),
+])
+def test_each_member_reports_the_accuracy_or_r2_of_its_single_run(name, grid, changes):
+    """summary.csv gives each member's accuracy (classifiers) or R² (regression), per split."""
+    result = run_sweep(config(name, **changes), parse_grid(grid), save=False)
+    for member in result.members:
+        settings = {k.replace(".", "__"): member[k] for k in parse_grid(grid)}
+        single = train(config(name, **changes, **settings), save=False, plots=False)
+        measure = "accuracy" if "accuracy" in single.summary else "r2"
+        assert single.summary[measure], measure
+        for split, value in single.summary[measure].items():
+            ours = member[measure if split == "train" else f"{split}_{measure}"]
+            assert ours == pytest.approx(value, abs=1e-9 if measure == "accuracy" else 1e-5), (member, split)

@@ -1,4 +1,4 @@
-"""A sweep's table: per setting, mean ± std over seeds of the final loss and parameters."""
+"""A sweep's table: per setting, mean ± std over seeds of the final loss, accuracy or R², and parameters."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bpcli.console.common import show
+from bpcli.rundir.sweep import QUALITY_COLUMNS
 
 
 def print_sweep(console: Console, result: Any) -> None:
@@ -18,8 +19,8 @@ def print_sweep(console: Console, result: Any) -> None:
     measures = [k[: -len("_mean")] for k in rows[0] if k.endswith("_mean")]
     # A few parameter values are worth a column each; an MLP's hundreds are not (and one weight
     # averaged over seeds means little, as hidden units come out in any order).
-    params = [m for m in measures if m != "final_loss"]
-    shown = [m for m in measures if m == "final_loss"] + (params if len(params) <= 4 else [])
+    params = [m for m in measures if m not in QUALITY_COLUMNS]
+    shown = [m for m in measures if m in QUALITY_COLUMNS] + (params if len(params) <= 4 else [])
     table = Table(title=f"{len(result.members)} members, {result.steps} steps each, in {result.seconds:.2f} s",
                   box=box.SIMPLE_HEAD)
     left_out = shown != measures

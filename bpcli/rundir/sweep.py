@@ -22,6 +22,9 @@ from bpcli.rundir.files import write_text
 
 SWEEP_FILES = ("sweep.json", "summary.csv", "aggregates.csv", "metrics.csv")
 
+QUALITY_COLUMNS = ("final_loss", "final_loss_all_samples", "accuracy", "val_accuracy", "r2", "val_r2")
+"""The columns of summary.csv that measure a member (besides its settings and parameters)."""
+
 
 def write_config(directory: Path, text: str) -> None:
     """Write config.yaml, the base config."""
