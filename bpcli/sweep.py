@@ -11,11 +11,11 @@ bpcli.sweep_results what is written of them.
 
 from __future__ import annotations
 
-import contextlib
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -25,7 +25,7 @@ from bpcli.config import Experiment, Override, dump_config, read_yaml, validate_
 from bpcli.devices import resolve_device
 from bpcli.divergence import explain_members
 from bpcli.engines import wrap
-from bpcli.errors import BpcliError, RunDirError
+from bpcli.errors import BpcliError, RunDirError, RunFailed
 from bpcli.grid import expand
 from bpcli.kinds import KINDS
 from bpcli.kinds.base import whole_data_loss
@@ -67,14 +67,16 @@ def run_sweep(config: Experiment, grid: dict[str, list[Any]], out: Path | None =
         # Made before training, so that an --out that cannot be used is said at once.
         directory = _start_directory(out, force, config, grid, len(members)) if save and writer else None
         first, last = _chunks(len(members), 1 if group is None else group.world)[0 if group is None else group.rank]
-        part = _train_members(members[first:last], config, observer if writer else None, directory,
-                              stoppable=group is None)
+        part, save_checkpoint = _train_members(members[first:last], config, observer if writer else None, directory,
+                                               stoppable=group is None, grid=grid)
         parts = [part] if group is None else distributed.gather(part, group)
         if group is not None:
             distributed.leave()
             group = None
         with interrupts.holding():  # training is over: its files are written whole
-            return _finish(directory, config, grid, members, parts, plots)
+            result = _finish(directory, config, grid, members, parts, plots)
+            save_checkpoint()
+            return result
     except BaseException as exc:
         if group is not None:
             distributed.leave(clean=False)
@@ -101,44 +103,74 @@ def resume_sweep(directory: str | Path, epochs: int | None = None, *, plots: boo
     info = files.read_info(directory)
     if info.get("status") == "diverged":
         raise RunDirError(f"{directory}: every member diverged, so resuming would diverge again; run the sweep anew "
-                          "with smaller learning rates (--grid lr=…)")
+                          "(sweep.json's members say why, in summary.csv's divergence column)")
+    grid, earlier = _recorded_grid(directory, info)
     overrides = [Override(path="train.epochs", value=epochs, origin=f"--epochs {epochs}")] if epochs else []
     config = validate_config(read_yaml(directory / "config.yaml"), overrides, source=str(directory / "config.yaml"))
-    grid = info.get("grid")
-    if not isinstance(grid, dict) or not grid:
-        raise RunDirError(f"{directory}/sweep.json: no grid; the sweep cannot be resumed, so run it again")
-    members = expand(config, grid)
     device = resolve_device(config.device)
-    check_memory(config, device, len(members))
-    use_threads(config, len(members))
-    if config.log.tensorboard:
-        tensorboard_writer_class()
+    files.refuse_links(directory)
+    if not (directory / CHECKPOINT).exists() and isinstance(info.get("processes"), int) and info["processes"] > 1:
+        raise RunDirError(f"{directory}: trained by {info['processes']} torchrun processes, each holding a share of "
+                          "the members, so it has no checkpoint; run the sweep again in one process to resume it")
     claim(directory, elsewhere="copy the sweep directory and resume the copy")  # not under a sweep still running
+    began = False
     try:
         checkpoint = load_checkpoint(directory, device)
+        if checkpoint.get("grid") != grid_text(grid):
+            raise RunDirError(f"{directory}/sweep.json: its grid is not the one {CHECKPOINT} was trained with (edited "
+                              "since?); put it back, or run the sweep anew")
+        try:
+            members = expand(config, grid)
+        except BpcliError as exc:
+            raise RunDirError(f"{directory}/sweep.json: its grid cannot be swept ({exc}); run the sweep anew") from None
+        check_memory(config, device, len(members))
+        use_threads(config, len(members))
+        if config.log.tensorboard:
+            tensorboard_writer_class()
         batch = _stack(members, config, observer, checkpoint, directory)  # checked before a byte is written
-        resumed = [*info.get("resumed_from", []), {"step": checkpoint["step"], "at": timestamp(),
-                                                    "torch_version": torch.__version__}]
+        resumed = [*earlier, {"step": checkpoint["step"], "at": timestamp(), "torch_version": torch.__version__}]
+        began = True
         files.write_config(directory, dump_config(config))
         files.write_info(directory, {**info, "status": "running", "resumed_from": resumed})
-        part = _train_members(members, config, observer, directory, stoppable=True, batch=batch)
+        part, save_checkpoint = _train_members(members, config, observer, directory, stoppable=True, batch=batch,
+                                               grid=grid)
         with interrupts.holding():
-            return _finish(directory, config, grid, members, [part], plots, {"resumed_from": resumed})
+            # sweep.json keeps the torch version the sweep began with; resumed_from says which came after
+            result = _finish(directory, config, grid, members, [part], plots,
+                             {"resumed_from": resumed, "torch_version": info.get("torch_version", torch.__version__)})
+            save_checkpoint()
+            return result
     except BaseException as exc:
-        with contextlib.suppress(RunDirError):
-            if files.read_info(directory).get("status") == "running":  # it failed once it had begun
-                _record_failure(directory, config, grid, len(members), exc)
+        if began:  # never left saying `running` (or `completed`, if what follows training failed)
+            _record_failure(directory, config, grid, len(members), exc)
         raise
     finally:
         release(directory)
+
+
+def _recorded_grid(directory: Path, info: dict[str, Any]) -> tuple[dict[str, list[Any]], list[Any]]:
+    """sweep.json's grid and its earlier resumes, refused in one line if they are not what bpcli writes."""
+    grid, resumed = info.get("grid"), info.get("resumed_from", [])
+    if not isinstance(grid, dict) or not grid or not all(
+            isinstance(values, list) and values for values in grid.values()):
+        raise RunDirError(f"{directory}/sweep.json: its grid is damaged (each setting needs a list of values); "
+                          "the sweep cannot be resumed, so run it anew")
+    if not isinstance(resumed, list):
+        raise RunDirError(f"{directory}/sweep.json: resumed_from is damaged (not a list); the sweep cannot be "
+                          "resumed, so run it anew")
+    return grid, resumed
 
 
 def _record_failure(directory: Path, config: Experiment, grid: dict[str, list[Any]], members: int,
                     exc: BaseException) -> None:
     """sweep.json for a sweep that stopped on an error (or a second Ctrl-C): what happened."""
     status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-    info = {"kind": config.kind, "grid": grid, "members": members, "status": status,
-            "error": {"type": type(exc).__name__, "message": str(exc)}}
+    try:
+        info = files.read_info(directory)  # what it said: steps, timings, versions, earlier resumes
+    except RunDirError:
+        info = {}
+    info.update({"kind": config.kind, "grid": grid, "members": members, "status": status,
+                 "error": {"type": type(exc).__name__, "message": str(exc)}})
     try:
         files.write_info(directory, info)
     except OSError:
@@ -167,7 +199,9 @@ def _finish(directory: Path | None, config: Experiment, grid: dict[str, list[Any
     rows = [{"member": k, **settings, **result} for k, ((settings, _), result) in enumerate(zip(members, results))]
     status = "diverged" if all(r["status"] == "diverged" for r in rows) else parts[0]["status"]
     result = SweepResult(directory, rows, aggregate(rows, grid), seconds, total, status, parts[0]["signal"])
-    if directory is not None:
+    if directory is None:
+        return result
+    try:
         write_results(directory, config, grid, result, history, parts[0]["device"], len(parts), info or {})
         if config.log.tensorboard and history:
             write_tensorboard(directory / "tensorboard", grid, rows, history)
@@ -175,6 +209,12 @@ def _finish(directory: Path | None, config: Experiment, grid: dict[str, list[Any
             from bpcli.plots import draw_sweep
 
             draw_sweep(directory, history=history)
+    except (OSError, RunDirError) as exc:  # a full disk, a link where a file goes: the sweep failed, exit 1
+        why = str(exc) if isinstance(exc, RunDirError) else f"{exc.filename or directory}: {exc.strerror or exc}"
+        kept = (f"`bpcli sweep --resume {directory}` continues from its last checkpoint"
+                if (directory / CHECKPOINT).is_file() else "run the sweep again")
+        raise RunFailed(f"{why.rstrip('.')} (the sweep trained {total} steps and is recorded as failed; once "
+                        f"fixed, {kept})") from None
     return result
 
 
@@ -272,19 +312,22 @@ def _stack(members: list[tuple[dict[str, Any], Experiment]], config: Experiment,
 
 def _train_members(members: list[tuple[dict[str, Any], Experiment]], config: Experiment,
                    observer: Reporter | None = None, directory: Path | None = None,
-                   stoppable: bool = False, batch: _Batch | None = None) -> dict[str, Any]:
+                   stoppable: bool = False, batch: _Batch | None = None,
+                   grid: dict[str, list[Any]] | None = None) -> tuple[dict[str, Any], Callable[[], None]]:
     """Train these members as one batched model (`batch`: already stacked); their results
-    and logged losses. In a single process (`stoppable`) with a directory, checkpoint.pt is
-    written every train.checkpoint_every steps and at the end."""
+    and logged losses, and what writes the checkpoint of where they ended. In a single
+    process (`stoppable`) with a directory, checkpoint.pt is written every
+    train.checkpoint_every steps, and at the end by that function once the sweep's files
+    are (so that a sweep whose files could not be written resumes from before, not after)."""
     if not members:
         return {"results": [], "history": [], "seconds": 0.0, "steps": 0, "device": "", "status": "completed",
-                "signal": None}
+                "signal": None}, lambda: None
     batch = batch or _stack(members, config, observer)
     trainer, log, divergence = batch.trainer, batch.log, batch.divergence
     total = config.train.epochs * trainer.steps_per_epoch
     saved = directory if stoppable else None  # under torchrun a process holds only its chunk of members
     checkpoints = Checkpoints(saved, trainer, config, batch.built[0].generator, batch.digest, divergence,
-                              extra=lambda: {"losses": log.snapshot()})
+                              extra=lambda: {"losses": log.snapshot(), "grid": grid_text(grid)})
     callbacks: list[Callback] = [divergence, log]  # a step the search moved back from is not logged
     if checkpoints.every:
         callbacks.append(checkpoints)
@@ -294,8 +337,9 @@ def _train_members(members: list[tuple[dict[str, Any], Experiment]], config: Exp
     loop = Loop(trainer, total, config.train.log_every, callbacks, batch.start, stoppable=stoppable).run()
     if loop.status == "diverged":  # every member diverged: the step the last one did is logged, as a run's is
         log.on_log(loop, loop.step, divergence.losses)
-    else:  # completed or interrupted: resumable from here
-        checkpoints.save(loop.step)
+    step = loop.step
+    # Completed or interrupted: resumable from here (a sweep whose members all diverged is not).
+    finish = (lambda: checkpoints.save(step)) if loop.status != "diverged" else (lambda: None)
     history = log.history()
     results = member_results(len(members), trainer, history, divergence, loop.status)
     if divergence.diverged():  # each diverged member told why, as a single run with its settings is
@@ -311,7 +355,13 @@ def _train_members(members: list[tuple[dict[str, Any], Experiment]], config: Exp
             result["final_loss_all_samples"] = loss
     return {"results": results,
             "history": history, "seconds": loop.seconds, "steps": loop.step, "device": str(batch.device),
-            "status": loop.status, "signal": loop.signal}
+            "status": loop.status, "signal": loop.signal}, finish
+
+
+def grid_text(grid: dict[str, list[Any]] | None) -> str:
+    """A grid as checkpoint.pt keeps it: its JSON, in order (the order of its keys and values
+    is the order of the members)."""
+    return json.dumps(grid)
 
 
 def _data_digest(built: list[Any]) -> str:

@@ -299,3 +299,61 @@ def test_each_member_reports_the_accuracy_or_r2_of_its_single_run(name, grid, ch
         for split, value in single.summary[measure].items():
             ours = member[measure if split == "train" else f"{split}_{measure}"]
             assert ours == pytest.approx(value, abs=1e-9 if measure == "accuracy" else 1e-5), (member, split)
+
+
+@pytest.mark.parametrize("edit,expected", [
+    (lambda info: info["grid"].update({"train.lr": [0.01, 0.3]}), "its grid is not the one checkpoint.pt"),
+    (lambda info: info["grid"].update({"train.lr": [0.1, 0.01]}), "its grid is not the one checkpoint.pt"),  # order
+    (lambda info: info["grid"].update({"seed": [0, 1]}), "its grid is not the one checkpoint.pt"),
+    (lambda info: info["grid"].update({"train.lr": 5}), "its grid is damaged"),
+    (lambda info: info["grid"].update({"train.lr": []}), "its grid is damaged"),
+    (lambda info: info.update(grid={"nonsense.key": [1]}), "its grid is not the one"),
+    (lambda info: info.update(resumed_from=5), "resumed_from is damaged"),
+])
+def test_a_sweep_json_edited_since_the_checkpoint_is_refused_before_anything_is_written(tmp_path, edit, expected):
+    run_sweep(config("exp2.yaml", train__epochs=20), parse_grid(["lr=0.01,0.1"]), tmp_path / "s", plots=False)
+    info = json.loads((tmp_path / "s/sweep.json").read_text())
+    edit(info)
+    (tmp_path / "s/sweep.json").write_text(json.dumps(info))
+    before = {p.name: p.read_bytes() for p in (tmp_path / "s").iterdir() if p.is_file()}
+    result = cli("sweep", "--resume", tmp_path / "s", "--epochs", "30")
+    assert result.exit_code == 2 and expected in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert {p.name: p.read_bytes() for p in (tmp_path / "s").iterdir() if p.is_file()} == before
+
+
+def test_a_sweep_whose_files_cannot_be_written_fails_and_resumes_from_its_last_checkpoint(tmp_path, monkeypatch):
+    """A full disk after training: exit 1, `failed`, and the checkpoint still the one before,
+    so the same resume succeeds once there is room (it was a dead end: 'already trained')."""
+    import errno
+
+    import bpcli.sweep_results as results
+
+    grid = parse_grid(["lr=0.05,0.5,5"])
+    run_sweep(config("exp2.yaml", train__epochs=40, train__log_every=10), grid, tmp_path / "s", plots=False)
+    run_sweep(config("exp2.yaml", train__epochs=80, train__log_every=10), grid, tmp_path / "whole", plots=False)
+    real = results.files.write_table
+
+    def full(path, rows):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(results.files, "write_table", full)
+    result = cli("sweep", "--resume", tmp_path / "s", "--epochs", "80")
+    assert result.exit_code == 1 and "No space left on device" in result.stderr
+    assert f"bpcli sweep --resume {tmp_path / 's'}" in result.stderr
+    info = json.loads((tmp_path / "s/sweep.json").read_text())
+    assert info["status"] == "failed" and info["steps"] == 40 and info["resumed_from"]  # the record is kept
+    assert torch.load(tmp_path / "s/checkpoint.pt", weights_only=True)["step"] == 40
+    monkeypatch.setattr(results.files, "write_table", real)
+    assert cli("sweep", "--resume", tmp_path / "s", "--epochs", "80").exit_code == 0
+    for table in SWEEP_TABLES:
+        assert (tmp_path / "s" / table).read_bytes() == (tmp_path / "whole" / table).read_bytes(), table
+
+
+def test_a_sweep_file_that_is_a_link_is_refused_before_the_resume_trains(tmp_path):
+    run_sweep(config("exp2.yaml", train__epochs=20), parse_grid(["lr=0.01,0.1"]), tmp_path / "s", plots=False)
+    (tmp_path / "s/summary.csv").rename(tmp_path / "elsewhere.csv")
+    (tmp_path / "s/summary.csv").symlink_to(tmp_path / "elsewhere.csv")
+    result = cli("sweep", "--resume", tmp_path / "s", "--epochs", "30")
+    assert result.exit_code == 2 and "is a symbolic link" in result.stderr
+    assert json.loads((tmp_path / "s/sweep.json").read_text())["status"] == "completed"
+    assert torch.load(tmp_path / "s/checkpoint.pt", weights_only=True)["step"] == 20

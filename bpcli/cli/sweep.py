@@ -90,6 +90,7 @@ def _report(result: Any, quiet: bool, console: Any) -> None:
 
     if not main_process():
         return
+    _warn_torch_versions(result.out)
     if quiet:
         typer.echo(str(result.out))
     else:
@@ -103,6 +104,24 @@ def _report(result: Any, quiet: bool, console: Any) -> None:
         name = signal.Signals(result.signal).name
         raise RunInterrupted(f"{name}: stopped the sweep after step {result.steps}{where}", result.signal)
     if result.status == "diverged":
-        first = min(m["diverged_at_step"] for m in result.members)
-        raise RunFailed(f"every one of the {len(result.members)} members diverged (the first at step {first}); "
-                        "sweep smaller learning rates (--grid lr=…) or check the data's scale")
+        first = min(result.members, key=lambda m: m["diverged_at_step"])
+        reason = (first.get("divergence") or "").split(". ")[0].removeprefix("training diverged ")
+        where = f"; summary.csv's divergence column in {result.out} says why for each" if result.out else ""
+        raise RunFailed(f"every one of the {len(result.members)} members diverged (the first, member "
+                        f"{first['member']}, {reason}){where}")
+
+
+def _warn_torch_versions(directory: Path | None) -> None:
+    """Say so when a resumed sweep has been trained with more than one torch version."""
+    import json
+
+    from bpcli.rundir.run import torch_versions
+
+    try:
+        info = json.loads((directory / "sweep.json").read_text(encoding="utf-8")) if directory else {}
+    except (OSError, ValueError):
+        return
+    versions = torch_versions(info) if isinstance(info, dict) else []
+    if len(versions) > 1:
+        typer.echo(f"warning: {directory} was trained with torch {', then '.join(versions)}; it is bit-identical "
+                   "to a sweep never interrupted only when one torch version trains it all", err=True)

@@ -52,6 +52,15 @@ def write_losses(directory: Path, history: list[tuple[int, list[float]]]) -> Non
     write_text(directory / "metrics.csv", "\n".join(lines) + "\n")
 
 
+def refuse_links(directory: Path) -> None:
+    """Refuse, before a sweep is resumed, a file of it that is a symbolic link: bpcli never
+    writes through one, so the resumed sweep could not write its files."""
+    for name in (*SWEEP_FILES, "config.yaml", "checkpoint.pt", "manifest.json", "losses.png", "lr.png"):
+        if (directory / name).is_symlink():
+            raise RunDirError(f"{directory / name}: is a symbolic link, which bpcli never writes through; put the "
+                              "file itself there to resume the sweep")
+
+
 def read_info(directory: Path) -> dict[str, Any]:
     """sweep.json, read back; a RunDirError if it is not there or not a JSON object."""
     try:
