@@ -357,3 +357,17 @@ def test_a_sweep_file_that_is_a_link_is_refused_before_the_resume_trains(tmp_pat
     assert result.exit_code == 2 and "is a symbolic link" in result.stderr
     assert json.loads((tmp_path / "s/sweep.json").read_text())["status"] == "completed"
     assert torch.load(tmp_path / "s/checkpoint.pt", weights_only=True)["step"] == 20
+
+
+def test_a_sweep_resumed_under_another_torch_says_so_and_one_from_torchrun_says_why_it_has_no_checkpoint(tmp_path):
+    run_sweep(config("exp2.yaml", train__epochs=20), parse_grid(["lr=0.01,0.1"]), tmp_path / "s", plots=False)
+    info = json.loads((tmp_path / "s/sweep.json").read_text())
+    (tmp_path / "s/sweep.json").write_text(json.dumps({**info, "torch_version": "2.12.0"}))
+    result = cli("sweep", "--resume", tmp_path / "s", "--epochs", "30", "-q")
+    assert result.exit_code == 0 and f"torch 2.12.0, then {torch.__version__}" in result.stderr
+    assert json.loads((tmp_path / "s/sweep.json").read_text())["torch_version"] == "2.12.0"  # where it began
+    (tmp_path / "s/checkpoint.pt").unlink()
+    info = json.loads((tmp_path / "s/sweep.json").read_text())
+    (tmp_path / "s/sweep.json").write_text(json.dumps({**info, "processes": 2}))
+    result = cli("sweep", "--resume", tmp_path / "s", "--epochs", "40")
+    assert result.exit_code == 2 and "trained by 2 torchrun processes" in result.stderr
