@@ -170,7 +170,7 @@ def test_nn_linear_members_step_as_their_single_runs(settings):
     stacked = NNLinear.stack([nn_linear(dtype="float64", **settings, **member) for member in MEMBERS],
                              torch.device("cpu"))
     assert stacked.members == len(MEMBERS) and isinstance(stacked.optimizer, Optimizer)
-    shapes = {"w": (len(MEMBERS), singles[0].x.shape[-1]), "b": (len(MEMBERS),)}  # weights (K, F), biases (K,)
+    shapes = {"w": (len(MEMBERS), 1, singles[0].x.shape[-1]), "b": (len(MEMBERS), 1)}  # (K, 1, F), (K, 1)
     assert {name: p.shape for name, p in stacked.params().items()} == {n: shapes[n] for n in singles[0].params()}
     for step in range(1, 61):
         losses = stacked.step(batch_index(stacked, step))
