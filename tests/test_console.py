@@ -253,6 +253,7 @@ def test_a_sweeps_table_shows_few_parameters_and_no_spread_for_one_member():
     linear = cli("sweep", CONFIGS / "exp2.yaml", "--grid", "lr=0.01,0.1", "--grid", "seed=0:3", "--epochs", "200")
     assert sweep_header(linear.stdout) == ["lr", "runs", "final_loss", "r2", "w", "b"]
     assert linear.stdout.count("±") == 8  # two settings of three seeds: mean ± std for each measure
+    assert "aggregates.csv has every parameter" not in linear.stdout  # every one is shown
 
     mlp = cli("sweep", CONFIGS / "mlp.yaml", "--grid", "lr=0.05,0.1", "--epochs", "20", "--out", "mlp")
     assert sweep_header(mlp.stdout) == ["lr", "runs", "final_loss", "r2"]  # not four of its 337 weights

@@ -23,7 +23,7 @@ def print_sweep(console: Console, result: Any) -> None:
     shown = [m for m in measures if m in QUALITY_COLUMNS] + (params if len(params) <= 4 else [])
     table = Table(title=f"{len(result.members)} members, {result.steps} steps each, in {result.seconds:.2f} s",
                   box=box.SIMPLE_HEAD)
-    left_out = shown != measures
+    left_out = len(shown) < len(measures)
     measures = shown
     for name in [*settings, "runs", *measures]:
         table.add_column(name.split(".")[-1], justify="right")
