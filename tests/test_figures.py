@@ -580,8 +580,14 @@ def test_the_losses_figure_marks_members_that_diverged(swept):
     fig = dict(sweep_figures(swept / "some"))["losses"]
     crosses = [c for c in fig.axes[0].collections if c.get_offsets().shape[0] and type(c).__name__ == "PathCollection"]
     assert sum(len(c.get_offsets()) for c in crosses) == len(diverged)
-    assert "diverged (its last loss)" in legend_texts(fig)
-    assert "diverged (its last loss)" not in legend_texts(dict(sweep_figures(swept / "none"))["losses"])
+    # each cross where its member diverged, and its curve ends there, as its single run does
+    marked = sorted(tuple(map(float, xy)) for c in crosses for xy in c.get_offsets())
+    assert marked == sorted((float(m["diverged_at_step"]), float(m["final_loss"])) for m in diverged)
+    last_steps = [max(x for x, _ in segment) for c in fig.axes[0].collections if type(c).__name__ == "LineCollection"
+                  for segment in c.get_segments() if len(segment)]
+    assert max(last_steps) == 60 and min(last_steps) <= max(float(m["diverged_at_step"]) for m in diverged)
+    assert "diverged (its loss at that step)" in legend_texts(fig)
+    assert "diverged (its loss at that step)" not in legend_texts(dict(sweep_figures(swept / "none"))["losses"])
 
 
 # --------------------------------------------------------------------------- names in any script
@@ -658,3 +664,21 @@ def test_a_mini_batch_mlp_shows_the_whole_datas_loss_beside_a_batchs(runs, drawn
     # Full-batch: the logged loss is the whole data's; nothing drawn twice.
     full = next(ax for ax in drawn("mlp.yaml")["params"].axes if ax.get_title() == "Loss")
     assert not [line for line in full.get_lines() if line.get_label().startswith("loss of the whole")]
+
+
+def test_an_lr_axis_of_hundreds_of_decades_shows_every_learning_rate(tmp_path):
+    """matplotlib's log axis cannot span lr=1e-300…1e300 (it drew an empty 1-to-10 axis and
+    warned of overflow); beyond 1e±200 the axis is log₁₀(lr), linear."""
+    import warnings
+
+    run_sweep(config("exp2.yaml", train__epochs=20), parse_grid(["lr=1e-300,0.1,1e300"]), out=tmp_path / "s",
+              plots=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fig = dict(sweep_figures(tmp_path / "s"))["lr"]
+        fig.canvas.draw()
+    ax = fig.axes[0]
+    low, high = ax.get_xlim()
+    assert ax.get_xscale() == "linear" and ax.get_xlabel() == "log₁₀ learning rate"
+    assert low < -300 < -1 < 300 < high  # the point at 1e-300, the one at 0.1, the line where 1e300 diverged
+

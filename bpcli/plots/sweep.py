@@ -61,6 +61,10 @@ def _losses_figure(record: SweepRecord, steps: Any, losses: Any) -> Any:
 
     info, members = record.info, record.members
     losses[~((losses > 0) & np.isfinite(losses))] = np.nan  # a log scale cannot show them
+    for k, member in enumerate(members):  # a diverged member ends at its step, as its single run does
+        at = _number(member.get("diverged_at_step"))
+        if at is not None:
+            losses[steps > at, k] = np.nan
     varying = [k for k in info["grid"] if k != "seed"]
     colour_key = varying[0] if varying else None
     levels = sorted({m[colour_key] for m in members}, key=_in_order) if colour_key else [None]
@@ -76,7 +80,7 @@ def _losses_figure(record: SweepRecord, steps: Any, losses: Any) -> Any:
         label = f"{colour_key.split('.')[-1]}={level}" if colour_key else None
         _draw_members(ax, steps, losses[:, chosen], colour, label, every)
         if every:
-            crosses |= _mark_diverged(ax, steps, losses,
+            crosses |= _mark_diverged(ax, steps, losses, members,
                                       [k for k in chosen if members[k].get("status") == "diverged"], colour)
     ax.autoscale_view()
     log = bool(np.isfinite(losses).any())  # a log scale needs one positive value; all-diverged has none
@@ -87,7 +91,7 @@ def _losses_figure(record: SweepRecord, steps: Any, losses: Any) -> Any:
     if log:
         readable_log_axis(ax)
     if crosses:
-        ax.add_line(Line2D([], [], linestyle="", marker="X", color="black", label="diverged (its last loss)"))
+        ax.add_line(Line2D([], [], linestyle="", marker="X", color="black", label="diverged (its loss at that step)"))
     if colour_key or not every or crosses:
         # Loss curves fall: the lower left corner stays clear, unless crosses mark members
         # that diverged at once; then the legend finds the emptiest corner.
@@ -95,19 +99,33 @@ def _losses_figure(record: SweepRecord, steps: Any, losses: Any) -> Any:
     return fig
 
 
-def _mark_diverged(ax: Any, steps: Any, losses: Any, diverged: list[int], colour: Any) -> bool:
-    """A cross at the last drawable loss of each diverged member (a member whose loss
-    became NaN right after its first logged step has no line to show); whether it drew one."""
+def _mark_diverged(ax: Any, steps: Any, losses: Any, members: list[dict[str, str]], diverged: list[int],
+                   colour: Any) -> bool:
+    """A cross where each diverged member diverged: its step and the loss there (summary.csv),
+    or its last drawable loss when that is not a positive number (a member whose loss became
+    NaN at its first step has nothing to show); whether it drew one."""
     import numpy as np
 
     points = []
     for k in diverged:
+        at, loss = _number(members[k].get("diverged_at_step")), _number(members[k].get("final_loss"))
+        if at is not None and loss is not None and 0 < loss < math.inf:
+            points.append((at, loss))
+            continue
         finite = np.flatnonzero(np.isfinite(losses[:, k]))
         if finite.size:
             points.append((steps[finite[-1]], losses[finite[-1], k]))
     if points:
         ax.scatter(*zip(*points), marker="X", s=50, color=colour, edgecolor="white", linewidth=0.6, zorder=4)
     return bool(points)
+
+
+def _number(text: str | None) -> float | None:
+    """A number of summary.csv, None for an empty cell (or one that is not a number)."""
+    try:
+        return float(text) if text else None
+    except ValueError:
+        return None
 
 
 def _draw_members(ax: Any, steps: Any, curves: Any, colour: Any, label: str | None, every: bool) -> None:
@@ -138,20 +156,27 @@ def _lr_figure(record: SweepRecord) -> Any:
         std = float(a["final_loss_std"]) if a["final_loss_std"] else 0.0
         name = ", ".join(f"{k.split('.')[-1]}={a[k]}" for k in others) or "mean ± std over seeds"
         groups.setdefault(name, []).append((float(a["train.lr"]), mean, std))
+    # matplotlib's log axis cannot span hundreds of decades (its ticks overflow float64):
+    # beyond 1e±200 the lr axis shows log₁₀(lr) on a linear scale instead.
+    lrs = [p[0] for points in groups.values() for p in points]
+    decades = any(not 1e-200 <= lr <= 1e200 for lr in lrs if lr > 0)
+    place = (lambda lr: math.log10(lr) if lr > 0 else -math.inf) if decades else (lambda lr: lr)
     lost = sorted({p[0] for points in groups.values() for p in points if not math.isfinite(p[1])})
     for name, points in groups.items():
         points.sort()
-        xs = [p[0] for p in points if math.isfinite(p[1])]
+        xs = [place(p[0]) for p in points if math.isfinite(p[1])]
         ax.errorbar(xs, [p[1] for p in points if math.isfinite(p[1])],
                     yerr=[p[2] for p in points if math.isfinite(p[1])], marker="o", capsize=3, label=name)
     for i, lr in enumerate(lost):  # a learning rate at which every seed diverged has no mean to draw
-        ax.axvline(lr, color="red", linestyle=":", linewidth=1.2,
+        ax.axvline(place(lr), color="red", linestyle=":", linewidth=1.2,
                    label="every seed diverged" if i == 0 else None)
-    ax.set_xscale("log")
+    if not decades:
+        ax.set_xscale("log")
     log = any(0 < p[1] < math.inf for points in groups.values() for p in points)
     if log:
         ax.set_yscale("log")
-    finish(ax, "learning rate", "final training loss", "Final loss against learning rate", log=True)
+    finish(ax, "log₁₀ learning rate" if decades else "learning rate", "final training loss",
+           "Final loss against learning rate", log=True)
     if log:
         readable_log_axis(ax)
     ax.legend(fontsize="small", loc="best")
