@@ -11,6 +11,7 @@ bpcli.sweep_results what is written of them.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from dataclasses import dataclass
@@ -37,8 +38,8 @@ from bpcli.rundir import sweep as files
 from bpcli.rundir.checkpoint import CHECKPOINT, check_belongs, data_hash, load_checkpoint
 from bpcli.rundir.files import claim, create_run_dir, release, timestamp
 from bpcli.rundir.sweep import is_sweep_dir
-from bpcli.sweep_results import (SweepResult, aggregate, member_quality, member_results, write_results,
-                                 write_tensorboard)
+from bpcli.sweep_results import (QUALITY_MEMBERS, SweepResult, aggregate, member_quality, member_results,
+                                 write_results, write_tensorboard)
 
 
 def run_sweep(config: Experiment, grid: dict[str, list[Any]], out: Path | None = None,
@@ -68,7 +69,8 @@ def run_sweep(config: Experiment, grid: dict[str, list[Any]], out: Path | None =
         directory = _start_directory(out, force, config, grid, len(members)) if save and writer else None
         first, last = _chunks(len(members), 1 if group is None else group.world)[0 if group is None else group.rank]
         part, save_checkpoint = _train_members(members[first:last], config, observer if writer else None, directory,
-                                               stoppable=group is None, grid=grid)
+                                               stoppable=group is None, grid=grid,
+                                               measured=len(members) <= QUALITY_MEMBERS)
         parts = [part] if group is None else distributed.gather(part, group)
         if group is not None:
             distributed.leave()
@@ -133,7 +135,7 @@ def resume_sweep(directory: str | Path, epochs: int | None = None, *, plots: boo
         files.write_config(directory, dump_config(config))
         files.write_info(directory, {**info, "status": "running", "resumed_from": resumed})
         part, save_checkpoint = _train_members(members, config, observer, directory, stoppable=True, batch=batch,
-                                               grid=grid)
+                                               grid=grid, measured=len(members) <= QUALITY_MEMBERS)
         with interrupts.holding():
             # sweep.json keeps the torch version the sweep began with; resumed_from says which came after
             result = _finish(directory, config, grid, members, [part], plots,
@@ -287,8 +289,13 @@ class _Batch:
     device: torch.device
     log: SweepLog
     divergence: Divergence
-    digest: str
     start: int = 0
+
+    @functools.cached_property
+    def digest(self) -> str:
+        """A hash of every member's training data, in member order (for checkpoints only)."""
+        return data_hash(torch.cat([b.data.x.reshape(-1) for b in self.built]),
+                         torch.cat([b.data.y.reshape(-1) for b in self.built]))
 
 
 def _stack(members: list[tuple[dict[str, Any], Experiment]], config: Experiment, observer: Reporter | None,
@@ -304,7 +311,7 @@ def _stack(members: list[tuple[dict[str, Any], Experiment]], config: Experiment,
     # Per-sample and mini-batch members: the rule measures against the loss on all samples.
     divergence = Divergence(config.train.diverge_factor, trainer,
                             first=None if trainer.batches.full else whole_data_loss(trainer))
-    batch = _Batch(built, trainer, device, SweepLog(observer), divergence, _data_digest(built))
+    batch = _Batch(built, trainer, device, SweepLog(observer), divergence)
     if checkpoint is not None:
         batch.start = _restore(checkpoint, directory, config, batch)
     return batch
@@ -313,12 +320,14 @@ def _stack(members: list[tuple[dict[str, Any], Experiment]], config: Experiment,
 def _train_members(members: list[tuple[dict[str, Any], Experiment]], config: Experiment,
                    observer: Reporter | None = None, directory: Path | None = None,
                    stoppable: bool = False, batch: _Batch | None = None,
-                   grid: dict[str, list[Any]] | None = None) -> tuple[dict[str, Any], Callable[[], None]]:
+                   grid: dict[str, list[Any]] | None = None,
+                   measured: bool = True) -> tuple[dict[str, Any], Callable[[], None]]:
     """Train these members as one batched model (`batch`: already stacked); their results
     and logged losses, and what writes the checkpoint of where they ended. In a single
     process (`stoppable`) with a directory, checkpoint.pt is written every
     train.checkpoint_every steps, and at the end by that function once the sweep's files
-    are (so that a sweep whose files could not be written resumes from before, not after)."""
+    are (so that a sweep whose files could not be written resumes from before, not after).
+    `measured`: whether each member's accuracy or R² is measured (see QUALITY_MEMBERS)."""
     if not members:
         return {"results": [], "history": [], "seconds": 0.0, "steps": 0, "device": "", "status": "completed",
                 "signal": None}, lambda: None
@@ -326,7 +335,8 @@ def _train_members(members: list[tuple[dict[str, Any], Experiment]], config: Exp
     trainer, log, divergence = batch.trainer, batch.log, batch.divergence
     total = config.train.epochs * trainer.steps_per_epoch
     saved = directory if stoppable else None  # under torchrun a process holds only its chunk of members
-    checkpoints = Checkpoints(saved, trainer, config, batch.built[0].generator, batch.digest, divergence,
+    digest = batch.digest if saved is not None else ""  # hashed only where a checkpoint is written
+    checkpoints = Checkpoints(saved, trainer, config, batch.built[0].generator, digest, divergence,
                               extra=lambda: {"losses": log.snapshot(), "grid": grid_text(grid)})
     callbacks: list[Callback] = [divergence, log]  # a step the search moved back from is not logged
     if checkpoints.every:
@@ -348,8 +358,9 @@ def _train_members(members: list[tuple[dict[str, Any], Experiment]], config: Exp
         records = explain_members(batch.built, trainer, divergence, batch.start, loop.step, bounds)
         for k, record in records.items():
             results[k]["divergence"] = record["message"]
-    for result, quality in zip(results, member_quality(batch.built, trainer, divergence)):
-        result.update(quality)
+    if measured:
+        for result, quality in zip(results, member_quality(batch.built, trainer, divergence)):
+            result.update(quality)
     if not trainer.batches.full:
         for result, loss in zip(results, whole_data_loss(trainer).tolist()):
             result["final_loss_all_samples"] = loss
@@ -362,11 +373,6 @@ def grid_text(grid: dict[str, list[Any]] | None) -> str:
     """A grid as checkpoint.pt keeps it: its JSON, in order (the order of its keys and values
     is the order of the members)."""
     return json.dumps(grid)
-
-
-def _data_digest(built: list[Any]) -> str:
-    """A hash of every member's training data, in member order."""
-    return data_hash(torch.cat([b.data.x.reshape(-1) for b in built]), torch.cat([b.data.y.reshape(-1) for b in built]))
 
 
 def _restore(checkpoint: dict[str, Any], directory: Path | None, config: Experiment, batch: _Batch) -> int:

@@ -119,6 +119,11 @@ def write_results(directory: Path, config: Experiment, grid: dict[str, list[Any]
     })
 
 
+QUALITY_MEMBERS = 4096
+"""Up to this many members, each one's accuracy or R² is measured by its own single-run
+trainer (0.1 to 0.5 ms a member on a CPU); a larger sweep leaves those columns out, so
+that measuring never takes longer than building its members."""
+
 TENSORBOARD_MEMBERS = 256
 """Up to this many members, each is a TensorBoard run of its own; beyond, each setting is
 one run holding its members' median loss."""

@@ -371,3 +371,14 @@ def test_a_sweep_resumed_under_another_torch_says_so_and_one_from_torchrun_says_
     (tmp_path / "s/sweep.json").write_text(json.dumps({**info, "processes": 2}))
     result = cli("sweep", "--resume", tmp_path / "s", "--epochs", "40")
     assert result.exit_code == 2 and "trained by 2 torchrun processes" in result.stderr
+
+
+def test_a_sweep_beyond_the_measured_size_leaves_accuracy_and_r2_out(monkeypatch):
+    """Measuring costs 0.1–0.5 ms a member: beyond QUALITY_MEMBERS the columns are left out."""
+    import bpcli.sweep
+
+    monkeypatch.setattr(bpcli.sweep, "QUALITY_MEMBERS", 2)
+    small = run_sweep(config("exp2.yaml", train__epochs=20), parse_grid(["lr=0.01,0.1"]), save=False)
+    large = run_sweep(config("exp2.yaml", train__epochs=20), parse_grid(["lr=0.01,0.1,0.2"]), save=False)
+    assert "r2" in small.members[0] and "r2" not in large.members[0]
+    assert large.members[0]["final_loss"] == small.members[0]["final_loss"]
