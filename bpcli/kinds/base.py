@@ -327,6 +327,13 @@ class HandWrittenSGD(Sampled):
     _manual: bool
     _group: Any = None  # set by distribute() under torchrun
 
+    def _hold(self, params: Tensors, device: torch.device, manual: bool) -> None:
+        """Take `params` (K, …) as the trainer's parameters on `device`, tracked by autograd
+        unless the gradients are hand-derived (`manual`), each with a zero gradient."""
+        self._manual = manual
+        self._params = {name: p.to(device).requires_grad_(not manual) for name, p in params.items()}
+        self._grads = {name: torch.zeros_like(p) for name, p in self._params.items()}
+
     def _train_with(self, cfg: Any, per_sample: bool = False) -> None:
         """Batches and optimizer from the run's config: one sample per step when the kind
         is `per_sample` and batch_size is null, else the full batch."""
@@ -354,12 +361,8 @@ class HandWrittenSGD(Sampled):
         `device` in one copy.
         """
         batched = copy.copy(members[0])
-        autograd = not members[0]._manual
-        batched._params = {
-            name: torch.cat([m._params[name].detach() for m in members]).to(device).requires_grad_(autograd)
-            for name in members[0]._params
-        }
-        batched._grads = {name: torch.zeros_like(p) for name, p in batched._params.items()}
+        batched._hold({name: torch.cat([m._params[name].detach() for m in members]) for name in members[0]._params},
+                      device, members[0]._manual)
         batched.x = torch.cat([m.x for m in members]).to(device)
         batched.y = torch.cat([m.y for m in members]).to(device)
         batched.batches = members[0].batches.like(batched.x, batched.y, [m.seed for m in members])

@@ -38,14 +38,9 @@ class LinearGD(HandWrittenSGD):
         # The article draws w = torch.rand(1), then b = torch.rand(1), after the data.
         w, b = linear_init(cfg, (1, features), generator, data.x.dtype)
         self.least_squares = LeastSquares(bias=cfg.model.bias, per_sample=False)
-        autograd = cfg.train.grad == "autograd"
         self.x = data.x.to(device)[None]  # (K, N, F)
         self.y = data.y.to(device)[None]  # (K, N)
-        self._manual = not autograd
-        self._params = {"w": w.to(device).requires_grad_(autograd)}  # (K, F)
-        if cfg.model.bias:
-            self._params["b"] = b.to(device).requires_grad_(autograd)  # (K,)
-        self._grads = {name: torch.zeros_like(p) for name, p in self._params.items()}
+        self._hold({"w": w, **({"b": b} if cfg.model.bias else {})}, device, cfg.train.grad == "manual")  # (K, F), (K,)
         self._train_with(cfg)
         self._fast = self._manual and self.batches.full
         """Hand-derived gradients of the full batch: the precomputed S·θ − c below."""

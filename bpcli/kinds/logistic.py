@@ -51,14 +51,9 @@ class Logistic(HandWrittenSGD):
         features = data.x.shape[1]
         # As linear-gd: w ~ U[0, 1) per feature, then b ~ U[0, 1), after the data.
         w, b = linear_init(cfg, (1, features), generator, data.x.dtype)
-        autograd = cfg.train.grad == "autograd"
         self.x = data.x.to(device)[None]  # (K, N, F)
         self.y = data.y.to(device)[None]  # (K, N): 0 or 1, the index of each sample's class
-        self._manual = not autograd
-        self._params = {"w": w.to(device).requires_grad_(autograd)}  # (K, F)
-        if cfg.model.bias:
-            self._params["b"] = b.to(device).requires_grad_(autograd)  # (K,)
-        self._grads = {name: torch.zeros_like(p) for name, p in self._params.items()}
+        self._hold({"w": w, **({"b": b} if cfg.model.bias else {})}, device, cfg.train.grad == "manual")  # (K, F), (K,)
         self._train_with(cfg)
         from bpcli import likelihood
 

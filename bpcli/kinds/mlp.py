@@ -183,21 +183,17 @@ class MLP(HandWrittenSGD):
             self.task = Classification(classes=tuple(classes), loss_name=self.output.words,
                                        probabilities=self.output.probabilities)
         sizes = [data.x.shape[1], *cfg.model.hidden, outputs]
-        autograd = cfg.train.grad == "autograd"
-        self._params = {}
+        params = {}
         # Each layer initialised like nn.Linear: W, b ~ U(−1/√fan_in, 1/√fan_in), layer by layer.
         for layer, (fan_in, fan_out) in enumerate(zip(sizes, sizes[1:]), start=1):
             bound = 1 / math.sqrt(fan_in)
-            weight = uniform((1, fan_out, fan_in), generator, data.x.dtype, -bound, bound)
-            bias = uniform((1, fan_out), generator, data.x.dtype, -bound, bound)
-            self._params[f"W{layer}"] = weight.to(device).requires_grad_(autograd)  # (K, out, in)
-            self._params[f"b{layer}"] = bias.to(device).requires_grad_(autograd)  # (K, out)
-        self._grads = {name: torch.zeros_like(p) for name, p in self._params.items()}
+            params[f"W{layer}"] = uniform((1, fan_out, fan_in), generator, data.x.dtype, -bound, bound)  # (K, out, in)
+            params[f"b{layer}"] = uniform((1, fan_out), generator, data.x.dtype, -bound, bound)  # (K, out)
+        self._hold(params, device, cfg.train.grad == "manual")
         self.layers = len(sizes) - 1
         self.activation, self.activation_grad = ACTIVATIONS[cfg.model.activation]
         self.x = data.x.to(device)[None]  # (K, N, F)
         self.y = data.y.to(device)[None]  # (K, N)
-        self._manual = not autograd
         self._train_with(cfg)
 
     def _forward(self, params: Tensors, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:

@@ -45,15 +45,11 @@ class Softmax(HandWrittenSGD):
         # Like nn.Linear: W, then b, ~ U(−1/√F, 1/√F), after the data.
         bound = 1 / math.sqrt(features)
         w, b = linear_init(cfg, (1, count, features), generator, data.x.dtype, -bound, bound)
-        autograd = cfg.train.grad == "autograd"
         self.classes = count
         self.x = data.x.to(device)[None]  # (K, N, F)
         self.y = data.y.to(device)[None]  # (K, N): each sample's class index
-        self._manual = not autograd
-        self._params = {"W": w.to(device).requires_grad_(autograd)}  # (K, C, F)
-        if cfg.model.bias:
-            self._params["b"] = b.to(device).requires_grad_(autograd)  # (K, C)
-        self._grads = {name: torch.zeros_like(p) for name, p in self._params.items()}
+        # W (K, C, F) and b (K, C)
+        self._hold({"W": w, **({"b": b} if cfg.model.bias else {})}, device, cfg.train.grad == "manual")
         self._train_with(cfg)
         from bpcli import likelihood, optimizers
 
